@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/openriv/riv/internal/wire"
 
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/pcr"
@@ -131,71 +132,71 @@ func looksLikeAttest(b []byte) bool {
 // errors wrapping ErrMalformed; a wrong magic wraps ErrBadMagic.
 func ParseAttest(b []byte) (*Attest, error) {
 	b = stripTPM2B(b, looksLikeAttest)
-	r := &reader{b: b}
+	r := newReader(b)
 	a := &Attest{Raw: b}
-	a.Magic = r.u32("magic")
-	if r.err == nil && a.Magic != Magic {
+	a.Magic = r.U32("magic")
+	if r.Err == nil && a.Magic != Magic {
 		return nil, fmt.Errorf("%w: got 0x%08x", ErrBadMagic, a.Magic)
 	}
-	a.Type = r.u16("type")
-	a.QualifiedSigner = r.tpm2b(maxName, "qualifiedSigner")
-	a.ExtraData = r.tpm2b(maxData, "extraData")
+	a.Type = r.U16("type")
+	a.QualifiedSigner = r.Sized(maxName, "qualifiedSigner")
+	a.ExtraData = r.Sized(maxData, "extraData")
 	a.ClockInfo = readClock(r)
-	a.FirmwareVersion = r.u64("firmwareVersion")
-	if r.err != nil {
-		return nil, r.err
+	a.FirmwareVersion = r.U64("firmwareVersion")
+	if r.Err != nil {
+		return nil, r.Err
 	}
 	switch a.Type {
 	case TypeQuote:
 		sel := readSelection(r)
-		a.Quote = &QuoteInfo{Selection: sel, PCRDigest: r.tpm2b(maxDigest, "pcrDigest")}
+		a.Quote = &QuoteInfo{Selection: sel, PCRDigest: r.Sized(maxDigest, "pcrDigest")}
 	case TypeCertify:
-		a.Certify = &CertifyInfo{Name: r.tpm2b(maxName, "name"), QualifiedName: r.tpm2b(maxName, "qualifiedName")}
+		a.Certify = &CertifyInfo{Name: r.Sized(maxName, "name"), QualifiedName: r.Sized(maxName, "qualifiedName")}
 	case TypeCreation:
-		a.Creation = &CreationInfo{ObjectName: r.tpm2b(maxName, "objectName"), CreationHash: r.tpm2b(maxDigest, "creationHash")}
+		a.Creation = &CreationInfo{ObjectName: r.Sized(maxName, "objectName"), CreationHash: r.Sized(maxDigest, "creationHash")}
 	case TypeTime:
-		a.Time = &TimeInfo{Time: r.u64("time"), ClockInfo: readClock(r), FirmwareVersion: r.u64("time firmwareVersion")}
+		a.Time = &TimeInfo{Time: r.U64("time"), ClockInfo: readClock(r), FirmwareVersion: r.U64("time firmwareVersion")}
 	case TypeNV:
-		a.NV = &NVInfo{IndexName: r.tpm2b(maxName, "indexName"), Offset: r.u16("offset"), NVContents: r.tpm2b(maxNVBytes, "nvContents")}
+		a.NV = &NVInfo{IndexName: r.Sized(maxName, "indexName"), Offset: r.U16("offset"), NVContents: r.Sized(maxNVBytes, "nvContents")}
 	default:
 		return nil, fmt.Errorf("%w: attestation type 0x%04x not supported", ErrMalformed, a.Type)
 	}
-	if err := r.done("TPMS_ATTEST"); err != nil {
+	if err := r.Done("TPMS_ATTEST"); err != nil {
 		return nil, err
 	}
 	return a, nil
 }
 
-func readClock(r *reader) ClockInfo {
-	c := ClockInfo{Clock: r.u64("clock"), ResetCount: r.u32("resetCount"), RestartCount: r.u32("restartCount")}
-	switch s := r.u8("safe"); s {
+func readClock(r *wire.Reader) ClockInfo {
+	c := ClockInfo{Clock: r.U64("clock"), ResetCount: r.U32("resetCount"), RestartCount: r.U32("restartCount")}
+	switch s := r.U8("safe"); s {
 	case 0, 1:
 		c.Safe = s == 1
 	default:
-		r.fail(fmt.Sprintf("safe is %d, want 0 or 1", s))
+		r.Fail(fmt.Sprintf("safe is %d, want 0 or 1", s))
 	}
 	return c
 }
 
 // readSelection reads a TPML_PCR_SELECTION (Part 2 §10.9.7).
-func readSelection(r *reader) []pcr.Selection {
-	n := r.u32("pcrSelect count")
-	if r.err != nil {
+func readSelection(r *wire.Reader) []pcr.Selection {
+	n := r.U32("pcrSelect count")
+	if r.Err != nil {
 		return nil
 	}
 	if n > maxBanks {
-		r.fail(fmt.Sprintf("pcrSelect count %d exceeds %d", n, maxBanks))
+		r.Fail(fmt.Sprintf("pcrSelect count %d exceeds %d", n, maxBanks))
 		return nil
 	}
 	out := make([]pcr.Selection, 0, n)
 	for i := uint32(0); i < n; i++ {
-		bank := alg.ID(r.u16("pcrSelect hash"))
-		sz := int(r.u8("sizeofSelect"))
-		if r.err == nil && sz > maxSelect {
-			r.fail(fmt.Sprintf("sizeofSelect %d exceeds %d", sz, maxSelect))
+		bank := alg.ID(r.U16("pcrSelect hash"))
+		sz := int(r.U8("sizeofSelect"))
+		if r.Err == nil && sz > maxSelect {
+			r.Fail(fmt.Sprintf("sizeofSelect %d exceeds %d", sz, maxSelect))
 		}
-		bits := r.bytes(sz, "pcrSelect")
-		if r.err != nil {
+		bits := r.Bytes(sz, "pcrSelect")
+		if r.Err != nil {
 			return nil
 		}
 		s := pcr.Selection{Bank: bank}

@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"encoding/binary"
 	"fmt"
+	"github.com/openriv/riv/internal/wire"
 	"math/big"
 
 	"github.com/openriv/riv/pkg/alg"
@@ -69,14 +70,14 @@ func looksLikePublic(b []byte) bool {
 // ParsePublic parses a TPMT_PUBLIC or a TPM2B_PUBLIC.
 func ParsePublic(b []byte) (*Public, error) {
 	b = stripTPM2B(b, looksLikePublic)
-	r := &reader{b: b}
+	r := newReader(b)
 	p := &Public{Raw: b}
-	p.Type = alg.ID(r.u16("type"))
-	p.NameAlg = alg.ID(r.u16("nameAlg"))
-	p.Attributes = r.u32("objectAttributes")
-	p.AuthPolicy = r.tpm2b(maxDigest, "authPolicy")
-	if r.err != nil {
-		return nil, r.err
+	p.Type = alg.ID(r.U16("type"))
+	p.NameAlg = alg.ID(r.U16("nameAlg"))
+	p.Attributes = r.U32("objectAttributes")
+	p.AuthPolicy = r.Sized(maxDigest, "authPolicy")
+	if r.Err != nil {
+		return nil, r.Err
 	}
 	if !p.NameAlg.IsHash() {
 		return nil, fmt.Errorf("%w: nameAlg %v", ErrUnsupportedAlg, p.NameAlg)
@@ -85,10 +86,10 @@ func ParsePublic(b []byte) (*Public, error) {
 	case alg.RSA:
 		p.Symmetric = readSymDef(r)
 		p.Scheme, p.SchemeHash = readScheme(r)
-		p.RSABits = r.u16("keyBits")
-		exp := r.u32("exponent")
-		n := r.tpm2b(maxRSABytes, "RSA modulus")
-		if r.err != nil {
+		p.RSABits = r.U16("keyBits")
+		exp := r.U32("exponent")
+		n := r.Sized(maxRSABytes, "RSA modulus")
+		if r.Err != nil {
 			break
 		}
 		if exp == 0 {
@@ -101,13 +102,13 @@ func ParsePublic(b []byte) (*Public, error) {
 	case alg.ECC:
 		p.Symmetric = readSymDef(r)
 		p.Scheme, p.SchemeHash = readScheme(r)
-		p.Curve = r.u16("curveID")
-		if kdf := alg.ID(r.u16("kdf")); kdf != alg.Null {
-			r.u16("kdf hash")
+		p.Curve = r.U16("curveID")
+		if kdf := alg.ID(r.U16("kdf")); kdf != alg.Null {
+			r.U16("kdf hash")
 		}
-		x := r.tpm2b(maxECCBytes, "ECC x")
-		y := r.tpm2b(maxECCBytes, "ECC y")
-		if r.err != nil {
+		x := r.Sized(maxECCBytes, "ECC x")
+		y := r.Sized(maxECCBytes, "ECC y")
+		if r.Err != nil {
 			break
 		}
 		var c elliptic.Curve
@@ -127,25 +128,25 @@ func ParsePublic(b []byte) (*Public, error) {
 		}
 		p.Key = k
 	case alg.KeyedHash:
-		p.Scheme = alg.ID(r.u16("keyedHash scheme"))
+		p.Scheme = alg.ID(r.U16("keyedHash scheme"))
 		switch p.Scheme {
 		case alg.HMAC:
-			p.SchemeHash = alg.ID(r.u16("HMAC hash"))
+			p.SchemeHash = alg.ID(r.U16("HMAC hash"))
 		case alg.XOR:
-			p.SchemeHash = alg.ID(r.u16("XOR hash"))
-			r.u16("XOR kdf")
+			p.SchemeHash = alg.ID(r.U16("XOR hash"))
+			r.U16("XOR kdf")
 		case alg.Null:
 		default:
-			r.fail(fmt.Sprintf("keyedHash scheme %v", p.Scheme))
+			r.Fail(fmt.Sprintf("keyedHash scheme %v", p.Scheme))
 		}
-		r.tpm2b(maxDigest, "keyedHash unique")
+		r.Sized(maxDigest, "keyedHash unique")
 	case alg.SymCipher:
 		p.Symmetric = readSymDef(r)
-		r.tpm2b(maxDigest, "symCipher unique")
+		r.Sized(maxDigest, "symCipher unique")
 	default:
 		return nil, fmt.Errorf("%w: public type %v", ErrMalformed, p.Type)
 	}
-	if err := r.done("TPMT_PUBLIC"); err != nil {
+	if err := r.Done("TPMT_PUBLIC"); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -170,11 +171,11 @@ func eccKey(c elliptic.Curve, x, y []byte) (*ecdsa.PublicKey, error) {
 }
 
 // readSymDef reads TPMT_SYM_DEF_OBJECT (Part 2 §11.1.7).
-func readSymDef(r *reader) alg.ID {
-	a := alg.ID(r.u16("symmetric"))
-	if a != alg.Null && r.err == nil {
-		r.u16("symmetric keyBits")
-		r.u16("symmetric mode")
+func readSymDef(r *wire.Reader) alg.ID {
+	a := alg.ID(r.U16("symmetric"))
+	if a != alg.Null && r.Err == nil {
+		r.U16("symmetric keyBits")
+		r.U16("symmetric mode")
 	}
 	return a
 }
@@ -182,17 +183,17 @@ func readSymDef(r *reader) alg.ID {
 // readScheme reads TPMT_RSA_SCHEME / TPMT_ECC_SCHEME (Part 2 §11.2.4.5,
 // §11.2.5.6): a scheme, then a hash unless the scheme is Null or RSAES; ECDAA
 // adds a count.
-func readScheme(r *reader) (alg.ID, alg.ID) {
-	s := alg.ID(r.u16("scheme"))
+func readScheme(r *wire.Reader) (alg.ID, alg.ID) {
+	s := alg.ID(r.U16("scheme"))
 	switch s {
 	case alg.Null, alg.RSAES:
 		return s, alg.Null
 	case alg.ECDAA:
-		h := alg.ID(r.u16("scheme hash"))
-		r.u16("ECDAA count")
+		h := alg.ID(r.U16("scheme hash"))
+		r.U16("ECDAA count")
 		return s, h
 	}
-	return s, alg.ID(r.u16("scheme hash"))
+	return s, alg.ID(r.U16("scheme hash"))
 }
 
 // Name returns the TPM Name of the object: nameAlg || H_nameAlg(TPMT_PUBLIC)

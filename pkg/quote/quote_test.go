@@ -318,12 +318,12 @@ func TestAttestzCertify(t *testing.T) {
 		t.Fatal(err)
 	}
 	// TPMT_SENSITIVE: type, authValue, seedValue, then the HMAC key.
-	r := &reader{b: sens}
-	r.u16("type")
-	r.tpm2b(64, "auth")
-	r.tpm2b(64, "seed")
-	key := r.tpm2b(128, "key")
-	if err := r.done("sensitive"); err != nil {
+	r := newReader(sens)
+	r.U16("type")
+	r.Sized(64, "auth")
+	r.Sized(64, "seed")
+	key := r.Sized(128, "key")
+	if err := r.Done("sensitive"); err != nil {
 		t.Fatal(err)
 	}
 	if err := VerifyHMAC(key, a.Raw, sig); err != nil {

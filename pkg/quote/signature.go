@@ -42,30 +42,30 @@ func looksLikeSig(b []byte) bool {
 // rest (as some tools write it) is accepted and stripped.
 func ParseSignature(b []byte) (*Signature, error) {
 	b = stripTPM2B(b, looksLikeSig)
-	r := &reader{b: b}
-	s := &Signature{Alg: alg.ID(r.u16("sigAlg"))}
+	r := newReader(b)
+	s := &Signature{Alg: alg.ID(r.U16("sigAlg"))}
 	switch s.Alg {
 	case alg.RSASSA, alg.RSAPSS:
-		s.Hash = alg.ID(r.u16("hash"))
-		s.RSA = r.tpm2b(maxRSABytes, "RSA signature")
+		s.Hash = alg.ID(r.U16("hash"))
+		s.RSA = r.Sized(maxRSABytes, "RSA signature")
 	case alg.ECDSA, alg.ECDAA, alg.SM2, alg.ECSchnorr:
-		s.Hash = alg.ID(r.u16("hash"))
-		rb := r.tpm2b(maxECCBytes, "signatureR")
-		sb := r.tpm2b(maxECCBytes, "signatureS")
+		s.Hash = alg.ID(r.U16("hash"))
+		rb := r.Sized(maxECCBytes, "signatureR")
+		sb := r.Sized(maxECCBytes, "signatureS")
 		s.R, s.S = new(big.Int).SetBytes(rb), new(big.Int).SetBytes(sb)
 	case alg.HMAC:
-		s.Hash = alg.ID(r.u16("hash"))
-		if r.err == nil && !s.Hash.IsHash() {
+		s.Hash = alg.ID(r.U16("hash"))
+		if r.Err == nil && !s.Hash.IsHash() {
 			return nil, fmt.Errorf("%w: HMAC hash %v", ErrUnsupportedAlg, s.Hash)
 		}
-		s.HMAC = r.bytes(s.Hash.Size(), "HMAC digest")
+		s.HMAC = r.Bytes(s.Hash.Size(), "HMAC digest")
 	case alg.Null:
 	default:
-		if r.err == nil {
+		if r.Err == nil {
 			return nil, fmt.Errorf("%w: signature algorithm %v", ErrMalformed, s.Alg)
 		}
 	}
-	if err := r.done("TPMT_SIGNATURE"); err != nil {
+	if err := r.Done("TPMT_SIGNATURE"); err != nil {
 		return nil, err
 	}
 	return s, nil
