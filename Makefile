@@ -52,7 +52,7 @@ bench: setup ## run the benchmarks (see docs/BENCHMARKS.md)
 fuzz: setup ## fuzz every parser for FUZZTIME each
 	@for t in $(FUZZ_TARGETS); do \
 		p=$${t%%:*}; n=$${t##*:}; echo "== $$n ($(FUZZTIME))"; \
-		$(GO) test ./$$p -run '^$$' -fuzz "^$$n\$$" -fuzztime $(FUZZTIME) || exit 1; \
+		$(GO) test ./$$p -run '^$$' -fuzz "^$$n\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s || exit 1; \
 	done
 
 generate: ## regenerate generated code (none yet: YANG bindings come with the agent)

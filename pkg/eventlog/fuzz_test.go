@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/openriv/riv/internal/testref"
 	"github.com/openriv/riv/pkg/alg"
@@ -27,11 +28,17 @@ func fuzzLog(t *testing.T, l *Log, err error) {
 	}
 }
 
+// hangGuard crashes the fuzz worker when one input takes more than ten
+// seconds, so the fuzzer saves it: a hang on hostile input is a bug.
+func hangGuard() func() bool {
+	return time.AfterFunc(10*time.Second, func() { panic("input took more than 10s: hang") }).Stop
+}
+
 func addFiles(f *testing.F, pattern string) {
 	files, _ := filepath.Glob(testref.Path(f, pattern))
 	for _, p := range files {
 		b, err := os.ReadFile(p)
-		if err == nil && len(b) < 64<<10 {
+		if err == nil && len(b) < 16<<10 {
 			f.Add(b)
 		}
 	}
@@ -40,6 +47,7 @@ func addFiles(f *testing.F, pattern string) {
 func FuzzParseTCG(f *testing.F) {
 	addFiles(f, "eventlogs/uefi/*/*.bin")
 	f.Fuzz(func(t *testing.T, b []byte) {
+		defer hangGuard()()
 		l, err := ParseTCG(b)
 		fuzzLog(t, l, err)
 		if err == nil && len(l.Banks) > 0 {
@@ -56,6 +64,7 @@ func FuzzParseIMA(f *testing.F) {
 	addFiles(f, "eventlogs/ima/ibmtss/*.bin")
 	f.Add(testref.Read(f, "eventlogs/ima/charra/binary_runtime_measurements")[:4096])
 	f.Fuzz(func(t *testing.T, b []byte) {
+		defer hangGuard()()
 		l, err := ParseIMA(b)
 		fuzzLog(t, l, err)
 	})
@@ -65,6 +74,7 @@ func FuzzParseIMAASCII(f *testing.F) {
 	addFiles(f, "eventlogs/ima/keylime/*.txt")
 	f.Add(testref.Read(f, "eventlogs/ima/charra/ascii_runtime_measurements")[:4096])
 	f.Fuzz(func(t *testing.T, b []byte) {
+		defer hangGuard()()
 		l, err := ParseIMAASCII(b)
 		fuzzLog(t, l, err)
 	})
@@ -79,6 +89,7 @@ func FuzzParseCELTLV(f *testing.F) {
 		f.Add(out)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		defer hangGuard()()
 		l, err := ParseCELTLV(b)
 		fuzzLog(t, l, err)
 	})
@@ -94,6 +105,7 @@ func FuzzParseCELCBOR(f *testing.F) {
 		f.Add(out)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		defer hangGuard()()
 		l, err := ParseCELCBOR(b)
 		fuzzLog(t, l, err)
 	})
@@ -105,6 +117,7 @@ func FuzzParseCELJSON(f *testing.F) {
 		f.Add(out)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		defer hangGuard()()
 		l, err := ParseCELJSON(b)
 		fuzzLog(t, l, err)
 	})
@@ -113,6 +126,7 @@ func FuzzParseCELJSON(f *testing.F) {
 func FuzzParseAuto(f *testing.F) {
 	addFiles(f, "eventlogs/uefi/tpm2-tools/*.bin")
 	f.Fuzz(func(t *testing.T, b []byte) {
+		defer hangGuard()()
 		l, err := Parse(b, FormatAuto)
 		fuzzLog(t, l, err)
 	})

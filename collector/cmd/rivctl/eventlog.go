@@ -163,6 +163,12 @@ func cmdShow(args []string, out io.Writer) error {
 		case l.Format == eventlog.FormatTCG || e.ContentType == 5:
 			j.Type = e.TypeName()
 			j.Data = printable(e.Data)
+			switch eventlog.EventType(e.Type) {
+			case eventlog.EvEFIVariableDriverConfig, eventlog.EvEFIVariableBoot, eventlog.EvEFIVariableBoot2, eventlog.EvEFIVariableAuthority:
+				if v, err := eventlog.ParseUEFIVariable(e.Data); err == nil {
+					j.Data = fmt.Sprintf("%s (%d bytes)", v.Name, len(v.Data))
+				}
+			}
 			if j.Data == "" && len(e.Data) > 0 {
 				j.DataHex = hex.EncodeToString(trim(e.Data, 64))
 			}
