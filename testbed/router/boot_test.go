@@ -1,0 +1,126 @@
+package router
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/openriv/riv/pkg/alg"
+	"github.com/openriv/riv/pkg/eventlog"
+	"github.com/openriv/riv/pkg/pcr"
+	"github.com/openriv/riv/pkg/tpm"
+	"github.com/openriv/riv/pkg/tpm/tpmtest"
+)
+
+// checkReplay parses the logs as the device serves them and checks that
+// they replay to the TPM's PCRs 0–10 in every allocated bank.
+func checkReplay(t *testing.T, tp *tpm.TPM, b *Boot) {
+	t.Helper()
+	ctx := context.Background()
+	var sel []pcr.Selection
+	for _, bank := range b.Banks {
+		sel = append(sel, pcr.Selection{Bank: bank, PCRs: []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}})
+	}
+	got, err := tp.ReadPCRs(ctx, sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uefi, err := eventlog.Parse(b.UEFILog, eventlog.FormatAuto)
+	if err != nil {
+		t.Fatalf("parse UEFI log: %v", err)
+	}
+	ne, err := eventlog.Parse(b.NetequipLog, eventlog.FormatAuto)
+	if err != nil {
+		t.Fatalf("parse netequip log: %v", err)
+	}
+	if uefi.Format != eventlog.FormatTCG || ne.Format != eventlog.FormatIMA {
+		t.Fatalf("formats %v/%v", uefi.Format, ne.Format)
+	}
+	want := pcr.Values{}
+	for _, bank := range b.Banks {
+		for _, i := range []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9} {
+			want.Set(bank, i, got.Get(bank, i))
+		}
+	}
+	res, err := uefi.Verify(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK() || len(res.Quirks) > 0 || len(res.Anomalies) > 0 {
+		t.Errorf("UEFI log vs TPM: mismatches %v quirks %v anomalies %v", res.Mismatches, res.Quirks, res.Anomalies)
+	}
+	ima := pcr.Values{}
+	for _, bank := range b.Banks {
+		ima.Set(bank, NetequipPCR, got.Get(bank, NetequipPCR))
+	}
+	res, err = ne.Verify(ima)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK() || len(res.Quirks) > 0 {
+		t.Errorf("netequip log vs TPM: mismatches %v quirks %v", res.Mismatches, res.Quirks)
+	}
+	if n := ne.CheckTemplateDigests(); n != 0 {
+		t.Errorf("%d netequip template digests wrong", n)
+	}
+	sb := uefi.SecureBoot()
+	if !sb.Enabled || len(sb.DB) != 1 || len(sb.Authorities) != 1 {
+		t.Errorf("secure boot state %+v", sb)
+	}
+}
+
+func TestBootSimulatorAndReboot(t *testing.T) {
+	ctx := context.Background()
+	tp, err := tpm.Open(ctx, "sim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	img := DefaultImage("1.0")
+	b, err := BootImage(ctx, tp, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReplay(t, tp, b)
+	if len(b.Netequip.Events) != 1+6+1 {
+		t.Errorf("%d netequip entries", len(b.Netequip.Events))
+	}
+	c1, _ := tp.ReadClock(ctx)
+	// Reboot: reset the TPM and boot again; same image, same PCRs.
+	if err := tp.Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b2, err := BootImage(ctx, tp, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReplay(t, tp, b2)
+	c2, _ := tp.ReadClock(ctx)
+	if c2.ResetCount != c1.ResetCount+1 {
+		t.Errorf("resetCount %d -> %d", c1.ResetCount, c2.ResetCount)
+	}
+	if string(b2.UEFILog) != string(b.UEFILog) {
+		t.Error("the same image booted twice gave different UEFI logs")
+	}
+}
+
+func TestBootSwtpmSHA256SHA384(t *testing.T) {
+	sw := tpmtest.StartSwtpm(t, "sha256", "sha384")
+	ctx := context.Background()
+	tp, err := tpm.Open(ctx, sw.Spec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	b, err := BootImage(ctx, tp, DefaultImage("1.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Banks; len(got) != 2 || got[0] != alg.SHA256 || got[1] != alg.SHA384 {
+		t.Fatalf("banks %v, want [sha256 sha384]", got)
+	}
+	checkReplay(t, tp, b)
+	if !strings.Contains(string(b.NetequipLog), "/usr/bin/frr") {
+		t.Error("netequip log lacks the frr binary")
+	}
+}
