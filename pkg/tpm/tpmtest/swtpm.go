@@ -29,7 +29,6 @@ func (s *Swtpm) Spec() string { return "swtpm:" + s.Sock }
 // With banks given ("sha256", ...), swtpm_setup first allocates only those.
 func StartSwtpm(t testing.TB, banks ...string) *Swtpm {
 	t.Helper()
-	bin := testref.NeedTool(t, "swtpm")
 	dir := t.TempDir()
 	if len(banks) > 0 {
 		setup := testref.NeedTool(t, "swtpm_setup")
@@ -38,6 +37,13 @@ func StartSwtpm(t testing.TB, banks ...string) *Swtpm {
 			t.Fatalf("swtpm_setup: %v\n%s", err, out)
 		}
 	}
+	return startOn(t, dir)
+}
+
+// startOn starts swtpm on an existing state directory.
+func startOn(t testing.TB, dir string) *Swtpm {
+	t.Helper()
+	bin := testref.NeedTool(t, "swtpm")
 	s := &Swtpm{Dir: dir, Sock: filepath.Join(dir, "tpm.sock"), CtrlSock: filepath.Join(dir, "ctrl.sock")}
 	s.cmd = exec.Command(bin, "socket", "--tpm2",
 		"--tpmstate", "dir="+dir,
@@ -60,4 +66,48 @@ func StartSwtpm(t testing.TB, banks ...string) *Swtpm {
 	}
 	t.Fatal(fmt.Errorf("swtpm socket %s did not appear", s.Sock))
 	return nil
+}
+
+// Manufactured is an swtpm manufactured like a real TPM: EK certificates
+// in NV, issued by a project-local swtpm-localca whose root is in CARoot.
+type Manufactured struct {
+	*Swtpm
+	CARoot         string // PEM: the local CA root (the "TPM vendor" anchor)
+	CAIntermediate string // PEM: the EK-issuing CA
+}
+
+// StartManufacturedSwtpm runs swtpm_setup with EK and platform
+// certificates (keeping the CA in a temp dir, never /var/lib), then starts
+// swtpm on that state.
+func StartManufacturedSwtpm(t testing.TB, banks ...string) *Manufactured {
+	t.Helper()
+	setup := testref.NeedTool(t, "swtpm_setup")
+	testref.NeedTool(t, "swtpm_localca")
+	dir := t.TempDir()
+	state, ca := filepath.Join(dir, "state"), filepath.Join(dir, "ca")
+	for _, d := range []string{state, ca} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(banks) == 0 {
+		banks = []string{"sha256", "sha384"}
+	}
+	files := map[string]string{
+		"localca.conf":    fmt.Sprintf("statedir = %[1]s\nsigningkey = %[1]s/signkey.pem\nissuercert = %[1]s/issuercert.pem\ncertserial = %[1]s/certserial\n", ca),
+		"localca.options": "--platform-manufacturer RIV\n--platform-version 1.0\n--platform-model rtr-1000\n",
+		"setup.conf":      fmt.Sprintf("create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = %[1]s/localca.conf\ncreate_certs_tool_options = %[1]s/localca.options\nactive_pcr_banks = %[2]s\n", dir, strings.Join(banks, ",")),
+	}
+	for n, c := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(c), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := exec.Command(setup, "--tpm2", "--config", filepath.Join(dir, "setup.conf"), "--tpmstate", state,
+		"--create-ek-cert", "--create-platform-cert", "--overwrite").CombinedOutput()
+	if err != nil {
+		t.Fatalf("swtpm_setup: %v\n%s", err, out)
+	}
+	sw := startOn(t, state)
+	return &Manufactured{Swtpm: sw, CARoot: filepath.Join(ca, "swtpm-localca-rootca-cert.pem"), CAIntermediate: filepath.Join(ca, "issuercert.pem")}
 }

@@ -1,0 +1,133 @@
+// Command riv-agent is the RIV attester that runs on each router. This
+// build implements provisioning:
+//
+//	riv-agent provision --tpm SPEC --dir DIR --serial S --model M [--alg ecc-p256|ecc-p384|rsa-2048] [--local]
+//	                    --ca-cert CA.pem --ca-key CA-KEY.pem --tpm-ca VENDOR-CA.pem [--tpm-ca ...]
+//
+// It creates the IDevID and IAK (or, with --local, the owner's LDevID and
+// LAK) in the TPM at persistent handles, enrolls them with the given CA —
+// CSR, TPM2_Certify evidence, EK certificate check and credential
+// activation — and writes the certificates to DIR. Running it again on a
+// provisioned device changes nothing. The in-process CA (--ca-cert,
+// --ca-key) is for the testbed and lab use; the NETCONF-served agent comes
+// with the next milestone.
+package main
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/openriv/riv/agent/provision"
+	"github.com/openriv/riv/pkg/identity"
+	"github.com/openriv/riv/pkg/tpm"
+)
+
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(s string) error { *m = append(*m, s); return nil }
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] != "provision" {
+		fmt.Fprintln(os.Stderr, "usage: riv-agent provision --tpm SPEC --dir DIR --serial S --model M --ca-cert F --ca-key F --tpm-ca F [--alg A] [--local]")
+		os.Exit(2)
+	}
+	if err := runProvision(os.Args[2:], os.Stdout); err != nil {
+		fmt.Fprintf(os.Stderr, "riv-agent: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func runProvision(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("provision", flag.ContinueOnError)
+	tpmSpec := fs.String("tpm", "/dev/tpmrm0", "TPM: /dev/tpmrm0, swtpm:PATH, swtpm:HOST:PORT or sim")
+	dir := fs.String("dir", "/etc/riv", "where certificates are written")
+	serial := fs.String("serial", "", "device serial number")
+	model := fs.String("model", "", "device model")
+	algName := fs.String("alg", "ecc-p256", "key algorithm: ecc-p256, ecc-p384 or rsa-2048")
+	local := fs.Bool("local", false, "enroll the owner's LDevID/LAK instead of IDevID/IAK")
+	caCert := fs.String("ca-cert", "", "issuing CA certificate (PEM)")
+	caKey := fs.String("ca-key", "", "issuing CA private key (PEM, PKCS#8)")
+	var tpmCAs multi
+	fs.Var(&tpmCAs, "tpm-ca", "TPM vendor CA certificates (PEM; repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *serial == "" || *caCert == "" || *caKey == "" || len(tpmCAs) == 0 {
+		return errors.New("provision: --serial, --ca-cert, --ca-key and --tpm-ca are required")
+	}
+	alg, err := tpm.ParseKeyAlg(*algName)
+	if err != nil {
+		return err
+	}
+	ca, err := loadCA(*caCert, *caKey)
+	if err != nil {
+		return err
+	}
+	auth := &identity.Authority{CA: ca, MakeCredential: tpm.MakeCredential, Local: *local}
+	for _, f := range tpmCAs {
+		if err := addCerts(auth, f); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	tp, err := tpm.Open(ctx, *tpmSpec)
+	if err != nil {
+		return err
+	}
+	defer tp.Close()
+	res, err := provision.Provision(ctx, tp, auth, provision.Options{Serial: *serial, Model: *model, Alg: alg, Local: *local, Dir: *dir})
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(out, nil))
+	log.Info("provisioned", "serial", *serial, "created", res.Created, "identity_handle", fmt.Sprintf("0x%08x", uint32(res.IDKey.Handle)),
+		"ak_handle", fmt.Sprintf("0x%08x", uint32(res.AKKey.Handle)), "identity_cert_serial", res.ID.SerialNumber.Text(16), "dir", *dir)
+	return nil
+}
+
+func loadCA(certFile, keyFile string) (*identity.CA, error) {
+	c, err := provision.LoadCert(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("CA certificate: %w", err)
+	}
+	b, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("CA key: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("CA key %s: no PEM block", keyFile)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("CA key %s: %w", keyFile, err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("CA key %s: not a signing key", keyFile)
+	}
+	return &identity.CA{Cert: c, Signer: s}, nil
+}
+
+func addCerts(a *identity.Authority, file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("TPM CA: %w", err)
+	}
+	if _, err := a.AddTPMCAs(b); err != nil {
+		return fmt.Errorf("TPM CA %s: %w", file, err)
+	}
+	return nil
+}
