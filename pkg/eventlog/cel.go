@@ -105,7 +105,6 @@ func ParseCELTLV(raw []byte) (*Log, error) {
 	if len(l.Events) == 0 {
 		return nil, fmt.Errorf("parse CEL: %w: no records", ErrMalformed)
 	}
-	checkCELDigests(l)
 	return l, nil
 }
 
@@ -225,31 +224,27 @@ func setCELContent(e *Event, first, second []byte) error {
 	return nil
 }
 
-// checkCELDigests flags records whose digest is defined by their content
+// checkCELDigest flags a record whose digest is defined by its content
 // and does not match: IMA templates (the template hash), PC Client events
 // of the types checkDataDigest knows, and opaque content types, which the
 // Confidential Space launcher (go-tpm-tools) measures as H(content TLV).
-func checkCELDigests(l *Log) {
-	for i := range l.Events {
-		e := &l.Events[i]
-		switch e.ContentType {
-		case celPCClientStd:
-			checkDataDigest(e)
-		case celIMATemplate:
-			for _, d := range e.Digests {
-				th, _ := newTemplateHasher(d.Alg)
-				if th != nil && !isZero(d.Value) && !bytes.Equal(th.sum(e), d.Value) {
-					e.Anomaly = fmt.Sprintf("%v digest is not the hash of the IMA template", d.Alg)
-				}
+func checkCELDigest(e *Event, hs *hashers, banks []alg.ID) {
+	switch e.ContentType {
+	case celPCClientStd:
+		checkDataDigest(e, hs, banks)
+	case celMgt:
+	case celIMATemplate:
+		for _, b := range banks {
+			if d := e.Digest(b); d != nil && !isZero(d) && !bytes.Equal(hs.template(b, e), d) {
+				e.Anomaly = fmt.Sprintf("%v digest is not the hash of the IMA template", b)
 			}
-		case celMgt:
-		default:
-			tlv := append([]byte{e.ContentType}, binary.BigEndian.AppendUint32(nil, uint32(len(e.Data)))...)
-			tlv = append(tlv, e.Data...)
-			for _, d := range e.Digests {
-				if !bytes.Equal(d.Alg.Sum(tlv), d.Value) {
-					e.Anomaly = fmt.Sprintf("%v digest is not the hash of the content TLV", d.Alg)
-				}
+		}
+	default:
+		tlv := append([]byte{e.ContentType}, binary.BigEndian.AppendUint32(nil, uint32(len(e.Data)))...)
+		tlv = append(tlv, e.Data...)
+		for _, b := range banks {
+			if d := e.Digest(b); d != nil && !bytes.Equal(hs.sum(b, tlv), d) {
+				e.Anomaly = fmt.Sprintf("%v digest is not the hash of the content TLV", b)
 			}
 		}
 	}
@@ -349,7 +344,6 @@ func ParseCELJSON(raw []byte) (*Log, error) {
 		return nil, fmt.Errorf("parse CEL JSON: %w: no records", ErrMalformed)
 	}
 	l.Banks = sortedBanks(banks)
-	checkCELDigests(l)
 	return l, nil
 }
 
@@ -451,7 +445,6 @@ func ParseCELCBOR(raw []byte) (*Log, error) {
 		return nil, fmt.Errorf("parse CEL CBOR: %w: no records", ErrMalformed)
 	}
 	l.Banks = sortedBanks(banks)
-	checkCELDigests(l)
 	return l, nil
 }
 

@@ -116,9 +116,25 @@ type SpecID struct {
 	VersionMinor  uint8
 	Errata        uint8
 	UintnSize     uint8
-	Algs          []Digest // Value unused; sizes in DigestSizes
-	DigestSizes   map[alg.ID]int
+	Algs          []SpecAlg
 	VendorInfo    []byte
+}
+
+// SpecAlg is one algorithm of a Spec ID event and its digest size.
+type SpecAlg struct {
+	Alg  alg.ID
+	Size int
+}
+
+// size returns the digest size the Spec ID gives for a, or -1. A linear
+// scan: logs list two or three algorithms, and this runs per digest.
+func (s *SpecID) size(a alg.ID) int {
+	for _, x := range s.Algs {
+		if x.Alg == a {
+			return x.Size
+		}
+	}
+	return -1
 }
 
 // Log is a parsed event log.
@@ -225,9 +241,16 @@ func (l *Log) Replay(opts ReplayOptions) (pcr.Values, error) {
 }
 
 // replayDigests extends each event's digest in bank b. extra events (from
-// a quirk) are appended after the log's own.
+// a quirk) are appended after the log's own. One hash and a fixed array of
+// PCR states serve the whole replay: it allocates per bank, not per event.
 func (l *Log) replayDigests(b alg.ID, extra []Event) (map[int][]byte, error) {
-	vals := map[int][]byte{}
+	h, err := b.New()
+	if err != nil {
+		return nil, err
+	}
+	size := b.Size()
+	var state [32][64]byte
+	var touched uint32
 	ext := func(e *Event) error {
 		if e.PCR < 0 || (l.Format == FormatTCG && EventType(e.Type) == EvNoAction) {
 			return nil
@@ -236,14 +259,18 @@ func (l *Log) replayDigests(b alg.ID, extra []Event) (map[int][]byte, error) {
 		if d == nil {
 			return fmt.Errorf("%w: %v: event %d (PCR %d) has no digest in it (log has %v)", ErrMissingBank, b, e.Seq, e.PCR, l.Banks)
 		}
-		cur, ok := vals[e.PCR]
-		if !ok {
-			cur = pcr.Initial(b, e.PCR)
+		st := &state[e.PCR]
+		if touched&(1<<uint(e.PCR)) == 0 {
+			touched |= 1 << uint(e.PCR)
+			copy(st[:size], pcr.Initial(b, e.PCR))
 			if e.PCR == 0 {
-				cur[len(cur)-1] = l.StartupLocality
+				st[size-1] = l.StartupLocality
 			}
 		}
-		vals[e.PCR] = pcr.Extend(b, cur, d)
+		h.Reset()
+		h.Write(st[:size])
+		h.Write(d)
+		h.Sum(st[:0])
 		return nil
 	}
 	for i := range l.Events {
@@ -254,6 +281,12 @@ func (l *Log) replayDigests(b alg.ID, extra []Event) (map[int][]byte, error) {
 	for i := range extra {
 		if err := ext(&extra[i]); err != nil {
 			return nil, err
+		}
+	}
+	vals := map[int][]byte{}
+	for i := 0; i < 32; i++ {
+		if touched&(1<<uint(i)) != 0 {
+			vals[i] = append([]byte(nil), state[i][:size]...)
 		}
 	}
 	return vals, nil

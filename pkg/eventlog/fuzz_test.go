@@ -21,7 +21,7 @@ func fuzzLog(t *testing.T, l *Log, err error) {
 	}
 	l.Replay(ReplayOptions{})
 	l.Replay(ReplayOptions{Banks: []alg.ID{alg.SHA256}, IMAPadSHA1: true})
-	l.CheckTemplateDigests()
+	l.CheckDigests()
 	l.SecureBoot()
 	for _, f := range []Format{FormatCELTLV, FormatCELJSON, FormatCELCBOR} {
 		WriteCEL(l, f)

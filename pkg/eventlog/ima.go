@@ -342,32 +342,6 @@ func (l *Log) replayIMA(b alg.ID, padSHA1 bool) (map[int][]byte, error) {
 	return out, nil
 }
 
-// CheckTemplateDigests flags IMA entries whose logged template digest is
-// not the hash of their template data (a log edited after the fact).
-// Violations (all-zero digests) are expected and not flagged.
-func (l *Log) CheckTemplateDigests() int {
-	if l.Format != FormatIMA && l.Format != FormatIMAASCII {
-		return 0
-	}
-	th, err := newTemplateHasher(l.Banks[0])
-	if err != nil {
-		return 0
-	}
-	bad := 0
-	for i := range l.Events {
-		e := &l.Events[i]
-		d := e.Digests[0].Value
-		if isZero(d) {
-			continue
-		}
-		if !bytes.Equal(th.sum(e), d) {
-			e.Anomaly = fmt.Sprintf("template digest %x is not the %v of the template data", d, l.Banks[0])
-			bad++
-		}
-	}
-	return bad
-}
-
 // DetectIMARule replays an IMA log in bank b both ways and reports which
 // rule reproduces want: "rehash" (kernel ≥ 5.8), "pad-sha1" (older
 // kernels), or "" when neither does.

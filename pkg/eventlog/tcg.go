@@ -48,12 +48,14 @@ func ParseTCG(raw []byte) (*Log, error) {
 		}
 		l.SpecID = sid
 		first.Seq = 0
+		l.Events = make([]Event, 0, 1+len(raw)/256)
 		l.Events = append(l.Events, first)
+		pool := &digestPool{n: len(sid.Algs)}
 		for seq := 1; r.Left() > 0; seq++ {
 			if seq > maxEvents {
 				return nil, fmt.Errorf("parse TCG log: %w: more than %d events", ErrMalformed, maxEvents)
 			}
-			e := readAgileEvent(r, sid, seq)
+			e := readAgileEvent(r, sid, seq, pool)
 			if r.Err != nil {
 				return nil, fmt.Errorf("parse TCG log: event %d: %w", seq, r.Err)
 			}
@@ -81,7 +83,6 @@ func ParseTCG(raw []byte) (*Log, error) {
 		if EventType(e.Type) == EvNoAction && e.PCR == 0 && bytes.HasPrefix(e.Data, []byte(startupLoc)) && len(e.Data) == len(startupLoc)+1 {
 			l.StartupLocality = e.Data[len(startupLoc)]
 		}
-		checkDataDigest(e)
 	}
 	return l, nil
 }
@@ -139,7 +140,7 @@ func readLegacyEvent(r *wire.Reader, seq int) Event {
 }
 
 // readAgileEvent reads a TCG_PCR_EVENT2, digest sizes from the Spec ID.
-func readAgileEvent(r *wire.Reader, sid *SpecID, seq int) Event {
+func readAgileEvent(r *wire.Reader, sid *SpecID, seq int, pool *digestPool) Event {
 	e := Event{Seq: seq, IndexType: celPCR}
 	e.PCR = int(r.U32("pcrIndex"))
 	e.Type = r.U32("eventType")
@@ -148,11 +149,11 @@ func readAgileEvent(r *wire.Reader, sid *SpecID, seq int) Event {
 		r.Fail(fmt.Sprintf("digest count %d (Spec ID lists %d)", n, len(sid.Algs)))
 		return e
 	}
-	e.Digests = make([]Digest, 0, n)
+	e.Digests = pool.take(int(n))
 	for i := uint32(0); i < n && r.Err == nil; i++ {
 		a := alg.ID(r.U16("digest alg"))
-		size, ok := sid.DigestSizes[a]
-		if r.Err == nil && !ok {
+		size := sid.size(a)
+		if r.Err == nil && size < 0 {
 			r.Fail(fmt.Sprintf("digest algorithm %v not in Spec ID", a))
 			return e
 		}
@@ -163,10 +164,26 @@ func readAgileEvent(r *wire.Reader, sid *SpecID, seq int) Event {
 	return e
 }
 
+// digestPool hands out digest slices from shared chunks: one allocation per
+// 64 events instead of one per event.
+type digestPool struct {
+	n     int // digests per event (the Spec ID's algorithm count)
+	chunk []Digest
+}
+
+func (p *digestPool) take(k int) []Digest {
+	if cap(p.chunk)-len(p.chunk) < k {
+		p.chunk = make([]Digest, 0, max(64*p.n, k))
+	}
+	d := p.chunk[len(p.chunk) : len(p.chunk) : len(p.chunk)+k]
+	p.chunk = p.chunk[:len(p.chunk)+k]
+	return d
+}
+
 // parseSpecID parses TCG_EfiSpecIdEvent (PFP §10.4.5.1).
 func parseSpecID(b []byte) (*SpecID, error) {
 	r := newLE(b)
-	s := &SpecID{DigestSizes: map[alg.ID]int{}}
+	s := &SpecID{}
 	s.Signature = string(bytes.TrimRight(r.Bytes(16, "signature"), "\x00"))
 	s.PlatformClass = r.U32("platformClass")
 	s.VersionMinor = r.U8("specVersionMinor")
@@ -189,8 +206,7 @@ func parseSpecID(b []byte) (*SpecID, error) {
 		if size == 0 || size > 64 {
 			return nil, fmt.Errorf("%w: Spec ID digest size %d for %v", ErrMalformed, size, a)
 		}
-		s.Algs = append(s.Algs, Digest{Alg: a})
-		s.DigestSizes[a] = size
+		s.Algs = append(s.Algs, SpecAlg{Alg: a, Size: size})
 	}
 	s.VendorInfo = r.Bytes(int(r.U8("vendorInfoSize")), "vendorInfo")
 	if err := r.Done("Spec ID event"); err != nil {
@@ -199,21 +215,22 @@ func parseSpecID(b []byte) (*SpecID, error) {
 	return s, nil
 }
 
-// checkDataDigest flags events whose digest the PFP defines as the hash of
-// the event data but which do not match it (PFP §10.4.1: EV_SEPARATOR,
+// checkDataDigest flags an event whose digest the PFP defines as the hash
+// of the event data but which does not match it (PFP §10.4.1: EV_SEPARATOR,
 // EV_EFI_ACTION, EV_EFI_VARIABLE_DRIVER_CONFIG, EV_EFI_HCRTM_EVENT).
-func checkDataDigest(e *Event) {
+func checkDataDigest(e *Event, hs *hashers, banks []alg.ID) {
 	switch EventType(e.Type) {
 	case EvSeparator, EvEFIAction, EvEFIVariableDriverConfig, EvEFIHCRTMEvent:
 	default:
 		return
 	}
-	for _, d := range e.Digests {
-		if !d.Alg.IsHash() {
+	for _, b := range banks {
+		d := e.Digest(b)
+		if d == nil {
 			continue
 		}
-		if !bytes.Equal(d.Alg.Sum(e.Data), d.Value) {
-			e.Anomaly = fmt.Sprintf("%v digest %x is not the %v of the event data", EventType(e.Type), d.Value, d.Alg)
+		if !bytes.Equal(hs.sum(b, e.Data), d) {
+			e.Anomaly = fmt.Sprintf("%v digest %x is not the %v of the event data", EventType(e.Type), d, b)
 			return
 		}
 	}

@@ -131,6 +131,7 @@ func TestCELRoundTrip(t *testing.T) {
 				if !vals.Equal(want) {
 					t.Errorf("CEL replays differently:\n%s", strings.Join(vals.Diff(want), "\n"))
 				}
+				got.CheckDigests()
 				for _, e := range got.Events {
 					if e.Anomaly != "" {
 						t.Errorf("record %d: %s", e.Seq, e.Anomaly)
@@ -277,7 +278,7 @@ func TestStartupLocality(t *testing.T) {
 	l.Events[2].Digests[0].Value = alg.SHA256.Sum([]byte("lie"))
 	raw, _ = WriteTCG(l)
 	got, _ = ParseTCG(raw)
-	if got.Events[3].Anomaly == "" {
+	if got.CheckDigests() != 1 || got.Events[3].Anomaly == "" {
 		t.Error("separator digest mismatch not flagged")
 	}
 }

@@ -200,6 +200,11 @@ func readSelection(r *wire.Reader) []pcr.Selection {
 			return nil
 		}
 		s := pcr.Selection{Bank: bank}
+		n := 0
+		for _, v := range bits {
+			n += popcount(v)
+		}
+		s.PCRs = make([]int, 0, n)
 		for byteIdx, v := range bits {
 			for bit := 0; bit < 8; bit++ {
 				if v&(1<<uint(bit)) != 0 {
@@ -222,4 +227,12 @@ func AppendSelection(b []byte, sel []pcr.Selection) []byte {
 		b = append(b, 3, byte(m), byte(m>>8), byte(m>>16))
 	}
 	return b
+}
+
+func popcount(v byte) int {
+	n := 0
+	for ; v != 0; v &= v - 1 {
+		n++
+	}
+	return n
 }

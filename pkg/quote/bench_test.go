@@ -10,6 +10,7 @@ import (
 	"crypto/sha512"
 	"encoding/binary"
 	"testing"
+	"time"
 
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/pcr"
@@ -102,6 +103,56 @@ func BenchmarkQuoteVerify(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkQuoteOverhead is everything Verify does besides the signature:
+// parsing both structures, the nonce check and the PCR digest.
+func BenchmarkQuoteOverhead(b *testing.B) {
+	attest, nonce, vals := benchQuote(b, alg.SHA256)
+	sig := (&Signature{Alg: alg.RSASSA, Hash: alg.SHA256, RSA: make([]byte, 256)}).Marshal(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		a, err := ParseAttest(attest)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := ParseSignature(sig); err != nil {
+			b.Fatal(err)
+		}
+		if string(a.ExtraData) != string(nonce) {
+			b.Fatal("nonce")
+		}
+		if _, err := PCRDigest(alg.SHA256, a.Quote.Selection, vals); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkQuoteVerifyRatio interleaves the bare signature check and the
+// full quote verification call by call, so machine noise hits both alike,
+// and reports full/bare as "x-bare" (target: at most 1.1).
+func BenchmarkQuoteVerifyRatio(b *testing.B) {
+	for _, k := range benchKeys(b) {
+		attest, nonce, vals := benchQuote(b, k.hash)
+		s := k.sign(k.hash.Sum(attest))
+		sig := s.Marshal(0)
+		b.Run(k.name, func(b *testing.B) {
+			var bare, full time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				if !k.bare(attest, s) {
+					b.Fatal("bad signature")
+				}
+				t1 := time.Now()
+				if _, err := Verify(k.pub, attest, sig, Options{Nonce: nonce, PCRs: vals}); err != nil {
+					b.Fatal(err)
+				}
+				full += time.Since(t1)
+				bare += t1.Sub(t0)
+			}
+			b.ReportMetric(float64(full)/float64(bare), "x-bare")
 		})
 	}
 }

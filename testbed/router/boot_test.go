@@ -60,7 +60,7 @@ func checkReplay(t *testing.T, tp *tpm.TPM, b *Boot) {
 	if !res.OK() || len(res.Quirks) > 0 {
 		t.Errorf("netequip log vs TPM: mismatches %v quirks %v", res.Mismatches, res.Quirks)
 	}
-	if n := ne.CheckTemplateDigests(); n != 0 {
+	if n := ne.CheckDigests(); n != 0 {
 		t.Errorf("%d netequip template digests wrong", n)
 	}
 	sb := uefi.SecureBoot()

@@ -148,7 +148,7 @@ func cmdShow(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	l.CheckTemplateDigests()
+	l.CheckDigests()
 	enc := json.NewEncoder(out)
 	for i := range l.Events {
 		e := &l.Events[i]
