@@ -74,8 +74,8 @@ func (v Values) Diff(want Values) []string {
 	return out
 }
 
-// Extend sets cur = H(cur || digest) in place semantics: it returns the new
-// value, written into dst when dst has capacity.
+// Extend returns H(cur || digest), the value of a PCR holding cur after
+// TPM2_PCR_Extend with digest.
 func Extend(bank alg.ID, cur, digest []byte) []byte {
 	return bank.Sum(cur, digest)
 }

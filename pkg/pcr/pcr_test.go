@@ -1,0 +1,68 @@
+package pcr
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/openriv/riv/pkg/alg"
+)
+
+func TestValuesJSON(t *testing.T) {
+	v := Values{}
+	v.Set(alg.SHA256, 0, alg.SHA256.Sum([]byte("a")))
+	v.Set(alg.SHA1, 10, alg.SHA1.Sum([]byte("b")))
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"sha256":{"0":"ca978112`) {
+		t.Errorf("Marshal = %s", b)
+	}
+	var got Values
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !got.Equal(v) {
+		t.Errorf("round trip: %v", got.Diff(v))
+	}
+	for _, bad := range []string{`{"md5":{"0":"00"}}`, `{"sha1":{"24":"` + strings.Repeat("00", 20) + `"}}`, `{"sha1":{"0":"00"}}`, `{"sha1":{"x":"00"}}`, `[1]`} {
+		if err := json.Unmarshal([]byte(bad), &got); err == nil {
+			t.Errorf("Unmarshal(%s) succeeded", bad)
+		}
+	}
+}
+
+func TestSelection(t *testing.T) {
+	got, err := ParseSelection("sha256:0-3,7+sha1:10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Selection{{Bank: alg.SHA256, PCRs: []int{0, 1, 2, 3, 7}}, {Bank: alg.SHA1, PCRs: []int{10}}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ParseSelection (-want +got):\n%s", diff)
+	}
+	if !EqualSelections(got, []Selection{{Bank: alg.SHA1, PCRs: []int{10}}, {Bank: alg.SHA256, PCRs: []int{7, 0, 1, 2, 3}}}) {
+		t.Error("EqualSelections ignores order")
+	}
+	miss := MissingFrom([]Selection{{Bank: alg.SHA256, PCRs: []int{0, 1}}}, got)
+	if diff := cmp.Diff([]string{"sha256 PCRs [2 3 7]", "sha1 PCRs [10]"}, miss); diff != "" {
+		t.Errorf("MissingFrom (-want +got):\n%s", diff)
+	}
+	for _, bad := range []string{"sha256", "md5:1", "sha1:24", "sha1:3-1", "sha1:a"} {
+		if _, err := ParseSelection(bad); err == nil {
+			t.Errorf("ParseSelection(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestInitial(t *testing.T) {
+	if v := Initial(alg.SHA256, 17); v[0] != 0xff || v[31] != 0xff {
+		t.Errorf("PCR 17 reset value %x, want all ones", v)
+	}
+	if v := Initial(alg.SHA256, 16); v[0] != 0 {
+		t.Errorf("PCR 16 reset value %x, want zeros", v)
+	}
+}
