@@ -219,14 +219,15 @@ func TestReferenceQuotesTampered(t *testing.T) {
 			// and extraData; flipping it keeps the structure valid.
 			off := len(v.attest) - len(a.Raw) + 6 + 2 + len(a.QualifiedSigner) + 2 + len(a.ExtraData) + 3
 			// For the signature, flip a byte in the middle of the value.
-			cases := []struct {
+			type tamper struct {
 				name   string
 				attest []byte
 				sig    []byte
 				nonce  []byte
 				pcrs   pcr.Values
 				want   error
-			}{
+			}
+			cases := []tamper{
 				{"nonce", v.attest, v.sig, append(bytes.Clone(v.nonce), 0x01), v.pcrs, ErrNonceMismatch},
 				{"signature byte", v.attest, flip(v.sig, len(v.sig)-10), v.nonce, v.pcrs, ErrSignature},
 				{"attested byte", flip(v.attest, off), v.sig, v.nonce, v.pcrs, ErrSignature},
@@ -241,14 +242,7 @@ func TestReferenceQuotesTampered(t *testing.T) {
 				b := alt.Banks()[0]
 				i := alt.Indexes(b)[0]
 				alt[b][i] = flip(alt[b][i], 0)
-				cases = append(cases, struct {
-					name   string
-					attest []byte
-					sig    []byte
-					nonce  []byte
-					pcrs   pcr.Values
-					want   error
-				}{"pcr value", v.attest, v.sig, v.nonce, alt, ErrPCRDigestMismatch})
+				cases = append(cases, tamper{"pcr value", v.attest, v.sig, v.nonce, alt, ErrPCRDigestMismatch})
 			}
 			for _, c := range cases {
 				_, err := Verify(v.pub, c.attest, c.sig, Options{Nonce: c.nonce, PCRs: c.pcrs})

@@ -6,11 +6,8 @@ package attack
 import (
 	"context"
 	"crypto/x509"
-	"fmt"
 	"time"
 
-	"github.com/openriv/riv/pkg/alg"
-	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/tpm"
 	"github.com/openriv/riv/testbed/router"
@@ -44,35 +41,7 @@ func Rollback(older string) func(*router.Image) *router.Image {
 // RuntimeUnsignedBinary runs a binary that no vendor RIM lists after boot:
 // the NOS measures it into PCR 10 and appends it to the netequip_boot log.
 func RuntimeUnsignedBinary(ctx context.Context, tp *tpm.TPM, b *router.Boot, path string, content []byte) error {
-	banks := append([]alg.ID{alg.SHA1}, b.Banks...)
-	e := eventlog.IMAEntryFor(router.NetequipPCR, alg.SHA256, alg.SHA256.Sum(content), path, nil, uniq(banks))
-	ds := map[alg.ID][]byte{}
-	for _, bank := range b.Banks {
-		ds[bank] = e.Digest(bank)
-	}
-	if err := tp.Extend(ctx, router.NetequipPCR, ds); err != nil {
-		return fmt.Errorf("runtime binary: %w", err)
-	}
-	e.Seq = len(b.Netequip.Events)
-	b.Netequip.Events = append(b.Netequip.Events, e)
-	raw, err := eventlog.WriteIMA(b.Netequip.Events, alg.SHA1)
-	if err != nil {
-		return err
-	}
-	b.NetequipLog = raw
-	return nil
-}
-
-func uniq(in []alg.ID) []alg.ID {
-	seen := map[alg.ID]bool{}
-	var out []alg.ID
-	for _, a := range in {
-		if !seen[a] {
-			seen[a] = true
-			out = append(out, a)
-		}
-	}
-	return out
+	return b.MeasureFile(ctx, tp, path, content)
 }
 
 // Identity attacks change the certificates a device presents.

@@ -216,6 +216,23 @@ func BootImage(ctx context.Context, tp *tpm.TPM, img *Image) (*Boot, error) {
 	return boot, nil
 }
 
+// MeasureFile is the NOS measuring a file at run time (an executable it
+// is about to run, a configuration it loads): extended into PCR 10 and
+// appended to the netequip_boot log.
+func (b *Boot) MeasureFile(ctx context.Context, tp *tpm.TPM, name string, content []byte) error {
+	n := &netequip{ctx: ctx, tp: tp, banks: b.Banks, log: b.Netequip.Events}
+	if err := n.measure(name, alg.SHA256.Sum(content), alg.SHA256); err != nil {
+		return fmt.Errorf("measure %s: %w", name, err)
+	}
+	b.Netequip.Events = n.log
+	raw, err := eventlog.WriteIMA(n.log, alg.SHA1)
+	if err != nil {
+		return err
+	}
+	b.NetequipLog = raw
+	return nil
+}
+
 // imageLoadEvent encodes a UEFI_IMAGE_LOAD_EVENT with a file-path device
 // path (PFP §10.4.3).
 func imageLoadEvent(size int, path string) []byte {
