@@ -1,0 +1,80 @@
+package rim
+
+import (
+	"encoding/hex"
+	"fmt"
+	"sort"
+
+	"github.com/openriv/riv/pkg/alg"
+)
+
+// Index answers "which signed RIM lists this file hash?" for appraisal,
+// and knows which tags newer tags supersede, so that a rollback to an
+// older, once-valid image is recognised.
+type Index struct {
+	tags       map[string]*Tag     // by tag-id
+	files      map[string][]Match  // by alg:hex(hash)
+	superseded map[string][]string // tag-id → the tag-ids that supersede it
+}
+
+// Match is a reference file hash and the tag that lists it.
+type Match struct {
+	TagID string
+	Name  string // software-name
+	Ver   string // software-version
+	Path  string
+}
+
+// NewIndex returns an empty index.
+func NewIndex() *Index {
+	return &Index{tags: map[string]*Tag{}, files: map[string][]Match{}, superseded: map[string][]string{}}
+}
+
+func key(a alg.ID, h []byte) string { return a.String() + ":" + hex.EncodeToString(h) }
+
+// Add indexes a verified CoSWID. Re-adding a tag-id replaces nothing and
+// fails: two different tags with one id is a supply-chain error.
+func (x *Index) Add(t *Tag) error {
+	id := t.TagID.String()
+	if _, dup := x.tags[id]; dup {
+		return fmt.Errorf("tag %s indexed twice", id)
+	}
+	x.tags[id] = t
+	for _, f := range t.Files() {
+		if f.Alg.IsHash() {
+			k := key(f.Alg, f.Hash)
+			x.files[k] = append(x.files[k], Match{TagID: id, Name: t.SoftwareName, Ver: t.SoftwareVersion, Path: f.Path})
+		}
+	}
+	sup, _ := t.LinkedTags("supersedes")
+	for _, old := range sup {
+		x.superseded[old] = append(x.superseded[old], id)
+	}
+	return nil
+}
+
+// Lookup returns the tags listing a file hash.
+func (x *Index) Lookup(a alg.ID, h []byte) []Match { return x.files[key(a, h)] }
+
+// SupersededBy returns the tag-ids that supersede tagID (transitively), or
+// nil if it is current.
+func (x *Index) SupersededBy(tagID string) []string {
+	seen := map[string]bool{}
+	var out []string
+	var walk func(string)
+	walk = func(id string) {
+		for _, n := range x.superseded[id] {
+			if !seen[n] {
+				seen[n] = true
+				out = append(out, n)
+				walk(n)
+			}
+		}
+	}
+	walk(tagID)
+	sort.Strings(out)
+	return out
+}
+
+// Tag returns an indexed tag.
+func (x *Index) Tag(id string) *Tag { return x.tags[id] }
