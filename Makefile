@@ -11,7 +11,8 @@ DEB_PKGS  := gcc libssl-dev swtpm swtpm-tools tpm2-tools libyang2-tools snmp snm
 BINARIES  := rivctl riv-demo
 FUZZ_TARGETS := pkg/eventlog:FuzzParseTCG pkg/eventlog:FuzzParseIMA pkg/eventlog:FuzzParseIMAASCII \
 	pkg/eventlog:FuzzParseCELTLV pkg/eventlog:FuzzParseCELCBOR pkg/eventlog:FuzzParseCELJSON \
-	pkg/eventlog:FuzzParseAuto pkg/quote:FuzzParseAttest pkg/quote:FuzzParseSignature pkg/quote:FuzzParsePublic
+	pkg/eventlog:FuzzParseAuto pkg/quote:FuzzParseAttest pkg/quote:FuzzParseSignature pkg/quote:FuzzParsePublic \
+	pkg/rim:FuzzDecodeTag pkg/rim:FuzzVerifyCOSE pkg/identity:FuzzParseSAN
 
 export RIV_REFERENCE := $(REFERENCE)
 export CGO_ENABLED := 1

@@ -51,9 +51,18 @@ func NewPCRCoRIM(spec PCRSpec) (*corim.UnsignedCorim, error) {
 		return nil, err
 	}
 	m.Val.IntegrityRegisters = ir
-	regID := spec.VendorRegID
+	var regID *string
+	if spec.VendorRegID != "" {
+		regID = &spec.VendorRegID
+	}
+	if spec.Vendor == "" || spec.Model == "" {
+		return nil, fmt.Errorf("corim: vendor and model are required")
+	}
+	if _, err := comid.ParseUUID(spec.ID); err != nil {
+		return nil, fmt.Errorf("corim: id %q is not a UUID", spec.ID)
+	}
 	c := comid.NewComid().SetTagIdentity(spec.ID, 0).
-		AddEntity(spec.Vendor, &regID, comid.RoleTagCreator, comid.RoleCreator).
+		AddEntity(spec.Vendor, regID, comid.RoleTagCreator, comid.RoleCreator).
 		AddReferenceValue(comid.ReferenceValue{
 			Environment:  comid.Environment{Class: comid.NewClassUUID(mustUUID(spec.ID)).SetVendor(spec.Vendor).SetModel(spec.Model)},
 			Measurements: *comid.NewMeasurements().AddMeasurement(m),

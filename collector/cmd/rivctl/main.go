@@ -4,6 +4,7 @@
 //	rivctl eventlog replay [--format F] [--bank ALG]... [--json] [--expect PCRS.json] FILE
 //	rivctl eventlog show [--format F] [--json] FILE
 //	rivctl quote verify --ak FILE --quote FILE --sig FILE --nonce HEX [--pcrs FILE.json] [--eventlog FILE] [--json]
+//	rivctl rim sign coswid|corim ... | rim verify | rim show
 //
 // Exit status: 0 verified/ok, 1 the evidence failed verification, 2 bad
 // input or usage (with a one-line reason on stderr).
@@ -19,6 +20,11 @@ const usage = `usage:
   rivctl eventlog replay [--format auto|tcg|ima|ima-ascii|cel-tlv|cel-json|cel-cbor] [--bank ALG]... [--json] [--expect PCRS.json] FILE
   rivctl eventlog show [--format F] [--json] FILE
   rivctl quote verify --ak FILE --quote FILE --sig FILE --nonce HEX [--pcrs FILE.json] [--eventlog FILE] [--json]
+  rivctl rim sign coswid --key KEY --cert CHAIN --tag-id UUID --vendor V [--reg-id URI] [--name N --version V]
+                         [--supersedes UUID]... [--patches UUID] [--payload-type T --binding-spec S ...] -o OUT [DEVPATH=]FILE...
+  rivctl rim sign corim --key KEY --cert CHAIN --tag-id UUID --vendor V --model M --pcrs PCRS.json -o OUT
+  rivctl rim verify (--key FILE | --anchors FILE.pem) [--external-aad HEX] [--json] FILE
+  rivctl rim show [--json] FILE
 `
 
 // Exit codes (DESIGN.md §4).
@@ -65,6 +71,8 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		err = cmdShow(args[2:], stdout)
 	case "quote verify":
 		err = cmdQuoteVerify(args[2:], stdout)
+	case "rim sign", "rim verify", "rim show":
+		err = cmdRIM(args[1:], stdout)
 	default:
 		fmt.Fprint(stderr, usage)
 		return exitBadInput
