@@ -109,7 +109,7 @@ func SignCoRIM(u *corim.UnsignedCorim, s Signer) ([]byte, error) {
 // values of its CoMIDs (integrity registers keyed by PCR index).
 func DecodeCoRIM(payload []byte) (*corim.UnsignedCorim, pcr.Values, error) {
 	u := corim.NewUnsignedCorim()
-	if err := u.FromCBOR(payload); err != nil {
+	if err := guard(func() error { return u.FromCBOR(payload) }); err != nil {
 		// CoRIM drafts changed some fields' shapes (profile: array, then a
 		// single value); the corim-id and tags RIV needs have not changed.
 		var m map[int]cbor.RawMessage
@@ -140,7 +140,7 @@ func DecodeCoRIM(payload []byte) (*corim.UnsignedCorim, pcr.Values, error) {
 			body = inner
 		}
 		var c comid.Comid
-		if err := c.FromCBOR(body); err != nil {
+		if err := guard(func() error { return c.FromCBOR(body) }); err != nil {
 			return nil, nil, fmt.Errorf("%w: CoMID: %v", ErrMalformed, err)
 		}
 		if c.Triples.ReferenceValues == nil {
@@ -151,7 +151,8 @@ func DecodeCoRIM(payload []byte) (*corim.UnsignedCorim, pcr.Values, error) {
 				if m.Val.IntegrityRegisters == nil {
 					continue
 				}
-				raw, err := m.Val.IntegrityRegisters.MarshalCBOR()
+				var raw []byte
+				err := guard(func() (err error) { raw, err = m.Val.IntegrityRegisters.MarshalCBOR(); return err })
 				if err != nil {
 					return nil, nil, err
 				}

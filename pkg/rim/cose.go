@@ -143,13 +143,9 @@ type Signed struct {
 
 // VerifyCOSE parses a tagged or untagged COSE_Sign1 and verifies it.
 func VerifyCOSE(raw []byte, o VerifyOptions) (*Signed, error) {
-	msg := cose.NewSign1Message()
-	if err := msg.UnmarshalCBOR(raw); err != nil {
-		var u cose.UntaggedSign1Message
-		if err2 := u.UnmarshalCBOR(raw); err2 != nil {
-			return nil, fmt.Errorf("%w: not a COSE_Sign1: %v", ErrMalformed, err)
-		}
-		msg = (*cose.Sign1Message)(&u)
+	msg, err := DecodeCOSE(raw)
+	if err != nil {
+		return nil, err
 	}
 	a, err := msg.Headers.Protected.Algorithm()
 	if err != nil {
@@ -236,6 +232,20 @@ func toBeSigned(msg *cose.Sign1Message, aad []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: detached payload", ErrMalformed)
 	}
 	return encMode.Marshal([]any{"Signature1", p, aad, msg.Payload})
+}
+
+// DecodeCOSE parses a tagged or untagged COSE_Sign1 without verifying it.
+func DecodeCOSE(raw []byte) (*cose.Sign1Message, error) {
+	msg := cose.NewSign1Message()
+	err := guard(func() error { return msg.UnmarshalCBOR(raw) })
+	if err == nil {
+		return msg, nil
+	}
+	var u cose.UntaggedSign1Message
+	if guard(func() error { return u.UnmarshalCBOR(raw) }) == nil {
+		return (*cose.Sign1Message)(&u), nil
+	}
+	return nil, fmt.Errorf("%w: not a COSE_Sign1: %v", ErrMalformed, err)
 }
 
 // x5chain reads the x5chain header (protected or unprotected): one

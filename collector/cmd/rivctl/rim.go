@@ -333,13 +333,8 @@ func cmdRIMShow(args []string, out io.Writer) error {
 		return err
 	}
 	j := rimJSON{}
-	msg := cose.NewSign1Message()
-	var u cose.UntaggedSign1Message
 	payload := raw
-	if err := msg.UnmarshalCBOR(raw); err == nil || u.UnmarshalCBOR(raw) == nil {
-		if err != nil {
-			msg = (*cose.Sign1Message)(&u)
-		}
+	if msg, err := rim.DecodeCOSE(raw); err == nil {
 		if a, err := msg.Headers.Protected.Algorithm(); err == nil {
 			j.Alg = a.String()
 		}
