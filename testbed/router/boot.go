@@ -47,6 +47,7 @@ func (b *booter) measure(pcrIdx int, typ eventlog.EventType, data []byte, measur
 	if err := b.tp.Extend(b.ctx, pcrIdx, ds); err != nil {
 		return err
 	}
+	e.Seq = len(b.log) + 1 // event 0 is the Spec ID header the writer adds
 	b.log = append(b.log, e)
 	return nil
 }

@@ -1,0 +1,424 @@
+// Package attester implements the RFC 9684 (ietf-tpm-remote-attestation)
+// semantics on top of pkg/tpm and the device's event logs, independent of
+// the transport: the NETCONF, RESTCONF and SNMP servers all call it.
+//
+// It answers tpm20-challenge-response-attestation with the TPM's
+// TPMS_ATTEST and TPMT_SIGNATURE unchanged, log-retrieval with the log
+// entries the selector asks for, and serves rats-support-structures.
+// Input that the module's must-statements forbid is answered with an
+// RPCError carrying the module's own error-message.
+package attester
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/openriv/riv/pkg/alg"
+	"github.com/openriv/riv/pkg/eventlog"
+	"github.com/openriv/riv/pkg/pcr"
+	"github.com/openriv/riv/pkg/tpm"
+)
+
+// LogType is an attested_event_log_type identity of RFC 9684.
+type LogType string
+
+// Log types.
+const (
+	LogBIOS     LogType = "bios"
+	LogIMA      LogType = "ima"
+	LogNetequip LogType = "netequip_boot"
+)
+
+// CertType is the certificate type enumeration of RFC 9684.
+type CertType string
+
+// Certificate types.
+const (
+	CertEK  CertType = "endorsement-certificate"
+	CertIAK CertType = "initial-attestation-certificate"
+	CertLAK CertType = "local-attestation-certificate"
+)
+
+// Certificate is a TPM certificate the attester exposes.
+type Certificate struct {
+	Name string
+	Type CertType
+	Cert *x509.Certificate
+	// Key is the TPM key behind an attestation certificate (IAK, LAK).
+	Key *tpm.Key
+	// KeystoreRef names the ietf-keystore asymmetric-key holding it.
+	KeystoreRef string
+}
+
+// Entries is a log as the device currently holds it, with the time each
+// entry was appended (for log-selector timestamps).
+type Entries struct {
+	Log   *eventlog.Log
+	Times []time.Time
+}
+
+// Source provides the device's logs.
+type Source interface {
+	Log(ctx context.Context, t LogType) (*Entries, error)
+}
+
+// Config describes the attester.
+type Config struct {
+	TPM           *tpm.TPM
+	TPMName       string // e.g. "tpm0"
+	Manufacturer  string
+	HardwareBased bool
+	Certificates  []Certificate
+	Logs          Source
+	// BootTime is when the device booted (for up-time).
+	BootTime time.Time
+	// QuotesPerSecond and QuoteBurst limit TPM2_Quote calls: a real TPM
+	// takes 100–800 ms per quote, and unthrottled challenges would starve
+	// every other TPM user on the device.
+	QuotesPerSecond float64
+	QuoteBurst      int
+	// MaxLogEntries caps one log-retrieval reply (default 10000).
+	MaxLogEntries int
+}
+
+// Attester answers RFC 9684 requests.
+type Attester struct {
+	cfg   Config
+	banks []alg.ID
+	now   func() time.Time
+
+	mu       sync.Mutex
+	tokens   float64
+	last     time.Time
+	inflight map[string]*call
+}
+
+type call struct {
+	done chan struct{}
+	res  []Response
+	err  error
+}
+
+// New checks cfg and reads the TPM's allocated banks.
+func New(ctx context.Context, cfg Config) (*Attester, error) {
+	if cfg.TPM == nil || cfg.Logs == nil {
+		return nil, errors.New("attester: TPM and log source are required")
+	}
+	if cfg.TPMName == "" {
+		cfg.TPMName = "tpm0"
+	}
+	if cfg.QuotesPerSecond == 0 {
+		cfg.QuotesPerSecond = 20
+	}
+	if cfg.QuoteBurst == 0 {
+		cfg.QuoteBurst = 40
+	}
+	if cfg.MaxLogEntries == 0 {
+		cfg.MaxLogEntries = 10000
+	}
+	if cfg.BootTime.IsZero() {
+		cfg.BootTime = time.Now()
+	}
+	ak := 0
+	for _, c := range cfg.Certificates {
+		if c.Type != CertEK && c.Key != nil {
+			ak++
+		}
+	}
+	if ak == 0 {
+		return nil, errors.New("attester: no attestation-key certificate with its TPM key")
+	}
+	banks, err := cfg.TPM.Banks(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("attester: %w", err)
+	}
+	return &Attester{cfg: cfg, banks: banks, now: time.Now, tokens: float64(cfg.QuoteBurst), inflight: map[string]*call{}}, nil
+}
+
+// Banks returns the TPM's allocated PCR banks (attester-supported-algos).
+func (a *Attester) Banks() []alg.ID { return a.banks }
+
+// Config returns the configuration (read-only use).
+func (a *Attester) Config() *Config { return &a.cfg }
+
+func (a *Attester) upTime() uint32 {
+	d := a.now().Sub(a.cfg.BootTime)
+	if d < 0 {
+		return 0
+	}
+	return uint32(d / time.Second)
+}
+
+// RPCError is an rpc-error (RFC 6241 §4.3) the transport renders.
+type RPCError struct {
+	Type    string // "application" or "protocol"
+	Tag     string // "invalid-value", "operation-failed", "resource-denied", ...
+	Message string
+	Path    string // error-path, an instance identifier
+	AppTag  string
+}
+
+func (e *RPCError) Error() string { return e.Tag + ": " + e.Message }
+
+func invalid(path, msg string) *RPCError {
+	return &RPCError{Type: "application", Tag: "invalid-value", Path: path, Message: msg}
+}
+
+// Error messages of RFC 9684's must-statements, verbatim.
+const (
+	msgHashAlgo = "This platform does not support tpm20-hash-algo"
+	msgAIKCert  = "Not an available TPM2.0 AIK certificate."
+)
+
+// Challenge is the input of tpm20-challenge-response-attestation.
+type Challenge struct {
+	Nonce            []byte
+	Selection        []pcr.Selection
+	CertificateNames []string
+}
+
+// Response is one tpm20-attestation-response entry.
+type Response struct {
+	CertificateName string
+	QuoteData       []byte // TPMS_ATTEST, as the TPM returned it
+	QuoteSignature  []byte // TPMT_SIGNATURE, as the TPM returned it
+	UpTime          uint32
+	UnsignedPCRs    pcr.Values
+}
+
+const pathChallenge = "/tpm:tpm20-challenge-response-attestation/tpm:tpm20-attestation-challenge"
+
+// Attest quotes the selected PCRs with every requested attestation key.
+// Identical concurrent challenges are coalesced into one TPM call.
+func (a *Attester) Attest(ctx context.Context, ch Challenge) ([]Response, error) {
+	if len(ch.Nonce) == 0 {
+		return nil, &RPCError{Type: "application", Tag: "missing-element", Path: pathChallenge + "/tpm:nonce-value", Message: "nonce-value is required"}
+	}
+	// TPM2B_DATA holds at most a TPMT_HA: 2 + 64 bytes (Part 2 §10.4.3).
+	if len(ch.Nonce) > 64 {
+		return nil, invalid(pathChallenge+"/tpm:nonce-value", fmt.Sprintf("nonce-value of %d bytes exceeds the TPM's 64", len(ch.Nonce)))
+	}
+	if len(ch.Selection) == 0 {
+		return nil, &RPCError{Type: "application", Tag: "missing-element", Path: pathChallenge + "/tpm:tpm20-pcr-selection", Message: "tpm20-pcr-selection is required"}
+	}
+	for _, s := range ch.Selection {
+		if !a.supports(s.Bank) {
+			return nil, invalid(pathChallenge+"/tpm:tpm20-pcr-selection/tpm:tpm20-hash-algo", msgHashAlgo)
+		}
+		for _, p := range s.PCRs {
+			if p < 0 || p > 31 {
+				return nil, invalid(pathChallenge+"/tpm:tpm20-pcr-selection/tpm:pcr-index", fmt.Sprintf("pcr-index %d is out of range 0-31", p))
+			}
+		}
+	}
+	keys, err := a.akCerts(ch.CertificateNames)
+	if err != nil {
+		return nil, err
+	}
+	key := fmt.Sprintf("%x|%v|%v", ch.Nonce, ch.Selection, ch.CertificateNames)
+	a.mu.Lock()
+	if c, ok := a.inflight[key]; ok {
+		a.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.res, c.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if !a.take() {
+		a.mu.Unlock()
+		return nil, &RPCError{Type: "application", Tag: "resource-denied", Message: "quote rate limit reached; retry later"}
+	}
+	c := &call{done: make(chan struct{})}
+	a.inflight[key] = c
+	a.mu.Unlock()
+
+	c.res, c.err = a.quote(ctx, ch, keys)
+	a.mu.Lock()
+	delete(a.inflight, key)
+	a.mu.Unlock()
+	close(c.done)
+	return c.res, c.err
+}
+
+// take spends a rate-limit token (a.mu held).
+func (a *Attester) take() bool {
+	now := a.now()
+	if !a.last.IsZero() {
+		a.tokens += now.Sub(a.last).Seconds() * a.cfg.QuotesPerSecond
+		if a.tokens > float64(a.cfg.QuoteBurst) {
+			a.tokens = float64(a.cfg.QuoteBurst)
+		}
+	}
+	a.last = now
+	if a.tokens < 1 {
+		return false
+	}
+	a.tokens--
+	return true
+}
+
+func (a *Attester) supports(b alg.ID) bool {
+	for _, x := range a.banks {
+		if x == b {
+			return true
+		}
+	}
+	return false
+}
+
+// akCerts resolves certificate-name entries to attestation keys; none
+// means every attestation-key certificate.
+func (a *Attester) akCerts(names []string) ([]Certificate, error) {
+	var out []Certificate
+	if len(names) == 0 {
+		for _, c := range a.cfg.Certificates {
+			if c.Type != CertEK && c.Key != nil {
+				out = append(out, c)
+			}
+		}
+		return out, nil
+	}
+	for _, n := range names {
+		found := false
+		for _, c := range a.cfg.Certificates {
+			if c.Name == n && c.Type != CertEK && c.Key != nil {
+				out = append(out, c)
+				found = true
+			}
+		}
+		if !found {
+			return nil, invalid(pathChallenge+"/tpm:certificate-name", msgAIKCert)
+		}
+	}
+	return out, nil
+}
+
+func (a *Attester) quote(ctx context.Context, ch Challenge, keys []Certificate) ([]Response, error) {
+	var out []Response
+	for _, k := range keys {
+		attest, sig, err := a.cfg.TPM.Quote(ctx, k.Key, ch.Nonce, ch.Selection)
+		if err != nil {
+			return nil, &RPCError{Type: "application", Tag: "operation-failed", Message: "TPM2_Quote failed: " + err.Error()}
+		}
+		vals, err := a.cfg.TPM.ReadPCRs(ctx, ch.Selection)
+		if err != nil {
+			return nil, &RPCError{Type: "application", Tag: "operation-failed", Message: "TPM2_PCR_Read failed: " + err.Error()}
+		}
+		out = append(out, Response{CertificateName: k.Name, QuoteData: attest, QuoteSignature: sig, UpTime: a.upTime(), UnsignedPCRs: vals})
+	}
+	return out, nil
+}
+
+// LogSelector is one log-selector entry.
+type LogSelector struct {
+	Names []string // TPM names; empty means all
+	// At most one of these is set (the index-type choice).
+	LastEntryValue  []byte
+	LastIndexNumber *uint64
+	Timestamp       *time.Time
+	// Quantity limits the entries returned (log-entry-quantity).
+	Quantity *uint16
+}
+
+// NodeLog is one node-data entry of the log-retrieval output.
+type NodeLog struct {
+	Name   string
+	UpTime uint32
+	Type   LogType
+	Log    *eventlog.Log // Events are the selected entries; Seq is the event-number
+}
+
+const pathLogSelector = "/tpm:log-retrieval/tpm:log-selector"
+
+// RetrieveLogs answers log-retrieval: for each selector, the entries of
+// the requested log after the given entry value, index or time, up to the
+// quantity asked (and MaxLogEntries).
+func (a *Attester) RetrieveLogs(ctx context.Context, t LogType, sels []LogSelector) ([]NodeLog, error) {
+	switch t {
+	case LogBIOS, LogIMA, LogNetequip:
+	default:
+		return nil, invalid("/tpm:log-retrieval/tpm:log-type", fmt.Sprintf("log-type %q is not supported", t))
+	}
+	if len(sels) == 0 {
+		sels = []LogSelector{{}}
+	}
+	ent, err := a.cfg.Logs.Log(ctx, t)
+	if err != nil {
+		return nil, &RPCError{Type: "application", Tag: "operation-failed", Message: fmt.Sprintf("%s log unavailable: %v", t, err)}
+	}
+	var out []NodeLog
+	for _, s := range sels {
+		if len(s.Names) > 0 && !contains(s.Names, a.cfg.TPMName) {
+			continue
+		}
+		start := 0
+		switch {
+		case s.LastIndexNumber != nil:
+			start = indexAfter(ent.Log.Events, *s.LastIndexNumber)
+		case s.LastEntryValue != nil:
+			i := entryAfter(ent.Log.Events, s.LastEntryValue)
+			if i < 0 {
+				return nil, invalid(pathLogSelector+"/tpm:last-entry-value", "no log entry has that value")
+			}
+			start = i
+		case s.Timestamp != nil:
+			start = len(ent.Log.Events)
+			for i, tm := range ent.Times {
+				if tm.After(*s.Timestamp) {
+					start = i
+					break
+				}
+			}
+		}
+		n := len(ent.Log.Events) - start
+		if s.Quantity != nil && int(*s.Quantity) < n {
+			n = int(*s.Quantity)
+		}
+		if n > a.cfg.MaxLogEntries {
+			n = a.cfg.MaxLogEntries
+		}
+		l := *ent.Log
+		l.Events = ent.Log.Events[start : start+n]
+		out = append(out, NodeLog{Name: a.cfg.TPMName, UpTime: a.upTime(), Type: t, Log: &l})
+	}
+	return out, nil
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// indexAfter returns the position of the first event whose number is
+// greater than n.
+func indexAfter(ev []eventlog.Event, n uint64) int {
+	for i := range ev {
+		if uint64(ev[i].Seq) > n {
+			return i
+		}
+	}
+	return len(ev)
+}
+
+// entryAfter returns the position after the last event one of whose
+// digests equals v, or -1.
+func entryAfter(ev []eventlog.Event, v []byte) int {
+	for i := len(ev) - 1; i >= 0; i-- {
+		for _, d := range ev[i].Digests {
+			if string(d.Value) == string(v) {
+				return i + 1
+			}
+		}
+	}
+	return -1
+}

@@ -1,0 +1,200 @@
+package netconf
+
+import (
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/base64"
+	"encoding/xml"
+	"fmt"
+	"strconv"
+
+	"github.com/openriv/riv/pkg/alg"
+)
+
+// XML namespaces of the modules the agent serves.
+const (
+	NSBase       = "urn:ietf:params:xml:ns:netconf:base:1.0"
+	NSTPM        = "urn:ietf:params:xml:ns:yang:ietf-tpm-remote-attestation"
+	NSTAA        = "urn:ietf:params:xml:ns:yang:ietf-tcg-algs"
+	NSKeystore   = "urn:ietf:params:xml:ns:yang:ietf-keystore"
+	NSCT         = "urn:ietf:params:xml:ns:yang:ietf-crypto-types"
+	NSYangLib    = "urn:ietf:params:xml:ns:yang:ietf-yang-library"
+	NSMonitoring = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
+	NSNMDA       = "urn:ietf:params:xml:ns:yang:ietf-netconf-nmda"
+	NSDatastores = "urn:ietf:params:xml:ns:yang:ietf-datastores"
+)
+
+func xmlns(prefix, ns string) xml.Attr {
+	return xml.Attr{Name: xml.Name{Space: "xmlns", Local: prefix}, Value: ns}
+}
+
+// identity makes a leaf holding an identityref value prefix:name with the
+// prefix declared on the leaf itself.
+func identity(leaf, prefix, ns, name string) *Node {
+	return &Node{Name: leaf, Text: prefix + ":" + name, Attrs: []xml.Attr{xmlns(prefix, ns)}}
+}
+
+// hashIdentity maps a bank to its ietf-tcg-algs identity.
+func hashIdentity(b alg.ID) string {
+	switch b {
+	case alg.SHA1:
+		return "TPM_ALG_SHA1"
+	case alg.SHA256:
+		return "TPM_ALG_SHA256"
+	case alg.SHA384:
+		return "TPM_ALG_SHA384"
+	case alg.SHA512:
+		return "TPM_ALG_SHA512"
+	case alg.SM3_256:
+		return "TPM_ALG_SM3_256"
+	}
+	return ""
+}
+
+// parseHashIdentity maps "taa:TPM_ALG_SHA256" (any prefix bound to the
+// ietf-tcg-algs namespace) to a bank.
+func parseHashIdentity(v string) (alg.ID, bool) {
+	for _, b := range []alg.ID{alg.SHA1, alg.SHA256, alg.SHA384, alg.SHA512, alg.SM3_256} {
+		if v == hashIdentity(b) {
+			return b, true
+		}
+	}
+	return 0, false
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// stateTree builds the operational state the agent reports: RFC 9684's
+// rats-support-structures and the ietf-keystore entries its certificates
+// reference.
+func (s *Server) stateTree() []*Node {
+	a := s.cfg.Attester
+	cfg := a.Config()
+	certs := El("certificates")
+	for _, c := range cfg.Certificates {
+		e := El("certificate", Leaf("name", c.Name))
+		if c.KeystoreRef != "" {
+			e.Add(Leaf("keystore-ref", c.KeystoreRef))
+		}
+		if c.Type != "" {
+			e.Add(Leaf("type", string(c.Type)))
+		}
+		certs.Add(e)
+	}
+	tpm := El("tpm",
+		Leaf("name", cfg.TPMName),
+		Leaf("hardware-based", strconv.FormatBool(cfg.HardwareBased)),
+	)
+	if cfg.Manufacturer != "" {
+		tpm.Add(Leaf("manufacturer", cfg.Manufacturer))
+	}
+	tpm.Add(identity("firmware-version", "taa", NSTAA, "tpm20"))
+	for _, b := range a.Banks() {
+		bank := El("tpm20-pcr-bank", identity("tpm20-hash-algo", "taa", NSTAA, hashIdentity(b)))
+		for i := 0; i < 24; i++ {
+			bank.Add(Leaf("pcr-index", strconv.Itoa(i)))
+		}
+		tpm.Add(bank)
+	}
+	tpm.Add(Leaf("status", "operational"), certs)
+	algos := El("attester-supported-algos")
+	for _, name := range s.signingAlgs() {
+		algos.Add(identity("tpm20-asymmetric-signing", "taa", NSTAA, name))
+	}
+	for _, b := range a.Banks() {
+		algos.Add(identity("tpm20-hash", "taa", NSTAA, hashIdentity(b)))
+	}
+	rats := El("rats-support-structures", El("tpms", tpm), algos).InNS(NSTPM)
+
+	keys := El("asymmetric-keys")
+	seen := map[string]bool{}
+	for _, c := range cfg.Certificates {
+		if c.KeystoreRef == "" || seen[c.KeystoreRef] || c.Cert == nil {
+			continue
+		}
+		seen[c.KeystoreRef] = true
+		spki, _ := x509.MarshalPKIXPublicKey(c.Cert.PublicKey)
+		cms, _ := certsOnlyCMS(c.Cert)
+		keys.Add(El("asymmetric-key",
+			Leaf("name", c.KeystoreRef),
+			identity("public-key-format", "ct", NSCT, "subject-public-key-info-format"),
+			Leaf("public-key", b64(spki)),
+			// The private key lives in the TPM and never leaves it.
+			El("hidden-private-key"),
+			El("certificates", El("certificate", Leaf("name", c.Name), Leaf("cert-data", b64(cms)))),
+		))
+	}
+	ks := El("keystore", keys).InNS(NSKeystore)
+	return []*Node{rats, ks}
+}
+
+func (s *Server) signingAlgs() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, c := range s.cfg.Attester.Config().Certificates {
+		if c.Key == nil {
+			continue
+		}
+		n := "TPM_ALG_ECDSA"
+		if c.Key.Public.Type == alg.RSA {
+			n = "TPM_ALG_RSASSA"
+		}
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// certsOnlyCMS wraps a certificate in a degenerate CMS SignedData (RFC
+// 5652 §5, no signers), the end-entity-cert-cms encoding of ietf-crypto-types.
+func certsOnlyCMS(c *x509.Certificate) ([]byte, error) {
+	type encap struct {
+		ContentType asn1.ObjectIdentifier
+	}
+	type signedData struct {
+		Version          int
+		DigestAlgorithms asn1.RawValue
+		EncapContentInfo encap
+		Certificates     asn1.RawValue `asn1:"tag:0,optional"`
+		SignerInfos      asn1.RawValue
+	}
+	sd := signedData{
+		Version:          1,
+		DigestAlgorithms: asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSet, IsCompound: true},
+		EncapContentInfo: encap{ContentType: asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}},
+		Certificates:     asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: c.Raw},
+		SignerInfos:      asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSet, IsCompound: true},
+	}
+	inner, err := asn1.Marshal(sd)
+	if err != nil {
+		return nil, err
+	}
+	return asn1.Marshal(struct {
+		ContentType asn1.ObjectIdentifier
+		Content     asn1.RawValue `asn1:"tag:0,explicit"`
+	}{asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 2}, asn1.RawValue{FullBytes: inner}})
+}
+
+// ParseCertsOnlyCMS extracts the certificates of a degenerate SignedData.
+func ParseCertsOnlyCMS(b []byte) ([]*x509.Certificate, error) {
+	var ci struct {
+		ContentType asn1.ObjectIdentifier
+		Content     asn1.RawValue `asn1:"tag:0,explicit"`
+	}
+	if rest, err := asn1.Unmarshal(b, &ci); err != nil || len(rest) > 0 {
+		return nil, fmt.Errorf("CMS ContentInfo: %v", err)
+	}
+	var sd struct {
+		Version          int
+		DigestAlgorithms asn1.RawValue
+		EncapContentInfo asn1.RawValue
+		Certificates     asn1.RawValue `asn1:"tag:0,optional"`
+		SignerInfos      asn1.RawValue
+	}
+	if _, err := asn1.Unmarshal(ci.Content.FullBytes, &sd); err != nil {
+		return nil, fmt.Errorf("CMS SignedData: %v", err)
+	}
+	return x509.ParseCertificates(sd.Certificates.Bytes)
+}

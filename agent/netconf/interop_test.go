@@ -1,0 +1,195 @@
+package netconf_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/xml"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/openriv/riv/internal/testref"
+	"github.com/openriv/riv/pkg/alg"
+	"github.com/openriv/riv/pkg/pcr"
+	"github.com/openriv/riv/pkg/quote"
+	"github.com/openriv/riv/testbed/device"
+)
+
+func startDevice(t *testing.T) *device.Device {
+	t.Helper()
+	d, err := device.Start(context.Background(), device.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// needPython returns Debian's python3 when it can import ncclient.
+func needPython(t *testing.T) string {
+	t.Helper()
+	py := "/usr/bin/python3"
+	if out, err := exec.Command(py, "-c", "import ncclient").CombinedOutput(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("python3-ncclient not installed: %v %s", err, out)
+		}
+		t.Skip("python3-ncclient not installed; run make setup")
+	}
+	return py
+}
+
+// yanglint validates NETCONF XML against the official RFC modules.
+func yanglint(t *testing.T, args ...string) {
+	t.Helper()
+	bin := testref.NeedTool(t, "yanglint")
+	R := testref.Path(t, "yang/rfc")
+	base := []string{"-F", "ietf-tpm-remote-attestation:bios,ima,netequip_boot", "-F", "ietf-tcg-algs:*", "-F", "ietf-keystore:*",
+		"-F", "ietf-crypto-types:*", "-F", "ietf-hardware:*", "-p", R,
+		filepath.Join(R, "ietf-tpm-remote-attestation@2024-12-05.yang"), filepath.Join(R, "ietf-tcg-algs@2024-12-05.yang"),
+		filepath.Join(R, "ietf-keystore@2024-10-10.yang")}
+	out, err := exec.Command(bin, append(args[:len(args):len(args)], base...)...).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "rror") {
+		t.Errorf("yanglint %v: %v\n%s", args, err, out)
+	}
+}
+
+// dataOf extracts the children of <data> from an rpc-reply.
+func dataOf(t *testing.T, reply []byte) []byte {
+	t.Helper()
+	var r struct {
+		Data struct {
+			Inner []byte `xml:",innerxml"`
+		} `xml:"data"`
+	}
+	if err := xml.Unmarshal(reply, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r.Data.Inner
+}
+
+func TestNcclientInterop(t *testing.T) {
+	py := needPython(t)
+	d := startDevice(t)
+	dir := t.TempDir()
+	key, _ := d.SSHPrivateKeyPEM()
+	keyFile := filepath.Join(dir, "id")
+	os.WriteFile(keyFile, key, 0o600)
+	host, port, _ := strings.Cut(d.SSHAddr, ":")
+	out, err := exec.Command(py, "testdata/ncclient_session.py", host, port, d.User, keyFile, dir).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ok") {
+		t.Fatalf("ncclient: %v\n%s", err, out)
+	}
+	read := func(n string) []byte {
+		b, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+
+	// <get>: the operational data validates against RFC 9684 and keystore.
+	oper := filepath.Join(dir, "oper.xml")
+	os.WriteFile(oper, []byte("<data xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\">"+string(dataOf(t, read("get.xml")))+"</data>"), 0o600)
+	ratsOnly := filterTop(t, dataOf(t, read("get.xml")), "rats-support-structures", "keystore")
+	os.WriteFile(oper, ratsOnly, 0o600)
+	yanglint(t, "-t", "data", oper)
+
+	// The challenge reply validates as the RPC's output, and its quote
+	// verifies with the IAK from the certificate the agent exposes.
+	rpcFile := filepath.Join(dir, "rpc.xml")
+	os.WriteFile(rpcFile, []byte(`<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="101"><tpm20-challenge-response-attestation xmlns="urn:ietf:params:xml:ns:yang:ietf-tpm-remote-attestation"><tpm20-attestation-challenge><nonce-value>AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=</nonce-value><tpm20-pcr-selection><tpm20-hash-algo xmlns:taa="urn:ietf:params:xml:ns:yang:ietf-tcg-algs">taa:TPM_ALG_SHA256</tpm20-hash-algo><pcr-index>0</pcr-index></tpm20-pcr-selection></tpm20-attestation-challenge></tpm20-challenge-response-attestation></rpc>`), 0o600)
+	replyFile := filepath.Join(dir, "challenge-reply.xml")
+	os.WriteFile(replyFile, renumber(read("challenge.xml"), "101"), 0o600)
+	yanglint(t, "-t", "nc-reply", "-R", rpcFile, "-O", oper, replyFile)
+
+	var resp struct {
+		R []struct {
+			Cert  string `xml:"certificate-name"`
+			Quote string `xml:"quote-data"`
+			Sig   string `xml:"quote-signature"`
+			PCRs  []struct {
+				V []struct {
+					I int    `xml:"pcr-index"`
+					V string `xml:"pcr-value"`
+				} `xml:"pcr-values"`
+			} `xml:"unsigned-pcr-values"`
+		} `xml:"tpm20-attestation-response"`
+	}
+	if err := xml.Unmarshal(read("challenge.xml"), &resp); err != nil || len(resp.R) != 1 {
+		t.Fatalf("challenge reply: %v %+v", err, resp)
+	}
+	q, _ := base64.StdEncoding.DecodeString(resp.R[0].Quote)
+	s, _ := base64.StdEncoding.DecodeString(resp.R[0].Sig)
+	nonce, _ := base64.StdEncoding.DecodeString("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+	vals := pcr.Values{}
+	for _, v := range resp.R[0].PCRs[0].V {
+		b, _ := base64.StdEncoding.DecodeString(v.V)
+		vals.Set(alg.SHA256, v.I, b)
+	}
+	if _, err := quote.Verify(d.IAK.PublicKey, q, s, quote.Options{Nonce: nonce, PCRs: vals}); err != nil {
+		t.Errorf("quote fetched over NETCONF: %v", err)
+	}
+
+	for _, lt := range []string{"bios", "netequip_boot"} {
+		f := filepath.Join(dir, "logs-"+lt+".xml")
+		rpc := filepath.Join(dir, "rpc-"+lt+".xml")
+		os.WriteFile(rpc, []byte(`<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="101"><log-retrieval xmlns="urn:ietf:params:xml:ns:yang:ietf-tpm-remote-attestation"><log-type xmlns:tpm="urn:ietf:params:xml:ns:yang:ietf-tpm-remote-attestation">tpm:`+lt+`</log-type></log-retrieval></rpc>`), 0o600)
+		os.WriteFile(f, renumber(read("logs-"+lt+".xml"), "101"), 0o600)
+		yanglint(t, "-t", "nc-reply", "-R", rpc, "-O", oper, f)
+		if n := strings.Count(string(read("logs-"+lt+".xml")), "<event-number>"); n != 5 {
+			t.Errorf("%s: %d entries, want the 5 asked for", lt, n)
+		}
+	}
+	if e := string(read("error.txt")); !strings.Contains(e, "This platform does not support tpm20-hash-algo") {
+		t.Errorf("unsupported bank error = %q", e)
+	}
+}
+
+// renumber sets the reply's message-id (ncclient uses UUIDs; yanglint
+// pairs reply and request by it).
+func renumber(b []byte, id string) []byte {
+	s := string(b)
+	i := strings.Index(s, `message-id="`)
+	if i < 0 {
+		return b
+	}
+	j := strings.Index(s[i+12:], `"`)
+	return []byte(s[:i+12] + id + s[i+12+j:])
+}
+
+// filterTop keeps the named top-level elements of a data body.
+func filterTop(t *testing.T, inner []byte, names ...string) []byte {
+	t.Helper()
+	d := xml.NewDecoder(strings.NewReader("<x>" + string(inner) + "</x>"))
+	var out strings.Builder
+	depth := 0
+	start := -1
+	s := "<x>" + string(inner) + "</x>"
+	for {
+		off := int(d.InputOffset())
+		tok, err := d.RawToken()
+		if err != nil {
+			break
+		}
+		switch tt := tok.(type) {
+		case xml.StartElement:
+			depth++
+			if depth == 2 {
+				for _, n := range names {
+					if tt.Name.Local == n {
+						start = off
+					}
+				}
+			}
+		case xml.EndElement:
+			if depth == 2 && start >= 0 {
+				out.WriteString(s[start:d.InputOffset()])
+				start = -1
+			}
+			depth--
+		}
+	}
+	return []byte(out.String())
+}

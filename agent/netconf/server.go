@@ -1,0 +1,277 @@
+// Package netconf serves the attester over NETCONF (RFC 6241): over SSH
+// (RFC 6242) with the TPM-resident IDevID as host key, and over TLS (RFC
+// 7589) with the IDevID as server certificate and client certificates
+// mapped to user names. It implements hello and capabilities, <get>,
+// <get-config>, <get-data> (RFC 8526), <get-schema> (RFC 6022),
+// <close-session>, <kill-session>, subtree filters, the RFC 9684 RPCs, and
+// NACM (RFC 8341) with default-deny on the attestation RPCs.
+package netconf
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nemith/netconf/transport"
+
+	"github.com/openriv/riv/agent/attester"
+)
+
+// Config configures a Server.
+type Config struct {
+	Attester *attester.Attester
+	// NACM is the access control configuration; its zero value denies the
+	// attestation RPCs to everyone.
+	NACM NACM
+	// Schemas maps module name to its YANG text for <get-schema>.
+	Schemas map[string]string
+	// MaxMessageSize bounds one received message (default 1 MiB).
+	MaxMessageSize int
+	// IdleTimeout closes sessions that send nothing for this long
+	// (default 10 minutes); HelloTimeout bounds the hello (default 30 s).
+	IdleTimeout  time.Duration
+	HelloTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Server is a NETCONF server.
+type Server struct {
+	cfg      Config
+	nextID   atomic.Uint32
+	mu       sync.Mutex
+	sessions map[uint32]*session
+}
+
+// New returns a server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Attester == nil {
+		return nil, errors.New("netconf: attester is required")
+	}
+	if cfg.MaxMessageSize == 0 {
+		cfg.MaxMessageSize = 1 << 20
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 10 * time.Minute
+	}
+	if cfg.HelloTimeout == 0 {
+		cfg.HelloTimeout = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Server{cfg: cfg, sessions: map[uint32]*session{}}, nil
+}
+
+// Capabilities the agent announces.
+func (s *Server) capabilities() []string {
+	return []string{
+		"urn:ietf:params:netconf:base:1.0",
+		"urn:ietf:params:netconf:base:1.1",
+		"urn:ietf:params:netconf:capability:yang-library:1.1?revision=2019-01-04&content-id=" + s.contentID(),
+		NSTPM + "?module=ietf-tpm-remote-attestation&revision=2024-12-05&features=bios,ima,netequip_boot",
+		NSTAA + "?module=ietf-tcg-algs&revision=2024-12-05&features=tpm20",
+		NSKeystore + "?module=ietf-keystore&revision=2024-10-10&features=central-keystore-supported,asymmetric-keys",
+		NSMonitoring + "?module=ietf-netconf-monitoring&revision=2010-10-04",
+		NSNMDA + "?module=ietf-netconf-nmda&revision=2019-01-07",
+	}
+}
+
+// session is one NETCONF session.
+type session struct {
+	id     uint32
+	user   string
+	conn   io.Closer
+	framer *transport.Framer
+	wmu    sync.Mutex
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (ss *session) close() {
+	ss.once.Do(func() {
+		close(ss.closed)
+		ss.conn.Close()
+	})
+}
+
+// deadliner sets read deadlines on the underlying connection, so a peer
+// that trickles bytes (slowloris) is cut off.
+type deadliner interface{ SetReadDeadline(time.Time) error }
+
+// serve runs one session over rw for an authenticated user.
+func (s *Server) serve(ctx context.Context, rw io.ReadWriteCloser, user string, dl deadliner) {
+	id := s.nextID.Add(1)
+	ss := &session{id: id, user: user, conn: rw, framer: transport.NewFramer(rw, rw), closed: make(chan struct{})}
+	s.mu.Lock()
+	s.sessions[id] = ss
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.sessions, id)
+		s.mu.Unlock()
+		ss.close()
+	}()
+	log := s.cfg.Logger.With("session", id, "user", user)
+	log.Info("session started")
+	defer log.Info("session ended")
+	go func() {
+		select {
+		case <-ctx.Done():
+			ss.close()
+		case <-ss.closed:
+		}
+	}()
+
+	var hello bytes.Buffer
+	hello.WriteString(`<?xml version="1.0" encoding="UTF-8"?><hello xmlns="` + NSBase + `"><capabilities>`)
+	for _, c := range s.capabilities() {
+		hello.WriteString("<capability>")
+		xml.EscapeText(&hello, []byte(c))
+		hello.WriteString("</capability>")
+	}
+	fmt.Fprintf(&hello, "</capabilities><session-id>%d</session-id></hello>", id)
+	if err := ss.write(hello.Bytes()); err != nil {
+		return
+	}
+	if dl != nil {
+		dl.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
+	}
+	msg, err := s.read(ss)
+	if err != nil {
+		log.Warn("no client hello", "err", err)
+		return
+	}
+	caps, err := parseHello(msg)
+	if err != nil {
+		log.Warn("bad client hello", "err", err)
+		return
+	}
+	if contains(caps, "urn:ietf:params:netconf:base:1.1") {
+		ss.framer.Upgrade()
+	} else if !contains(caps, "urn:ietf:params:netconf:base:1.0") {
+		log.Warn("client hello without a common base capability")
+		return
+	}
+	for {
+		if dl != nil {
+			dl.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		}
+		msg, err := s.read(ss)
+		if err != nil {
+			if errors.Is(err, errTooBig) {
+				ss.write(rpcErrorReply("", &attester.RPCError{Type: "rpc", Tag: "too-big", Message: err.Error()}))
+			}
+			return
+		}
+		log.Debug("rpc", "bytes", len(msg))
+		reply, done := s.handle(ctx, ss, msg)
+		log.Debug("reply", "bytes", len(reply))
+		if reply != nil {
+			if err := ss.write(reply); err != nil {
+				return
+			}
+		}
+		if done {
+			return
+		}
+	}
+}
+
+var errTooBig = errors.New("message exceeds the size limit")
+
+func (s *Server) read(ss *session) ([]byte, error) {
+	r, err := ss.framer.MsgReader()
+	if err != nil {
+		return nil, err
+	}
+	// No Close: the framer's Close reads on to the next end-of-message
+	// marker even after this reader reached it, swallowing the next
+	// message. ReadAll stops at the marker; an over-long message ends the
+	// session instead of being drained.
+	b, err := io.ReadAll(io.LimitReader(r, int64(s.cfg.MaxMessageSize)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > s.cfg.MaxMessageSize {
+		return nil, fmt.Errorf("%w (%d bytes)", errTooBig, s.cfg.MaxMessageSize)
+	}
+	return b, nil
+}
+
+func (ss *session) write(b []byte) error {
+	ss.wmu.Lock()
+	defer ss.wmu.Unlock()
+	w, err := ss.framer.MsgWriter()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
+	return w.Close()
+}
+
+func parseHello(b []byte) ([]string, error) {
+	var h struct {
+		XMLName      xml.Name `xml:"hello"`
+		Capabilities []string `xml:"capabilities>capability"`
+	}
+	if err := xml.Unmarshal(b, &h); err != nil {
+		return nil, err
+	}
+	for i := range h.Capabilities {
+		h.Capabilities[i] = strings.TrimSpace(h.Capabilities[i])
+	}
+	return h.Capabilities, nil
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// kill ends another session (kill-session).
+func (s *Server) kill(id uint32) bool {
+	s.mu.Lock()
+	ss, ok := s.sessions[id]
+	s.mu.Unlock()
+	if ok {
+		ss.close()
+	}
+	return ok
+}
+
+// Listener accepts connections until ctx ends.
+func acceptLoop(ctx context.Context, ln net.Listener, handle func(net.Conn)) error {
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		go handle(c)
+	}
+}

@@ -1,0 +1,106 @@
+package netconf
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"strings"
+	"time"
+)
+
+// CertToName maps a client certificate to a NETCONF user name (RFC 7589
+// §7, ietf-x509-cert-to-name): the entry whose Fingerprint matches a
+// certificate of the client's verified chain (empty matches any) applies
+// its MapType.
+type CertToName struct {
+	// Fingerprint is the SHA-256 of a certificate's DER (leaf or a CA in
+	// its chain).
+	Fingerprint []byte `yaml:"fingerprint"`
+	// MapType: "specified" (use Name), "san-rfc822-name", "san-dns-name",
+	// "common-name".
+	MapType string `yaml:"map-type"`
+	Name    string `yaml:"name"`
+}
+
+// TLSConfig configures NETCONF over TLS (RFC 7589).
+type TLSConfig struct {
+	// Certificate is the IDevID certificate with its TPM-resident key.
+	Certificate tls.Certificate
+	// ClientCAs verify client certificates, which are required.
+	ClientCAs  *x509.CertPool
+	CertToName []CertToName
+	// HandshakeTimeout bounds the TLS handshake (default 10 s).
+	HandshakeTimeout time.Duration
+	// SessionTickets enables TLS 1.3 resumption (default on).
+	DisableSessionTickets bool
+}
+
+// ServeTLS accepts NETCONF-over-TLS sessions on ln until ctx ends.
+func (s *Server) ServeTLS(ctx context.Context, ln net.Listener, c TLSConfig) error {
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	cfg := &tls.Config{
+		MinVersion:             tls.VersionTLS13,
+		Certificates:           []tls.Certificate{c.Certificate},
+		ClientAuth:             tls.RequireAndVerifyClientCert,
+		ClientCAs:              c.ClientCAs,
+		SessionTicketsDisabled: c.DisableSessionTickets,
+	}
+	return acceptLoop(ctx, ln, func(conn net.Conn) {
+		tc := tls.Server(conn, cfg)
+		hctx, cancel := context.WithTimeout(ctx, c.HandshakeTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			s.cfg.Logger.Info("tls handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
+			conn.Close()
+			return
+		}
+		user := mapCertToName(tc.ConnectionState().VerifiedChains, c.CertToName)
+		if user == "" {
+			s.cfg.Logger.Warn("tls client certificate maps to no user", "remote", conn.RemoteAddr().String())
+			tc.Close()
+			return
+		}
+		s.serve(ctx, tc, user, tc)
+	})
+}
+
+func mapCertToName(chains [][]*x509.Certificate, rules []CertToName) string {
+	if len(chains) == 0 || len(chains[0]) == 0 {
+		return ""
+	}
+	leaf := chains[0][0]
+	for _, r := range rules {
+		if len(r.Fingerprint) > 0 {
+			hit := false
+			for _, c := range chains[0] {
+				fp := sha256.Sum256(c.Raw)
+				hit = hit || string(fp[:]) == string(r.Fingerprint)
+			}
+			if !hit {
+				continue
+			}
+		}
+		switch strings.ToLower(r.MapType) {
+		case "specified":
+			return r.Name
+		case "san-rfc822-name":
+			if len(leaf.EmailAddresses) > 0 {
+				return leaf.EmailAddresses[0]
+			}
+		case "san-dns-name":
+			if len(leaf.DNSNames) > 0 {
+				return strings.ToLower(leaf.DNSNames[0])
+			}
+		case "common-name":
+			if leaf.Subject.CommonName != "" {
+				return leaf.Subject.CommonName
+			}
+		}
+	}
+	return ""
+}

@@ -1,0 +1,268 @@
+// Package device assembles a complete simulated router: a TPM, a measured
+// boot of a router image, an IDevID and IAK issued by a throwaway
+// manufacturer CA, the attester, and its NETCONF servers (SSH and TLS) on
+// 127.0.0.1. `riv-agent dev` and the end-to-end tests run on it.
+package device
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/openriv/riv/agent/attester"
+	"github.com/openriv/riv/agent/logsrc"
+	"github.com/openriv/riv/agent/netconf"
+	"github.com/openriv/riv/pkg/eventlog"
+	"github.com/openriv/riv/pkg/identity"
+	"github.com/openriv/riv/pkg/tpm"
+	"github.com/openriv/riv/testbed/router"
+)
+
+// Options configure a device.
+type Options struct {
+	TPM    string // "sim" (default), "swtpm:..."
+	Serial string
+	Image  *router.Image
+	// ManufacturerCA issues the IDevID/IAK; a throwaway one when nil.
+	ManufacturerCA *identity.CA
+	User           string // NETCONF user (default "riv")
+	Logger         *slog.Logger
+	// SSHAddr and TLSAddr to listen on (default 127.0.0.1:0).
+	SSHAddr, TLSAddr string
+}
+
+// Device is a running simulated router.
+type Device struct {
+	TPM      *tpm.TPM
+	Boot     *router.Boot
+	Logs     *logsrc.Memory
+	Attester *attester.Attester
+	Server   *netconf.Server
+	CA       *identity.CA
+	IDevID   *x509.Certificate
+	IAK      *x509.Certificate
+	IAKKey   *tpm.Key
+	Serial   string
+
+	SSHAddr, TLSAddr string
+	User             string
+	// SSHClientKey is the user's SSH key; ClientCert the TLS client
+	// certificate (issued by ClientCA) with its key.
+	SSHClientKey ed25519.PrivateKey
+	ClientCA     *identity.CA
+	ClientCert   tls.Certificate
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Start boots and serves a device until Close.
+func Start(ctx context.Context, o Options) (*Device, error) {
+	if o.TPM == "" {
+		o.TPM = "sim"
+	}
+	if o.Serial == "" {
+		o.Serial = "RTR-0001"
+	}
+	if o.Image == nil {
+		o.Image = router.DefaultImage("2.0")
+	}
+	if o.User == "" {
+		o.User = "riv"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(os_discard{}, nil))
+	}
+	tp, err := tpm.Open(ctx, o.TPM)
+	if err != nil {
+		return nil, err
+	}
+	d := &Device{TPM: tp, Logs: logsrc.NewMemory(), Serial: o.Serial, User: o.User, done: make(chan struct{})}
+	fail := func(err error) (*Device, error) { tp.Close(); return nil, err }
+	if d.Boot, err = router.BootImage(ctx, tp, o.Image); err != nil {
+		return fail(err)
+	}
+	now := time.Now()
+	// Serve the logs as the kernel would expose them: parsed from their
+	// binary form (the UEFI log then starts with its Spec ID event).
+	for t, raw := range map[attester.LogType][]byte{attester.LogBIOS: d.Boot.UEFILog, attester.LogNetequip: d.Boot.NetequipLog} {
+		l, err := eventlog.Parse(raw, eventlog.FormatAuto)
+		if err != nil {
+			return fail(err)
+		}
+		d.Logs.Set(t, l, now)
+	}
+	iak, err := tp.CreateKey(ctx, tpm.KeySpec{Alg: tpm.ECCP256, Restricted: true, Label: "IAK"})
+	if err != nil {
+		return fail(err)
+	}
+	idk, err := tp.CreateKey(ctx, tpm.KeySpec{Alg: tpm.ECCP256, Label: "IDevID"})
+	if err != nil {
+		return fail(err)
+	}
+	d.IAKKey = iak
+	d.CA = o.ManufacturerCA
+	if d.CA == nil {
+		if d.CA, err = identity.NewCA("RIV Dev Manufacturer", now, 10*365*24*time.Hour); err != nil {
+			return fail(err)
+		}
+	}
+	dev := identity.Device{Serial: o.Serial, Model: o.Image.Model, Organization: "RIV Test Networks"}
+	if d.IDevID, err = d.CA.Issue(identity.IDevID, idk.Public.Key, dev, now, 0); err != nil {
+		return fail(err)
+	}
+	if d.IAK, err = d.CA.Issue(identity.IAK, iak.Public.Key, dev, now, 0); err != nil {
+		return fail(err)
+	}
+	d.Attester, err = attester.New(ctx, attester.Config{
+		TPM: tp, TPMName: "tpm0", Manufacturer: "RIV simulated TPM", Logs: d.Logs, BootTime: now,
+		Certificates: []attester.Certificate{
+			{Name: "iak", Type: attester.CertIAK, Cert: d.IAK, Key: iak, KeystoreRef: "iak"},
+			{Name: "idevid", Cert: d.IDevID, KeystoreRef: "idevid"},
+		},
+	})
+	if err != nil {
+		return fail(err)
+	}
+	// The IDevID certificate is listed so verifiers can fetch it; it is not
+	// an attestation key, so the attester never quotes with it.
+	if d.SSHClientKey, err = newEd25519(); err != nil {
+		return fail(err)
+	}
+	sshPub, _ := ssh.NewPublicKey(d.SSHClientKey.Public())
+	if d.ClientCA, err = identity.NewCA("RIV Dev Operators", now, 10*365*24*time.Hour); err != nil {
+		return fail(err)
+	}
+	if d.ClientCert, err = clientCert(d.ClientCA, o.User, now); err != nil {
+		return fail(err)
+	}
+	d.Server, err = netconf.New(netconf.Config{
+		Attester: d.Attester, Logger: o.Logger, Schemas: Schemas(),
+		NACM: netconf.NACM{Groups: map[string][]string{"verifiers": {o.User}}, Rules: []netconf.Rule{{Group: "verifiers", Operation: "*", Action: "permit"}}},
+	})
+	if err != nil {
+		return fail(err)
+	}
+	signer, err := tp.Signer(idk)
+	if err != nil {
+		return fail(err)
+	}
+	sshLn, err := net.Listen("tcp", orDefault(o.SSHAddr))
+	if err != nil {
+		return fail(err)
+	}
+	tlsLn, err := net.Listen("tcp", orDefault(o.TLSAddr))
+	if err != nil {
+		sshLn.Close()
+		return fail(err)
+	}
+	d.SSHAddr, d.TLSAddr = sshLn.Addr().String(), tlsLn.Addr().String()
+	sctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	clientCAs := x509.NewCertPool()
+	clientCAs.AddCert(d.ClientCA.Cert)
+	go func() {
+		defer close(d.done)
+		errc := make(chan error, 2)
+		go func() {
+			errc <- d.Server.ServeSSH(sctx, sshLn, netconf.SSHConfig{HostKey: signer, AuthorizedKeys: map[string][]ssh.PublicKey{o.User: {sshPub}}})
+		}()
+		go func() {
+			errc <- d.Server.ServeTLS(sctx, tlsLn, netconf.TLSConfig{
+				Certificate: tls.Certificate{Certificate: [][]byte{d.IDevID.Raw, d.CA.Cert.Raw}, PrivateKey: signer, Leaf: d.IDevID},
+				ClientCAs:   clientCAs, CertToName: []netconf.CertToName{{MapType: "common-name"}},
+			})
+		}()
+		<-errc
+		<-errc
+	}()
+	return d, nil
+}
+
+type os_discard struct{}
+
+func (os_discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func orDefault(a string) string {
+	if a == "" {
+		return "127.0.0.1:0"
+	}
+	return a
+}
+
+func newEd25519() (ed25519.PrivateKey, error) {
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	return k, err
+}
+
+// clientCert issues an operator's TLS client certificate with CN = user.
+func clientCert(ca *identity.CA, user string, now time.Time) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 100))
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: user}, NotBefore: now.Add(-time.Minute),
+		NotAfter: now.Add(365 * 24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Signer)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// Close stops the servers and releases the TPM.
+func (d *Device) Close() error {
+	d.cancel()
+	<-d.done
+	return d.TPM.Close()
+}
+
+// SSHPrivateKeyPEM returns the NETCONF user's SSH private key (OpenSSH PEM).
+func (d *Device) SSHPrivateKeyPEM() ([]byte, error) {
+	blk, err := ssh.MarshalPrivateKey(d.SSHClientKey, "riv-dev")
+	if err != nil {
+		return nil, err
+	}
+	return pemEncode(blk), nil
+}
+
+// Fingerprint of the IDevID (for verifiers pinning it).
+func (d *Device) Fingerprint() string {
+	h := sha256.Sum256(d.IDevID.Raw)
+	return fmt.Sprintf("%x", h)
+}
+
+// Schemas returns the YANG texts the agent serves with <get-schema>, from
+// the directory in RIV_YANG_DIR or ../shared/reference/yang/rfc when
+// present; none otherwise.
+func Schemas() map[string]string {
+	out := map[string]string{}
+	dir := os.Getenv("RIV_YANG_DIR")
+	if dir == "" {
+		return out
+	}
+	for _, m := range []string{"ietf-tpm-remote-attestation@2024-12-05", "ietf-tcg-algs@2024-12-05"} {
+		if b, err := os.ReadFile(filepath.Join(dir, m+".yang")); err == nil {
+			name := m[:len(m)-len("@2024-12-05")]
+			out[name] = string(b)
+		}
+	}
+	return out
+}

@@ -1,0 +1,5 @@
+package device
+
+import "encoding/pem"
+
+func pemEncode(b *pem.Block) []byte { return pem.EncodeToMemory(b) }
