@@ -2,10 +2,9 @@ package netconf
 
 import (
 	"crypto/x509"
-	"encoding/asn1"
 	"encoding/base64"
 	"encoding/xml"
-	"fmt"
+	devid "github.com/openriv/riv/pkg/identity"
 	"strconv"
 
 	"github.com/openriv/riv/pkg/alg"
@@ -114,7 +113,7 @@ func (s *Server) stateTree() []*Node {
 		}
 		seen[c.KeystoreRef] = true
 		spki, _ := x509.MarshalPKIXPublicKey(c.Cert.PublicKey)
-		cms, _ := certsOnlyCMS(c.Cert)
+		cms, _ := devid.CertsOnlyCMS(c.Cert)
 		keys.Add(El("asymmetric-key",
 			Leaf("name", c.KeystoreRef),
 			identity("public-key-format", "ct", NSCT, "subject-public-key-info-format"),
@@ -145,56 +144,4 @@ func (s *Server) signingAlgs() []string {
 		}
 	}
 	return out
-}
-
-// certsOnlyCMS wraps a certificate in a degenerate CMS SignedData (RFC
-// 5652 §5, no signers), the end-entity-cert-cms encoding of ietf-crypto-types.
-func certsOnlyCMS(c *x509.Certificate) ([]byte, error) {
-	type encap struct {
-		ContentType asn1.ObjectIdentifier
-	}
-	type signedData struct {
-		Version          int
-		DigestAlgorithms asn1.RawValue
-		EncapContentInfo encap
-		Certificates     asn1.RawValue `asn1:"tag:0,optional"`
-		SignerInfos      asn1.RawValue
-	}
-	sd := signedData{
-		Version:          1,
-		DigestAlgorithms: asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSet, IsCompound: true},
-		EncapContentInfo: encap{ContentType: asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}},
-		Certificates:     asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: c.Raw},
-		SignerInfos:      asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSet, IsCompound: true},
-	}
-	inner, err := asn1.Marshal(sd)
-	if err != nil {
-		return nil, err
-	}
-	return asn1.Marshal(struct {
-		ContentType asn1.ObjectIdentifier
-		Content     asn1.RawValue `asn1:"tag:0,explicit"`
-	}{asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 2}, asn1.RawValue{FullBytes: inner}})
-}
-
-// ParseCertsOnlyCMS extracts the certificates of a degenerate SignedData.
-func ParseCertsOnlyCMS(b []byte) ([]*x509.Certificate, error) {
-	var ci struct {
-		ContentType asn1.ObjectIdentifier
-		Content     asn1.RawValue `asn1:"tag:0,explicit"`
-	}
-	if rest, err := asn1.Unmarshal(b, &ci); err != nil || len(rest) > 0 {
-		return nil, fmt.Errorf("CMS ContentInfo: %v", err)
-	}
-	var sd struct {
-		Version          int
-		DigestAlgorithms asn1.RawValue
-		EncapContentInfo asn1.RawValue
-		Certificates     asn1.RawValue `asn1:"tag:0,optional"`
-		SignerInfos      asn1.RawValue
-	}
-	if _, err := asn1.Unmarshal(ci.Content.FullBytes, &sd); err != nil {
-		return nil, fmt.Errorf("CMS SignedData: %v", err)
-	}
-	return x509.ParseCertificates(sd.Certificates.Bytes)
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -158,4 +161,28 @@ func FuzzParseSAN(f *testing.F) {
 		cert.Extensions = append(cert.Extensions, pkixExt(b))
 		ParseSAN(cert)
 	})
+}
+
+func TestCertsOnlyCMS(t *testing.T) {
+	f := newPair(t, tpm.ECCP256)
+	b, err := CertsOnlyCMS(f.ak)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseCertsOnlyCMS(b)
+	if err != nil || len(got) != 1 || !got[0].Equal(f.ak) {
+		t.Fatalf("ParseCertsOnlyCMS = %v, %v", got, err)
+	}
+	// openssl reads it as a CMS SignedData holding the certificate.
+	if p, err := exec.LookPath("openssl"); err == nil {
+		path := filepath.Join(t.TempDir(), "c.cms")
+		os.WriteFile(path, b, 0o600)
+		out, err := exec.Command(p, "cms", "-cmsout", "-print", "-inform", "DER", "-in", path).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "signedData") || !strings.Contains(string(out), "RTR") && !strings.Contains(string(out), "RIV-0001") {
+			t.Errorf("openssl cms: %v\n%s", err, out)
+		}
+	}
+	if _, err := ParseCertsOnlyCMS([]byte{0x30, 0x03, 0x06, 0x01, 0x00}); err == nil {
+		t.Error("garbage parsed")
+	}
 }

@@ -107,11 +107,13 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 		}
 		d.Logs.Set(t, l, now)
 	}
-	iak, err := tp.CreateKey(ctx, tpm.KeySpec{Alg: tpm.ECCP256, Restricted: true, Label: "IAK"})
+	// Persistent, as provisioning leaves them: transient keys would not
+	// survive the TPM reset of a reboot.
+	iak, err := persistentKey(ctx, tp, tpm.KeySpec{Alg: tpm.ECCP256, Restricted: true, Label: "IAK"}, 0x81020000)
 	if err != nil {
 		return fail(err)
 	}
-	idk, err := tp.CreateKey(ctx, tpm.KeySpec{Alg: tpm.ECCP256, Label: "IDevID"})
+	idk, err := persistentKey(ctx, tp, tpm.KeySpec{Alg: tpm.ECCP256, Label: "IDevID"}, 0x81020001)
 	if err != nil {
 		return fail(err)
 	}
@@ -265,4 +267,48 @@ func Schemas() map[string]string {
 		}
 	}
 	return out
+}
+
+// MeasureFile has the NOS measure a file at run time: PCR 10 is extended
+// and the served netequip_boot log grows by one entry.
+func (d *Device) MeasureFile(ctx context.Context, path string, content []byte) error {
+	if err := d.Boot.MeasureFile(ctx, d.TPM, path, content); err != nil {
+		return err
+	}
+	ev := d.Boot.Netequip.Events
+	d.Logs.Append(attester.LogNetequip, ev[len(ev)-1], time.Now())
+	return nil
+}
+
+// Reboot resets the TPM (simulator) and boots img again: a new resetCount
+// and fresh logs.
+func (d *Device) Reboot(ctx context.Context, img *router.Image) error {
+	if err := d.TPM.Reset(ctx); err != nil {
+		return err
+	}
+	b, err := router.BootImage(ctx, d.TPM, img)
+	if err != nil {
+		return err
+	}
+	d.Boot = b
+	now := time.Now()
+	for t, raw := range map[attester.LogType][]byte{attester.LogBIOS: b.UEFILog, attester.LogNetequip: b.NetequipLog} {
+		l, err := eventlog.Parse(raw, eventlog.FormatAuto)
+		if err != nil {
+			return err
+		}
+		d.Logs.Set(t, l, now)
+	}
+	return nil
+}
+
+func persistentKey(ctx context.Context, tp *tpm.TPM, spec tpm.KeySpec, h uint32) (*tpm.Key, error) {
+	if k, err := tp.ReadPublic(ctx, h, spec); err == nil {
+		return k, nil
+	}
+	k, err := tp.CreateKey(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	return tp.Persist(ctx, k, h)
 }

@@ -1,0 +1,393 @@
+// Package verifier is the collector's appraisal pipeline for one device:
+// connect and authenticate it by its IDevID, challenge it with a fresh
+// nonce, fetch its logs (incrementally), verify identity, quote, replay
+// and reference values, and turn the outcome into an AR4SI trustworthiness
+// vector and a signed EAR. Bad evidence is a result; an error means the
+// verifier could not do its job (the device unreachable, say).
+package verifier
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/veraison/ear"
+
+	"github.com/openriv/riv/collector/client/netconf"
+	"github.com/openriv/riv/pkg/alg"
+	"github.com/openriv/riv/pkg/eventlog"
+	"github.com/openriv/riv/pkg/identity"
+	"github.com/openriv/riv/pkg/pcr"
+	"github.com/openriv/riv/pkg/quote"
+	"github.com/openriv/riv/pkg/rim"
+)
+
+// Session is what the verifier needs from a transport.
+type Session interface {
+	Certificates(ctx context.Context) ([]netconf.Certificate, []alg.ID, error)
+	Challenge(ctx context.Context, nonce []byte, sel []pcr.Selection) ([]netconf.Quote, error)
+	Logs(ctx context.Context, logType string, after *uint64) (*eventlog.Log, uint32, error)
+}
+
+var _ Session = (*netconf.Client)(nil)
+
+// Policy holds the trust inputs.
+type Policy struct {
+	Name string // appraisal policy id, e.g. "riv-default"
+	// Anchors are the manufacturer CAs for IDevID/IAK.
+	Anchors *x509.CertPool
+	// RIMs are the verified vendor reference values.
+	RIMs *rim.Index
+	// Banks to quote, in preference order; the first supported is used.
+	Banks []alg.ID
+}
+
+// Verifier appraises devices and signs results.
+type Verifier struct {
+	Policy Policy
+	Key    crypto.Signer // EAR signing key (ECDSA P-256 or P-384)
+	// Build names the verifier in ear.verifier-id.
+	Build string
+
+	mu    sync.Mutex
+	state map[string]*deviceState
+}
+
+type deviceState struct {
+	resetCount, restartCount uint32
+	bios, netequip           *eventlog.Log
+}
+
+// New returns a verifier.
+func New(p Policy, key crypto.Signer) *Verifier {
+	if len(p.Banks) == 0 {
+		p.Banks = []alg.ID{alg.SHA256}
+	}
+	if p.Name == "" {
+		p.Name = "riv-default"
+	}
+	return &Verifier{Policy: p, Key: key, Build: "riv-collector", state: map[string]*deviceState{}}
+}
+
+// Result is one appraisal.
+type Result struct {
+	Device  string
+	Serial  string
+	Status  ear.TrustTier
+	Vector  ear.TrustVector
+	Reasons []string
+	// Rebooted is set when the device rebooted since the last appraisal:
+	// logs were fetched from the start, history is kept.
+	Rebooted bool
+	Clock    quote.ClockInfo
+	EAR      []byte // signed JWT
+	Time     time.Time
+}
+
+// claim records a trust claim for one vector component, keeping the worst.
+func (r *Result) claim(set *ear.TrustClaim, c ear.TrustClaim, reason string) {
+	if tierOf(c) > tierOf(*set) || *set == ear.NoClaim {
+		*set = c
+	}
+	if reason != "" {
+		r.Reasons = append(r.Reasons, reason)
+	}
+}
+
+func tierOf(c ear.TrustClaim) int {
+	switch {
+	case c.IsContraindicated():
+		return 3
+	case c.IsWarning():
+		return 2
+	case c.IsAffirming():
+		return 1
+	}
+	return 0
+}
+
+// Appraise runs the whole flow against one device session; transport
+// binding is the caller's: pass the key the transport authenticated (SSH
+// host key or TLS leaf key) as peerKey.
+func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerKey crypto.PublicKey) (*Result, error) {
+	r := &Result{Device: device, Time: time.Now()}
+	tv := &r.Vector
+
+	// 1. Identity: IDevID and IAK certificates, paired and chained.
+	certs, banks, err := s.Certificates(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: certificates: %w", device, err)
+	}
+	var idCert, akCert *x509.Certificate
+	for _, c := range certs {
+		switch c.Type {
+		case "initial-attestation-certificate", "local-attestation-certificate":
+			if akCert == nil {
+				akCert = c.Cert
+			}
+		case "":
+			if c.Cert.KeyUsage&x509.KeyUsageDigitalSignature != 0 && idCert == nil {
+				idCert = c.Cert
+			}
+		}
+	}
+	if akCert == nil {
+		r.claim(&tv.InstanceIdentity, ear.UnrecognizedInstanceClaim, "instance-identity: the device lists no attestation-key certificate")
+		return v.finish(r, nil)
+	}
+	ir := identity.VerifyPair(idCert, akCert, identity.VerifyOptions{Roots: v.Policy.Anchors})
+	r.Serial = ir.Serial
+	if !ir.OK {
+		for _, reason := range ir.Reasons {
+			r.claim(&tv.InstanceIdentity, ear.UntrustworthyInstanceClaim, "instance-identity: "+reason)
+		}
+	} else if idCert != nil && peerKey != nil && !samePub(idCert.PublicKey, peerKey) {
+		r.claim(&tv.InstanceIdentity, ear.UntrustworthyInstanceClaim, "instance-identity: the transport was authenticated with a key that is not the IDevID's")
+	} else {
+		r.claim(&tv.InstanceIdentity, ear.TrustworthyInstanceClaim, "")
+		r.claim(&tv.Hardware, ear.GenuineHardwareClaim, "")
+	}
+
+	// 2. A fresh challenge.
+	bank := alg.Null
+	for _, b := range v.Policy.Banks {
+		for _, s := range banks {
+			if b == s && bank == alg.Null {
+				bank = b
+			}
+		}
+	}
+	if bank == alg.Null {
+		r.claim(&tv.InstanceIdentity, ear.UnexpectedEvidenceClaim, fmt.Sprintf("the TPM allocates none of the banks %v", v.Policy.Banks))
+		return v.finish(r, nil)
+	}
+	nonce := make([]byte, 32)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	sel := []pcr.Selection{{Bank: bank, PCRs: []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}}
+	quotes, err := s.Challenge(ctx, nonce, sel)
+	if err != nil {
+		return nil, fmt.Errorf("%s: challenge: %w", device, err)
+	}
+	q := quotes[0]
+	a, err := quote.ParseAttest(q.Attest)
+	if err != nil {
+		r.claim(&tv.InstanceIdentity, ear.CryptoValidationFailedClaim, "quote: "+err.Error())
+		return v.finish(r, nonce)
+	}
+	sig, err := quote.ParseSignature(q.Sig)
+	if err != nil {
+		r.claim(&tv.InstanceIdentity, ear.CryptoValidationFailedClaim, "quote signature: "+err.Error())
+		return v.finish(r, nonce)
+	}
+	// Signature, nonce and selection first; the PCR digest after replay.
+	if _, err := quote.VerifyParsed(akCert.PublicKey, a, sig, quote.Options{Nonce: nonce, Selection: sel}); err != nil {
+		r.claim(&tv.InstanceIdentity, ear.CryptoValidationFailedClaim, "quote: "+err.Error())
+		return v.finish(r, nonce)
+	}
+	r.Clock = a.ClockInfo
+
+	// 3. Logs, incrementally unless the device rebooted.
+	v.mu.Lock()
+	st := v.state[device]
+	if st == nil || st.resetCount != a.ClockInfo.ResetCount || st.restartCount != a.ClockInfo.RestartCount {
+		r.Rebooted = st != nil
+		st = &deviceState{resetCount: a.ClockInfo.ResetCount, restartCount: a.ClockInfo.RestartCount}
+		v.state[device] = st
+	}
+	v.mu.Unlock()
+	bios, err := fetch(ctx, s, "bios", st.bios)
+	if err != nil {
+		return nil, fmt.Errorf("%s: bios log: %w", device, err)
+	}
+	ne, err := fetch(ctx, s, "netequip_boot", st.netequip)
+	if err != nil {
+		return nil, fmt.Errorf("%s: netequip_boot log: %w", device, err)
+	}
+
+	// 4. Replay both logs to the quoted PCRs.
+	vals, err := bios.Replay(eventlog.ReplayOptions{Banks: []alg.ID{bank}})
+	if err != nil {
+		r.claim(&tv.Executables, ear.UnexpectedEvidenceClaim, "bios log: "+err.Error())
+		return v.finish(r, nonce)
+	}
+	nv, err := ne.Replay(eventlog.ReplayOptions{Banks: []alg.ID{bank}})
+	if err != nil {
+		r.claim(&tv.Executables, ear.UnexpectedEvidenceClaim, "netequip_boot log: "+err.Error())
+		return v.finish(r, nonce)
+	}
+	for i, val := range nv[bank] {
+		vals.Set(bank, i, val)
+	}
+	for _, i := range sel[0].PCRs {
+		if vals.Get(bank, i) == nil {
+			vals.Set(bank, i, pcr.Initial(bank, i))
+		}
+	}
+	if _, err := quote.VerifyParsed(akCert.PublicKey, a, sig, quote.Options{Nonce: nonce, PCRs: vals}); err != nil {
+		reason := "the logs do not replay to the quoted PCRs"
+		if diff := vals.Diff(q.Unsigned); len(diff) > 0 {
+			reason += " (" + strings.Join(diff, "; ") + ")"
+		}
+		r.claim(&tv.Executables, ear.ContraindicatedRuntimeClaim, reason)
+		return v.finish(r, nonce)
+	}
+	st.bios, st.netequip = bios, ne
+	bios.CheckDigests(bank)
+	for _, e := range bios.Events {
+		if e.Anomaly != "" {
+			r.claim(&tv.Executables, ear.ContraindicatedRuntimeClaim, fmt.Sprintf("bios event %d (PCR %d): %s", e.Seq, e.PCR, e.Anomaly))
+		}
+	}
+
+	// 5. Reference values and policy.
+	v.appraiseBoot(r, bios, bank)
+	v.appraiseNetequip(r, ne)
+	return v.finish(r, nonce)
+}
+
+// fetch gets a log, only the entries after those already verified.
+func fetch(ctx context.Context, s Session, t string, have *eventlog.Log) (*eventlog.Log, error) {
+	var after *uint64
+	if have != nil && len(have.Events) > 0 {
+		n := uint64(have.Events[len(have.Events)-1].Seq)
+		after = &n
+	}
+	l, _, err := s.Logs(ctx, t, after)
+	if err != nil {
+		return nil, err
+	}
+	if have == nil {
+		return l, nil
+	}
+	c := *have
+	c.Events = append(append([]eventlog.Event(nil), have.Events...), l.Events...)
+	return &c, nil
+}
+
+func (v *Verifier) appraiseBoot(r *Result, l *eventlog.Log, bank alg.ID) {
+	tv := &r.Vector
+	bad := false
+	for _, e := range l.Events {
+		switch eventlog.EventType(e.Type) {
+		case eventlog.EvEFIPlatformFirmwareBlob, eventlog.EvEFIBootServicesApp, eventlog.EvEFIBootServicesDriver:
+		case eventlog.EvPlatformConfigFlags:
+			if bytes.Contains(e.Data, []byte("debug=on")) {
+				r.claim(&tv.Configuration, ear.UnsupportableConfigClaim, fmt.Sprintf("configuration: PCR %d event %d: firmware debug mode is on", e.PCR, e.Seq))
+			}
+			continue
+		default:
+			continue
+		}
+		d := e.Digest(bank)
+		m := v.Policy.RIMs.Lookup(bank, d)
+		what := describeBoot(&e)
+		if len(m) == 0 {
+			r.claim(&tv.Executables, ear.ContraindicatedRuntimeClaim, fmt.Sprintf("executables: PCR %d event %d (%s) digest %x is in no signed RIM", e.PCR, e.Seq, what, d[:8]))
+			bad = true
+			continue
+		}
+		if sup := v.Policy.RIMs.SupersededBy(m[0].TagID); len(sup) > 0 {
+			r.claim(&tv.Executables, ear.UnsafeRuntimeClaim, fmt.Sprintf("executables: PCR %d event %d (%s) is %s %s, superseded by a newer signed RIM (rollback)", e.PCR, e.Seq, what, m[0].Name, m[0].Ver))
+			bad = true
+		}
+	}
+	if sb := l.SecureBoot(); !sb.Enabled {
+		r.claim(&tv.Configuration, ear.UnsafeConfigClaim, "configuration: Secure Boot is off")
+	}
+	if tv.Configuration == ear.NoClaim {
+		r.claim(&tv.Configuration, ear.ApprovedConfigClaim, "")
+	}
+	if !bad {
+		r.claim(&tv.Executables, ear.ApprovedBootClaim, "")
+	}
+}
+
+func describeBoot(e *eventlog.Event) string {
+	if eventlog.EventType(e.Type) == eventlog.EvEFIPlatformFirmwareBlob {
+		return "platform firmware"
+	}
+	// UEFI_IMAGE_LOAD_EVENT: the device path's UTF-16 file name follows
+	// the 32-byte header; show it when it decodes.
+	if len(e.Data) > 40 {
+		var name []rune
+		for i := 36; i+1 < len(e.Data); i += 2 {
+			c := rune(e.Data[i]) | rune(e.Data[i+1])<<8
+			if c == 0 {
+				break
+			}
+			if c < 32 || c > 126 {
+				name = nil
+				break
+			}
+			name = append(name, c)
+		}
+		if len(name) > 0 {
+			return string(name)
+		}
+	}
+	return e.TypeName()
+}
+
+func (v *Verifier) appraiseNetequip(r *Result, l *eventlog.Log) {
+	tv := &r.Vector
+	var unknown []string
+	for _, e := range l.Events {
+		if e.IMA == nil || e.IMA.FileName == "boot_aggregate" || e.IMA.FileName == "/etc/riv/startup-config" {
+			continue
+		}
+		if len(v.Policy.RIMs.Lookup(e.IMA.FileHashAlg, e.IMA.FileHash)) == 0 {
+			unknown = append(unknown, fmt.Sprintf("%s (%s:%x)", e.IMA.FileName, e.IMA.FileHashAlgName, e.IMA.FileHash[:8]))
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		r.claim(&tv.FileSystem, ear.UnrecognizedFilesClaim, "file-system: not in any signed RIM: "+strings.Join(unknown, ", "))
+		r.claim(&tv.Executables, ear.UnrecognizedRuntimeClaim, "")
+		return
+	}
+	r.claim(&tv.FileSystem, ear.ApprovedFilesClaim, "")
+}
+
+// finish sets the status from the vector and signs the EAR.
+func (v *Verifier) finish(r *Result, nonce []byte) (*Result, error) {
+	ar := ear.NewAttestationResult("tpm0", v.Build, "openriv")
+	ap := ar.Submods["tpm0"]
+	*ap.TrustVector = r.Vector
+	policy := v.Policy.Name
+	ap.AppraisalPolicyID = &policy
+	ar.UpdateStatusFromTrustVector()
+	r.Status = *ap.Status
+	if nonce != nil {
+		n := fmt.Sprintf("%x", nonce)
+		ar.Nonce = &n
+	}
+	if v.Key != nil {
+		a := jwa.ES256()
+		if k, ok := v.Key.Public().(*ecdsa.PublicKey); ok && k.Curve == elliptic.P384() {
+			a = jwa.ES384()
+		}
+		jwt, err := ar.Sign(a, v.Key)
+		if err != nil {
+			return nil, fmt.Errorf("sign EAR: %w", err)
+		}
+		r.EAR = jwt
+	}
+	return r, nil
+}
+
+func samePub(a, b crypto.PublicKey) bool {
+	e, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && e.Equal(b)
+}

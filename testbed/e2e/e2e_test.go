@@ -1,0 +1,176 @@
+// Package e2e runs the product end to end: simulated routers served by
+// the real agent over NETCONF, appraised by the real collector verifier.
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/veraison/ear"
+
+	"github.com/openriv/riv/collector/client/netconf"
+	"github.com/openriv/riv/collector/verifier"
+	"github.com/openriv/riv/pkg/alg"
+	"github.com/openriv/riv/pkg/identity"
+	"github.com/openriv/riv/pkg/rim"
+	"github.com/openriv/riv/pkg/tpm"
+	"github.com/openriv/riv/testbed/attack"
+	"github.com/openriv/riv/testbed/device"
+	"github.com/openriv/riv/testbed/router"
+	"github.com/openriv/riv/testbed/vendor"
+)
+
+type env struct {
+	mfr   *identity.CA
+	index *rim.Index
+	v     *verifier.Verifier
+}
+
+// newEnv makes the manufacturer, the vendor's signed RIMs for images 1.0
+// and 2.0 (2.0 supersedes 1.0), and a verifier trusting both.
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now()
+	mfr, err := identity.NewCA("RIV Test Manufacturer", now, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vend, err := vendor.New("RIV Test Networks", "https://rims.example.net", elliptic.P256(), now.Add(-time.Hour), now.Add(24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := rim.NewIndex()
+	tp, err := tpm.Open(ctx, "sim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ver := range []struct{ v, sup string }{{"1.0", ""}, {"2.0", "1.0"}} {
+		if err := tp.Reset(ctx); err != nil {
+			t.Fatal(err)
+		}
+		img := router.DefaultImage(ver.v)
+		ref, err := router.BootImage(ctx, tp, img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sup []string
+		if ver.sup != "" {
+			sup = []string{ver.sup}
+		}
+		set, err := vend.Sign(img, ref, sup...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raws := [][]byte{set.Image}
+		for _, p := range set.Packages {
+			raws = append(raws, p)
+		}
+		for _, raw := range raws {
+			r, err := rim.Verify(raw, rim.VerifyOptions{Roots: vend.Roots()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := idx.Add(r.Tag); err != nil && !strings.Contains(err.Error(), "twice") {
+				t.Fatal(err)
+			}
+		}
+	}
+	tp.Close()
+	anchors := x509.NewCertPool()
+	anchors.AddCert(mfr.Cert)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return &env{mfr: mfr, index: idx, v: verifier.New(verifier.Policy{Anchors: anchors, RIMs: idx, Banks: []alg.ID{alg.SHA256}}, key)}
+}
+
+func (e *env) appraiseSSH(t *testing.T, d *device.Device) *verifier.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := netconf.DialSSH(ctx, d.SSHAddr, d.User, d.SSHClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r, err := e.v.Appraise(ctx, d.Serial, c, c.HostKey)
+	if err != nil {
+		t.Fatalf("Appraise() = %v", err)
+	}
+	return r
+}
+
+func start(t *testing.T, e *env, img *router.Image) *device.Device {
+	t.Helper()
+	d, err := device.Start(context.Background(), device.Options{Image: img, ManufacturerCA: e.mfr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestEndToEnd(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cases := []struct {
+		name   string
+		img    *router.Image
+		after  func(*device.Device)
+		status ear.TrustTier
+		reason string
+	}{
+		{"clean", router.DefaultImage("2.0"), nil, ear.TrustTierAffirming, ""},
+		{"tampered kernel", attack.TamperKernel(router.DefaultImage("2.0")), nil, ear.TrustTierContraindicated, "vmlinuz-2.0"},
+		{"rollback", router.DefaultImage("1.0"), nil, ear.TrustTierWarning, "rollback"},
+		{"debug mode", attack.DebugMode(router.DefaultImage("2.0")), nil, ear.TrustTierContraindicated, "debug mode"},
+		{"unknown binary", router.DefaultImage("2.0"), func(d *device.Device) {
+			if err := d.MeasureFile(ctx, "/tmp/.x/miner", []byte("not from any vendor")); err != nil {
+				t.Fatal(err)
+			}
+		}, ear.TrustTierWarning, "/tmp/.x/miner"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := start(t, e, c.img)
+			defer d.Close()
+			if c.after != nil {
+				c.after(d)
+			}
+			r := e.appraiseSSH(t, d)
+			if r.Status != c.status || !strings.Contains(strings.Join(r.Reasons, "\n"), c.reason) {
+				t.Errorf("status %v, reasons:\n%s\nwant %v with %q", r.Status, strings.Join(r.Reasons, "\n"), c.status, c.reason)
+			}
+			if len(r.EAR) == 0 {
+				t.Error("no EAR")
+			}
+		})
+	}
+}
+
+func TestRebootIsReattestation(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	d := start(t, e, router.DefaultImage("2.0"))
+	defer d.Close()
+	r1 := e.appraiseSSH(t, d)
+	// A second poll fetches only new entries and still affirms.
+	if err := d.MeasureFile(ctx, "/usr/bin/frr", router.DefaultImage("2.0").Packages[0].Files[0].Content); err != nil {
+		t.Fatal(err)
+	}
+	r2 := e.appraiseSSH(t, d)
+	if err := d.Reboot(ctx, router.DefaultImage("2.0")); err != nil {
+		t.Fatal(err)
+	}
+	r3 := e.appraiseSSH(t, d)
+	if r1.Status != ear.TrustTierAffirming || r2.Status != ear.TrustTierAffirming || r3.Status != ear.TrustTierAffirming {
+		t.Errorf("statuses %v %v %v, want affirming; reasons %v %v %v", r1.Status, r2.Status, r3.Status, r1.Reasons, r2.Reasons, r3.Reasons)
+	}
+	if r2.Rebooted || !r3.Rebooted || r3.Clock.ResetCount != r1.Clock.ResetCount+1 {
+		t.Errorf("rebooted flags %v %v, resetCount %d -> %d", r2.Rebooted, r3.Rebooted, r1.Clock.ResetCount, r3.Clock.ResetCount)
+	}
+}
