@@ -8,7 +8,7 @@ DEMO_ARGS ?=
 # Debian packages the tests and the demo use (NOTES.md).
 DEB_PKGS  := gcc libssl-dev swtpm swtpm-tools tpm2-tools libyang2-tools snmp snmpd \
              python3-ncclient python3-pysnmp4 yangcli
-BINARIES  := rivctl riv-demo
+BINARIES  := rivctl riv-agent riv-demo
 FUZZ_TARGETS := pkg/eventlog:FuzzParseTCG pkg/eventlog:FuzzParseIMA pkg/eventlog:FuzzParseIMAASCII \
 	pkg/eventlog:FuzzParseCELTLV pkg/eventlog:FuzzParseCELCBOR pkg/eventlog:FuzzParseCELJSON \
 	pkg/eventlog:FuzzParseAuto pkg/quote:FuzzParseAttest pkg/quote:FuzzParseSignature pkg/quote:FuzzParsePublic \
@@ -40,12 +40,13 @@ build: setup ## build the binaries into bin/
 	@mkdir -p bin
 	$(GO) build -o bin/rivctl ./collector/cmd/rivctl
 	$(GO) build -o bin/riv-demo ./testbed/cmd/riv-demo
+	$(GO) build -o bin/riv-agent ./agent/cmd/riv-agent
 
 test: setup lint ## run every test (fuzz seed corpora included)
 	$(GO) test -count=1 -timeout 20m ./...
 
 demo: build ## run the demo on its embedded defaults
-	./bin/riv-demo --reference "$(REFERENCE)" $(DEMO_ARGS)
+	./bin/riv-demo --agent bin/riv-agent $(DEMO_ARGS)
 
 bench: setup ## run the benchmarks (see docs/BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./pkg/...

@@ -38,11 +38,18 @@ func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(s string) error { *m = append(*m, s); return nil }
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] != "provision" {
+	if len(os.Args) < 2 || (os.Args[1] != "provision" && os.Args[1] != "dev") {
 		fmt.Fprintln(os.Stderr, "usage: riv-agent provision --tpm SPEC --dir DIR --serial S --model M --ca-cert F --ca-key F --tpm-ca F [--alg A] [--local]")
+		fmt.Fprintln(os.Stderr, "       riv-agent dev --dir DIR [--serial S] [--image-version V] [--attack A] [--netconf-ssh ADDR] [--netconf-tls ADDR]")
 		os.Exit(2)
 	}
-	if err := runProvision(os.Args[2:], os.Stdout); err != nil {
+	var err error
+	if os.Args[1] == "dev" {
+		err = runDev(os.Args[2:], os.Stderr)
+	} else {
+		err = runProvision(os.Args[2:], os.Stdout)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "riv-agent: %v\n", err)
 		os.Exit(1)
 	}

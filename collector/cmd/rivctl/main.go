@@ -25,6 +25,8 @@ const usage = `usage:
   rivctl rim sign corim --key KEY --cert CHAIN --tag-id UUID --vendor V --model M --pcrs PCRS.json -o OUT
   rivctl rim verify (--key FILE | --anchors FILE.pem) [--external-aad HEX] [--json] FILE
   rivctl rim show [--json] FILE
+  rivctl attest (--endpoints FILE [--transport ssh|tls] | --netconf-ssh ADDR --user U --ssh-key F | --netconf-tls ADDR --tls-cert F --tls-key F)
+                --anchors MFR-CA.pem --rim-anchors VENDOR-CA.pem --rims DIR [--json]
 `
 
 // Exit codes (DESIGN.md §4).
@@ -59,9 +61,12 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 			code = exitBadInput
 		}
 	}()
-	if len(args) < 2 {
+	if len(args) < 2 && !(len(args) == 1 && args[0] == "attest") {
 		fmt.Fprint(stderr, usage)
 		return exitBadInput
+	}
+	if len(args) == 1 {
+		args = append(args, "")
 	}
 	var err error
 	switch args[0] + " " + args[1] {
@@ -74,6 +79,10 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	case "rim sign", "rim verify", "rim show":
 		err = cmdRIM(args[1:], stdout)
 	default:
+		if args[0] == "attest" {
+			err = cmdAttest(args[1:], stdout)
+			break
+		}
 		fmt.Fprint(stderr, usage)
 		return exitBadInput
 	}

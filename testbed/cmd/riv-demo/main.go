@@ -5,7 +5,9 @@
 // nonce and verifies it against the log, and finally shows that a
 // tampered log and a replayed nonce are caught.
 //
-// Until the end-to-end testbed exists, `make demo` runs this.
+// By default (what `make demo` runs) it starts a fleet of three simulated
+// routers instead — each its own riv-agent process with its own TPM — and
+// appraises them over NETCONF with the collector's verifier; see fleet.go.
 package main
 
 import (
@@ -29,10 +31,20 @@ import (
 )
 
 func main() {
-	ref := flag.String("reference", "../shared/reference", "reference data directory")
-	tpmSpec := flag.String("tpm", "sim", "TPM to boot into: sim, swtpm:PATH or swtpm:HOST:PORT")
+	ref := flag.String("reference", "../shared/reference", "reference data directory (for --libraries)")
+	tpmSpec := flag.String("tpm", "sim", "TPM to boot into for --libraries: sim, swtpm:PATH or swtpm:HOST:PORT")
+	libraries := flag.Bool("libraries", false, "show the evidence libraries on the reference data instead of the fleet")
+	agent := flag.String("agent", "bin/riv-agent", "riv-agent binary for the simulated routers")
+	once := flag.Bool("once", false, "one appraisal round, then exit: status 0 when every verdict is the expected one")
+	interval := flag.Duration("interval", 10*time.Second, "time between appraisal rounds")
 	flag.Parse()
-	if err := run(*ref, *tpmSpec); err != nil {
+	var err error
+	if *libraries {
+		err = run(*ref, *tpmSpec)
+	} else {
+		err = runFleet(*agent, *once, *interval)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "riv-demo: %v\n", err)
 		os.Exit(1)
 	}

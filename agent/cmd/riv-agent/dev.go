@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"crypto/elliptic"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/openriv/riv/pkg/identity"
+	"github.com/openriv/riv/pkg/tpm"
+	"github.com/openriv/riv/testbed/attack"
+	"github.com/openriv/riv/testbed/device"
+	"github.com/openriv/riv/testbed/router"
+	"github.com/openriv/riv/testbed/vendor"
+)
+
+// Endpoints is DIR/endpoints.json (DESIGN.md §4): how to reach and trust
+// a dev device. Keys may be added; these names stay.
+type Endpoints struct {
+	NetconfSSH    string `json:"netconf_ssh"`
+	NetconfTLS    string `json:"netconf_tls"`
+	SSHUser       string `json:"ssh_user"`
+	SSHPrivateKey string `json:"ssh_private_key"`
+	TLSClientCert string `json:"tls_client_cert"`
+	TLSClientKey  string `json:"tls_client_key"`
+	TrustAnchors  string `json:"trust_anchors"`
+	RIMSigner     string `json:"rim_signer"`
+	RIMs          string `json:"rims"`
+	Serial        string `json:"serial"`
+	Attack        string `json:"attack,omitempty"`
+}
+
+// runDev is `riv-agent dev --dir DIR`: a zero-setup device on the
+// in-process TPM simulator, serving until SIGTERM/SIGINT.
+func runDev(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	dir := fs.String("dir", "", "directory for keys, certificates, RIMs and endpoints.json")
+	serial := fs.String("serial", "RTR-0001", "device serial number")
+	version := fs.String("image-version", "2.0", "router image version to boot")
+	atk := fs.String("attack", "none", "boot with an attack: none, tampered-kernel, debug-mode, rollback, unknown-binary")
+	sshAddr := fs.String("netconf-ssh", "127.0.0.1:0", "NETCONF over SSH listen address")
+	tlsAddr := fs.String("netconf-tls", "127.0.0.1:0", "NETCONF over TLS listen address")
+	tpmSpec := fs.String("tpm", "sim", "TPM: sim or swtpm:...")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return errors.New("dev: --dir is required")
+	}
+	if err := os.MkdirAll(filepath.Join(*dir, "rims"), 0o700); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil)).With("device", *serial)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	genuine := router.DefaultImage(*version)
+	img := genuine
+	switch *atk {
+	case "none", "unknown-binary":
+	case "tampered-kernel":
+		img = attack.TamperKernel(genuine)
+	case "debug-mode":
+		img = attack.DebugMode(genuine)
+	case "rollback":
+		img = router.DefaultImage("1.0")
+	default:
+		return fmt.Errorf("dev: unknown attack %q", *atk)
+	}
+	now := time.Now()
+	mfr, err := identity.NewCA("RIV Dev Manufacturer", now, 10*365*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	vend, err := vendor.New("RIV Test Networks", "https://rims.example.net", elliptic.P256(), now.Add(-time.Hour), now.Add(365*24*time.Hour))
+	if err != nil {
+		return err
+	}
+	if err := writeRIMs(ctx, vend, genuine, *dir); err != nil {
+		return err
+	}
+	if err := vend.WriteFiles(*dir); err != nil {
+		return err
+	}
+	d, err := device.Start(ctx, device.Options{TPM: *tpmSpec, Serial: *serial, Image: img, ManufacturerCA: mfr, Logger: log, SSHAddr: *sshAddr, TLSAddr: *tlsAddr})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if *atk == "unknown-binary" {
+		if err := d.MeasureFile(ctx, "/tmp/.cache/xmrig", []byte("a miner the vendor never shipped")); err != nil {
+			return err
+		}
+	}
+	files := map[string][]byte{"manufacturer-ca.pem": pemCert(mfr.Cert)}
+	key, err := d.SSHPrivateKeyPEM()
+	if err != nil {
+		return err
+	}
+	files["ssh_key"] = key
+	files["client.pem"] = pemCert(d.ClientCert.Leaf)
+	ck, err := x509.MarshalPKCS8PrivateKey(d.ClientCert.PrivateKey)
+	if err != nil {
+		return err
+	}
+	files["client.key"] = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: ck})
+	for n, b := range files {
+		if err := os.WriteFile(filepath.Join(*dir, n), b, 0o600); err != nil {
+			return err
+		}
+	}
+	abs, _ := filepath.Abs(*dir)
+	ep := Endpoints{
+		NetconfSSH: d.SSHAddr, NetconfTLS: d.TLSAddr, SSHUser: d.User,
+		SSHPrivateKey: filepath.Join(abs, "ssh_key"), TLSClientCert: filepath.Join(abs, "client.pem"), TLSClientKey: filepath.Join(abs, "client.key"),
+		TrustAnchors: filepath.Join(abs, "manufacturer-ca.pem"), RIMSigner: filepath.Join(abs, "vendor-ca.pem"), RIMs: filepath.Join(abs, "rims"),
+		Serial: *serial, Attack: *atk,
+	}
+	b, _ := json.MarshalIndent(ep, "", "  ")
+	tmp := filepath.Join(*dir, ".endpoints.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(*dir, "endpoints.json")); err != nil {
+		return err
+	}
+	log.Info("ready", "netconf_ssh", d.SSHAddr, "netconf_tls", d.TLSAddr, "endpoints", filepath.Join(abs, "endpoints.json"))
+	<-ctx.Done()
+	log.Info("stopping")
+	return nil
+}
+
+// writeRIMs has the vendor sign the genuine images (1.0, and the
+// requested version superseding it) from reference boots on the simulator,
+// before the device itself starts on it (a real vendor uses its lab).
+func writeRIMs(ctx context.Context, vend *vendor.Vendor, genuine *router.Image, dir string) error {
+	tp, err := tpm.Open(ctx, "sim")
+	if err != nil {
+		return err
+	}
+	defer tp.Close()
+	versions := []string{"1.0"}
+	if genuine.Version != "1.0" {
+		versions = append(versions, genuine.Version)
+	}
+	for i, v := range versions {
+		img := router.DefaultImage(v)
+		if err := tp.Reset(ctx); err != nil {
+			return err
+		}
+		ref, err := router.BootImage(ctx, tp, img)
+		if err != nil {
+			return err
+		}
+		var sup []string
+		if i > 0 {
+			sup = []string{versions[0]}
+		}
+		s, err := vend.Sign(img, ref, sup...)
+		if err != nil {
+			return err
+		}
+		files := map[string][]byte{"image-" + v + ".cose": s.Image, "base-" + v + ".cose": s.Base, "pcrs-" + v + ".corim": s.CoRIM, "support-" + v + ".rimel": s.Support}
+		for name, p := range s.Packages {
+			files["pkg-"+name+"-"+v+".cose"] = p
+		}
+		for n, b := range files {
+			if err := os.WriteFile(filepath.Join(dir, "rims", n), b, 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func pemCert(c *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}

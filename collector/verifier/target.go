@@ -1,0 +1,190 @@
+package verifier
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/openriv/riv/collector/client/netconf"
+	"github.com/openriv/riv/pkg/rim"
+)
+
+// Target is how to reach one device.
+type Target struct {
+	Name    string
+	SSHAddr string
+	SSHUser string
+	SSHKey  crypto.Signer
+	TLSAddr string
+	TLS     *tls.Config // client certificate and manufacturer RootCAs
+}
+
+// AppraiseTarget dials the target (TLS when TLSAddr is set, else SSH) and
+// appraises it, binding the transport to the IDevID: the SSH host key, or
+// the TLS server certificate, must be the IDevID's key.
+func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error) {
+	var c *netconf.Client
+	var peer crypto.PublicKey
+	var err error
+	if t.TLSAddr != "" {
+		cfg := t.TLS.Clone()
+		cfg.RootCAs = v.Policy.Anchors
+		cfg.ServerName = ""
+		cfg.InsecureSkipVerify = true // verified below against the manufacturer anchors, by IDevID profile
+		var leaf *x509.Certificate
+		cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+			certs := make([]*x509.Certificate, 0, len(raw))
+			for _, r := range raw {
+				c, err := x509.ParseCertificate(r)
+				if err != nil {
+					return err
+				}
+				certs = append(certs, c)
+			}
+			if len(certs) == 0 {
+				return errors.New("no server certificate")
+			}
+			inter := x509.NewCertPool()
+			for _, c := range certs[1:] {
+				inter.AddCert(c)
+			}
+			if _, err := certs[0].Verify(x509.VerifyOptions{Roots: v.Policy.Anchors, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+				return fmt.Errorf("server certificate is not an IDevID from a trusted manufacturer: %w", err)
+			}
+			leaf = certs[0]
+			return nil
+		}
+		if c, err = netconf.DialTLS(ctx, t.TLSAddr, cfg); err != nil {
+			return nil, err
+		}
+		peer = leaf.PublicKey
+	} else {
+		if c, err = netconf.DialSSH(ctx, t.SSHAddr, t.SSHUser, t.SSHKey); err != nil {
+			return nil, err
+		}
+		peer = c.HostKey
+	}
+	defer c.Close()
+	name := t.Name
+	if name == "" {
+		name = t.SSHAddr + t.TLSAddr
+	}
+	return v.Appraise(ctx, name, c, peer)
+}
+
+// LoadRIMs verifies every signed RIM in dir against the vendor anchors and
+// indexes the CoSWIDs. A RIM that does not verify is an error: it must not
+// silently shrink the reference values.
+func LoadRIMs(dir string, anchors *x509.CertPool) (*rim.Index, int, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.cose"))
+	if err != nil {
+		return nil, 0, err
+	}
+	idx := rim.NewIndex()
+	n := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, 0, err
+		}
+		r, err := rim.Verify(b, rim.VerifyOptions{Roots: anchors})
+		if err != nil {
+			return nil, 0, fmt.Errorf("RIM %s: %w", f, err)
+		}
+		if r.Tag == nil {
+			continue
+		}
+		if err := idx.Add(r.Tag); err != nil && !strings.Contains(err.Error(), "twice") {
+			return nil, 0, fmt.Errorf("RIM %s: %w", f, err)
+		}
+		n++
+	}
+	return idx, n, nil
+}
+
+// Endpoints mirrors riv-agent dev's endpoints.json.
+type Endpoints struct {
+	NetconfSSH    string `json:"netconf_ssh"`
+	NetconfTLS    string `json:"netconf_tls"`
+	SSHUser       string `json:"ssh_user"`
+	SSHPrivateKey string `json:"ssh_private_key"`
+	TLSClientCert string `json:"tls_client_cert"`
+	TLSClientKey  string `json:"tls_client_key"`
+	TrustAnchors  string `json:"trust_anchors"`
+	RIMSigner     string `json:"rim_signer"`
+	RIMs          string `json:"rims"`
+	Serial        string `json:"serial"`
+	Attack        string `json:"attack"`
+}
+
+// ReadEndpoints reads an endpoints.json.
+func ReadEndpoints(path string) (*Endpoints, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var e Endpoints
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &e, nil
+}
+
+// LoadPool reads PEM certificates into a pool.
+func LoadPool(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s: no PEM certificates", path)
+	}
+	return p, nil
+}
+
+// LoadSSHKey reads an OpenSSH or PEM private key as a crypto.Signer.
+func LoadSSHKey(path string) (crypto.Signer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	k, err := ssh.ParseRawPrivateKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	switch s := k.(type) {
+	case crypto.Signer:
+		return s, nil
+	}
+	return nil, fmt.Errorf("%s: not a signing key", path)
+}
+
+// Target builds the target for transport "ssh" or "tls".
+func (e *Endpoints) Target(transport string) (Target, error) {
+	t := Target{Name: e.Serial}
+	switch transport {
+	case "tls":
+		cert, err := tls.LoadX509KeyPair(e.TLSClientCert, e.TLSClientKey)
+		if err != nil {
+			return t, err
+		}
+		t.TLSAddr, t.TLS = e.NetconfTLS, &tls.Config{Certificates: []tls.Certificate{cert}}
+	default:
+		k, err := LoadSSHKey(e.SSHPrivateKey)
+		if err != nil {
+			return t, err
+		}
+		t.SSHAddr, t.SSHUser, t.SSHKey = e.NetconfSSH, e.SSHUser, k
+	}
+	return t, nil
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/veraison/ear"
+
+	"github.com/openriv/riv/collector/verifier"
+	"github.com/openriv/riv/pkg/alg"
+)
+
+// router is one simulated router of the demo: its own riv-agent process
+// with its own TPM.
+type router struct {
+	name, attack, transport string
+	want                    ear.TrustTier
+	dir                     string
+	cmd                     *exec.Cmd
+	target                  verifier.Target
+	v                       *verifier.Verifier
+}
+
+var fleet = []*router{
+	{name: "rtr-clean", attack: "none", transport: "tls", want: ear.TrustTierAffirming},
+	{name: "rtr-kernel", attack: "tampered-kernel", transport: "ssh", want: ear.TrustTierContraindicated},
+	{name: "rtr-miner", attack: "unknown-binary", transport: "ssh", want: ear.TrustTierWarning},
+}
+
+// runFleet starts the routers, appraises them every interval, prints the
+// verdicts, and stops everything on Ctrl-C. With once it returns after one
+// round: an error unless every verdict is the expected one.
+func runFleet(agent string, once bool, interval time.Duration) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	base, err := os.MkdirTemp("", "riv-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(base)
+	start := time.Now()
+	fmt.Printf("Starting %d simulated routers (riv-agent dev, in-process TPM simulator each)...\n", len(fleet))
+	for i, r := range fleet {
+		r.dir = filepath.Join(base, r.name)
+		r.cmd = exec.Command(agent, "dev", "--dir", r.dir, "--serial", fmt.Sprintf("RTR-%04d", i+1), "--attack", r.attack)
+		r.cmd.Stderr = nil
+		r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := r.cmd.Start(); err != nil {
+			return fmt.Errorf("start %s: %w", agent, err)
+		}
+	}
+	defer func() {
+		for _, r := range fleet {
+			if r.cmd != nil && r.cmd.Process != nil {
+				r.cmd.Process.Signal(syscall.SIGTERM)
+			}
+		}
+		for _, r := range fleet {
+			if r.cmd != nil {
+				r.cmd.Wait()
+			}
+		}
+		fmt.Println("all routers stopped")
+	}()
+	for _, r := range fleet {
+		ep, err := waitEndpoints(ctx, filepath.Join(r.dir, "endpoints.json"), 45*time.Second)
+		if err != nil {
+			return fmt.Errorf("%s: %w", r.name, err)
+		}
+		if r.target, err = ep.Target(r.transport); err != nil {
+			return err
+		}
+		r.target.Name = r.name
+		anchors, err := verifier.LoadPool(ep.TrustAnchors)
+		if err != nil {
+			return err
+		}
+		rimPool, err := verifier.LoadPool(ep.RIMSigner)
+		if err != nil {
+			return err
+		}
+		idx, n, err := verifier.LoadRIMs(ep.RIMs, rimPool)
+		if err != nil {
+			return err
+		}
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		r.v = verifier.New(verifier.Policy{Anchors: anchors, RIMs: idx, Banks: []alg.ID{alg.SHA256}}, key)
+		fmt.Printf("  %-11s up at %s (NETCONF-SSH %s, NETCONF-TLS %s), %d signed RIMs verified\n", r.name, ep.Serial, ep.NetconfSSH, ep.NetconfTLS, n)
+	}
+	fmt.Printf("fleet ready in %v\n\n", time.Since(start).Round(time.Millisecond))
+	for round := 1; ; round++ {
+		ok := true
+		w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintf(w, "ROUTER\tVIA\tVERDICT\tEXPECTED\tREASONS\n")
+		for _, r := range fleet {
+			actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			res, err := r.v.AppraiseTarget(actx, r.target)
+			cancel()
+			if err != nil {
+				fmt.Fprintf(w, "%s\t%s\tERROR\t%s\t%v\n", r.name, r.transport, r.want, err)
+				ok = false
+				continue
+			}
+			reasons := strings.Join(res.Reasons, "; ")
+			if reasons == "" {
+				reasons = "identity, quote, logs and every measured component match the signed RIMs"
+			}
+			mark := ""
+			if res.Status != r.want {
+				mark = " (!)"
+				ok = false
+			}
+			fmt.Fprintf(w, "%s\tNETCONF-%s\t%s%s\t%s\t%s\n", r.name, strings.ToUpper(r.transport), strings.ToUpper(res.Status.String()), mark, r.want, reasons)
+		}
+		w.Flush()
+		fmt.Printf("round %d done at %v\n\n", round, time.Since(start).Round(time.Millisecond))
+		if once {
+			if !ok {
+				return fmt.Errorf("a verdict differs from the expected one")
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
+		}
+	}
+}
+
+func waitEndpoints(ctx context.Context, path string, max time.Duration) (*verifier.Endpoints, error) {
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) {
+		if ep, err := verifier.ReadEndpoints(path); err == nil {
+			return ep, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil, fmt.Errorf("no %s after %v", path, max)
+}
