@@ -19,6 +19,7 @@ import (
 
 func startDevice(t *testing.T) *device.Device {
 	t.Helper()
+	t.Setenv("RIV_REFERENCE", testref.Dir(t)) // the YANG texts get-schema serves
 	d, err := device.Start(context.Background(), device.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -56,7 +56,7 @@ func (s *Server) handle(ctx context.Context, ss *session, msg []byte) (reply []b
 		}
 	}
 	name := op.Name.Local
-	if !s.cfg.NACM.allowed(ss.user, op.Name.Space, name) {
+	if !s.nacm().allowed(ss.user, op.Name.Space, name) {
 		s.cfg.Logger.Warn("access denied", "session", ss.id, "user", ss.user, "rpc", name)
 		return rpcErrorReplyAttrs(attrs, &attester.RPCError{Type: "protocol", Tag: "access-denied", Message: "access to " + name + " denied by NACM"}), false
 	}
@@ -184,11 +184,34 @@ func readFilter(d *xml.Decoder, op xml.StartElement, filterName string) ([]*filt
 			if err := d.DecodeElement(&v, &t); err != nil {
 				return nil, nil, err
 			}
-			leaves[t.Name.Local] = strings.TrimSpace(stripTags(v.Inner))
+			val := strings.TrimSpace(stripTags(v.Inner))
+			if val == "" {
+				// <source><running/></source>: the value is an element name.
+				val = firstElement(v.Inner)
+			}
+			leaves[t.Name.Local] = val
 		case xml.EndElement:
 			return f, leaves, nil
 		}
 	}
+}
+
+// firstElement returns the local name of the first element in s.
+func firstElement(s string) string {
+	i := strings.IndexByte(s, '<')
+	if i < 0 {
+		return ""
+	}
+	s = s[i+1:]
+	end := strings.IndexAny(s, " />")
+	if end < 0 {
+		return ""
+	}
+	name := s[:end]
+	if j := strings.IndexByte(name, ':'); j >= 0 {
+		name = name[j+1:]
+	}
+	return name
 }
 
 func stripTags(s string) string {

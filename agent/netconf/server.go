@@ -275,3 +275,24 @@ func acceptLoop(ctx context.Context, ln net.Listener, handle func(net.Conn)) err
 		go handle(c)
 	}
 }
+
+// SetNACM replaces the access control configuration (a reload).
+func (s *Server) SetNACM(n NACM) {
+	s.mu.Lock()
+	s.cfg.NACM = n
+	s.mu.Unlock()
+}
+
+// SetLimits changes the message size limit and the hello timeout.
+func (s *Server) SetLimits(maxMessage int, hello time.Duration) {
+	s.mu.Lock()
+	s.cfg.MaxMessageSize, s.cfg.HelloTimeout = maxMessage, hello
+	s.mu.Unlock()
+}
+
+func (s *Server) nacm() *NACM {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.cfg.NACM
+	return &n
+}

@@ -251,14 +251,19 @@ func (d *Device) Fingerprint() string {
 	return fmt.Sprintf("%x", h)
 }
 
-// Schemas returns the YANG texts the agent serves with <get-schema>, from
-// the directory in RIV_YANG_DIR or ../shared/reference/yang/rfc when
-// present; none otherwise.
+// Schemas returns the YANG texts the agent serves with <get-schema>: from
+// $RIV_YANG_DIR, else from the official modules in the reference data
+// ($RIV_REFERENCE/yang/rfc or ../shared/reference/yang/rfc); none if
+// neither exists.
 func Schemas() map[string]string {
 	out := map[string]string{}
 	dir := os.Getenv("RIV_YANG_DIR")
 	if dir == "" {
-		return out
+		ref := os.Getenv("RIV_REFERENCE")
+		if ref == "" {
+			ref = filepath.Join("..", "shared", "reference")
+		}
+		dir = filepath.Join(ref, "yang", "rfc")
 	}
 	for _, m := range []string{"ietf-tpm-remote-attestation@2024-12-05", "ietf-tcg-algs@2024-12-05"} {
 		if b, err := os.ReadFile(filepath.Join(dir, m+".yang")); err == nil {
