@@ -2,6 +2,10 @@ package netconf_test
 
 import (
 	"context"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
 	"encoding/base64"
 	"encoding/xml"
 	"os"
@@ -193,4 +197,26 @@ func filterTop(t *testing.T, inner []byte, names ...string) []byte {
 		}
 	}
 	return []byte(out.String())
+}
+
+func TestYangcliInterop(t *testing.T) {
+	yc := testref.NeedTool(t, "yangcli")
+	d := startDevice(t)
+	dir := t.TempDir()
+	key, _ := d.SSHPrivateKeyPEM()
+	pub, _ := ssh.NewPublicKey(d.SSHClientKey.Public())
+	os.WriteFile(filepath.Join(dir, "id"), key, 0o600)
+	os.WriteFile(filepath.Join(dir, "id.pub"), ssh.MarshalAuthorizedKey(pub), 0o600)
+	host, port, _ := strings.Cut(d.SSHAddr, ":")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, yc, "--server="+host, "--ncport="+port, "--user="+d.User,
+		"--private-key="+filepath.Join(dir, "id"), "--public-key="+filepath.Join(dir, "id.pub"),
+		"--batch-mode", "--run-command=get")
+	cmd.Dir = dir // yangcli writes its history and logs to the working directory
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "rats-support-structures") || !strings.Contains(string(out), "tpm0") {
+		t.Errorf("yangcli get: %v\n%s", err, out)
+	}
 }
