@@ -1,0 +1,167 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/veraison/ear"
+
+	"github.com/openriv/riv/collector/client/netconf"
+	"github.com/openriv/riv/pkg/alg"
+	"github.com/openriv/riv/pkg/eventlog"
+	"github.com/openriv/riv/pkg/pcr"
+	"github.com/openriv/riv/pkg/tpm/tpmtest"
+	"github.com/openriv/riv/testbed/device"
+	"github.com/openriv/riv/testbed/router"
+)
+
+// mitm sits between the verifier and a real agent session and changes
+// what the device says, as an attacker on the path (or a lying agent)
+// would.
+type mitm struct {
+	*netconf.Client
+	challenge func(ctx context.Context, nonce []byte, sel []pcr.Selection) ([]netconf.Quote, error)
+	logs      func(l *eventlog.Log, t string) *eventlog.Log
+}
+
+func (m *mitm) Challenge(ctx context.Context, nonce []byte, sel []pcr.Selection) ([]netconf.Quote, error) {
+	if m.challenge != nil {
+		return m.challenge(ctx, nonce, sel)
+	}
+	return m.Client.Challenge(ctx, nonce, sel)
+}
+
+func (m *mitm) Logs(ctx context.Context, t string, after *uint64) (*eventlog.Log, uint32, error) {
+	l, up, err := m.Client.Logs(ctx, t, after)
+	if err == nil && m.logs != nil {
+		l = m.logs(l, t)
+	}
+	return l, up, err
+}
+
+func dial(t *testing.T, d *device.Device) *netconf.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := netconf.DialSSH(ctx, d.SSHAddr, d.User, d.SSHClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestEvidenceTampering(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	d := start(t, e, router.DefaultImage("2.0"))
+	defer d.Close()
+
+	// A second router on swtpm, with its own IAK from the same maker.
+	sw := tpmtest.StartSwtpm(t, "sha256", "sha384")
+	other, err := device.Start(ctx, device.Options{TPM: sw.Spec(), Serial: "RTR-0099", ManufacturerCA: e.mfr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	otherClient := dial(t, other)
+
+	var old []netconf.Quote
+	{
+		c := dial(t, d)
+		q, err := c.Challenge(ctx, []byte("an old nonce of some earlier poll"), []pcr.Selection{{Bank: 0x000B, PCRs: []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		old = q
+	}
+	cases := []struct {
+		name   string
+		m      func(c *netconf.Client) *mitm
+		status ear.TrustTier
+		reason string
+	}{
+		{"replayed quote", func(c *netconf.Client) *mitm {
+			return &mitm{Client: c, challenge: func(context.Context, []byte, []pcr.Selection) ([]netconf.Quote, error) { return old, nil }}
+		}, ear.TrustTierContraindicated, "nonce"},
+		{"quote by another device's IAK", func(c *netconf.Client) *mitm {
+			return &mitm{Client: c, challenge: func(ctx context.Context, n []byte, s []pcr.Selection) ([]netconf.Quote, error) {
+				return otherClient.Challenge(ctx, n, s)
+			}}
+		}, ear.TrustTierContraindicated, "signature"},
+		{"truncated log", func(c *netconf.Client) *mitm {
+			return &mitm{Client: c, logs: func(l *eventlog.Log, t string) *eventlog.Log {
+				if t == "bios" {
+					l.Events = l.Events[:len(l.Events)-3]
+				}
+				return l
+			}}
+		}, ear.TrustTierContraindicated, "do not replay"},
+		{"log that does not replay", func(c *netconf.Client) *mitm {
+			return &mitm{Client: c, logs: func(l *eventlog.Log, t string) *eventlog.Log {
+				if t == "netequip_boot" {
+					// Claim that a file had the hash of another, signed one.
+					e := l.Events[2]
+					forged := eventlog.IMAEntryFor(e.PCR, alg.SHA256, l.Events[3].IMA.FileHash, e.IMA.FileName, nil, []alg.ID{alg.SHA1})
+					forged.Seq = e.Seq
+					l.Events[2] = forged
+				}
+				return l
+			}}
+		}, ear.TrustTierContraindicated, "do not replay"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := c.m(dial(t, d))
+			r, err := e.v.Appraise(ctx, d.Serial+"/"+c.name, s, s.HostKey)
+			if err != nil {
+				t.Fatalf("Appraise() = %v; bad evidence must be a result", err)
+			}
+			if r.Status != c.status || !strings.Contains(strings.Join(r.Reasons, "\n"), c.reason) {
+				t.Errorf("status %v, reasons:\n%s\nwant %v with %q", r.Status, strings.Join(r.Reasons, "\n"), c.status, c.reason)
+			}
+		})
+	}
+}
+
+// TestAgentKilledMidReply: the agent dies while the verifier waits for
+// logs. The appraisal fails with an error (the verifier could not do its
+// job), nothing hangs, and a restarted agent appraises cleanly.
+func TestAgentKilledMidReply(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	d := start(t, e, router.DefaultImage("2.0"))
+	c := dial(t, d)
+	s := &mitm{Client: c, logs: nil}
+	s.challenge = func(ctx context.Context, n []byte, sel []pcr.Selection) ([]netconf.Quote, error) {
+		q, err := c.Challenge(ctx, n, sel)
+		d.Close() // the agent is gone before the logs are asked for
+		return q, err
+	}
+	actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := e.v.Appraise(actx, d.Serial, s, c.HostKey); err == nil {
+		t.Error("Appraise() with a dead agent succeeded")
+	}
+	if time.Since(start) > 15*time.Second {
+		t.Errorf("dead agent noticed after %v", time.Since(start))
+	}
+	d2 := startWithOpts(t, e, device.Options{Image: router.DefaultImage("2.0"), Serial: d.Serial})
+	defer d2.Close()
+	if r := e.appraiseSSH(t, d2); r.Status != ear.TrustTierAffirming {
+		t.Errorf("restarted agent: %v %v", r.Status, r.Reasons)
+	}
+}
+
+func startWithOpts(t *testing.T, e *env, o device.Options) *device.Device {
+	t.Helper()
+	o.ManufacturerCA = e.mfr
+	d, err := device.Start(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
