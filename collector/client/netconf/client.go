@@ -4,7 +4,6 @@
 package netconf
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/tls"
@@ -296,6 +295,5 @@ func (c *Client) Logs(ctx context.Context, logType string, after *uint64) (*even
 
 // DecodeLogs decodes a log-retrieval reply body into an event log.
 func DecodeLogs(body []byte, logType string) (*eventlog.Log, uint32, error) {
-	d := newLogDecoder(bytes.NewReader(wrap(body)))
-	return d.decode(logType)
+	return newLogDecoder(body).decode(logType)
 }
