@@ -48,11 +48,7 @@ func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error
 			if len(certs) == 0 {
 				return errors.New("no server certificate")
 			}
-			inter := x509.NewCertPool()
-			for _, c := range certs[1:] {
-				inter.AddCert(c)
-			}
-			if _, err := certs[0].Verify(x509.VerifyOptions{Roots: v.Policy.Anchors, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			if err := v.verifiedChain(certs, x509.ExtKeyUsageServerAuth); err != nil {
 				return fmt.Errorf("server certificate is not an IDevID from a trusted manufacturer: %w", err)
 			}
 			leaf = certs[0]

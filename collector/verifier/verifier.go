@@ -13,6 +13,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
 	"sort"
@@ -61,12 +62,30 @@ type Verifier struct {
 
 	mu    sync.Mutex
 	state map[string]*deviceState
+	// verified caches identity verdicts by certificate pair: chain
+	// building with P-384 CA signatures costs milliseconds, and a device's
+	// certificates change once in years. An entry holds until the
+	// earliest NotAfter of the pair.
+	verified map[[64]byte]cachedIdentity
+}
+
+type cachedIdentity struct {
+	res   *identity.Result
+	until time.Time
 }
 
 type deviceState struct {
 	resetCount, restartCount uint32
 	bios, netequip           *eventlog.Log
+	// The device's certificates, refetched when the transport presents
+	// another key than the cached IDevID's, after a reboot, or hourly.
+	certs     []netconf.Certificate
+	banks     []alg.ID
+	certsTime time.Time
 }
+
+// certRefresh is how long a device's certificate list is reused.
+const certRefresh = time.Hour
 
 // New returns a verifier.
 func New(p Policy, key crypto.Signer) *Verifier {
@@ -76,7 +95,7 @@ func New(p Policy, key crypto.Signer) *Verifier {
 	if p.Name == "" {
 		p.Name = "riv-default"
 	}
-	return &Verifier{Policy: p, Key: key, Build: "riv-collector", state: map[string]*deviceState{}}
+	return &Verifier{Policy: p, Key: key, Build: "riv-collector", state: map[string]*deviceState{}, verified: map[[64]byte]cachedIdentity{}}
 }
 
 // Result is one appraisal.
@@ -124,7 +143,7 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 	tv := &r.Vector
 
 	// 1. Identity: IDevID and IAK certificates, paired and chained.
-	certs, banks, err := s.Certificates(ctx)
+	certs, banks, err := v.certificates(ctx, device, s, peerKey)
 	if err != nil {
 		return nil, fmt.Errorf("%s: certificates: %w", device, err)
 	}
@@ -145,7 +164,7 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 		r.claim(&tv.InstanceIdentity, ear.UnrecognizedInstanceClaim, "instance-identity: the device lists no attestation-key certificate")
 		return v.finish(r, nil)
 	}
-	ir := identity.VerifyPair(idCert, akCert, identity.VerifyOptions{Roots: v.Policy.Anchors})
+	ir := v.verifyPair(idCert, akCert)
 	r.Serial = ir.Serial
 	if !ir.OK {
 		for _, reason := range ir.Reasons {
@@ -202,7 +221,8 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 	v.mu.Lock()
 	st := v.state[device]
 	if st == nil || st.resetCount != a.ClockInfo.ResetCount || st.restartCount != a.ClockInfo.RestartCount {
-		r.Rebooted = st != nil
+		r.Rebooted = st != nil && st.resetCount != ^uint32(0)
+		// Logs start over; certificates are refetched on the next poll.
 		st = &deviceState{resetCount: a.ClockInfo.ResetCount, restartCount: a.ClockInfo.RestartCount}
 		v.state[device] = st
 	}
@@ -255,6 +275,93 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 	v.appraiseBoot(r, bios, bank)
 	v.appraiseNetequip(r, ne)
 	return v.finish(r, nonce)
+}
+
+// certificates returns the device's certificate list, from the cache
+// while it is fresh and the transport key still matches its IDevID.
+func (v *Verifier) certificates(ctx context.Context, device string, s Session, peerKey crypto.PublicKey) ([]netconf.Certificate, []alg.ID, error) {
+	v.mu.Lock()
+	st := v.state[device]
+	var certs []netconf.Certificate
+	var banks []alg.ID
+	if st != nil && time.Since(st.certsTime) < certRefresh {
+		certs, banks = st.certs, st.banks
+	}
+	v.mu.Unlock()
+	if certs != nil && peerKey != nil {
+		for _, c := range certs {
+			if c.Type == "" && samePub(c.Cert.PublicKey, peerKey) {
+				return certs, banks, nil
+			}
+		}
+	}
+	certs, banks, err := s.Certificates(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	v.mu.Lock()
+	if st := v.state[device]; st != nil {
+		st.certs, st.banks, st.certsTime = certs, banks, time.Now()
+	} else {
+		v.state[device] = &deviceState{certs: certs, banks: banks, certsTime: time.Now(), resetCount: ^uint32(0)}
+	}
+	v.mu.Unlock()
+	return certs, banks, nil
+}
+
+// verifyPair checks the identity pair, from the cache when the same
+// certificates were verified before and are still valid.
+func (v *Verifier) verifyPair(id, ak *x509.Certificate) *identity.Result {
+	var k [64]byte
+	if id != nil {
+		h := sha256.Sum256(id.Raw)
+		copy(k[:32], h[:])
+	}
+	h := sha256.Sum256(ak.Raw)
+	copy(k[32:], h[:])
+	now := time.Now()
+	v.mu.Lock()
+	c, ok := v.verified[k]
+	v.mu.Unlock()
+	if ok && now.Before(c.until) {
+		return c.res
+	}
+	r := identity.VerifyPair(id, ak, identity.VerifyOptions{Roots: v.Policy.Anchors, Now: now})
+	until := ak.NotAfter
+	if id != nil && id.NotAfter.Before(until) {
+		until = id.NotAfter
+	}
+	v.mu.Lock()
+	v.verified[k] = cachedIdentity{res: r, until: until}
+	v.mu.Unlock()
+	return r
+}
+
+// verifiedChain reports whether leaf (with intermediates) chains to the
+// anchors for purpose, caching a success until the leaf expires.
+func (v *Verifier) verifiedChain(certs []*x509.Certificate, purpose x509.ExtKeyUsage) error {
+	var k [64]byte
+	h := sha256.Sum256(certs[0].Raw)
+	copy(k[:32], h[:])
+	k[32] = byte(purpose) + 1
+	now := time.Now()
+	v.mu.Lock()
+	c, ok := v.verified[k]
+	v.mu.Unlock()
+	if ok && now.Before(c.until) && now.After(certs[0].NotBefore) {
+		return nil
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: v.Policy.Anchors, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{purpose}}); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	v.verified[k] = cachedIdentity{until: certs[0].NotAfter}
+	v.mu.Unlock()
+	return nil
 }
 
 // fetch gets a log, only the entries after those already verified.

@@ -44,6 +44,8 @@ type Options struct {
 	Logger         *slog.Logger
 	// SSHAddr and TLSAddr to listen on (default 127.0.0.1:0).
 	SSHAddr, TLSAddr string
+	// QuotesPerSecond overrides the attester's quote rate limit.
+	QuotesPerSecond float64
 }
 
 // Device is a running simulated router.
@@ -133,6 +135,7 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 	}
 	d.Attester, err = attester.New(ctx, attester.Config{
 		TPM: tp, TPMName: "tpm0", Manufacturer: "RIV simulated TPM", Logs: d.Logs, BootTime: now,
+		QuotesPerSecond: o.QuotesPerSecond, QuoteBurst: int(o.QuotesPerSecond),
 		Certificates: []attester.Certificate{
 			{Name: "iak", Type: attester.CertIAK, Cert: d.IAK, Key: iak, KeystoreRef: "iak"},
 			{Name: "idevid", Cert: d.IDevID, KeystoreRef: "idevid"},

@@ -1,0 +1,132 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/openriv/riv/collector/verifier"
+	"github.com/openriv/riv/pkg/alg"
+	"github.com/openriv/riv/pkg/identity"
+	"github.com/openriv/riv/pkg/rim"
+	"github.com/openriv/riv/testbed/device"
+)
+
+// TestMain doubles as the device process of BenchmarkPoll: with
+// RIV_E2E_DEVICE=DIR set, the test binary runs a device and writes its
+// coordinates to DIR, so the benchmark process spends CPU on collector
+// work only.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("RIV_E2E_DEVICE"); dir != "" {
+		os.Exit(runDevice(dir))
+	}
+	os.Exit(m.Run())
+}
+
+type deviceInfo struct {
+	SSH, TLS, User string
+	SSHKey         []byte
+	CA             []byte
+	ClientCert     []byte
+	ClientKey      []byte
+}
+
+func runDevice(dir string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ca, _ := identity.NewCA("Bench Manufacturer", time.Now(), time.Hour)
+	d, err := device.Start(ctx, device.Options{ManufacturerCA: ca, QuotesPerSecond: 1e6})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer d.Close()
+	key, _ := d.SSHPrivateKeyPEM()
+	ck, _ := x509.MarshalPKCS8PrivateKey(d.ClientCert.PrivateKey)
+	b, _ := json.Marshal(deviceInfo{SSH: d.SSHAddr, TLS: d.TLSAddr, User: d.User, SSHKey: key, CA: ca.Cert.Raw, ClientCert: d.ClientCert.Certificate[0], ClientKey: ck})
+	os.WriteFile(filepath.Join(dir, "device.json.tmp"), b, 0o600)
+	os.Rename(filepath.Join(dir, "device.json.tmp"), filepath.Join(dir, "device.json"))
+	<-ctx.Done()
+	return 0
+}
+
+func cpu() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkPoll is the collector's cost of one steady-state poll of a
+// device in another process: connect (TLS resumed, or SSH), certificates,
+// challenge, incremental logs, replay, appraisal and a signed EAR.
+func BenchmarkPoll(b *testing.B) {
+	dir := b.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "RIV_E2E_DEVICE="+dir)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	var info deviceInfo
+	for i := 0; ; i++ {
+		raw, err := os.ReadFile(filepath.Join(dir, "device.json"))
+		if err == nil && json.Unmarshal(raw, &info) == nil {
+			break
+		}
+		if i > 300 {
+			b.Fatal("device did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ca, _ := x509.ParseCertificate(info.CA)
+	anchors := x509.NewCertPool()
+	anchors.AddCert(ca)
+	os.WriteFile(filepath.Join(dir, "ssh_key"), info.SSHKey, 0o600)
+	sshKey, err := verifier.LoadSSHKey(filepath.Join(dir, "ssh_key"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ek, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for _, via := range []string{"tls", "ssh"} {
+		b.Run(via, func(b *testing.B) {
+			// RIMs do not matter for the cost; an empty index flags every
+			// component, which exercises the same matching work.
+			v := verifier.New(verifier.Policy{Anchors: anchors, RIMs: rim.NewIndex(), Banks: []alg.ID{alg.SHA256}}, ek)
+			t := verifier.Target{Name: "bench", SSHAddr: info.SSH, SSHUser: info.User, SSHKey: sshKey}
+			if via == "tls" {
+				e := &verifier.Endpoints{NetconfTLS: info.TLS}
+				pemDir := b.TempDir()
+				writePEM(b, filepath.Join(pemDir, "c.pem"), "CERTIFICATE", info.ClientCert)
+				writePEM(b, filepath.Join(pemDir, "k.pem"), "PRIVATE KEY", info.ClientKey)
+				e.TLSClientCert, e.TLSClientKey = filepath.Join(pemDir, "c.pem"), filepath.Join(pemDir, "k.pem")
+				if t, err = e.Target("tls"); err != nil {
+					b.Fatal(err)
+				}
+			}
+			ctx := context.Background()
+			if _, err := v.AppraiseTarget(ctx, t); err != nil { // warm: full handshake, full logs
+				b.Fatal(err)
+			}
+			var used time.Duration
+			for b.Loop() {
+				c0 := cpu()
+				if _, err := v.AppraiseTarget(ctx, t); err != nil {
+					b.Fatal(err)
+				}
+				used += cpu() - c0
+			}
+			b.ReportMetric(float64(used)/float64(b.N)/1e3, "µs-cpu/poll")
+		})
+	}
+}
