@@ -108,6 +108,12 @@ func SignCoRIM(u *corim.UnsignedCorim, s Signer) ([]byte, error) {
 // DecodeCoRIM decodes an unsigned CoRIM payload and the PCR reference
 // values of its CoMIDs (integrity registers keyed by PCR index).
 func DecodeCoRIM(payload []byte) (*corim.UnsignedCorim, pcr.Values, error) {
+	// The veraison decoders trust declared lengths (a map header claiming
+	// three billion pairs loops for minutes; found by FuzzVerifyCOSE), so
+	// the bytes are first checked well-formed within RIV's limits.
+	if err := decMode.Wellformed(payload); err != nil {
+		return nil, nil, fmt.Errorf("%w: CoRIM: %v", ErrMalformed, err)
+	}
 	u := corim.NewUnsignedCorim()
 	if err := guard(func() error { return u.FromCBOR(payload) }); err != nil {
 		// CoRIM drafts changed some fields' shapes (profile: array, then a
@@ -138,6 +144,9 @@ func DecodeCoRIM(payload []byte) (*corim.UnsignedCorim, pcr.Values, error) {
 		var inner []byte
 		if err := decMode.Unmarshal(body, &inner); err == nil {
 			body = inner
+		}
+		if err := decMode.Wellformed(body); err != nil {
+			return nil, nil, fmt.Errorf("%w: CoMID: %v", ErrMalformed, err)
 		}
 		var c comid.Comid
 		if err := guard(func() error { return c.FromCBOR(body) }); err != nil {

@@ -75,6 +75,9 @@ func Verify(raw []byte, o VerifyOptions) (*Result, error) {
 		if s.Signer != nil {
 			if meta, ok := s.Protected[corimMetaLabel].([]byte); ok {
 				m := corim.NewMeta()
+				if err := decMode.Wellformed(meta); err != nil {
+					return nil, fmt.Errorf("%w: corim-meta: %v", ErrMalformed, err)
+				}
 				if err := guard(func() error { return m.FromCBOR(meta) }); err != nil {
 					return nil, fmt.Errorf("%w: corim-meta: %v", ErrMalformed, err)
 				}
