@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/openriv/riv/collector/client/netconf"
+	"github.com/openriv/riv/pkg/endpoint"
 	"github.com/openriv/riv/pkg/rim"
 )
 
@@ -102,33 +102,11 @@ func LoadRIMs(dir string, anchors *x509.CertPool) (*rim.Index, int, error) {
 	return idx, n, nil
 }
 
-// Endpoints mirrors riv-agent dev's endpoints.json.
-type Endpoints struct {
-	NetconfSSH    string `json:"netconf_ssh"`
-	NetconfTLS    string `json:"netconf_tls"`
-	SSHUser       string `json:"ssh_user"`
-	SSHPrivateKey string `json:"ssh_private_key"`
-	TLSClientCert string `json:"tls_client_cert"`
-	TLSClientKey  string `json:"tls_client_key"`
-	TrustAnchors  string `json:"trust_anchors"`
-	RIMSigner     string `json:"rim_signer"`
-	RIMs          string `json:"rims"`
-	Serial        string `json:"serial"`
-	Attack        string `json:"attack"`
-}
+// Endpoints is the endpoints.json contract.
+type Endpoints = endpoint.Endpoints
 
 // ReadEndpoints reads an endpoints.json.
-func ReadEndpoints(path string) (*Endpoints, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var e Endpoints
-	if err := json.Unmarshal(b, &e); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return &e, nil
-}
+func ReadEndpoints(path string) (*Endpoints, error) { return endpoint.Read(path) }
 
 // LoadPool reads PEM certificates into a pool.
 func LoadPool(path string) (*x509.CertPool, error) {
@@ -160,8 +138,8 @@ func LoadSSHKey(path string) (crypto.Signer, error) {
 	return nil, fmt.Errorf("%s: not a signing key", path)
 }
 
-// Target builds the target for transport "ssh" or "tls".
-func (e *Endpoints) Target(transport string) (Target, error) {
+// TargetOf builds the target for transport "ssh" or "tls".
+func TargetOf(e *Endpoints, transport string) (Target, error) {
 	t := Target{Name: e.Serial}
 	switch transport {
 	case "tls":

@@ -110,7 +110,7 @@ func BenchmarkPoll(b *testing.B) {
 				writePEM(b, filepath.Join(pemDir, "c.pem"), "CERTIFICATE", info.ClientCert)
 				writePEM(b, filepath.Join(pemDir, "k.pem"), "PRIVATE KEY", info.ClientKey)
 				e.TLSClientCert, e.TLSClientKey = filepath.Join(pemDir, "c.pem"), filepath.Join(pemDir, "k.pem")
-				if t, err = e.Target("tls"); err != nil {
+				if t, err = verifier.TargetOf(e, "tls"); err != nil {
 					b.Fatal(err)
 				}
 			}

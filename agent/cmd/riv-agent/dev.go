@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/elliptic"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -17,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/openriv/riv/pkg/endpoint"
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/tpm"
 	"github.com/openriv/riv/testbed/attack"
@@ -24,22 +24,6 @@ import (
 	"github.com/openriv/riv/testbed/router"
 	"github.com/openriv/riv/testbed/vendor"
 )
-
-// Endpoints is DIR/endpoints.json (DESIGN.md §4): how to reach and trust
-// a dev device. Keys may be added; these names stay.
-type Endpoints struct {
-	NetconfSSH    string `json:"netconf_ssh"`
-	NetconfTLS    string `json:"netconf_tls"`
-	SSHUser       string `json:"ssh_user"`
-	SSHPrivateKey string `json:"ssh_private_key"`
-	TLSClientCert string `json:"tls_client_cert"`
-	TLSClientKey  string `json:"tls_client_key"`
-	TrustAnchors  string `json:"trust_anchors"`
-	RIMSigner     string `json:"rim_signer"`
-	RIMs          string `json:"rims"`
-	Serial        string `json:"serial"`
-	Attack        string `json:"attack,omitempty"`
-}
 
 // runDev is `riv-agent dev --dir DIR`: a zero-setup device on the
 // in-process TPM simulator, serving until SIGTERM/SIGINT.
@@ -121,18 +105,13 @@ func runDev(args []string, stderr io.Writer) error {
 		}
 	}
 	abs, _ := filepath.Abs(*dir)
-	ep := Endpoints{
+	ep := endpoint.Endpoints{
 		NetconfSSH: d.SSHAddr, NetconfTLS: d.TLSAddr, SSHUser: d.User,
 		SSHPrivateKey: filepath.Join(abs, "ssh_key"), TLSClientCert: filepath.Join(abs, "client.pem"), TLSClientKey: filepath.Join(abs, "client.key"),
 		TrustAnchors: filepath.Join(abs, "manufacturer-ca.pem"), RIMSigner: filepath.Join(abs, "vendor-ca.pem"), RIMs: filepath.Join(abs, "rims"),
 		Serial: *serial, Attack: *atk,
 	}
-	b, _ := json.MarshalIndent(ep, "", "  ")
-	tmp := filepath.Join(*dir, ".endpoints.json.tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(*dir, "endpoints.json")); err != nil {
+	if err := ep.Write(filepath.Join(*dir, "endpoints.json")); err != nil {
 		return err
 	}
 	log.Info("ready", "netconf_ssh", d.SSHAddr, "netconf_tls", d.TLSAddr, "endpoints", filepath.Join(abs, "endpoints.json"))

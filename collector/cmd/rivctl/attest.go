@@ -70,7 +70,7 @@ func cmdAttest(args []string, out io.Writer) error {
 	if err != nil {
 		return badInput("%v", err)
 	}
-	target, err := ep.Target(transport)
+	target, err := verifier.TargetOf(ep, transport)
 	if err != nil {
 		return badInput("%v", err)
 	}

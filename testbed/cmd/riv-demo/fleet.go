@@ -78,7 +78,7 @@ func runFleet(agent string, once bool, interval time.Duration) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", r.name, err)
 		}
-		if r.target, err = ep.Target(r.transport); err != nil {
+		if r.target, err = verifier.TargetOf(ep, r.transport); err != nil {
 			return err
 		}
 		r.target.Name = r.name
