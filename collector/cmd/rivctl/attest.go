@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/openriv/riv/collector/store"
 	"github.com/openriv/riv/collector/verifier"
 	"github.com/openriv/riv/pkg/alg"
 )
@@ -33,6 +34,7 @@ func cmdAttest(args []string, out io.Writer) error {
 	via := fs.String("transport", "", "with --endpoints: ssh (default) or tls")
 	asJSON := fs.Bool("json", false, "print the EAR claims as JSON")
 	timeout := fs.Duration("timeout", 60*time.Second, "overall deadline")
+	dbPath := fs.String("db", "", "SQLite database to store the result in (history kept)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -84,6 +86,17 @@ func cmdAttest(args []string, out io.Writer) error {
 	r, err := v.AppraiseTarget(ctx, target)
 	if err != nil {
 		return badInput("attest: %v", err)
+	}
+	if *dbPath != "" {
+		db, err := store.Open(ctx, *dbPath)
+		if err != nil {
+			return badInput("%v", err)
+		}
+		_, err = db.Save(ctx, r)
+		db.Close()
+		if err != nil {
+			return badInput("store: %v", err)
+		}
 	}
 	if *asJSON {
 		parts := strings.Split(string(r.EAR), ".")

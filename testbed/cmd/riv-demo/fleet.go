@@ -17,6 +17,7 @@ import (
 
 	"github.com/veraison/ear"
 
+	"github.com/openriv/riv/collector/store"
 	"github.com/openriv/riv/collector/verifier"
 	"github.com/openriv/riv/pkg/alg"
 )
@@ -98,7 +99,12 @@ func runFleet(agent string, once bool, interval time.Duration) error {
 		r.v = verifier.New(verifier.Policy{Anchors: anchors, RIMs: idx, Banks: []alg.ID{alg.SHA256}}, key)
 		fmt.Printf("  %-11s up at %s (NETCONF-SSH %s, NETCONF-TLS %s), %d signed RIMs verified\n", r.name, ep.Serial, ep.NetconfSSH, ep.NetconfTLS, n)
 	}
-	fmt.Printf("fleet ready in %v\n\n", time.Since(start).Round(time.Millisecond))
+	db, err := store.Open(ctx, filepath.Join(base, "riv.db"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	fmt.Printf("fleet ready in %v; results stored in %s\n\n", time.Since(start).Round(time.Millisecond), filepath.Join(base, "riv.db"))
 	for round := 1; ; round++ {
 		ok := true
 		w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
@@ -111,6 +117,9 @@ func runFleet(agent string, once bool, interval time.Duration) error {
 				fmt.Fprintf(w, "%s\t%s\tERROR\t%s\t%v\n", r.name, r.transport, r.want, err)
 				ok = false
 				continue
+			}
+			if _, err := db.Save(ctx, res); err != nil {
+				return fmt.Errorf("store result: %w", err)
 			}
 			reasons := strings.Join(res.Reasons, "; ")
 			if reasons == "" {
