@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwt"
 	"github.com/veraison/ear"
 
 	"github.com/openriv/riv/collector/client/netconf"
@@ -59,6 +61,10 @@ type Verifier struct {
 	Key    crypto.Signer // EAR signing key (ECDSA P-256 or P-384)
 	// Build names the verifier in ear.verifier-id.
 	Build string
+	// ClaimProfile selects the EAR claim names: "veraison" (default,
+	// veraison/ear's "ear.status", ...) or "draft-03"
+	// (draft-ietf-rats-ear-03's "ear_status", ...).
+	ClaimProfile string
 
 	mu    sync.Mutex
 	state map[string]*deviceState
@@ -485,11 +491,17 @@ func (v *Verifier) finish(r *Result, nonce []byte) (*Result, error) {
 		if k, ok := v.Key.Public().(*ecdsa.PublicKey); ok && k.Curve == elliptic.P384() {
 			a = jwa.ES384()
 		}
-		jwt, err := ar.Sign(a, v.Key)
+		var tok []byte
+		var err error
+		if v.ClaimProfile == "draft-03" {
+			tok, err = signDraft03(ar, a, v.Key)
+		} else {
+			tok, err = ar.Sign(a, v.Key)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("sign EAR: %w", err)
 		}
-		r.EAR = jwt
+		r.EAR = tok
 	}
 	return r, nil
 }
@@ -497,4 +509,41 @@ func (v *Verifier) finish(r *Result, nonce []byte) (*Result, error) {
 func samePub(a, b crypto.PublicKey) bool {
 	e, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && e.Equal(b)
+}
+
+// signDraft03 signs the EAR with draft-ietf-rats-ear-03's claim names:
+// dots and hyphens in "ear." names become underscores.
+func signDraft03(ar *ear.AttestationResult, a jwa.KeyAlgorithm, key crypto.Signer) ([]byte, error) {
+	var rename func(v any) any
+	rename = func(v any) any {
+		switch m := v.(type) {
+		case map[string]any:
+			out := make(map[string]any, len(m))
+			for k, x := range m {
+				if strings.HasPrefix(k, "ear.") {
+					k = strings.NewReplacer(".", "_", "-", "_").Replace(k)
+				} else if strings.Contains(k, "-") && !strings.Contains(k, ".") {
+					k = strings.ReplaceAll(k, "-", "_")
+				}
+				out[k] = rename(x)
+			}
+			return out
+		}
+		return v
+	}
+	b, err := ar.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	tok := jwt.New()
+	for k, x := range rename(m).(map[string]any) {
+		if err := tok.Set(k, x); err != nil {
+			return nil, err
+		}
+	}
+	return jwt.Sign(tok, jwt.WithKey(a, key))
 }

@@ -35,6 +35,7 @@ func cmdAttest(args []string, out io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the EAR claims as JSON")
 	timeout := fs.Duration("timeout", 60*time.Second, "overall deadline")
 	dbPath := fs.String("db", "", "SQLite database to store the result in (history kept)")
+	profile := fs.String("ear-profile", "veraison", "EAR claim names: veraison or draft-03")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -80,7 +81,11 @@ func cmdAttest(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *profile != "veraison" && *profile != "draft-03" {
+		return badInput("--ear-profile %q: want veraison or draft-03", *profile)
+	}
 	v := verifier.New(verifier.Policy{Anchors: pool, RIMs: idx, Banks: []alg.ID{alg.SHA256, alg.SHA384}}, key)
+	v.ClaimProfile = *profile
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	r, err := v.AppraiseTarget(ctx, target)
