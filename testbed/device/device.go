@@ -46,6 +46,9 @@ type Options struct {
 	SSHAddr, TLSAddr string
 	// QuotesPerSecond overrides the attester's quote rate limit.
 	QuotesPerSecond float64
+	// Certs, when set, replaces the IDevID and IAK certificates the device
+	// presents (attack scenarios: a swapped or mismatched certificate).
+	Certs func(ca *identity.CA, idevid, iak *x509.Certificate) (*x509.Certificate, *x509.Certificate)
 }
 
 // Device is a running simulated router.
@@ -132,6 +135,9 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 	}
 	if d.IAK, err = d.CA.Issue(identity.IAK, iak.Public.Key, dev, now, 0); err != nil {
 		return fail(err)
+	}
+	if o.Certs != nil {
+		d.IDevID, d.IAK = o.Certs(d.CA, d.IDevID, d.IAK)
 	}
 	d.Attester, err = attester.New(ctx, attester.Config{
 		TPM: tp, TPMName: "tpm0", Manufacturer: "RIV simulated TPM", Logs: d.Logs, BootTime: now,
