@@ -143,7 +143,10 @@ func (s *Server) serve(ctx context.Context, rw io.ReadWriteCloser, user string, 
 		return
 	}
 	if dl != nil {
-		dl.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
+		s.mu.Lock()
+		hello := s.cfg.HelloTimeout
+		s.mu.Unlock()
+		dl.SetReadDeadline(time.Now().Add(hello))
 	}
 	msg, err := s.read(ss)
 	if err != nil {
@@ -197,12 +200,15 @@ func (s *Server) read(ss *session) ([]byte, error) {
 	// marker even after this reader reached it, swallowing the next
 	// message. ReadAll stops at the marker; an over-long message ends the
 	// session instead of being drained.
-	b, err := io.ReadAll(io.LimitReader(r, int64(s.cfg.MaxMessageSize)+1))
+	s.mu.Lock()
+	max := s.cfg.MaxMessageSize
+	s.mu.Unlock()
+	b, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > s.cfg.MaxMessageSize {
-		return nil, fmt.Errorf("%w (%d bytes)", errTooBig, s.cfg.MaxMessageSize)
+	if len(b) > max {
+		return nil, fmt.Errorf("%w (%d bytes)", errTooBig, max)
 	}
 	return b, nil
 }

@@ -15,6 +15,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -91,7 +92,7 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 		o.User = "riv"
 	}
 	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(os_discard{}, nil))
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	tp, err := tpm.Open(ctx, o.TPM)
 	if err != nil {
@@ -204,10 +205,6 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 	}()
 	return d, nil
 }
-
-type os_discard struct{}
-
-func (os_discard) Write(p []byte) (int, error) { return len(p), nil }
 
 func orDefault(a string) string {
 	if a == "" {
