@@ -167,28 +167,17 @@ func match(n *Node, f *filterNode, ns string) *Node {
 	return out
 }
 
-// parseFilter reads the children of a <filter type="subtree"> element.
+// parseFilter reads the children of a <filter type="subtree"> element;
+// an empty filter gives an empty (not nil) list, which selects nothing.
 func parseFilter(d *xml.Decoder, start xml.StartElement) ([]*filterNode, error) {
-	var out []*filterNode
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return nil, err
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			n, err := parseFilterNode(d, t)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, n)
-		case xml.EndElement:
-			if out == nil {
-				out = []*filterNode{}
-			}
-			return out, nil
-		}
+	n, err := parseFilterNode(d, start)
+	if err != nil {
+		return nil, err
 	}
+	if n.Children == nil {
+		return []*filterNode{}, nil
+	}
+	return n.Children, nil
 }
 
 func parseFilterNode(d *xml.Decoder, start xml.StartElement) (*filterNode, error) {
