@@ -81,7 +81,7 @@ func (s *Server) handle(ctx context.Context, ss *session, msg []byte) (reply []b
 			rerr = &attester.RPCError{Type: "protocol", Tag: "missing-element", Message: "session-id is required", Path: "/nc:rpc/nc:kill-session/nc:session-id"}
 		} else if k.ID == ss.id {
 			rerr = &attester.RPCError{Type: "protocol", Tag: "invalid-value", Message: "a session cannot kill itself"}
-		} else if !s.kill(k.ID) {
+		} else if !s.Kill(k.ID) {
 			rerr = &attester.RPCError{Type: "protocol", Tag: "invalid-value", Message: fmt.Sprintf("no session %d", k.ID)}
 		}
 	case op.Name.Space == NSTPM && name == "tpm20-challenge-response-attestation":

@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -249,8 +250,20 @@ func contains(s []string, v string) bool {
 	return false
 }
 
-// kill ends another session (kill-session).
-func (s *Server) kill(id uint32) bool {
+// Sessions lists the ids of the open sessions, in order.
+func (s *Server) Sessions() []uint32 {
+	s.mu.Lock()
+	ids := make([]uint32, 0, len(s.sessions))
+	for id := range s.sessions {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	slices.Sort(ids)
+	return ids
+}
+
+// Kill ends a session, as <kill-session> does; false if none has that id.
+func (s *Server) Kill(id uint32) bool {
 	s.mu.Lock()
 	ss, ok := s.sessions[id]
 	s.mu.Unlock()

@@ -32,6 +32,25 @@ type Target struct {
 // appraises it, binding the transport to the IDevID: the SSH host key, or
 // the TLS server certificate, must be the IDevID's key.
 func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error) {
+	name := t.Name
+	if name == "" {
+		name = t.SSHAddr + t.TLSAddr
+	}
+	if v.Reuse {
+		v.mu.Lock()
+		pc := v.conns[name]
+		delete(v.conns, name)
+		v.mu.Unlock()
+		if pc != nil {
+			r, err := v.Appraise(ctx, name, pc.c, pc.peer)
+			if err == nil {
+				v.keep(name, pc)
+				return r, nil
+			}
+			// A dead or broken session: drop it and dial afresh.
+			pc.c.Close()
+		}
+	}
 	var c *netconf.Client
 	var peer crypto.PublicKey
 	var err error
@@ -64,12 +83,41 @@ func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error
 		}
 		peer = c.HostKey
 	}
-	defer c.Close()
-	name := t.Name
-	if name == "" {
-		name = t.SSHAddr + t.TLSAddr
+	r, err := v.Appraise(ctx, name, c, peer)
+	if v.Reuse && err == nil {
+		v.keep(name, &pooled{c: c, peer: peer})
+	} else {
+		c.Close()
 	}
-	return v.Appraise(ctx, name, c, peer)
+	return r, err
+}
+
+// pooled is an open session kept between polls (Verifier.Reuse).
+type pooled struct {
+	c    *netconf.Client
+	peer crypto.PublicKey
+}
+
+func (v *Verifier) keep(name string, pc *pooled) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.conns == nil {
+		v.conns = map[string]*pooled{}
+	}
+	if old := v.conns[name]; old != nil {
+		old.c.Close()
+	}
+	v.conns[name] = pc
+}
+
+// Close closes the sessions kept for reuse.
+func (v *Verifier) Close() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for n, pc := range v.conns {
+		pc.c.Close()
+		delete(v.conns, n)
+	}
 }
 
 // LoadRIMs verifies every signed RIM in dir against the vendor anchors and

@@ -61,6 +61,11 @@ type Verifier struct {
 	Key    crypto.Signer // EAR signing key (ECDSA P-256 or P-384)
 	// Build names the verifier in ear.verifier-id.
 	Build string
+	// Reuse keeps each device's NETCONF session open between polls
+	// (re-dialling when it broke), instead of reconnecting every time.
+	Reuse bool
+	conns map[string]*pooled
+
 	// ClaimProfile selects the EAR claim names: "veraison" (default,
 	// veraison/ear's "ear.status", ...) or "draft-03"
 	// (draft-ietf-rats-ear-03's "ear_status", ...).

@@ -174,3 +174,48 @@ func TestRebootIsReattestation(t *testing.T) {
 		t.Errorf("rebooted flags %v %v, resetCount %d -> %d", r2.Rebooted, r3.Rebooted, r1.Clock.ResetCount, r3.Clock.ResetCount)
 	}
 }
+
+// TestKeptSession polls with Verifier.Reuse: one session serves every poll,
+// and when the device drops it the next poll dials afresh.
+func TestKeptSession(t *testing.T) {
+	e := newEnv(t)
+	e.v.Reuse = true
+	d := start(t, e, router.DefaultImage("2.0"))
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tg := verifier.Target{Name: d.Serial, SSHAddr: d.SSHAddr, SSHUser: d.User, SSHKey: d.SSHClientKey}
+	poll := func() {
+		t.Helper()
+		r, err := e.v.AppraiseTarget(ctx, tg)
+		if err != nil {
+			t.Fatalf("AppraiseTarget() = %v", err)
+		}
+		if r.Status != ear.TrustTierAffirming {
+			t.Fatalf("status %v: %v", r.Status, r.Reasons)
+		}
+	}
+	for range 3 {
+		poll()
+	}
+	first := d.Server.Sessions()
+	if len(first) != 1 {
+		t.Fatalf("after 3 kept polls the device has sessions %v, want one", first)
+	}
+	if !d.Server.Kill(first[0]) {
+		t.Fatal("Kill() = false")
+	}
+	poll()
+	second := d.Server.Sessions()
+	if len(second) != 1 || second[0] == first[0] {
+		t.Fatalf("after the session was killed: sessions %v (was %v), want one new one", second, first)
+	}
+	e.v.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(d.Server.Sessions()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Close() left sessions %v open", d.Server.Sessions())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -98,11 +99,14 @@ func BenchmarkPoll(b *testing.B) {
 		b.Fatal(err)
 	}
 	ek, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	for _, via := range []string{"tls", "ssh"} {
-		b.Run(via, func(b *testing.B) {
+	for _, mode := range []string{"tls", "ssh", "tls-kept", "ssh-kept"} {
+		via, kept := strings.TrimSuffix(mode, "-kept"), strings.HasSuffix(mode, "-kept")
+		b.Run(mode, func(b *testing.B) {
 			// RIMs do not matter for the cost; an empty index flags every
 			// component, which exercises the same matching work.
 			v := verifier.New(verifier.Policy{Anchors: anchors, RIMs: rim.NewIndex(), Banks: []alg.ID{alg.SHA256}}, ek)
+			v.Reuse = kept
+			defer v.Close()
 			t := verifier.Target{Name: "bench", SSHAddr: info.SSH, SSHUser: info.User, SSHKey: sshKey}
 			if via == "tls" {
 				e := &verifier.Endpoints{NetconfTLS: info.TLS}

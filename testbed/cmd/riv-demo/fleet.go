@@ -97,6 +97,10 @@ func runFleet(agent string, once bool, interval time.Duration) error {
 		}
 		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		r.v = verifier.New(verifier.Policy{Anchors: anchors, RIMs: idx, Banks: []alg.ID{alg.SHA256}}, key)
+		// Rounds reuse each router's NETCONF session (well within the
+		// agent's idle timeout), as a long-running collector should.
+		r.v.Reuse = true
+		defer r.v.Close()
 		fmt.Printf("  %-11s up at %s (NETCONF-SSH %s, NETCONF-TLS %s), %d signed RIMs verified\n", r.name, ep.Serial, ep.NetconfSSH, ep.NetconfTLS, n)
 	}
 	db, err := store.Open(ctx, filepath.Join(base, "riv.db"))
