@@ -17,7 +17,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"sort"
+	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -87,7 +87,11 @@ type cachedIdentity struct {
 
 type deviceState struct {
 	resetCount, restartCount uint32
-	bios, netequip           *eventlog.Log
+	bios                     *eventlog.Log
+	// The netequip_boot log is not kept: it grows for as long as the
+	// device runs, so each poll replays and appraises only the new
+	// entries, continuing from what was verified before.
+	ne netequipState
 	// The device's certificates, refetched when the transport presents
 	// another key than the cached IDevID's, after a reboot, or hourly.
 	certs     []netconf.Certificate
@@ -242,31 +246,59 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 	if err != nil {
 		return nil, fmt.Errorf("%s: bios log: %w", device, err)
 	}
-	ne, err := fetch(ctx, s, "netequip_boot", st.netequip)
+	var after *uint64
+	if st.ne.bank == bank && st.ne.rims == v.Policy.RIMs && st.ne.seen {
+		after = &st.ne.last
+	} else {
+		st.ne = netequipState{bank: bank}
+	}
+	ne, _, err := s.Logs(ctx, "netequip_boot", after)
 	if err != nil {
 		return nil, fmt.Errorf("%s: netequip_boot log: %w", device, err)
 	}
 
 	// 4. Replay both logs to the quoted PCRs.
-	vals, err := bios.Replay(eventlog.ReplayOptions{Banks: []alg.ID{bank}})
+	bv, err := bios.Replay(eventlog.ReplayOptions{Banks: []alg.ID{bank}})
 	if err != nil {
 		r.claim(&tv.Executables, ear.UnexpectedEvidenceClaim, "bios log: "+err.Error())
 		return v.finish(r, nonce)
 	}
-	nv, err := ne.Replay(eventlog.ReplayOptions{Banks: []alg.ID{bank}})
+	nv, err := st.ne.replay(ne, bank)
 	if err != nil {
 		r.claim(&tv.Executables, ear.UnexpectedEvidenceClaim, "netequip_boot log: "+err.Error())
 		return v.finish(r, nonce)
 	}
-	for i, val := range nv[bank] {
-		vals.Set(bank, i, val)
-	}
-	for _, i := range sel[0].PCRs {
-		if vals.Get(bank, i) == nil {
-			vals.Set(bank, i, pcr.Initial(bank, i))
+	// vals holds, per selected PCR, the netequip replay, else the bios
+	// replay, else the reset value.
+	vals := pcr.Values{}
+	merge := func(nv pcr.Values) {
+		for _, i := range sel[0].PCRs {
+			val := nv.Get(bank, i)
+			if val == nil {
+				val = bv.Get(bank, i)
+			}
+			if val == nil {
+				val = pcr.Initial(bank, i)
+			}
+			vals.Set(bank, i, val)
 		}
 	}
-	if _, err := quote.VerifyParsed(akCert.PublicKey, a, sig, quote.Options{Nonce: nonce, PCRs: vals}); err != nil {
+	merge(nv)
+	_, err = quote.VerifyParsed(akCert.PublicKey, a, sig, quote.Options{Nonce: nonce, PCRs: vals})
+	if errors.Is(err, quote.ErrPCRDigestMismatch) {
+		// Entries measured between the quote and the log retrieval are
+		// in the log but not in the quote: accept the longest prefix the
+		// quote covers; the rest is fetched again next poll.
+		if k, pv := st.ne.coveredPrefix(ne, bank, func(nv pcr.Values) bool {
+			merge(nv)
+			d, derr := quote.PCRDigest(sig.Hash, sel, vals)
+			return derr == nil && bytes.Equal(d, a.Quote.PCRDigest)
+		}); k >= 0 {
+			ne.Events, nv, err = ne.Events[:k], pv, nil
+		}
+		merge(nv)
+	}
+	if err != nil {
 		reason := "the logs do not replay to the quoted PCRs"
 		if diff := vals.Diff(q.Unsigned); len(diff) > 0 {
 			reason += " (" + strings.Join(diff, "; ") + ")"
@@ -274,7 +306,8 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 		r.claim(&tv.Executables, ear.ContraindicatedRuntimeClaim, reason)
 		return v.finish(r, nonce)
 	}
-	st.bios, st.netequip = bios, ne
+	st.bios = bios
+	st.ne.advance(ne, nv, bank, v.Policy.RIMs)
 	bios.CheckDigests(bank)
 	for _, e := range bios.Events {
 		if e.Anomaly != "" {
@@ -284,7 +317,7 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 
 	// 5. Reference values and policy.
 	v.appraiseBoot(r, bios, bank)
-	v.appraiseNetequip(r, ne)
+	v.appraiseNetequip(r, &st.ne)
 	return v.finish(r, nonce)
 }
 
@@ -458,20 +491,10 @@ func describeBoot(e *eventlog.Event) string {
 	return e.TypeName()
 }
 
-func (v *Verifier) appraiseNetequip(r *Result, l *eventlog.Log) {
+func (v *Verifier) appraiseNetequip(r *Result, st *netequipState) {
 	tv := &r.Vector
-	var unknown []string
-	for _, e := range l.Events {
-		if e.IMA == nil || e.IMA.FileName == "boot_aggregate" || e.IMA.FileName == "/etc/riv/startup-config" {
-			continue
-		}
-		if len(v.Policy.RIMs.Lookup(e.IMA.FileHashAlg, e.IMA.FileHash)) == 0 {
-			unknown = append(unknown, fmt.Sprintf("%s (%s:%x)", e.IMA.FileName, e.IMA.FileHashAlgName, e.IMA.FileHash[:8]))
-		}
-	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		r.claim(&tv.FileSystem, ear.UnrecognizedFilesClaim, "file-system: not in any signed RIM: "+strings.Join(unknown, ", "))
+	if len(st.unknown) > 0 {
+		r.claim(&tv.FileSystem, ear.UnrecognizedFilesClaim, "file-system: not in any signed RIM: "+st.unknownFiles())
 		r.claim(&tv.Executables, ear.UnrecognizedRuntimeClaim, "")
 		return
 	}

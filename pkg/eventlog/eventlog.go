@@ -206,6 +206,11 @@ type ReplayOptions struct {
 	// SHA-1 template digest zero-padded into every other bank, instead of
 	// that bank's hash of the template data.
 	IMAPadSHA1 bool
+	// From continues an earlier replay: PCRs start at these values (the
+	// result of replaying the events before this log's) instead of their
+	// reset values, and the result carries them even when untouched. A
+	// collector that fetched only new entries replays just those.
+	From pcr.Values
 }
 
 // Replay computes the PCR values the log claims, per bank: PCRs start at
@@ -226,12 +231,17 @@ func (l *Log) Replay(opts ReplayOptions) (pcr.Values, error) {
 		var err error
 		switch l.Format {
 		case FormatIMA, FormatIMAASCII:
-			vals, err = l.replayIMA(b, opts.IMAPadSHA1)
+			vals, err = l.replayIMA(b, opts.IMAPadSHA1, opts.From[b])
 		default:
-			vals, err = l.replayDigests(b, nil)
+			vals, err = l.replayDigests(b, nil, opts.From[b])
 		}
 		if err != nil {
 			return nil, err
+		}
+		for i, v := range opts.From[b] {
+			if _, ok := vals[i]; !ok {
+				vals[i] = bytes.Clone(v)
+			}
 		}
 		if len(vals) > 0 {
 			out[b] = vals
@@ -243,7 +253,7 @@ func (l *Log) Replay(opts ReplayOptions) (pcr.Values, error) {
 // replayDigests extends each event's digest in bank b. extra events (from
 // a quirk) are appended after the log's own. One hash and a fixed array of
 // PCR states serve the whole replay: it allocates per bank, not per event.
-func (l *Log) replayDigests(b alg.ID, extra []Event) (map[int][]byte, error) {
+func (l *Log) replayDigests(b alg.ID, extra []Event, from map[int][]byte) (map[int][]byte, error) {
 	h, err := b.New()
 	if err != nil {
 		return nil, err
@@ -262,9 +272,13 @@ func (l *Log) replayDigests(b alg.ID, extra []Event) (map[int][]byte, error) {
 		st := &state[e.PCR]
 		if touched&(1<<uint(e.PCR)) == 0 {
 			touched |= 1 << uint(e.PCR)
-			copy(st[:size], pcr.Initial(b, e.PCR))
-			if e.PCR == 0 {
-				st[size-1] = l.StartupLocality
+			if f := from[e.PCR]; len(f) == size {
+				copy(st[:size], f)
+			} else {
+				copy(st[:size], pcr.Initial(b, e.PCR))
+				if e.PCR == 0 {
+					st[size-1] = l.StartupLocality
+				}
 			}
 		}
 		h.Reset()

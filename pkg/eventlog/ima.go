@@ -283,7 +283,7 @@ func isZero(b []byte) bool {
 // zero-padded to the bank size (older kernels). A violation (all-zero
 // template digest) extends all ones of the bank size (≥ 5.8) or 20 bytes
 // of ones zero-padded (older).
-func (l *Log) replayIMA(b alg.ID, padSHA1 bool) (map[int][]byte, error) {
+func (l *Log) replayIMA(b alg.ID, padSHA1 bool, from map[int][]byte) (map[int][]byte, error) {
 	logBank := l.Banks[0]
 	var th *templateHasher
 	if b != logBank && !padSHA1 {
@@ -328,6 +328,9 @@ func (l *Log) replayIMA(b alg.ID, padSHA1 bool) (map[int][]byte, error) {
 		st := pcrs[e.PCR]
 		if st == nil {
 			st = &state{}
+			if f := from[e.PCR]; len(f) == size {
+				copy(st.v[:], f)
+			}
 			pcrs[e.PCR] = st
 		}
 		ext.Reset()

@@ -392,3 +392,47 @@ func TestCELReference(t *testing.T) {
 		t.Error("altered CEL content not flagged")
 	}
 }
+
+// TestReplayFromContinues splits real logs at several points: replaying
+// the tail From the head's values must equal replaying the whole log, in
+// every bank (the collector replays only the entries it has not seen).
+func TestReplayFromContinues(t *testing.T) {
+	logs := []string{"eventlogs/ima/ibmtss/binary_runtime_measurements_sha256.bin"}
+	for _, c := range uefiExpected(t) {
+		logs = append(logs, c.log)
+	}
+	for _, f := range logs {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			raw = testref.Read(t, f)
+		}
+		l, err := Parse(raw, FormatAuto)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		banks := []alg.ID{alg.SHA1, alg.SHA256}
+		if l.Format != FormatIMA {
+			banks = l.Banks
+		}
+		want, err := l.Replay(ReplayOptions{Banks: banks})
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		n := len(l.Events)
+		for _, at := range []int{0, 1, n / 3, n / 2, n - 1, n} {
+			head, tail := *l, *l
+			head.Events, tail.Events = l.Events[:at], l.Events[at:]
+			hv, err := head.Replay(ReplayOptions{Banks: banks})
+			if err != nil {
+				t.Fatalf("%s: head: %v", f, err)
+			}
+			got, err := tail.Replay(ReplayOptions{Banks: banks, From: hv})
+			if err != nil {
+				t.Fatalf("%s: tail: %v", f, err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("%s split at %d/%d (-whole +continued):\n%s", filepath.Base(f), at, n, diff)
+			}
+		}
+	}
+}

@@ -133,7 +133,7 @@ func (l *Log) replayWithQuirk(b alg.ID, q Quirk) (map[int][]byte, error) {
 	if q.Extra != nil {
 		extra = q.Extra(l, b)
 	}
-	return c.replayDigests(b, extra)
+	return c.replayDigests(b, extra, nil)
 }
 
 // fillReset adds, for every PCR in want that the log never touched, its

@@ -8,6 +8,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -217,5 +219,27 @@ func TestKeptSession(t *testing.T) {
 			t.Fatalf("Close() left sessions %v open", d.Server.Sessions())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestLongLogIsPaged grows the netequip_boot log past one log-retrieval
+// page: the collector must follow the pages, or the replay falls short of
+// the quoted PCR 10.
+func TestLongLogIsPaged(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	d := start(t, e, router.DefaultImage("2.0"))
+	defer d.Close()
+	extra := netconf.LogPage + 50
+	for i := range extra {
+		if err := d.MeasureFile(ctx, fmt.Sprintf("/var/lib/plugins/p%05d", i), []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := e.appraiseSSH(t, d)
+	reasons := strings.Join(r.Reasons, "\n")
+	// 100 files are named, the rest counted.
+	if r.Status != ear.TrustTierWarning || !strings.Contains(reasons, fmt.Sprintf("and %d more", extra-100)) {
+		t.Errorf("status %v, reasons:\n%.600s\nwant warning counting %d more files", r.Status, reasons, extra-100)
 	}
 }

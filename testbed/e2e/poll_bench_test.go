@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,10 +13,13 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/veraison/ear"
 
 	"github.com/openriv/riv/collector/verifier"
 	"github.com/openriv/riv/pkg/alg"
@@ -58,6 +62,23 @@ func runDevice(dir string) int {
 	b, _ := json.Marshal(deviceInfo{SSH: d.SSHAddr, TLS: d.TLSAddr, User: d.User, SSHKey: key, CA: ca.Cert.Raw, ClientCert: d.ClientCert.Certificate[0], ClientKey: ck})
 	os.WriteFile(filepath.Join(dir, "device.json.tmp"), b, 0o600)
 	os.Rename(filepath.Join(dir, "device.json.tmp"), filepath.Join(dir, "device.json"))
+	// Each line N on stdin has the NOS measure N more files (PCR 10 and
+	// the netequip_boot log grow); "ok" on stdout when done.
+	go func() {
+		sc := bufio.NewScanner(os.Stdin)
+		for k := 0; sc.Scan(); {
+			n, _ := strconv.Atoi(sc.Text())
+			for range n {
+				k++
+				if err := d.MeasureFile(ctx, fmt.Sprintf("/usr/lib/riv/plugin-%d.so", k), []byte(strconv.Itoa(k))); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					stop()
+					return
+				}
+			}
+			fmt.Println("ok")
+		}
+	}()
 	<-ctx.Done()
 	return 0
 }
@@ -75,6 +96,15 @@ func BenchmarkPoll(b *testing.B) {
 	dir := b.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "RIV_E2E_DEVICE="+dir)
+	grow, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	acks := bufio.NewScanner(out)
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -99,8 +129,12 @@ func BenchmarkPoll(b *testing.B) {
 		b.Fatal(err)
 	}
 	ek, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	for _, mode := range []string{"tls", "ssh", "tls-kept", "ssh-kept"} {
+	for _, mode := range []string{"tls", "ssh", "tls-kept", "ssh-kept", "tls+100", "ssh+100", "tls-kept+100", "ssh-kept+100"} {
+		mode, newEntries, _ := strings.Cut(mode, "+")
 		via, kept := strings.TrimSuffix(mode, "-kept"), strings.HasSuffix(mode, "-kept")
+		if newEntries != "" {
+			mode += "/new=" + newEntries
+		}
 		b.Run(mode, func(b *testing.B) {
 			// RIMs do not matter for the cost; an empty index flags every
 			// component, which exercises the same matching work.
@@ -124,11 +158,23 @@ func BenchmarkPoll(b *testing.B) {
 			}
 			var used time.Duration
 			for b.Loop() {
+				if newEntries != "" {
+					fmt.Fprintln(grow, newEntries)
+					if !acks.Scan() || acks.Text() != "ok" {
+						b.Fatalf("device did not measure: %q %v", acks.Text(), acks.Err())
+					}
+				}
 				c0 := cpu()
-				if _, err := v.AppraiseTarget(ctx, t); err != nil {
+				r, err := v.AppraiseTarget(ctx, t)
+				if err != nil {
 					b.Fatal(err)
 				}
 				used += cpu() - c0
+				// Every poll must get as far as appraising the new files
+				// (an empty index flags them), or it measured a failure.
+				if r.Vector.FileSystem != ear.UnrecognizedFilesClaim && newEntries != "" {
+					b.Fatalf("poll ended %v: %v", r.Status, r.Reasons)
+				}
 			}
 			b.ReportMetric(float64(used)/float64(b.N)/1e3, "µs-cpu/poll")
 		})

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -164,4 +165,50 @@ func startWithOpts(t *testing.T, e *env, o device.Options) *device.Device {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// TestMeasuredBetweenQuoteAndLogs has the device measure files after it
+// quoted but before the collector reads the log, as a busy router does.
+// The entries the quote does not cover are neither a failure nor judged
+// yet; the next poll picks them up, and what it finds stays in every later
+// result.
+func TestMeasuredBetweenQuoteAndLogs(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	d := start(t, e, router.DefaultImage("2.0"))
+	defer d.Close()
+	c := dial(t, d)
+	racing := 0
+	m := &mitm{Client: c, challenge: func(ctx context.Context, nonce []byte, sel []pcr.Selection) ([]netconf.Quote, error) {
+		q, err := c.Challenge(ctx, nonce, sel)
+		for i := range racing {
+			if err := d.MeasureFile(ctx, fmt.Sprintf("/tmp/.x/late-%d", i), []byte{byte(i)}); err != nil {
+				t.Error(err)
+			}
+		}
+		return q, err
+	}}
+	steps := []struct {
+		racing int
+		status ear.TrustTier
+		names  int // late files named in the reasons
+	}{
+		{0, ear.TrustTierAffirming, 0},
+		{3, ear.TrustTierAffirming, 0}, // measured after the quote: not covered yet
+		{0, ear.TrustTierWarning, 3},   // now covered and unknown
+		{0, ear.TrustTierWarning, 3},   // nothing new: still reported
+		{2, ear.TrustTierWarning, 3},
+		{0, ear.TrustTierWarning, 5},
+	}
+	for i, s := range steps {
+		racing = s.racing
+		r, err := e.v.Appraise(ctx, d.Serial, m, c.HostKey)
+		if err != nil {
+			t.Fatalf("poll %d: %v", i, err)
+		}
+		reasons := strings.Join(r.Reasons, "\n")
+		if r.Status != s.status || strings.Count(reasons, "/tmp/.x/late-") != s.names {
+			t.Errorf("poll %d: status %v, reasons:\n%s\nwant %v naming %d late files", i, r.Status, reasons, s.status, s.names)
+		}
+	}
 }

@@ -278,19 +278,49 @@ func (c *Client) Challenge(ctx context.Context, nonce []byte, sel []pcr.Selectio
 	return out, nil
 }
 
+// LogPage is how many entries one log-retrieval request asks for; a
+// longer log is fetched page by page (agents cap a reply, RIV's at 10000).
+const LogPage = 4096
+
+// maxLogPages bounds the pages of one Logs call (about 1M entries), so a
+// device cannot keep a collector fetching forever.
+const maxLogPages = 256
+
 // Logs runs log-retrieval for logType ("bios", "netequip_boot", "ima")
 // from after event number after (nil for the whole log) and decodes the
-// entries into an event log.
+// entries into an event log, following pages until the log is exhausted.
 func (c *Client) Logs(ctx context.Context, logType string, after *uint64) (*eventlog.Log, uint32, error) {
-	sel := ""
-	if after != nil {
-		sel = "<log-selector><last-index-number>" + strconv.FormatUint(*after, 10) + "</last-index-number></log-selector>"
+	var out *eventlog.Log
+	var up uint32
+	for range maxLogPages {
+		sel := "<log-selector>"
+		if after != nil {
+			sel += "<last-index-number>" + strconv.FormatUint(*after, 10) + "</last-index-number>"
+		}
+		sel += "<log-entry-quantity>" + strconv.Itoa(LogPage) + "</log-entry-quantity></log-selector>"
+		body, err := c.do(ctx, `<log-retrieval xmlns="`+nsTPM+`"><log-type xmlns:tpm="`+nsTPM+`">tpm:`+logType+`</log-type>`+sel+`</log-retrieval>`)
+		if err != nil {
+			return nil, 0, err
+		}
+		l, u, err := DecodeLogs(body, logType)
+		if err != nil {
+			return nil, 0, err
+		}
+		if out == nil {
+			out, up = l, u
+		} else {
+			out.Events = append(out.Events, l.Events...)
+		}
+		if len(l.Events) < LogPage {
+			return out, up, nil
+		}
+		last := uint64(l.Events[len(l.Events)-1].Seq)
+		if after != nil && last <= *after {
+			return nil, 0, fmt.Errorf("log-retrieval %s: the device repeated entries up to %d", logType, last)
+		}
+		after = &last
 	}
-	body, err := c.do(ctx, `<log-retrieval xmlns="`+nsTPM+`"><log-type xmlns:tpm="`+nsTPM+`">tpm:`+logType+`</log-type>`+sel+`</log-retrieval>`)
-	if err != nil {
-		return nil, 0, err
-	}
-	return DecodeLogs(body, logType)
+	return nil, 0, fmt.Errorf("log-retrieval %s: more than %d entries", logType, maxLogPages*LogPage)
 }
 
 // DecodeLogs decodes a log-retrieval reply body into an event log.
