@@ -36,7 +36,7 @@ const (
 
 // Client is a NETCONF session to one agent.
 type Client struct {
-	s *nc.Session
+	s *session
 	// HostKey is the SSH host key the device presented (SSH only); the
 	// verifier checks it is the IDevID certificate's key.
 	HostKey crypto.PublicKey
@@ -68,7 +68,7 @@ func DialSSH(ctx context.Context, addr, user string, key crypto.Signer) (*Client
 	if err != nil {
 		return nil, fmt.Errorf("netconf ssh %s: %w", addr, err)
 	}
-	if c.s, err = nc.Open(tr); err != nil {
+	if c.s, err = openSession(tr); err != nil {
 		return nil, fmt.Errorf("netconf ssh %s: hello: %w", addr, err)
 	}
 	return c, nil
@@ -86,26 +86,18 @@ func DialTLS(ctx context.Context, addr string, cfg *tls.Config) (*Client, error)
 		return nil, fmt.Errorf("netconf tls %s: %w", addr, err)
 	}
 	c := &Client{}
-	if c.s, err = nc.Open(tr); err != nil {
+	if c.s, err = openSession(tr); err != nil {
 		return nil, fmt.Errorf("netconf tls %s: hello: %w", addr, err)
 	}
 	return c, nil
 }
 
 // Close ends the session.
-func (c *Client) Close() error { return c.s.Close(context.Background()) }
+func (c *Client) Close() error { return c.s.close() }
 
 // do sends an RPC whose operation is body (trusted XML built here).
 func (c *Client) do(ctx context.Context, body string) ([]byte, error) {
-	// The operation is written verbatim (innerxml of a string).
-	r, err := c.s.Do(ctx, body)
-	if err != nil {
-		return nil, err
-	}
-	if err := r.Err(); err != nil {
-		return nil, &RPCError{Err: err, Errors: r.Errors}
-	}
-	return r.Body, nil
+	return c.s.do(ctx, body)
 }
 
 // RPCError is an rpc-error reply.
