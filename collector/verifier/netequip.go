@@ -2,7 +2,7 @@ package verifier
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/openriv/riv/pkg/alg"
@@ -59,16 +59,14 @@ func (st *netequipState) coveredPrefix(l *eventlog.Log, bank alg.ID, covers func
 		return -1, nil
 	}
 	best, bestVals := -1, pcr.Values(nil)
-	step := (&netequipState{vals: vals})
 	for k := start; k < n; k++ {
 		if covers(vals) {
 			best, bestVals = k, vals
 		}
 		sub.Events = l.Events[k : k+1]
-		if vals, err = step.replay(&sub, bank); err != nil {
+		if vals, err = sub.Replay(eventlog.ReplayOptions{Banks: []alg.ID{bank}, From: vals}); err != nil {
 			break
 		}
-		step.vals = vals
 	}
 	return best, bestVals
 }
@@ -99,15 +97,9 @@ func (st *netequipState) advance(l *eventlog.Log, vals pcr.Values, bank alg.ID, 
 
 // unknownFiles lists the unrecognised files for a reason, sorted.
 func (st *netequipState) unknownFiles() string {
-	s := strings.Join(sortedCopy(st.unknown), ", ")
+	s := strings.Join(slices.Sorted(slices.Values(st.unknown)), ", ")
 	if st.unknownMore > 0 {
 		s += fmt.Sprintf(" and %d more", st.unknownMore)
 	}
 	return s
-}
-
-func sortedCopy(s []string) []string {
-	c := append([]string(nil), s...)
-	sort.Strings(c)
-	return c
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -291,7 +292,7 @@ func parseAttrs(b []byte) (map[string]string, error) {
 }
 
 func xmlUnescapeAttr(s string) string {
-	if !bytes.ContainsRune([]byte(s), '&') {
+	if !strings.Contains(s, "&") {
 		return s
 	}
 	var v struct {
