@@ -10,20 +10,15 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jwa"
-	"github.com/lestrrat-go/jwx/v3/jwt"
 	"github.com/veraison/ear"
 
 	"github.com/openriv/riv/collector/client/netconf"
@@ -40,6 +35,8 @@ type Session interface {
 	Certificates(ctx context.Context) ([]netconf.Certificate, []alg.ID, error)
 	Challenge(ctx context.Context, nonce []byte, sel []pcr.Selection) ([]netconf.Quote, error)
 	Logs(ctx context.Context, logType string, after *uint64) (*eventlog.Log, uint32, error)
+	// Collect is Challenge then Logs for each request, pipelined.
+	Collect(ctx context.Context, nonce []byte, sel []pcr.Selection, logs []netconf.LogRequest) ([]netconf.Quote, []netconf.LogResult, error)
 }
 
 var _ Session = (*netconf.Client)(nil)
@@ -210,7 +207,14 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 		return nil, err
 	}
 	sel := []pcr.Selection{{Bank: bank, PCRs: []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}}
-	quotes, err := s.Challenge(ctx, nonce, sel)
+	// The logs are asked for in the same round trip, from where the last
+	// poll left off; if the quote shows a reboot they are fetched again
+	// from the start.
+	v.mu.Lock()
+	biosAfter, neAfter := v.state[device].after(bank, v.Policy.RIMs)
+	v.mu.Unlock()
+	reqs := []netconf.LogRequest{{Type: "bios", After: biosAfter}, {Type: "netequip_boot", After: neAfter}}
+	quotes, logs, err := s.Collect(ctx, nonce, sel, reqs)
 	if err != nil {
 		return nil, fmt.Errorf("%s: challenge: %w", device, err)
 	}
@@ -242,17 +246,30 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 		v.state[device] = st
 	}
 	v.mu.Unlock()
-	bios, err := fetch(ctx, s, "bios", st.bios)
+	if !(st.ne.bank == bank && st.ne.rims == v.Policy.RIMs && st.ne.seen) {
+		st.ne = netequipState{bank: bank}
+	}
+	// What was collected is used when it starts where this state needs
+	// it to; otherwise (first poll, reboot) the log is fetched again.
+	get := func(k int, after *uint64) (*eventlog.Log, error) {
+		if sameAfter(after, reqs[k].After) {
+			return logs[k].Log, logs[k].Err
+		}
+		l, _, err := s.Logs(ctx, reqs[k].Type, after)
+		return l, err
+	}
+	biosAfter, neAfter = st.after(bank, v.Policy.RIMs)
+	newBios, err := get(0, biosAfter)
 	if err != nil {
 		return nil, fmt.Errorf("%s: bios log: %w", device, err)
 	}
-	var after *uint64
-	if st.ne.bank == bank && st.ne.rims == v.Policy.RIMs && st.ne.seen {
-		after = &st.ne.last
-	} else {
-		st.ne = netequipState{bank: bank}
+	bios := newBios
+	if st.bios != nil {
+		c := *st.bios
+		c.Events = append(append([]eventlog.Event(nil), st.bios.Events...), newBios.Events...)
+		bios = &c
 	}
-	ne, _, err := s.Logs(ctx, "netequip_boot", after)
+	ne, err := get(1, neAfter)
 	if err != nil {
 		return nil, fmt.Errorf("%s: netequip_boot log: %w", device, err)
 	}
@@ -283,22 +300,27 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 			vals.Set(bank, i, val)
 		}
 	}
+	// The signature was verified above; what is left is whether the
+	// replayed values hash to the quoted PCR digest.
+	quoted := func() bool {
+		d, derr := quote.PCRDigest(sig.Hash, sel, vals)
+		return derr == nil && bytes.Equal(d, a.Quote.PCRDigest)
+	}
 	merge(nv)
-	_, err = quote.VerifyParsed(akCert.PublicKey, a, sig, quote.Options{Nonce: nonce, PCRs: vals})
-	if errors.Is(err, quote.ErrPCRDigestMismatch) {
+	ok := quoted()
+	if !ok {
 		// Entries measured between the quote and the log retrieval are
 		// in the log but not in the quote: accept the longest prefix the
 		// quote covers; the rest is fetched again next poll.
 		if k, pv := st.ne.coveredPrefix(ne, bank, func(nv pcr.Values) bool {
 			merge(nv)
-			d, derr := quote.PCRDigest(sig.Hash, sel, vals)
-			return derr == nil && bytes.Equal(d, a.Quote.PCRDigest)
+			return quoted()
 		}); k >= 0 {
-			ne.Events, nv, err = ne.Events[:k], pv, nil
+			ne.Events, nv, ok = ne.Events[:k], pv, true
 		}
 		merge(nv)
 	}
-	if err != nil {
+	if !ok {
 		reason := "the logs do not replay to the quoted PCRs"
 		if diff := vals.Diff(q.Unsigned); len(diff) > 0 {
 			reason += " (" + strings.Join(diff, "; ") + ")"
@@ -408,24 +430,25 @@ func (v *Verifier) verifiedChain(certs []*x509.Certificate, purpose x509.ExtKeyU
 	return nil
 }
 
-// fetch gets a log, only the entries after those already verified.
-func fetch(ctx context.Context, s Session, t string, have *eventlog.Log) (*eventlog.Log, error) {
-	var after *uint64
-	if have != nil && len(have.Events) > 0 {
-		n := uint64(have.Events[len(have.Events)-1].Seq)
-		after = &n
+// after returns where the next poll's log retrievals start: after the
+// last bios event kept, and after the last netequip entry verified for
+// this bank and these RIMs (nil: from the start).
+func (st *deviceState) after(bank alg.ID, rims *rim.Index) (bios, ne *uint64) {
+	if st == nil {
+		return nil, nil
 	}
-	l, _, err := s.Logs(ctx, t, after)
-	if err != nil {
-		return nil, err
+	if st.bios != nil && len(st.bios.Events) > 0 {
+		n := uint64(st.bios.Events[len(st.bios.Events)-1].Seq)
+		bios = &n
 	}
-	if have == nil {
-		return l, nil
+	if st.ne.bank == bank && st.ne.rims == rims && st.ne.seen {
+		n := st.ne.last
+		ne = &n
 	}
-	c := *have
-	c.Events = append(append([]eventlog.Event(nil), have.Events...), l.Events...)
-	return &c, nil
+	return bios, ne
 }
+
+func sameAfter(a, b *uint64) bool { return a == nil && b == nil || a != nil && b != nil && *a == *b }
 
 func (v *Verifier) appraiseBoot(r *Result, l *eventlog.Log, bank alg.ID) {
 	tv := &r.Vector
@@ -515,16 +538,13 @@ func (v *Verifier) finish(r *Result, nonce []byte) (*Result, error) {
 		ar.Nonce = &n
 	}
 	if v.Key != nil {
-		a := jwa.ES256()
-		if k, ok := v.Key.Public().(*ecdsa.PublicKey); ok && k.Curve == elliptic.P384() {
-			a = jwa.ES384()
+		claims, err := ar.MarshalJSON()
+		if err == nil && v.ClaimProfile == "draft-03" {
+			claims, err = draft03(claims)
 		}
 		var tok []byte
-		var err error
-		if v.ClaimProfile == "draft-03" {
-			tok, err = signDraft03(ar, a, v.Key)
-		} else {
-			tok, err = ar.Sign(a, v.Key)
+		if err == nil {
+			tok, err = signJWT(claims, v.Key)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("sign EAR: %w", err)
@@ -539,9 +559,9 @@ func samePub(a, b crypto.PublicKey) bool {
 	return ok && e.Equal(b)
 }
 
-// signDraft03 signs the EAR with draft-ietf-rats-ear-03's claim names:
-// dots and hyphens in "ear." names become underscores.
-func signDraft03(ar *ear.AttestationResult, a jwa.KeyAlgorithm, key crypto.Signer) ([]byte, error) {
+// draft03 renames the claims to draft-ietf-rats-ear-03's names: dots and
+// hyphens in "ear." names become underscores.
+func draft03(claims []byte) ([]byte, error) {
 	var rename func(v any) any
 	rename = func(v any) any {
 		switch m := v.(type) {
@@ -559,19 +579,11 @@ func signDraft03(ar *ear.AttestationResult, a jwa.KeyAlgorithm, key crypto.Signe
 		}
 		return v
 	}
-	b, err := ar.MarshalJSON()
-	if err != nil {
-		return nil, err
-	}
 	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
+	d := json.NewDecoder(bytes.NewReader(claims))
+	d.UseNumber() // iat stays an integer
+	if err := d.Decode(&m); err != nil {
 		return nil, err
 	}
-	tok := jwt.New()
-	for k, x := range rename(m).(map[string]any) {
-		if err := tok.Set(k, x); err != nil {
-			return nil, err
-		}
-	}
-	return jwt.Sign(tok, jwt.WithKey(a, key))
+	return json.Marshal(rename(m))
 }

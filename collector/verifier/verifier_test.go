@@ -1,15 +1,19 @@
 package verifier
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/veraison/ear"
 )
 
@@ -65,5 +69,44 @@ func TestEARProfiles(t *testing.T) {
 	}
 	if tv, ok := sub["ear_trustworthiness_vector"].(map[string]any); !ok || tv["executables"] == nil {
 		t.Errorf("draft-03 vector: %v", sub)
+	}
+	if _, err := jws.Verify(res.EAR, jws.WithKey(jwa.ES256(), &key.PublicKey)); err != nil {
+		t.Errorf("draft-03 token does not verify: %v", err)
+	}
+}
+
+// The collector builds its JWS itself; tokens must verify with
+// veraison/ear for both curves, carry the nonce, and fail when altered.
+func TestEARSignatures(t *testing.T) {
+	for _, tc := range []struct {
+		curve elliptic.Curve
+		alg   jwa.SignatureAlgorithm
+	}{{elliptic.P256(), jwa.ES256()}, {elliptic.P384(), jwa.ES384()}} {
+		key, _ := ecdsa.GenerateKey(tc.curve, rand.Reader)
+		nonce := make([]byte, 32)
+		rand.Read(nonce)
+		res, err := New(Policy{Name: "p"}, key).finish(&Result{Device: "d"}, nonce)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ar ear.AttestationResult
+		if err := ar.Verify(res.EAR, tc.alg, &key.PublicKey); err != nil {
+			t.Fatalf("%v: ear.Verify = %v", tc.alg, err)
+		}
+		if ar.Nonce == nil || *ar.Nonce != fmt.Sprintf("%x", nonce) {
+			t.Errorf("%v: nonce %v", tc.alg, ar.Nonce)
+		}
+		bad := bytes.Clone(res.EAR)
+		bad[len(bad)-5] ^= 'A' ^ 'B'
+		if bad[len(bad)-5] == res.EAR[len(res.EAR)-5] {
+			bad[len(bad)-5] = 'C'
+		}
+		if err := ar.Verify(bad, tc.alg, &key.PublicKey); err == nil {
+			t.Errorf("%v: altered signature verifies", tc.alg)
+		}
+	}
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	if _, err := New(Policy{Name: "p"}, rsaKey).finish(&Result{Device: "d"}, nil); err == nil || !strings.Contains(err.Error(), "want ECDSA") {
+		t.Errorf("RSA signing key: err = %v", err)
 	}
 }

@@ -42,6 +42,30 @@ func (m *mitm) Logs(ctx context.Context, t string, after *uint64) (*eventlog.Log
 	return l, up, err
 }
 
+// Collect is the verifier's pipelined path: with a challenge hook the
+// MITM answers the challenge itself and fetches the logs after it;
+// otherwise the real pipelined exchange runs and its logs are altered.
+func (m *mitm) Collect(ctx context.Context, nonce []byte, sel []pcr.Selection, reqs []netconf.LogRequest) ([]netconf.Quote, []netconf.LogResult, error) {
+	if m.challenge != nil {
+		q, err := m.challenge(ctx, nonce, sel)
+		if err != nil {
+			return nil, nil, err
+		}
+		out := make([]netconf.LogResult, len(reqs))
+		for k, r := range reqs {
+			out[k].Log, out[k].UpTime, out[k].Err = m.Logs(ctx, r.Type, r.After)
+		}
+		return q, out, nil
+	}
+	q, out, err := m.Client.Collect(ctx, nonce, sel, reqs)
+	for k := range out {
+		if out[k].Err == nil && m.logs != nil {
+			out[k].Log = m.logs(out[k].Log, reqs[k].Type)
+		}
+	}
+	return q, out, err
+}
+
 func dial(t *testing.T, d *device.Device) *netconf.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -18,8 +18,6 @@ import (
 	"time"
 
 	nc "github.com/nemith/netconf"
-	ncssh "github.com/nemith/netconf/transport/ssh"
-	nctls "github.com/nemith/netconf/transport/tls"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/openriv/riv/pkg/alg"
@@ -64,14 +62,54 @@ func DialSSH(ctx context.Context, addr, user string, key crypto.Signer) (*Client
 		},
 		Timeout: 10 * time.Second,
 	}
-	tr, err := ncssh.Dial(ctx, "tcp", addr, cfg)
-	if err != nil {
+	if err := c.dialSSH(ctx, addr, cfg); err != nil {
 		return nil, fmt.Errorf("netconf ssh %s: %w", addr, err)
 	}
-	if c.s, err = openSession(tr); err != nil {
-		return nil, fmt.Errorf("netconf ssh %s: hello: %w", addr, err)
-	}
 	return c, nil
+}
+
+// dialSSH opens the netconf subsystem (RFC 6242) and the session on it.
+func (c *Client) dialSSH(ctx context.Context, addr string, cfg *ssh.ClientConfig) error {
+	conn, err := (&net.Dialer{Timeout: cfg.Timeout}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	// x/crypto/ssh takes no context: closing the connection ends a
+	// handshake that outlives ctx.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	sc, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	if !stop() {
+		err = ctx.Err()
+	}
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	client := ssh.NewClient(sc, chans, reqs)
+	sess, err := client.NewSession()
+	if err != nil {
+		client.Close()
+		return fmt.Errorf("ssh session: %w", err)
+	}
+	stdin, err1 := sess.StdinPipe()
+	stdout, err2 := sess.StdoutPipe()
+	if err := errors.Join(err1, err2); err != nil {
+		client.Close()
+		return err
+	}
+	if err := sess.RequestSubsystem("netconf"); err != nil {
+		client.Close()
+		return fmt.Errorf("netconf subsystem: %w", err)
+	}
+	c.s, err = openSession(ctx, stdout, stdin, func() error {
+		stdin.Close()
+		sess.Close()
+		return client.Close()
+	})
+	if err != nil {
+		return fmt.Errorf("hello: %w", err)
+	}
+	return nil
 }
 
 // DialTLS opens NETCONF over TLS (RFC 7589); cfg must hold the client
@@ -81,12 +119,12 @@ func DialTLS(ctx context.Context, addr string, cfg *tls.Config) (*Client, error)
 	if cfg.MinVersion < tls.VersionTLS13 {
 		cfg.MinVersion = tls.VersionTLS13
 	}
-	tr, err := nctls.Dial(ctx, "tcp", addr, cfg)
+	conn, err := (&tls.Dialer{Config: cfg}).DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("netconf tls %s: %w", addr, err)
 	}
-	c := &Client{}
-	if c.s, err = openSession(tr); err != nil {
+	c := &Client{PeerCerts: conn.(*tls.Conn).ConnectionState().PeerCertificates}
+	if c.s, err = openSession(ctx, conn, conn, conn.Close); err != nil {
 		return nil, fmt.Errorf("netconf tls %s: hello: %w", addr, err)
 	}
 	return c, nil
@@ -208,6 +246,14 @@ type Quote struct {
 
 // Challenge runs tpm20-challenge-response-attestation.
 func (c *Client) Challenge(ctx context.Context, nonce []byte, sel []pcr.Selection) ([]Quote, error) {
+	body, err := c.do(ctx, challengeRPC(nonce, sel))
+	if err != nil {
+		return nil, err
+	}
+	return DecodeChallenge(body)
+}
+
+func challengeRPC(nonce []byte, sel []pcr.Selection) string {
 	var b strings.Builder
 	b.WriteString(`<tpm20-challenge-response-attestation xmlns="` + nsTPM + `"><tpm20-attestation-challenge><nonce-value>`)
 	b.WriteString(base64.StdEncoding.EncodeToString(nonce))
@@ -220,54 +266,69 @@ func (c *Client) Challenge(ctx context.Context, nonce []byte, sel []pcr.Selectio
 		b.WriteString(`</tpm20-pcr-selection>`)
 	}
 	b.WriteString(`</tpm20-attestation-challenge></tpm20-challenge-response-attestation>`)
-	body, err := c.do(ctx, b.String())
+	return b.String()
+}
+
+// LogRequest asks for one log, the entries after After (nil: all).
+type LogRequest struct {
+	Type  string // "bios", "netequip_boot", "ima"
+	After *uint64
+}
+
+// LogResult is one requested log, or why it could not be had.
+type LogResult struct {
+	Log    *eventlog.Log
+	UpTime uint32
+	Err    error
+}
+
+// Collect runs the challenge and the log retrievals pipelined: all the
+// requests leave in one write and the agent answers in order, so every
+// log is read after the quote was taken (entries measured in between are
+// in the log, never missing from it). A poll costs one round trip
+// instead of one per request. The error is the challenge's or the
+// session's; a log that failed has its own Err.
+func (c *Client) Collect(ctx context.Context, nonce []byte, sel []pcr.Selection, logs []LogRequest) ([]Quote, []LogResult, error) {
+	bodies := []string{challengeRPC(nonce, sel)}
+	for _, l := range logs {
+		bodies = append(bodies, logRPC(l.Type, l.After))
+	}
+	replies, err := c.s.doAll(ctx, bodies...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var r struct {
-		R []struct {
-			Cert  string `xml:"certificate-name"`
-			Quote string `xml:"quote-data"`
-			Sig   string `xml:"quote-signature"`
-			Up    uint32 `xml:"up-time"`
-			PCRs  []struct {
-				Algo string `xml:"tpm20-hash-algo"`
-				V    []struct {
-					I int    `xml:"pcr-index"`
-					V string `xml:"pcr-value"`
-				} `xml:"pcr-values"`
-			} `xml:"unsigned-pcr-values"`
-		} `xml:"tpm20-attestation-response"`
+	if replies[0].err != nil {
+		return nil, nil, replies[0].err
 	}
-	if err := xml.Unmarshal(wrap(body), &r); err != nil {
-		return nil, fmt.Errorf("decode challenge reply: %w", err)
+	quotes, err := DecodeChallenge(replies[0].inner)
+	if err != nil {
+		return nil, nil, err
 	}
-	var out []Quote
-	for _, x := range r.R {
-		q := Quote{CertificateName: x.Cert, UpTime: x.Up, Unsigned: pcr.Values{}}
-		var err1, err2 error
-		q.Attest, err1 = base64.StdEncoding.DecodeString(strings.TrimSpace(x.Quote))
-		q.Sig, err2 = base64.StdEncoding.DecodeString(strings.TrimSpace(x.Sig))
-		if err1 != nil || err2 != nil {
-			return nil, errors.New("challenge reply: quote-data or quote-signature is not base64")
+	out := make([]LogResult, len(logs))
+	for k, l := range logs {
+		r := &out[k]
+		if r.Err = replies[k+1].err; r.Err != nil {
+			continue
 		}
-		for _, u := range x.PCRs {
-			bank, ok := hashByIdentity(localName(u.Algo))
-			if !ok {
+		if r.Log, r.UpTime, r.Err = DecodeLogs(replies[k+1].inner, l.Type); r.Err != nil {
+			continue
+		}
+		// A full page: the rest page by page.
+		if len(r.Log.Events) == LogPage {
+			last := uint64(r.Log.Events[LogPage-1].Seq)
+			if l.After != nil && last <= *l.After {
+				r.Log, r.Err = nil, fmt.Errorf("log-retrieval %s: the device repeated entries up to %d", l.Type, last)
 				continue
 			}
-			for _, v := range u.V {
-				if d, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v.V)); err == nil && v.I >= 0 && v.I <= pcr.MaxPCR {
-					q.Unsigned.Set(bank, v.I, d)
-				}
+			rest, _, err := c.logs(ctx, l.Type, &last, maxLogPages-1)
+			if err != nil {
+				r.Log, r.Err = nil, err
+				continue
 			}
+			r.Log.Events = append(r.Log.Events, rest.Events...)
 		}
-		out = append(out, q)
 	}
-	if len(out) == 0 {
-		return nil, errors.New("challenge reply has no tpm20-attestation-response")
-	}
-	return out, nil
+	return quotes, out, nil
 }
 
 // LogPage is how many entries one log-retrieval request asks for; a
@@ -282,15 +343,14 @@ const maxLogPages = 256
 // from after event number after (nil for the whole log) and decodes the
 // entries into an event log, following pages until the log is exhausted.
 func (c *Client) Logs(ctx context.Context, logType string, after *uint64) (*eventlog.Log, uint32, error) {
+	return c.logs(ctx, logType, after, maxLogPages)
+}
+
+func (c *Client) logs(ctx context.Context, logType string, after *uint64, pages int) (*eventlog.Log, uint32, error) {
 	var out *eventlog.Log
 	var up uint32
-	for range maxLogPages {
-		sel := "<log-selector>"
-		if after != nil {
-			sel += "<last-index-number>" + strconv.FormatUint(*after, 10) + "</last-index-number>"
-		}
-		sel += "<log-entry-quantity>" + strconv.Itoa(LogPage) + "</log-entry-quantity></log-selector>"
-		body, err := c.do(ctx, `<log-retrieval xmlns="`+nsTPM+`"><log-type xmlns:tpm="`+nsTPM+`">tpm:`+logType+`</log-type>`+sel+`</log-retrieval>`)
+	for range pages {
+		body, err := c.do(ctx, logRPC(logType, after))
 		if err != nil {
 			return nil, 0, err
 		}
@@ -313,6 +373,16 @@ func (c *Client) Logs(ctx context.Context, logType string, after *uint64) (*even
 		after = &last
 	}
 	return nil, 0, fmt.Errorf("log-retrieval %s: more than %d entries", logType, maxLogPages*LogPage)
+}
+
+// logRPC asks for one page of logType after event number after.
+func logRPC(logType string, after *uint64) string {
+	sel := "<log-selector>"
+	if after != nil {
+		sel += "<last-index-number>" + strconv.FormatUint(*after, 10) + "</last-index-number>"
+	}
+	sel += "<log-entry-quantity>" + strconv.Itoa(LogPage) + "</log-entry-quantity></log-selector>"
+	return `<log-retrieval xmlns="` + nsTPM + `"><log-type xmlns:tpm="` + nsTPM + `">tpm:` + logType + `</log-type>` + sel + `</log-retrieval>`
 }
 
 // DecodeLogs decodes a log-retrieval reply body into an event log.

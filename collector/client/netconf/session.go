@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	nc "github.com/nemith/netconf"
 	"github.com/nemith/netconf/transport"
@@ -32,139 +31,210 @@ const (
 )
 
 type session struct {
-	tr     transport.Transport
-	mu     sync.Mutex // one RPC in flight: a collector polls sequentially
+	fr     *transport.Framer // reads messages; writes go through cw
+	cw     *corkWriter
+	closer func() error // closes the transport
+	mu     sync.Mutex   // one exchange in flight: a collector polls sequentially
 	nextID uint64
 	id     uint64 // the server's session-id
 	broken error  // set once the stream is out of step
 }
 
-// openSession exchanges hellos and switches to chunked framing when both
-// sides speak base:1.1.
-func openSession(tr transport.Transport) (*session, error) {
-	s := &session{tr: tr}
-	w, err := tr.MsgWriter()
-	if err != nil {
-		tr.Close()
-		return nil, err
+// corkWriter holds what the framer flushes while a batch of RPCs is being
+// written, so the batch leaves in one write: one TLS record or SSH
+// channel packet, one system call, one wake-up of the agent.
+type corkWriter struct {
+	w   io.Writer
+	buf []byte
+}
+
+func (c *corkWriter) Write(p []byte) (int, error) {
+	c.buf = append(c.buf, p...)
+	return len(p), nil
+}
+
+func (c *corkWriter) flush() error {
+	if len(c.buf) == 0 {
+		return nil
 	}
-	io.WriteString(w, `<hello xmlns="`+nsBase+`"><capabilities><capability>urn:ietf:params:netconf:base:1.0</capability><capability>urn:ietf:params:netconf:base:1.1</capability></capabilities></hello>`)
-	if err := w.Close(); err != nil {
-		tr.Close()
+	_, err := c.w.Write(c.buf)
+	if cap(c.buf) > 64<<10 {
+		c.buf = nil // do not keep a large request's buffer
+	} else {
+		c.buf = c.buf[:0]
+	}
+	return err
+}
+
+// openSession exchanges hellos over the stream r/w and switches to
+// chunked framing when both sides speak base:1.1. closer ends the
+// transport; ctx bounds the exchange.
+func openSession(ctx context.Context, r io.Reader, w io.Writer, closer func() error) (*session, error) {
+	closer = sync.OnceValue(closer) // ctx, errors and Close may all close it
+	stop := context.AfterFunc(ctx, func() { closer() })
+	defer stop()
+	cw := &corkWriter{w: w}
+	s := &session{fr: transport.NewFramer(r, cw), cw: cw, closer: closer}
+	err := s.writeMsg(`<hello xmlns="` + nsBase + `"><capabilities><capability>urn:ietf:params:netconf:base:1.0</capability><capability>urn:ietf:params:netconf:base:1.1</capability></capabilities></hello>`)
+	if err == nil {
+		err = cw.flush()
+	}
+	if err != nil {
+		closer()
 		return nil, fmt.Errorf("write hello: %w", err)
-	}
-	r, err := tr.MsgReader()
-	if err != nil {
-		tr.Close()
-		return nil, err
 	}
 	var hello struct {
 		XMLName   xml.Name `xml:"urn:ietf:params:xml:ns:netconf:base:1.0 hello"`
 		SessionID uint64   `xml:"session-id"`
 		Caps      []string `xml:"capabilities>capability"`
 	}
-	// Read to the end of the message and do not Close: the framer's
-	// Close reads on to the next end marker, which is the next message's.
-	raw, err := io.ReadAll(io.LimitReader(r, maxHello+1))
-	if err == nil && len(raw) > maxHello {
-		err = errors.New("larger than 1 MiB")
-	}
+	raw, err := s.readMsg(maxHello)
 	if err == nil {
 		err = xml.Unmarshal(raw, &hello)
 	}
 	if err != nil {
-		tr.Close()
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		closer()
 		return nil, fmt.Errorf("server hello: %w", err)
 	}
 	if hello.SessionID == 0 {
-		tr.Close()
+		closer()
 		return nil, errors.New("server hello has no session-id")
 	}
 	s.id = hello.SessionID
 	for _, c := range hello.Caps {
 		if c == "urn:ietf:params:netconf:base:1.1" {
-			if u, ok := tr.(interface{ Upgrade() }); ok {
-				u.Upgrade()
-			}
+			s.fr.Upgrade()
 			break
 		}
 	}
 	return s, nil
 }
 
+// writeMsg frames one message into the cork buffer.
+func (s *session) writeMsg(msg string) error {
+	w, err := s.fr.MsgWriter()
+	if err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, msg); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+// readMsg reads one whole message of at most limit bytes. The reader is
+// not Closed: the framer's Close reads on to the next end marker, which
+// is the next message's.
+func (s *session) readMsg(limit int) ([]byte, error) {
+	r, err := s.fr.MsgReader()
+	if err != nil {
+		return nil, err
+	}
+	msg, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(msg) > limit {
+		return nil, fmt.Errorf("message larger than %d bytes", limit)
+	}
+	return msg, nil
+}
+
 // do sends one rpc whose operation is body and returns the reply's inner
-// XML. ctx ending closes the session (the stream is then out of step).
+// XML.
 func (s *session) do(ctx context.Context, body string) ([]byte, error) {
+	replies, err := s.doAll(ctx, body)
+	if err != nil {
+		return nil, err
+	}
+	return replies[0].inner, replies[0].err
+}
+
+// reply is one rpc-reply: its inner XML, or the rpc-error it carried.
+type reply struct {
+	inner []byte
+	err   error
+}
+
+// doAll pipelines one rpc per body (RFC 6241 §4.2: the server answers in
+// order) and returns the replies in order. An error means the session is
+// unusable (it is then closed); an rpc-error is that reply's err. ctx
+// ending closes the session.
+func (s *session) doAll(ctx context.Context, bodies ...string) ([]reply, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.broken != nil {
 		return nil, s.broken
 	}
-	stop := context.AfterFunc(ctx, func() { s.tr.Close() })
+	stop := context.AfterFunc(ctx, func() { s.closer() })
 	defer stop()
-	msg, err := s.exchange(body)
+	out, err := s.exchange(bodies)
 	if err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
 		s.broken = fmt.Errorf("netconf session closed: %w", err)
-		s.tr.Close()
+		s.closer()
 		return nil, err
 	}
-	inner, err := parseReply(msg, s.nextID)
-	if err != nil {
-		s.broken = fmt.Errorf("netconf session closed: %w", err)
-		s.tr.Close()
-		return nil, err
-	}
-	// Error replies are rare: decode those fully.
-	if bytes.Contains(inner, []byte("rpc-error")) {
-		var r nc.Reply
-		if err := xml.Unmarshal(msg, &r); err != nil {
-			return nil, fmt.Errorf("rpc-reply: %w", err)
-		}
-		if err := r.Err(); err != nil {
-			return nil, &RPCError{Err: err, Errors: r.Errors}
-		}
-	}
-	return inner, nil
+	return out, nil
 }
 
-func (s *session) exchange(body string) ([]byte, error) {
-	s.nextID++
-	w, err := s.tr.MsgWriter()
-	if err != nil {
+func (s *session) exchange(bodies []string) ([]reply, error) {
+	first := s.nextID + 1
+	for _, body := range bodies {
+		s.nextID++
+		if err := s.writeMsg(`<rpc xmlns="` + nsBase + `" message-id="` + strconv.FormatUint(s.nextID, 10) + `">` + body + `</rpc>`); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.cw.flush(); err != nil {
 		return nil, err
 	}
-	if _, err := io.WriteString(w, `<rpc xmlns="`+nsBase+`" message-id="`+strconv.FormatUint(s.nextID, 10)+`">`+body+`</rpc>`); err != nil {
-		w.Close()
-		return nil, err
+	out := make([]reply, len(bodies))
+	for k := range bodies {
+		msg, err := s.readMsg(maxReply)
+		if err != nil {
+			return nil, err
+		}
+		inner, err := parseReply(msg, first+uint64(k))
+		if err != nil {
+			return nil, err
+		}
+		out[k].inner = inner
+		// Error replies are rare: decode those fully.
+		if bytes.Contains(inner, []byte("rpc-error")) {
+			var r nc.Reply
+			if err := xml.Unmarshal(msg, &r); err != nil {
+				return nil, fmt.Errorf("rpc-reply: %w", err)
+			}
+			if err := r.Err(); err != nil {
+				out[k] = reply{err: &RPCError{Err: err, Errors: r.Errors}}
+			}
+		}
 	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	r, err := s.tr.MsgReader()
-	if err != nil {
-		return nil, err
-	}
-	msg, err := io.ReadAll(io.LimitReader(r, maxReply+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(msg) > maxReply {
-		return nil, fmt.Errorf("reply larger than %d bytes", maxReply)
-	}
-	return msg, nil
+	return out, nil
 }
 
-// close sends close-session (briefly) and closes the transport.
+// close sends close-session and closes the transport without waiting for
+// the <ok/>: nothing would be done with it, and the wait is a round trip
+// on every poll that does not keep its session. The agent ends the
+// session on either.
 func (s *session) close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	s.do(ctx, "<close-session/>")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.tr.Close()
+	if s.broken == nil {
+		s.nextID++
+		if s.writeMsg(`<rpc xmlns="`+nsBase+`" message-id="`+strconv.FormatUint(s.nextID, 10)+`"><close-session/></rpc>`) == nil {
+			s.cw.flush()
+		}
+		s.broken = errors.New("netconf session closed")
+	}
+	return s.closer()
 }
 
 // parseReply checks msg is the rpc-reply to message id and returns what is
