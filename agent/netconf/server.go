@@ -9,6 +9,7 @@ package netconf
 
 import (
 	"bytes"
+	"crypto/x509"
 	"context"
 	"encoding/xml"
 	"errors"
@@ -314,4 +315,20 @@ func (s *Server) nacm() *NACM {
 	defer s.mu.Unlock()
 	n := s.cfg.NACM
 	return &n
+}
+
+// Exchange runs one <rpc> message for user outside any NETCONF session and
+// returns the <rpc-reply>: the RESTCONF server maps its requests onto the
+// same operations, so access control, validation and errors are the
+// NETCONF ones. The exchange is not a session (kill-session cannot reach
+// it) and close-session only answers <ok/>.
+func (s *Server) Exchange(ctx context.Context, user string, rpc []byte) []byte {
+	reply, _ := s.handle(ctx, &session{id: s.nextID.Add(1), user: user}, rpc)
+	return reply
+}
+
+// MapCertToName maps a verified client chain to a user name with the
+// cert-to-name rules (RFC 7589 §7); "" when none applies.
+func MapCertToName(chains [][]*x509.Certificate, rules []CertToName) string {
+	return mapCertToName(chains, rules)
 }

@@ -15,6 +15,7 @@ import (
 type Endpoints struct {
 	NetconfSSH    string `json:"netconf_ssh"`
 	NetconfTLS    string `json:"netconf_tls"`
+	RESTCONF      string `json:"restconf"` // https://HOST:PORT
 	SSHUser       string `json:"ssh_user"`
 	SSHPrivateKey string `json:"ssh_private_key"`
 	TLSClientCert string `json:"tls_client_cert"`

@@ -28,6 +28,7 @@ import (
 	"github.com/openriv/riv/agent/attester"
 	"github.com/openriv/riv/agent/logsrc"
 	"github.com/openriv/riv/agent/netconf"
+	"github.com/openriv/riv/agent/restconf"
 	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/tpm"
@@ -43,8 +44,8 @@ type Options struct {
 	ManufacturerCA *identity.CA
 	User           string // NETCONF user (default "riv")
 	Logger         *slog.Logger
-	// SSHAddr and TLSAddr to listen on (default 127.0.0.1:0).
-	SSHAddr, TLSAddr string
+	// SSHAddr, TLSAddr and RESTCONFAddr to listen on (default 127.0.0.1:0).
+	SSHAddr, TLSAddr, RESTCONFAddr string
 	// QuotesPerSecond overrides the attester's quote rate limit.
 	QuotesPerSecond float64
 	// Certs, when set, replaces the IDevID and IAK certificates the device
@@ -66,6 +67,7 @@ type Device struct {
 	Serial   string
 
 	SSHAddr, TLSAddr string
+	RESTCONFAddr     string // host:port of the HTTPS server
 	User             string
 	// SSHClientKey is the user's SSH key; ClientCert the TLS client
 	// certificate (issued by ClientCA) with its key.
@@ -183,23 +185,40 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 		sshLn.Close()
 		return fail(err)
 	}
-	d.SSHAddr, d.TLSAddr = sshLn.Addr().String(), tlsLn.Addr().String()
+	rcLn, err := net.Listen("tcp", orDefault(o.RESTCONFAddr))
+	if err != nil {
+		sshLn.Close()
+		tlsLn.Close()
+		return fail(err)
+	}
+	d.SSHAddr, d.TLSAddr, d.RESTCONFAddr = sshLn.Addr().String(), tlsLn.Addr().String(), rcLn.Addr().String()
 	sctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(d.ClientCA.Cert)
 	go func() {
 		defer close(d.done)
-		errc := make(chan error, 2)
+		errc := make(chan error, 3)
+		tlsCfg := netconf.TLSConfig{
+			Certificate: tls.Certificate{Certificate: [][]byte{d.IDevID.Raw, d.CA.Cert.Raw}, PrivateKey: signer, Leaf: d.IDevID},
+			ClientCAs:   clientCAs, CertToName: []netconf.CertToName{{MapType: "common-name"}},
+		}
 		go func() {
 			errc <- d.Server.ServeSSH(sctx, sshLn, netconf.SSHConfig{HostKey: signer, AuthorizedKeys: map[string][]ssh.PublicKey{o.User: {sshPub}}})
 		}()
 		go func() {
-			errc <- d.Server.ServeTLS(sctx, tlsLn, netconf.TLSConfig{
-				Certificate: tls.Certificate{Certificate: [][]byte{d.IDevID.Raw, d.CA.Cert.Raw}, PrivateKey: signer, Leaf: d.IDevID},
-				ClientCAs:   clientCAs, CertToName: []netconf.CertToName{{MapType: "common-name"}},
-			})
+			errc <- d.Server.ServeTLS(sctx, tlsLn, tlsCfg)
 		}()
+		go func() {
+			rc, err := restconf.New(restconf.Config{NETCONF: d.Server, TLS: tlsCfg, Logger: o.Logger})
+			if err != nil {
+				rcLn.Close()
+				errc <- err
+				return
+			}
+			errc <- rc.Serve(sctx, rcLn)
+		}()
+		<-errc
 		<-errc
 		<-errc
 	}()
@@ -233,6 +252,12 @@ func clientCert(ca *identity.CA, user string, now time.Time) (tls.Certificate, e
 	}
 	leaf, _ := x509.ParseCertificate(der)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// IssueClientCert issues another operator certificate (CN = user) from
+// the device's client CA; only d.User is in the NACM verifiers group.
+func (d *Device) IssueClientCert(user string) (tls.Certificate, error) {
+	return clientCert(d.ClientCA, user, time.Now())
 }
 
 // Close stops the servers and releases the TPM.

@@ -35,6 +35,7 @@ func runDev(args []string, stderr io.Writer) error {
 	atk := fs.String("attack", "none", "boot with an attack: none, tampered-kernel, debug-mode, rollback, unknown-binary")
 	sshAddr := fs.String("netconf-ssh", "127.0.0.1:0", "NETCONF over SSH listen address")
 	tlsAddr := fs.String("netconf-tls", "127.0.0.1:0", "NETCONF over TLS listen address")
+	rcAddr := fs.String("restconf", "127.0.0.1:0", "RESTCONF (HTTPS) listen address")
 	tpmSpec := fs.String("tpm", "sim", "TPM: sim or swtpm:...")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -77,7 +78,7 @@ func runDev(args []string, stderr io.Writer) error {
 	if err := vend.WriteFiles(*dir); err != nil {
 		return err
 	}
-	d, err := device.Start(ctx, device.Options{TPM: *tpmSpec, Serial: *serial, Image: img, ManufacturerCA: mfr, Logger: log, SSHAddr: *sshAddr, TLSAddr: *tlsAddr})
+	d, err := device.Start(ctx, device.Options{TPM: *tpmSpec, Serial: *serial, Image: img, ManufacturerCA: mfr, Logger: log, SSHAddr: *sshAddr, TLSAddr: *tlsAddr, RESTCONFAddr: *rcAddr})
 	if err != nil {
 		return err
 	}
@@ -106,7 +107,7 @@ func runDev(args []string, stderr io.Writer) error {
 	}
 	abs, _ := filepath.Abs(*dir)
 	ep := endpoint.Endpoints{
-		NetconfSSH: d.SSHAddr, NetconfTLS: d.TLSAddr, SSHUser: d.User,
+		NetconfSSH: d.SSHAddr, NetconfTLS: d.TLSAddr, RESTCONF: "https://" + d.RESTCONFAddr, SSHUser: d.User,
 		SSHPrivateKey: filepath.Join(abs, "ssh_key"), TLSClientCert: filepath.Join(abs, "client.pem"), TLSClientKey: filepath.Join(abs, "client.key"),
 		TrustAnchors: filepath.Join(abs, "manufacturer-ca.pem"), RIMSigner: filepath.Join(abs, "vendor-ca.pem"), RIMs: filepath.Join(abs, "rims"),
 		Serial: *serial, Attack: *atk,
@@ -114,7 +115,7 @@ func runDev(args []string, stderr io.Writer) error {
 	if err := ep.Write(filepath.Join(*dir, "endpoints.json")); err != nil {
 		return err
 	}
-	log.Info("ready", "netconf_ssh", d.SSHAddr, "netconf_tls", d.TLSAddr, "endpoints", filepath.Join(abs, "endpoints.json"))
+	log.Info("ready", "netconf_ssh", d.SSHAddr, "netconf_tls", d.TLSAddr, "restconf", ep.RESTCONF, "endpoints", filepath.Join(abs, "endpoints.json"))
 	<-ctx.Done()
 	log.Info("stopping")
 	return nil
