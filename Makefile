@@ -6,7 +6,7 @@ REFERENCE ?= $(abspath $(CURDIR)/../shared/reference)
 FUZZTIME  ?= 60s
 DEMO_ARGS ?=
 # Debian packages the tests and the demo use (NOTES.md).
-DEB_PKGS  := gcc libssl-dev curl swtpm swtpm-tools tpm2-tools libyang2-tools snmp snmpd \
+DEB_PKGS  := gcc libssl-dev curl swtpm swtpm-tools tpm2-tools libyang2-tools snmp snmpd smitools \
              python3-ncclient python3-pysnmp4 yangcli
 BINARIES  := rivctl riv-agent riv-demo
 FUZZ_TARGETS := pkg/eventlog:FuzzParseTCG pkg/eventlog:FuzzParseIMA pkg/eventlog:FuzzParseIMAASCII \

@@ -20,6 +20,7 @@ import (
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/pcr"
+	"github.com/openriv/riv/pkg/quote"
 	"github.com/openriv/riv/pkg/tpm"
 )
 
@@ -421,4 +422,54 @@ func entryAfter(ev []eventlog.Event, v []byte) int {
 		}
 	}
 	return -1
+}
+
+// Status is the device state a monitoring view (the SNMP MIB) reports:
+// unsigned, for noticing change cheaply; appraisal needs a quote.
+type Status struct {
+	PCRs   pcr.Values // PCRs 0-23 of every allocated bank
+	Clock  quote.ClockInfo
+	UpTime uint32
+	Logs   []LogStatus
+}
+
+// LogStatus is the length and last digest of one log.
+type LogStatus struct {
+	Type       LogType
+	Entries    int
+	LastDigest []byte // first digest of the last entry; nil when empty
+}
+
+// Status reads the PCRs and clock from the TPM and summarises the logs.
+// A log that cannot be read is left out.
+func (a *Attester) Status(ctx context.Context) (*Status, error) {
+	var sel []pcr.Selection
+	all := make([]int, 24)
+	for i := range all {
+		all[i] = i
+	}
+	for _, b := range a.banks {
+		sel = append(sel, pcr.Selection{Bank: b, PCRs: all})
+	}
+	vals, err := a.cfg.TPM.ReadPCRs(ctx, sel)
+	if err != nil {
+		return nil, fmt.Errorf("read PCRs: %w", err)
+	}
+	clock, err := a.cfg.TPM.ReadClock(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read clock: %w", err)
+	}
+	st := &Status{PCRs: vals, Clock: clock, UpTime: a.upTime()}
+	for _, t := range []LogType{LogBIOS, LogIMA, LogNetequip} {
+		ent, err := a.cfg.Logs.Log(ctx, t)
+		if err != nil || ent == nil || ent.Log == nil {
+			continue
+		}
+		ls := LogStatus{Type: t, Entries: len(ent.Log.Events)}
+		if n := len(ent.Log.Events); n > 0 && len(ent.Log.Events[n-1].Digests) > 0 {
+			ls.LastDigest = ent.Log.Events[n-1].Digests[0].Value
+		}
+		st.Logs = append(st.Logs, ls)
+	}
+	return st, nil
 }

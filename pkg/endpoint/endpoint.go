@@ -16,6 +16,7 @@ type Endpoints struct {
 	NetconfSSH    string `json:"netconf_ssh"`
 	NetconfTLS    string `json:"netconf_tls"`
 	RESTCONF      string `json:"restconf"` // https://HOST:PORT
+	SNMP          string `json:"snmp"`     // HOST:PORT (UDP), SNMPv3 authPriv
 	SSHUser       string `json:"ssh_user"`
 	SSHPrivateKey string `json:"ssh_private_key"`
 	TLSClientCert string `json:"tls_client_cert"`
@@ -24,7 +25,13 @@ type Endpoints struct {
 	RIMSigner     string `json:"rim_signer"`
 	RIMs          string `json:"rims"`
 	Serial        string `json:"serial"`
-	Attack        string `json:"attack,omitempty"`
+	// The SNMPv3 user: net-snmp's -u, -a, -A, -x, -X.
+	SNMPUser         string `json:"snmp_user"`
+	SNMPAuthProtocol string `json:"snmp_auth_protocol"`
+	SNMPAuthKey      string `json:"snmp_auth_key"`
+	SNMPPrivProtocol string `json:"snmp_priv_protocol"`
+	SNMPPrivKey      string `json:"snmp_priv_key"`
+	Attack           string `json:"attack,omitempty"`
 }
 
 // Read reads an endpoints.json.

@@ -14,6 +14,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,6 +30,7 @@ import (
 	"github.com/openriv/riv/agent/logsrc"
 	"github.com/openriv/riv/agent/netconf"
 	"github.com/openriv/riv/agent/restconf"
+	"github.com/openriv/riv/agent/snmp"
 	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/tpm"
@@ -46,6 +48,8 @@ type Options struct {
 	Logger         *slog.Logger
 	// SSHAddr, TLSAddr and RESTCONFAddr to listen on (default 127.0.0.1:0).
 	SSHAddr, TLSAddr, RESTCONFAddr string
+	// SNMPAddr is the UDP address of the SNMPv3 agent (default 127.0.0.1:0).
+	SNMPAddr string
 	// QuotesPerSecond overrides the attester's quote rate limit.
 	QuotesPerSecond float64
 	// Certs, when set, replaces the IDevID and IAK certificates the device
@@ -68,7 +72,11 @@ type Device struct {
 
 	SSHAddr, TLSAddr string
 	RESTCONFAddr     string // host:port of the HTTPS server
-	User             string
+	SNMPAddr         string // host:port (UDP) of the SNMPv3 agent
+	// SNMPUser is the authPriv user (SHA-256, AES-128) with its
+	// passwords, random per device.
+	SNMPUser snmp.User
+	User     string
 	// SSHClientKey is the user's SSH key; ClientCert the TLS client
 	// certificate (issued by ClientCA) with its key.
 	SSHClientKey ed25519.PrivateKey
@@ -191,14 +199,30 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 		tlsLn.Close()
 		return fail(err)
 	}
-	d.SSHAddr, d.TLSAddr, d.RESTCONFAddr = sshLn.Addr().String(), tlsLn.Addr().String(), rcLn.Addr().String()
+	snmpConn, err := net.ListenPacket("udp", orDefault(o.SNMPAddr))
+	if err != nil {
+		sshLn.Close()
+		tlsLn.Close()
+		rcLn.Close()
+		return fail(err)
+	}
+	d.SSHAddr, d.TLSAddr, d.RESTCONFAddr, d.SNMPAddr = sshLn.Addr().String(), tlsLn.Addr().String(), rcLn.Addr().String(), snmpConn.LocalAddr().String()
+	d.SNMPUser = snmp.User{Name: o.User, AuthPassword: snmp.Secret(randomPassword()), PrivPassword: snmp.Secret(randomPassword())}
+	snmpd, err := snmp.New(snmp.Config{Attester: d.Attester, Users: []snmp.User{d.SNMPUser}, Name: d.Serial, Logger: o.Logger})
+	if err != nil {
+		sshLn.Close()
+		tlsLn.Close()
+		rcLn.Close()
+		snmpConn.Close()
+		return fail(err)
+	}
 	sctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(d.ClientCA.Cert)
 	go func() {
 		defer close(d.done)
-		errc := make(chan error, 3)
+		errc := make(chan error, 4)
 		tlsCfg := netconf.TLSConfig{
 			Certificate: tls.Certificate{Certificate: [][]byte{d.IDevID.Raw, d.CA.Cert.Raw}, PrivateKey: signer, Leaf: d.IDevID},
 			ClientCAs:   clientCAs, CertToName: []netconf.CertToName{{MapType: "common-name"}},
@@ -218,11 +242,19 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 			}
 			errc <- rc.Serve(sctx, rcLn)
 		}()
+		go func() { errc <- snmpd.Serve(sctx, snmpConn) }()
+		<-errc
 		<-errc
 		<-errc
 		<-errc
 	}()
 	return d, nil
+}
+
+func randomPassword() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func orDefault(a string) string {

@@ -36,6 +36,7 @@ func runDev(args []string, stderr io.Writer) error {
 	sshAddr := fs.String("netconf-ssh", "127.0.0.1:0", "NETCONF over SSH listen address")
 	tlsAddr := fs.String("netconf-tls", "127.0.0.1:0", "NETCONF over TLS listen address")
 	rcAddr := fs.String("restconf", "127.0.0.1:0", "RESTCONF (HTTPS) listen address")
+	snmpAddr := fs.String("snmp", "127.0.0.1:0", "SNMPv3 (UDP) listen address")
 	tpmSpec := fs.String("tpm", "sim", "TPM: sim or swtpm:...")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -78,7 +79,7 @@ func runDev(args []string, stderr io.Writer) error {
 	if err := vend.WriteFiles(*dir); err != nil {
 		return err
 	}
-	d, err := device.Start(ctx, device.Options{TPM: *tpmSpec, Serial: *serial, Image: img, ManufacturerCA: mfr, Logger: log, SSHAddr: *sshAddr, TLSAddr: *tlsAddr, RESTCONFAddr: *rcAddr})
+	d, err := device.Start(ctx, device.Options{TPM: *tpmSpec, Serial: *serial, Image: img, ManufacturerCA: mfr, Logger: log, SSHAddr: *sshAddr, TLSAddr: *tlsAddr, RESTCONFAddr: *rcAddr, SNMPAddr: *snmpAddr})
 	if err != nil {
 		return err
 	}
@@ -111,11 +112,13 @@ func runDev(args []string, stderr io.Writer) error {
 		SSHPrivateKey: filepath.Join(abs, "ssh_key"), TLSClientCert: filepath.Join(abs, "client.pem"), TLSClientKey: filepath.Join(abs, "client.key"),
 		TrustAnchors: filepath.Join(abs, "manufacturer-ca.pem"), RIMSigner: filepath.Join(abs, "vendor-ca.pem"), RIMs: filepath.Join(abs, "rims"),
 		Serial: *serial, Attack: *atk,
+		SNMP: d.SNMPAddr, SNMPUser: d.SNMPUser.Name, SNMPAuthProtocol: "SHA-256", SNMPAuthKey: string(d.SNMPUser.AuthPassword),
+		SNMPPrivProtocol: "AES", SNMPPrivKey: string(d.SNMPUser.PrivPassword),
 	}
 	if err := ep.Write(filepath.Join(*dir, "endpoints.json")); err != nil {
 		return err
 	}
-	log.Info("ready", "netconf_ssh", d.SSHAddr, "netconf_tls", d.TLSAddr, "restconf", ep.RESTCONF, "endpoints", filepath.Join(abs, "endpoints.json"))
+	log.Info("ready", "netconf_ssh", d.SSHAddr, "netconf_tls", d.TLSAddr, "restconf", ep.RESTCONF, "snmp", ep.SNMP, "endpoints", filepath.Join(abs, "endpoints.json"))
 	<-ctx.Done()
 	log.Info("stopping")
 	return nil

@@ -46,7 +46,8 @@ func TestDevEndpoints(t *testing.T) {
 			t.Errorf("dev: %v", err)
 		}
 	}()
-	for _, k := range []string{"netconf_ssh", "netconf_tls", "restconf", "ssh_user", "ssh_private_key", "tls_client_cert", "tls_client_key", "trust_anchors", "rim_signer"} {
+	for _, k := range []string{"netconf_ssh", "netconf_tls", "restconf", "ssh_user", "ssh_private_key", "tls_client_cert", "tls_client_key", "trust_anchors", "rim_signer",
+		"snmp", "snmp_user", "snmp_auth_protocol", "snmp_auth_key", "snmp_priv_protocol", "snmp_priv_key"} {
 		if ep[k] == "" {
 			t.Errorf("endpoints.json has no %q", k)
 		}

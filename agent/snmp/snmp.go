@@ -1,0 +1,404 @@
+// Package snmp is the agent's embedded SNMPv3 agent: RIV-ATTESTATION-MIB
+// (mibs/) read-only over UDP, with the User-based Security Model at
+// authPriv only (HMAC-SHA-256-192 and AES-128). Engine discovery gets its
+// Report; every other request below authPriv, from an unknown user, with
+// a wrong digest or outside the time window gets the RFC 3414 Report and
+// nothing else. SNMPv1 and v2c messages are dropped.
+//
+// The MIB is for noticing change cheaply (PCR values, TPM reset count,
+// log lengths); appraisal needs a quote over NETCONF or RESTCONF.
+package snmp
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/openriv/riv/agent/attester"
+	"github.com/openriv/riv/pkg/mibdef"
+)
+
+// Config configures a Server.
+type Config struct {
+	Attester *attester.Attester
+	Users    []User
+	// EngineID identifies this SNMP engine (RFC 3411 SnmpEngineID);
+	// default: the RFC 3411 text format with Name.
+	EngineID []byte
+	// Name goes into the default engine ID (e.g. the device serial).
+	Name string
+	// EngineBoots must grow every time the agent starts (RFC 3414 §2.2);
+	// the caller persists it. Default 1.
+	EngineBoots uint32
+	// CacheFor reuses one reading of the TPM for a walk (default 2 s).
+	CacheFor time.Duration
+	Logger   *slog.Logger
+}
+
+// Server is an SNMPv3 agent.
+type Server struct {
+	cfg      Config
+	engineID []byte
+	users    map[string]userKeys
+	start    time.Time
+	salt     atomic.Uint64
+	status   func(context.Context) (*attester.Status, error)
+
+	mu     sync.Mutex
+	snap   []varbind
+	snapAt time.Time
+
+	// usmStats (RFC 3414 §5) and snmpInBadVersions.
+	unsupportedSecLevels, notInTimeWindows, unknownUserNames, unknownEngineIDs, wrongDigests, decryptionErrors, badVersions, unknownContexts atomic.Uint32
+}
+
+// enterprise is the RFC 5612 documentation enterprise number, used in the
+// default engine ID until the project has its own.
+const enterprise = 32473
+
+// New returns a server with its users' keys localized to the engine.
+func New(cfg Config) (*Server, error) {
+	if cfg.Attester == nil {
+		return nil, errors.New("snmp: attester is required")
+	}
+	if len(cfg.Users) == 0 {
+		return nil, errors.New("snmp: at least one user is required (authPriv only)")
+	}
+	if cfg.EngineBoots == 0 {
+		cfg.EngineBoots = 1
+	}
+	if cfg.CacheFor == 0 {
+		cfg.CacheFor = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Server{cfg: cfg, engineID: cfg.EngineID, users: map[string]userKeys{}, start: time.Now(), status: cfg.Attester.Status}
+	if len(s.engineID) == 0 {
+		name := cfg.Name
+		if name == "" {
+			name = "riv"
+		}
+		s.engineID = append(binary.BigEndian.AppendUint32(nil, 0x80000000|enterprise), 4)
+		s.engineID = append(s.engineID, name[:min(len(name), 27)]...)
+	}
+	if len(s.engineID) < 5 || len(s.engineID) > 32 {
+		return nil, fmt.Errorf("snmp: engine ID of %d bytes, want 5-32", len(s.engineID))
+	}
+	for _, u := range cfg.Users {
+		if u.Name == "" || len(u.Name) > 32 {
+			return nil, fmt.Errorf("snmp: user name %q must have 1-32 characters", u.Name)
+		}
+		k, err := localize(u, s.engineID)
+		if err != nil {
+			return nil, err
+		}
+		s.users[u.Name] = k
+	}
+	var seed [8]byte
+	rand.Read(seed[:])
+	s.salt.Store(binary.BigEndian.Uint64(seed[:]))
+	return s, nil
+}
+
+// EngineID returns the engine ID managers discover.
+func (s *Server) EngineID() []byte { return s.engineID }
+
+// Serve answers requests on pc until ctx ends.
+func (s *Server) Serve(ctx context.Context, pc net.PacketConn) error {
+	stop := context.AfterFunc(ctx, func() { pc.Close() })
+	defer stop()
+	buf := make([]byte, 65535)
+	for {
+		n, addr, err := pc.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if resp := s.handle(ctx, buf[:n]); resp != nil {
+			pc.WriteTo(resp, addr)
+		}
+	}
+}
+
+func (s *Server) engineTime() uint32 { return uint32(time.Since(s.start) / time.Second) }
+
+// maxMsg is the largest message this agent sends or accepts (UDP over
+// IPv4 without fragmentation limits aside).
+const maxMsg = 65507
+
+// inbound is what a request's header says.
+type inbound struct {
+	msgID, maxSize int64
+	reportable     bool
+	user           []byte
+	reqID          int64
+}
+
+// handle processes one datagram and returns the reply, or nil to drop it.
+func (s *Server) handle(ctx context.Context, pkt []byte) []byte {
+	reply, err := s.process(ctx, pkt)
+	if err != nil {
+		s.cfg.Logger.Debug("snmp request dropped", "err", err)
+		return nil
+	}
+	return reply
+}
+
+func (s *Server) process(ctx context.Context, pkt []byte) ([]byte, error) {
+	if len(pkt) > maxMsg {
+		return nil, errors.New("message too large")
+	}
+	top := decoder{pkt}
+	body, err := top.expect(tagSequence, "message")
+	if err != nil {
+		return nil, err
+	}
+	if !top.empty() {
+		return nil, errors.New("bytes after the message")
+	}
+	m := decoder{body}
+	ver, err := m.integer("msgVersion")
+	if err != nil {
+		return nil, err
+	}
+	if ver != 3 {
+		s.badVersions.Add(1)
+		return nil, fmt.Errorf("SNMP version %d: only SNMPv3 is served", ver+1)
+	}
+	hdr, err := m.expect(tagSequence, "msgGlobalData")
+	if err != nil {
+		return nil, err
+	}
+	h := decoder{hdr}
+	in := &inbound{}
+	if in.msgID, err = h.nonNegative("msgID"); err != nil {
+		return nil, err
+	}
+	if in.maxSize, err = h.nonNegative("msgMaxSize"); err != nil {
+		return nil, err
+	}
+	if in.maxSize < 484 {
+		return nil, fmt.Errorf("msgMaxSize %d below 484", in.maxSize)
+	}
+	flags, err := h.expect(tagOctets, "msgFlags")
+	if err != nil || len(flags) != 1 {
+		return nil, fmt.Errorf("msgFlags: %v", err)
+	}
+	model, err := h.integer("msgSecurityModel")
+	if err != nil || model != 3 {
+		return nil, fmt.Errorf("security model %d: only USM (3) is served (%v)", model, err)
+	}
+	authFlag, privFlag := flags[0]&1 != 0, flags[0]&2 != 0
+	in.reportable = flags[0]&4 != 0
+	if privFlag && !authFlag {
+		return nil, errors.New("privacy without authentication")
+	}
+	spRaw, err := m.expect(tagOctets, "msgSecurityParameters")
+	if err != nil {
+		return nil, err
+	}
+	spd := decoder{spRaw}
+	spSeq, err := spd.expect(tagSequence, "UsmSecurityParameters")
+	if err != nil {
+		return nil, err
+	}
+	p := decoder{spSeq}
+	engineID, err := p.expect(tagOctets, "msgAuthoritativeEngineID")
+	if err != nil {
+		return nil, err
+	}
+	boots, err := p.nonNegative("msgAuthoritativeEngineBoots")
+	if err != nil {
+		return nil, err
+	}
+	etime, err := p.nonNegative("msgAuthoritativeEngineTime")
+	if err != nil {
+		return nil, err
+	}
+	if in.user, err = p.expect(tagOctets, "msgUserName"); err != nil {
+		return nil, err
+	}
+	authParams, err := p.expect(tagOctets, "msgAuthenticationParameters")
+	if err != nil {
+		return nil, err
+	}
+	privParams, err := p.expect(tagOctets, "msgPrivacyParameters")
+	if err != nil {
+		return nil, err
+	}
+	if len(engineID) > 32 || len(in.user) > 32 {
+		return nil, errors.New("engine ID or user name longer than 32")
+	}
+	dataTag, data, err := m.tlv()
+	if err != nil {
+		return nil, fmt.Errorf("msgData: %w", err)
+	}
+	if !m.empty() {
+		return nil, errors.New("bytes after msgData")
+	}
+	// A plaintext scoped PDU's request-id goes into Reports.
+	if !privFlag && dataTag == tagSequence {
+		in.reqID = plainRequestID(data)
+	}
+
+	// RFC 3414 §3.2, in its order.
+	if !bytes.Equal(engineID, s.engineID) {
+		s.unknownEngineIDs.Add(1)
+		return s.report(in, nil, mibdef.UsmStatsUnknownEngineIDs, s.unknownEngineIDs.Load())
+	}
+	keys, ok := s.users[string(in.user)]
+	if !ok {
+		s.unknownUserNames.Add(1)
+		return s.report(in, nil, mibdef.UsmStatsUnknownUserNames, s.unknownUserNames.Load())
+	}
+	if !authFlag || !privFlag {
+		s.unsupportedSecLevels.Add(1)
+		return s.report(in, nil, mibdef.UsmStatsUnsupportedSecLevels, s.unsupportedSecLevels.Load())
+	}
+	if len(authParams) != authParamLen {
+		s.wrongDigests.Add(1)
+		return s.report(in, nil, mibdef.UsmStatsWrongDigests, s.wrongDigests.Load())
+	}
+	// The digest covers the whole message with its own field zeroed;
+	// authParams is a slice of pkt, so its offset is known.
+	off := cap(pkt) - cap(authParams)
+	zeroed := slices.Clone(pkt)
+	clear(zeroed[off : off+authParamLen])
+	if !hmac.Equal(authDigest(keys.auth, zeroed), authParams) {
+		s.wrongDigests.Add(1)
+		return s.report(in, nil, mibdef.UsmStatsWrongDigests, s.wrongDigests.Load())
+	}
+	if now := int64(s.engineTime()); boots != int64(s.cfg.EngineBoots) || etime < now-150 || etime > now+150 {
+		s.notInTimeWindows.Add(1)
+		return s.report(in, &keys, mibdef.UsmStatsNotInTimeWindows, s.notInTimeWindows.Load())
+	}
+	if dataTag != tagOctets {
+		s.decryptionErrors.Add(1)
+		return s.report(in, nil, mibdef.UsmStatsDecryptionErrors, s.decryptionErrors.Load())
+	}
+	plain := slices.Clone(data)
+	if err := cfb(keys.priv, uint32(boots), uint32(etime), privParams, plain, true); err != nil {
+		s.decryptionErrors.Add(1)
+		return s.report(in, nil, mibdef.UsmStatsDecryptionErrors, s.decryptionErrors.Load())
+	}
+	sd := decoder{plain}
+	scoped, err := sd.expect(tagSequence, "ScopedPDU")
+	if err != nil {
+		s.decryptionErrors.Add(1)
+		return s.report(in, nil, mibdef.UsmStatsDecryptionErrors, s.decryptionErrors.Load())
+	}
+	sc := decoder{scoped}
+	if _, err := sc.expect(tagOctets, "contextEngineID"); err != nil {
+		return nil, err
+	}
+	ctxName, err := sc.expect(tagOctets, "contextName")
+	if err != nil {
+		return nil, err
+	}
+	pduTag, pdu, err := sc.tlv()
+	if err != nil {
+		return nil, fmt.Errorf("PDU: %w", err)
+	}
+	in.reqID = 0
+	if len(ctxName) != 0 {
+		s.unknownContexts.Add(1)
+		in.reqID = plainPDURequestID(pdu)
+		return s.reportLevel(in, &keys, true, mibdef.SnmpUnknownContexts, s.unknownContexts.Load())
+	}
+	resp, err := s.respond(ctx, in, pduTag, pdu)
+	if err != nil || resp == nil {
+		return nil, err
+	}
+	return s.wrap(in, &keys, true, resp), nil
+}
+
+// plainRequestID digs the request-id out of a plaintext scoped PDU (0
+// when it cannot).
+func plainRequestID(scoped []byte) int64 {
+	d := decoder{scoped}
+	d.expect(tagOctets, "")
+	d.expect(tagOctets, "")
+	_, pdu, err := d.tlv()
+	if err != nil {
+		return 0
+	}
+	return plainPDURequestID(pdu)
+}
+
+func plainPDURequestID(pdu []byte) int64 {
+	d := decoder{pdu}
+	id, _ := d.integer("")
+	return id
+}
+
+// report answers a failed check with a Report PDU carrying the counter
+// (RFC 3414 §3.2): unauthenticated, except notInTimeWindows, which is
+// authenticated with the user's key (keys != nil).
+func (s *Server) report(in *inbound, keys *userKeys, counter mibdef.OID, value uint32) ([]byte, error) {
+	return s.reportLevel(in, keys, false, counter, value)
+}
+
+func (s *Server) reportLevel(in *inbound, keys *userKeys, priv bool, counter mibdef.OID, value uint32) ([]byte, error) {
+	if !in.reportable {
+		return nil, errors.New("check failed on a message that wants no report")
+	}
+	vb := seq(tagSequence, appendTLV(nil, tagOID, oid(counter).bytes()), appendUint(nil, tagCounter32, uint64(value)))
+	pdu := seq(pduReport, appendInt(nil, tagInteger, in.reqID), appendInt(nil, tagInteger, 0), appendInt(nil, tagInteger, 0), seq(tagSequence, vb))
+	return s.wrap(in, keys, priv, pdu), nil
+}
+
+// wrap builds the outgoing message around pdu: authenticated (and, with
+// priv, encrypted) when keys are given.
+func (s *Server) wrap(in *inbound, keys *userKeys, priv bool, pdu []byte) []byte {
+	scoped := seq(tagSequence, appendTLV(nil, tagOctets, s.engineID), appendTLV(nil, tagOctets, nil), pdu)
+	boots, etime := s.cfg.EngineBoots, s.engineTime()
+	var flags byte
+	var authParams, privParams []byte
+	msgData := scoped
+	if keys != nil {
+		flags |= 1
+		authParams = make([]byte, authParamLen)
+		if priv {
+			flags |= 2
+			privParams = binary.BigEndian.AppendUint64(nil, s.salt.Add(1))
+			enc := slices.Clone(scoped)
+			cfb(keys.priv, boots, etime, privParams, enc, false)
+			msgData = appendTLV(nil, tagOctets, enc)
+		}
+	}
+	head := [][]byte{
+		appendTLV(nil, tagOctets, s.engineID),
+		appendInt(nil, tagInteger, int64(boots)),
+		appendInt(nil, tagInteger, int64(etime)),
+		appendTLV(nil, tagOctets, in.user),
+	}
+	authTLV := appendTLV(nil, tagOctets, authParams)
+	sp := seq(tagSequence, head[0], head[1], head[2], head[3], authTLV, appendTLV(nil, tagOctets, privParams))
+	spOct := appendTLV(nil, tagOctets, sp)
+	hdr := seq(tagSequence, appendInt(nil, tagInteger, in.msgID), appendInt(nil, tagInteger, maxMsg), appendTLV(nil, tagOctets, []byte{flags}), appendInt(nil, tagInteger, 3))
+	msg := seq(tagSequence, appendInt(nil, tagInteger, 3), hdr, spOct, msgData)
+	if keys != nil {
+		prefix := 0
+		for _, p := range head {
+			prefix += len(p)
+		}
+		seqHdr := len(sp) - (prefix + len(authTLV) + 2 + len(privParams))
+		off := len(msg) - len(msgData) - len(spOct) + (len(spOct) - len(sp)) + seqHdr + prefix + 2
+		copy(msg[off:], authDigest(keys.auth, msg))
+	}
+	return msg
+}

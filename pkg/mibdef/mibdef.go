@@ -1,0 +1,54 @@
+// Package mibdef holds the object identifiers of the project's MIB
+// (mibs/RIV-ATTESTATION-MIB.txt) and the standard ones the SNMP agent
+// reports. The agent serves them and tests walk them with net-snmp, so a
+// change here that the MIB text does not make shows up there.
+package mibdef
+
+// OID is an object identifier.
+type OID []uint32
+
+// Child returns o extended by sub-identifiers.
+func (o OID) Child(sub ...uint32) OID {
+	return append(append(OID(nil), o...), sub...)
+}
+
+var (
+	// RIVAttestationMIB is { experimental 9684 }.
+	RIVAttestationMIB = OID{1, 3, 6, 1, 3, 9684}
+	rivObjects        = RIVAttestationMIB.Child(1)
+	rivDevice         = rivObjects.Child(1)
+
+	TpmName         = rivDevice.Child(1)
+	TpmManufacturer = rivDevice.Child(2)
+	TpmResetCount   = rivDevice.Child(3)
+	TpmRestartCount = rivDevice.Child(4)
+	UpTime          = rivDevice.Child(5)
+
+	// PcrValue is rivPcrValue; instances are PcrValue.BANK.INDEX.
+	PcrValue = rivObjects.Child(2, 1, 3)
+	// Cert columns; instances are COLUMN.N, N from 1.
+	CertName = rivObjects.Child(3, 1, 2)
+	CertType = rivObjects.Child(3, 1, 3)
+	CertData = rivObjects.Child(3, 1, 4)
+	// Log columns; instances are COLUMN.TYPE (bios 1, ima 2, netequipBoot 3).
+	LogEntries    = rivObjects.Child(4, 1, 2)
+	LogLastDigest = rivObjects.Child(4, 1, 3)
+)
+
+// SNMP-FRAMEWORK-MIB snmpEngine group and SNMP-USER-BASED-SM-MIB usmStats
+// (RFC 3411, RFC 3414), and snmpUnknownContexts (RFC 3413).
+var (
+	SnmpEngineID             = OID{1, 3, 6, 1, 6, 3, 10, 2, 1, 1, 0}
+	SnmpEngineBoots          = OID{1, 3, 6, 1, 6, 3, 10, 2, 1, 2, 0}
+	SnmpEngineTime           = OID{1, 3, 6, 1, 6, 3, 10, 2, 1, 3, 0}
+	SnmpEngineMaxMessageSize = OID{1, 3, 6, 1, 6, 3, 10, 2, 1, 4, 0}
+
+	UsmStatsUnsupportedSecLevels = OID{1, 3, 6, 1, 6, 3, 15, 1, 1, 1, 0}
+	UsmStatsNotInTimeWindows     = OID{1, 3, 6, 1, 6, 3, 15, 1, 1, 2, 0}
+	UsmStatsUnknownUserNames     = OID{1, 3, 6, 1, 6, 3, 15, 1, 1, 3, 0}
+	UsmStatsUnknownEngineIDs     = OID{1, 3, 6, 1, 6, 3, 15, 1, 1, 4, 0}
+	UsmStatsWrongDigests         = OID{1, 3, 6, 1, 6, 3, 15, 1, 1, 5, 0}
+	UsmStatsDecryptionErrors     = OID{1, 3, 6, 1, 6, 3, 15, 1, 1, 6, 0}
+
+	SnmpUnknownContexts = OID{1, 3, 6, 1, 6, 3, 12, 1, 5, 0}
+)
