@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"net"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -48,9 +49,14 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener, c TLSConfig) err
 		ClientAuth:             tls.RequireAndVerifyClientCert,
 		ClientCAs:              c.ClientCAs,
 		SessionTicketsDisabled: c.DisableSessionTickets,
+		// Full-size records from the first byte: a client reads the
+		// whole reply before using it, so small early records only
+		// multiply segments and wake-ups.
+		DynamicRecordSizingDisabled: true,
 	}
 	return acceptLoop(ctx, ln, func(conn net.Conn) {
-		tc := tls.Server(conn, cfg)
+		cc := &corkConn{Conn: conn}
+		tc := tls.Server(cc, cfg)
 		hctx, cancel := context.WithTimeout(ctx, c.HandshakeTimeout)
 		err := tc.HandshakeContext(hctx)
 		cancel()
@@ -65,8 +71,59 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener, c TLSConfig) err
 			tc.Close()
 			return
 		}
-		s.serve(ctx, tc, user, tc)
+		s.serve(ctx, &corkedTLS{Conn: tc, cork: cc}, user, tc)
 	})
+}
+
+// corkConn holds what TLS writes while corked and sends it in one write:
+// crypto/tls writes each record (16 KiB at most) with its own system
+// call, and each became a wake-up of the collector reading the reply.
+type corkConn struct {
+	net.Conn
+	mu     sync.Mutex
+	corked bool
+	buf    []byte
+}
+
+func (c *corkConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.corked {
+		c.buf = append(c.buf, p...)
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *corkConn) setCork(on bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.corked = on
+	if on || len(c.buf) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.buf)
+	if cap(c.buf) > 1<<20 {
+		c.buf = nil
+	} else {
+		c.buf = c.buf[:0]
+	}
+	return err
+}
+
+// corkedTLS is a TLS session whose message writes leave as one write.
+type corkedTLS struct {
+	*tls.Conn
+	cork *corkConn
+}
+
+func (c *corkedTLS) Write(p []byte) (int, error) {
+	c.cork.setCork(true)
+	n, err := c.Conn.Write(p)
+	if ferr := c.cork.setCork(false); err == nil {
+		err = ferr
+	}
+	return n, err
 }
 
 func mapCertToName(chains [][]*x509.Certificate, rules []CertToName) string {

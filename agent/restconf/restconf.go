@@ -67,11 +67,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler: s,
 		TLSConfig: &tls.Config{
-			MinVersion:             tls.VersionTLS13,
-			Certificates:           []tls.Certificate{s.cfg.TLS.Certificate},
-			ClientAuth:             tls.RequireAndVerifyClientCert,
-			ClientCAs:              s.cfg.TLS.ClientCAs,
-			SessionTicketsDisabled: s.cfg.TLS.DisableSessionTickets,
+			MinVersion:                  tls.VersionTLS13,
+			Certificates:                []tls.Certificate{s.cfg.TLS.Certificate},
+			ClientAuth:                  tls.RequireAndVerifyClientCert,
+			ClientCAs:                   s.cfg.TLS.ClientCAs,
+			SessionTicketsDisabled:      s.cfg.TLS.DisableSessionTickets,
+			DynamicRecordSizingDisabled: true,
 		},
 		// No slow clients holding connections: headers, bodies and idle
 		// keep-alives are all bounded.

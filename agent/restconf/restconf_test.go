@@ -2,7 +2,6 @@ package restconf_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
@@ -31,15 +30,7 @@ import (
 
 func sha256Sum(b []byte) []byte { h := sha256.Sum256(b); return h[:] }
 
-func startDevice(t *testing.T) *device.Device {
-	t.Helper()
-	d, err := device.Start(context.Background(), device.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	return d
-}
+func startDevice(t *testing.T) *device.Device { return device.StartT(t, device.Options{}) }
 
 // client authenticates with the operator certificate and checks the
 // server certificate chains to the manufacturer CA (an IDevID names a

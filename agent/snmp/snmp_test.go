@@ -18,15 +18,7 @@ import (
 	"github.com/openriv/riv/testbed/device"
 )
 
-func startDevice(t *testing.T) *device.Device {
-	t.Helper()
-	d, err := device.Start(context.Background(), device.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	return d
-}
+func startDevice(t *testing.T) *device.Device { return device.StartT(t, device.Options{}) }
 
 // netsnmp runs a net-snmp command with no configuration or MIB files of
 // the machine's, numeric OIDs, one try.

@@ -32,6 +32,7 @@ type netequipState struct {
 	// unknown names the files measured so far that no signed RIM lists.
 	unknown     []string
 	unknownMore int
+	unknownText string // unknownFiles' result, "" when it must be rebuilt
 }
 
 // replay continues the verified replay with the new entries in l.
@@ -86,6 +87,7 @@ func (st *netequipState) advance(l *eventlog.Log, vals pcr.Values, bank alg.ID, 
 		if len(rims.Lookup(e.IMA.FileHashAlg, e.IMA.FileHash)) > 0 {
 			continue
 		}
+		st.unknownText = ""
 		if len(st.unknown) == maxUnknownNames {
 			st.unknownMore++
 			continue
@@ -97,9 +99,11 @@ func (st *netequipState) advance(l *eventlog.Log, vals pcr.Values, bank alg.ID, 
 
 // unknownFiles lists the unrecognised files for a reason, sorted.
 func (st *netequipState) unknownFiles() string {
-	s := strings.Join(slices.Sorted(slices.Values(st.unknown)), ", ")
-	if st.unknownMore > 0 {
-		s += fmt.Sprintf(" and %d more", st.unknownMore)
+	if st.unknownText == "" {
+		st.unknownText = strings.Join(slices.Sorted(slices.Values(st.unknown)), ", ")
+		if st.unknownMore > 0 {
+			st.unknownText += fmt.Sprintf(" and %d more", st.unknownMore)
+		}
 	}
-	return s
+	return st.unknownText
 }

@@ -22,6 +22,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -379,4 +380,15 @@ func persistentKey(ctx context.Context, tp *tpm.TPM, spec tpm.KeySpec, h uint32)
 		return nil, err
 	}
 	return tp.Persist(ctx, k, h)
+}
+
+// StartT starts a device for a test and closes it when the test ends.
+func StartT(t testing.TB, o Options) *Device {
+	t.Helper()
+	d, err := Start(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
 }

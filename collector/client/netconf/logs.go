@@ -25,11 +25,16 @@ type logDecoder struct {
 	dgs   []eventlog.Digest
 }
 
+// grow sizes the next chunk: doubling from 16 up to limit, so a short
+// incremental reply (the steady state) allocates little and a long one
+// still allocates once per limit entries.
+func grow(prev, limit int) int { return min(max(2*prev, 16), limit) }
+
 // newIMA and newDigest hand out entries from chunks, one allocation per
-// 256 log entries.
+// 256 log entries once a reply is long.
 func (ld *logDecoder) newIMA() *eventlog.IMAEntry {
 	if len(ld.imas) == cap(ld.imas) {
-		ld.imas = make([]eventlog.IMAEntry, 0, 256)
+		ld.imas = make([]eventlog.IMAEntry, 0, grow(cap(ld.imas), 256))
 	}
 	ld.imas = ld.imas[:len(ld.imas)+1]
 	return &ld.imas[len(ld.imas)-1]
@@ -37,17 +42,17 @@ func (ld *logDecoder) newIMA() *eventlog.IMAEntry {
 
 func (ld *logDecoder) oneDigest(d eventlog.Digest) []eventlog.Digest {
 	if len(ld.dgs) == cap(ld.dgs) {
-		ld.dgs = make([]eventlog.Digest, 0, 256)
+		ld.dgs = make([]eventlog.Digest, 0, grow(cap(ld.dgs), 256))
 	}
 	ld.dgs = append(ld.dgs, d)
 	return ld.dgs[len(ld.dgs)-1 : len(ld.dgs) : len(ld.dgs)]
 }
 
 // alloc returns n bytes from the arena (one allocation per 64 KiB of
-// decoded values instead of one per value).
+// decoded values, once a reply is long, instead of one per value).
 func (ld *logDecoder) alloc(n int) []byte {
 	if cap(ld.arena)-len(ld.arena) < n {
-		ld.arena = make([]byte, 0, max(64<<10, n))
+		ld.arena = make([]byte, 0, max(grow(cap(ld.arena), 64<<10), n))
 	}
 	b := ld.arena[len(ld.arena) : len(ld.arena)+n : len(ld.arena)+n]
 	ld.arena = ld.arena[:len(ld.arena)+n]
