@@ -4,6 +4,7 @@ package tpmtest
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,8 +59,11 @@ func startOn(t testing.TB, dir string) *Swtpm {
 		s.cmd.Process.Kill()
 		s.cmd.Wait()
 	})
+	// The socket file exists from bind(), before listen(): wait until a
+	// connection is accepted (swtpm takes the probe's close in stride).
 	for i := 0; i < 200; i++ {
-		if _, err := os.Stat(s.Sock); err == nil {
+		if c, err := net.Dial("unix", s.Sock); err == nil {
+			c.Close()
 			return s
 		}
 		time.Sleep(10 * time.Millisecond)
