@@ -15,6 +15,9 @@ import (
 // maxEntries bounds one decoded reply.
 const maxEntries = 1 << 20
 
+// preallocEntries caps the entries allocated ahead of decoding.
+const preallocEntries = 4096
+
 // logDecoder decodes log-retrieval replies in one pass over the bytes
 // with a small scanner: the replies are the bulk of what the collector
 // reads (see BenchmarkDecodeLogs).
@@ -52,7 +55,12 @@ func (ld *logDecoder) oneDigest(d eventlog.Digest) []eventlog.Digest {
 // decoded values, once a reply is long, instead of one per value).
 func (ld *logDecoder) alloc(n int) []byte {
 	if cap(ld.arena)-len(ld.arena) < n {
-		ld.arena = make([]byte, 0, max(grow(cap(ld.arena), 64<<10), n))
+		size := 64 << 10
+		if ld.arena == nil {
+			// Decoded values are smaller than half the reply's text.
+			size = min(size, len(ld.s.b)/2+64)
+		}
+		ld.arena = make([]byte, 0, max(size, n))
 	}
 	b := ld.arena[len(ld.arena) : len(ld.arena)+n : len(ld.arena)+n]
 	ld.arena = ld.arena[:len(ld.arena)+n]
@@ -126,6 +134,10 @@ func (ld *logDecoder) decode(logType string) (*eventlog.Log, uint32, error) {
 	default:
 		return nil, 0, fmt.Errorf("log type %q", logType)
 	}
+	// One allocation for the entries of a page: each is counted by its
+	// start and end tags. Only a hint (a hostile reply can hold the text
+	// anywhere), so it is capped at a page; append grows past it.
+	l.Events = make([]eventlog.Event, 0, min(bytes.Count(ld.s.b, []byte("-event-entry>"))/2, preallocEntries))
 	for {
 		kind, tok, err := ld.s.next()
 		if err != nil {
