@@ -78,12 +78,11 @@ func (s *Server) snapshot(ctx context.Context) ([]varbind, error) {
 }
 
 const (
-	maxVarbinds      = 128
-	maxRepetitions   = 64
-	errTooBig        = 1
-	errGen           = 5
-	errNotWritable   = 17
-	rivObjectsPrefix = 7 // len(rivObjects)
+	maxVarbinds    = 128
+	maxRepetitions = 64
+	errTooBig      = 1
+	errGen         = 5
+	errNotWritable = 17
 )
 
 // respond answers a decrypted PDU with a Response PDU (nil: drop).
@@ -166,7 +165,7 @@ func (s *Server) respond(ctx context.Context, in *inbound, tag byte, pdu []byte)
 			switch {
 			case found:
 				val = snap[i].val
-			case o.hasPrefix(oid(mibdef.RIVAttestationMIB)) && len(o) > rivObjectsPrefix:
+			case o.hasPrefix(oid(mibdef.RIVAttestationMIB)) && len(o) > len(mibdef.RIVAttestationMIB)+1:
 				val = []byte{tagNoSuchInstance, 0}
 			}
 			vbs = append(vbs, seq(tagSequence, appendTLV(nil, tagOID, o.bytes()), val))

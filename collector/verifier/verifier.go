@@ -33,9 +33,8 @@ import (
 // Session is what the verifier needs from a transport.
 type Session interface {
 	Certificates(ctx context.Context) ([]netconf.Certificate, []alg.ID, error)
-	Challenge(ctx context.Context, nonce []byte, sel []pcr.Selection) ([]netconf.Quote, error)
 	Logs(ctx context.Context, logType string, after *uint64) (*eventlog.Log, uint32, error)
-	// Collect is Challenge then Logs for each request, pipelined.
+	// Collect is the challenge, then Logs for each request, pipelined.
 	Collect(ctx context.Context, nonce []byte, sel []pcr.Selection, logs []netconf.LogRequest) ([]netconf.Quote, []netconf.LogResult, error)
 }
 
@@ -246,7 +245,9 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 		v.state[device] = st
 	}
 	v.mu.Unlock()
-	if !(st.ne.bank == bank && st.ne.rims == v.Policy.RIMs && st.ne.seen) {
+	biosAfter, neAfter = st.after(bank, v.Policy.RIMs)
+	if neAfter == nil {
+		// Nothing verified yet for this bank and these RIMs.
 		st.ne = netequipState{bank: bank}
 	}
 	// What was collected is used when it starts where this state needs
@@ -258,7 +259,6 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 		l, _, err := s.Logs(ctx, reqs[k].Type, after)
 		return l, err
 	}
-	biosAfter, neAfter = st.after(bank, v.Policy.RIMs)
 	newBios, err := get(0, biosAfter)
 	if err != nil {
 		return nil, fmt.Errorf("%s: bios log: %w", device, err)

@@ -185,64 +185,64 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 	if err != nil {
 		return fail(err)
 	}
-	sshLn, err := net.Listen("tcp", orDefault(o.SSHAddr))
-	if err != nil {
+	// Every listener opened so far is closed when a later step fails.
+	var opened []io.Closer
+	failOpen := func(err error) (*Device, error) {
+		for _, c := range opened {
+			c.Close()
+		}
 		return fail(err)
 	}
-	tlsLn, err := net.Listen("tcp", orDefault(o.TLSAddr))
-	if err != nil {
-		sshLn.Close()
-		return fail(err)
+	listen := func(addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", orDefault(addr))
+		if err == nil {
+			opened = append(opened, ln)
+		}
+		return ln, err
 	}
-	rcLn, err := net.Listen("tcp", orDefault(o.RESTCONFAddr))
+	sshLn, err := listen(o.SSHAddr)
 	if err != nil {
-		sshLn.Close()
-		tlsLn.Close()
-		return fail(err)
+		return failOpen(err)
+	}
+	tlsLn, err := listen(o.TLSAddr)
+	if err != nil {
+		return failOpen(err)
+	}
+	rcLn, err := listen(o.RESTCONFAddr)
+	if err != nil {
+		return failOpen(err)
 	}
 	snmpConn, err := net.ListenPacket("udp", orDefault(o.SNMPAddr))
 	if err != nil {
-		sshLn.Close()
-		tlsLn.Close()
-		rcLn.Close()
-		return fail(err)
+		return failOpen(err)
 	}
+	opened = append(opened, snmpConn)
 	d.SSHAddr, d.TLSAddr, d.RESTCONFAddr, d.SNMPAddr = sshLn.Addr().String(), tlsLn.Addr().String(), rcLn.Addr().String(), snmpConn.LocalAddr().String()
 	d.SNMPUser = snmp.User{Name: o.User, AuthPassword: snmp.Secret(randomPassword()), PrivPassword: snmp.Secret(randomPassword())}
 	snmpd, err := snmp.New(snmp.Config{Attester: d.Attester, Users: []snmp.User{d.SNMPUser}, Name: d.Serial, Logger: o.Logger})
 	if err != nil {
-		sshLn.Close()
-		tlsLn.Close()
-		rcLn.Close()
-		snmpConn.Close()
-		return fail(err)
+		return failOpen(err)
+	}
+	clientCAs := x509.NewCertPool()
+	clientCAs.AddCert(d.ClientCA.Cert)
+	tlsCfg := netconf.TLSConfig{
+		Certificate: tls.Certificate{Certificate: [][]byte{d.IDevID.Raw, d.CA.Cert.Raw}, PrivateKey: signer, Leaf: d.IDevID},
+		ClientCAs:   clientCAs, CertToName: []netconf.CertToName{{MapType: "common-name"}},
+	}
+	rc, err := restconf.New(restconf.Config{NETCONF: d.Server, TLS: tlsCfg, Logger: o.Logger})
+	if err != nil {
+		return failOpen(err)
 	}
 	sctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	clientCAs := x509.NewCertPool()
-	clientCAs.AddCert(d.ClientCA.Cert)
 	go func() {
 		defer close(d.done)
 		errc := make(chan error, 4)
-		tlsCfg := netconf.TLSConfig{
-			Certificate: tls.Certificate{Certificate: [][]byte{d.IDevID.Raw, d.CA.Cert.Raw}, PrivateKey: signer, Leaf: d.IDevID},
-			ClientCAs:   clientCAs, CertToName: []netconf.CertToName{{MapType: "common-name"}},
-		}
 		go func() {
 			errc <- d.Server.ServeSSH(sctx, sshLn, netconf.SSHConfig{HostKey: signer, AuthorizedKeys: map[string][]ssh.PublicKey{o.User: {sshPub}}})
 		}()
-		go func() {
-			errc <- d.Server.ServeTLS(sctx, tlsLn, tlsCfg)
-		}()
-		go func() {
-			rc, err := restconf.New(restconf.Config{NETCONF: d.Server, TLS: tlsCfg, Logger: o.Logger})
-			if err != nil {
-				rcLn.Close()
-				errc <- err
-				return
-			}
-			errc <- rc.Serve(sctx, rcLn)
-		}()
+		go func() { errc <- d.Server.ServeTLS(sctx, tlsLn, tlsCfg) }()
+		go func() { errc <- rc.Serve(sctx, rcLn) }()
 		go func() { errc <- snmpd.Serve(sctx, snmpConn) }()
 		<-errc
 		<-errc

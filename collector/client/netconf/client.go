@@ -314,18 +314,15 @@ func (c *Client) Collect(ctx context.Context, nonce []byte, sel []pcr.Selection,
 			continue
 		}
 		// A full page: the rest page by page.
-		if len(r.Log.Events) == LogPage {
-			last := uint64(r.Log.Events[LogPage-1].Seq)
-			if l.After != nil && last <= *l.After {
-				r.Log, r.Err = nil, fmt.Errorf("log-retrieval %s: the device repeated entries up to %d", l.Type, last)
-				continue
+		next, err := nextPage(r.Log, l.Type, l.After)
+		if err == nil && next != nil {
+			var rest *eventlog.Log
+			if rest, _, err = c.logs(ctx, l.Type, next, maxLogPages-1); err == nil {
+				r.Log.Events = append(r.Log.Events, rest.Events...)
 			}
-			rest, _, err := c.logs(ctx, l.Type, &last, maxLogPages-1)
-			if err != nil {
-				r.Log, r.Err = nil, err
-				continue
-			}
-			r.Log.Events = append(r.Log.Events, rest.Events...)
+		}
+		if err != nil {
+			r.Log, r.Err = nil, err
 		}
 	}
 	return quotes, out, nil
@@ -363,16 +360,28 @@ func (c *Client) logs(ctx context.Context, logType string, after *uint64, pages 
 		} else {
 			out.Events = append(out.Events, l.Events...)
 		}
-		if len(l.Events) < LogPage {
+		if after, err = nextPage(l, logType, after); err != nil {
+			return nil, 0, err
+		}
+		if after == nil {
 			return out, up, nil
 		}
-		last := uint64(l.Events[len(l.Events)-1].Seq)
-		if after != nil && last <= *after {
-			return nil, 0, fmt.Errorf("log-retrieval %s: the device repeated entries up to %d", logType, last)
-		}
-		after = &last
 	}
 	return nil, 0, fmt.Errorf("log-retrieval %s: more than %d entries", logType, maxLogPages*LogPage)
+}
+
+// nextPage returns where the page after l (asked for after after) starts,
+// nil when l was the last page, and an error when the device repeated
+// entries instead of moving on.
+func nextPage(l *eventlog.Log, logType string, after *uint64) (*uint64, error) {
+	if len(l.Events) < LogPage {
+		return nil, nil
+	}
+	last := uint64(l.Events[len(l.Events)-1].Seq)
+	if after != nil && last <= *after {
+		return nil, fmt.Errorf("log-retrieval %s: the device repeated entries up to %d", logType, last)
+	}
+	return &last, nil
 }
 
 // logRPC asks for one page of logType after event number after.

@@ -113,6 +113,11 @@ func openSession(ctx context.Context, r io.Reader, w io.Writer, closer func() er
 	return s, nil
 }
 
+// rpc wraps an operation in an <rpc> with the current message-id.
+func (s *session) rpc(body string) string {
+	return `<rpc xmlns="` + nsBase + `" message-id="` + strconv.FormatUint(s.nextID, 10) + `">` + body + `</rpc>`
+}
+
 // writeMsg frames one message into the cork buffer.
 func (s *session) writeMsg(msg string) error {
 	w, err := s.fr.MsgWriter()
@@ -188,7 +193,7 @@ func (s *session) exchange(bodies []string) ([]reply, error) {
 	first := s.nextID + 1
 	for _, body := range bodies {
 		s.nextID++
-		if err := s.writeMsg(`<rpc xmlns="` + nsBase + `" message-id="` + strconv.FormatUint(s.nextID, 10) + `">` + body + `</rpc>`); err != nil {
+		if err := s.writeMsg(s.rpc(body)); err != nil {
 			return nil, err
 		}
 	}
@@ -229,7 +234,7 @@ func (s *session) close() error {
 	defer s.mu.Unlock()
 	if s.broken == nil {
 		s.nextID++
-		if s.writeMsg(`<rpc xmlns="`+nsBase+`" message-id="`+strconv.FormatUint(s.nextID, 10)+`"><close-session/></rpc>`) == nil {
+		if s.writeMsg(s.rpc("<close-session/>")) == nil {
 			s.cw.flush()
 		}
 		s.broken = errors.New("netconf session closed")
