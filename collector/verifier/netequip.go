@@ -3,6 +3,7 @@ package verifier
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/openriv/riv/pkg/alg"
@@ -32,7 +33,7 @@ type netequipState struct {
 	// unknown names the files measured so far that no signed RIM lists.
 	unknown     []string
 	unknownMore int
-	unknownText string // unknownFiles' result, "" when it must be rebuilt
+	unknownText string // the names sorted and joined, "" when they changed
 }
 
 // replay continues the verified replay with the new entries in l.
@@ -87,11 +88,11 @@ func (st *netequipState) advance(l *eventlog.Log, vals pcr.Values, bank alg.ID, 
 		if len(rims.Lookup(e.IMA.FileHashAlg, e.IMA.FileHash)) > 0 {
 			continue
 		}
-		st.unknownText = ""
 		if len(st.unknown) == maxUnknownNames {
 			st.unknownMore++
 			continue
 		}
+		st.unknownText = ""
 		st.unknown = append(st.unknown, fmt.Sprintf("%s (%s:%x)", e.IMA.FileName, e.IMA.FileHashAlgName, e.IMA.FileHash[:min(8, len(e.IMA.FileHash))]))
 	}
 	return len(l.Events)
@@ -101,9 +102,9 @@ func (st *netequipState) advance(l *eventlog.Log, vals pcr.Values, bank alg.ID, 
 func (st *netequipState) unknownFiles() string {
 	if st.unknownText == "" {
 		st.unknownText = strings.Join(slices.Sorted(slices.Values(st.unknown)), ", ")
-		if st.unknownMore > 0 {
-			st.unknownText += fmt.Sprintf(" and %d more", st.unknownMore)
-		}
+	}
+	if st.unknownMore > 0 {
+		return st.unknownText + " and " + strconv.Itoa(st.unknownMore) + " more"
 	}
 	return st.unknownText
 }

@@ -83,7 +83,16 @@ type cachedIdentity struct {
 
 type deviceState struct {
 	resetCount, restartCount uint32
-	bios                     *eventlog.Log
+	// The bios log kept, its replay into biosBank, and what its
+	// appraisal found (against bootRIMs); the log only grows until the
+	// next reboot, usually not at all.
+	bios     *eventlog.Log
+	biosBank alg.ID
+	biosVals pcr.Values
+	boot     *Result
+	bootOf   *eventlog.Log
+	bootBank alg.ID
+	bootRIMs *rim.Index
 	// The netequip_boot log is not kept: it grows for as long as the
 	// device runs, so each poll replays and appraises only the new
 	// entries, continuing from what was verified before.
@@ -264,7 +273,9 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 		return nil, fmt.Errorf("%s: bios log: %w", device, err)
 	}
 	bios := newBios
-	if st.bios != nil {
+	if st.bios != nil && len(newBios.Events) == 0 {
+		bios = st.bios // the usual case: the boot log ended long ago
+	} else if st.bios != nil {
 		c := *st.bios
 		c.Events = append(append([]eventlog.Event(nil), st.bios.Events...), newBios.Events...)
 		bios = &c
@@ -275,7 +286,7 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 	}
 
 	// 4. Replay both logs to the quoted PCRs.
-	bv, err := bios.Replay(eventlog.ReplayOptions{Banks: []alg.ID{bank}})
+	bv, err := st.biosReplay(bios, bank)
 	if err != nil {
 		r.claim(&tv.Executables, ear.UnexpectedEvidenceClaim, "bios log: "+err.Error())
 		return v.finish(r, nonce)
@@ -328,17 +339,11 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 		r.claim(&tv.Executables, ear.ContraindicatedRuntimeClaim, reason)
 		return v.finish(r, nonce)
 	}
-	st.bios = bios
+	st.bios, st.biosVals, st.biosBank = bios, bv, bank
 	st.ne.advance(ne, nv, bank, v.Policy.RIMs)
-	bios.CheckDigests(bank)
-	for _, e := range bios.Events {
-		if e.Anomaly != "" {
-			r.claim(&tv.Executables, ear.ContraindicatedRuntimeClaim, fmt.Sprintf("bios event %d (PCR %d): %s", e.Seq, e.PCR, e.Anomaly))
-		}
-	}
 
 	// 5. Reference values and policy.
-	v.appraiseBoot(r, bios, bank)
+	r.merge(v.bootFindings(st, bios, bank))
 	v.appraiseNetequip(r, &st.ne)
 	return v.finish(r, nonce)
 }
@@ -449,6 +454,45 @@ func (st *deviceState) after(bank alg.ID, rims *rim.Index) (bios, ne *uint64) {
 }
 
 func sameAfter(a, b *uint64) bool { return a == nil && b == nil || a != nil && b != nil && *a == *b }
+
+// biosReplay replays the bios log into bank, reusing the last replay
+// while the log is the one kept.
+func (st *deviceState) biosReplay(bios *eventlog.Log, bank alg.ID) (pcr.Values, error) {
+	if bios == st.bios && bank == st.biosBank && st.biosVals != nil {
+		return st.biosVals, nil
+	}
+	return bios.Replay(eventlog.ReplayOptions{Banks: []alg.ID{bank}})
+}
+
+// bootFindings appraises the bios log (event anomalies, RIMs, firmware
+// configuration) into a partial result. The findings depend only on the
+// log, the bank and the RIMs, so they are kept until one changes.
+func (v *Verifier) bootFindings(st *deviceState, bios *eventlog.Log, bank alg.ID) *Result {
+	if st.boot != nil && st.bootOf == bios && st.bootBank == bank && st.bootRIMs == v.Policy.RIMs {
+		return st.boot
+	}
+	br := &Result{}
+	bios.CheckDigests(bank)
+	for _, e := range bios.Events {
+		if e.Anomaly != "" {
+			br.claim(&br.Vector.Executables, ear.ContraindicatedRuntimeClaim, fmt.Sprintf("bios event %d (PCR %d): %s", e.Seq, e.PCR, e.Anomaly))
+		}
+	}
+	v.appraiseBoot(br, bios, bank)
+	st.boot, st.bootOf, st.bootBank, st.bootRIMs = br, bios, bank, v.Policy.RIMs
+	return br
+}
+
+// merge adds a partial result's boot claims (configuration, executables)
+// and reasons.
+func (r *Result) merge(p *Result) {
+	for _, c := range []struct{ dst, src *ear.TrustClaim }{{&r.Vector.Configuration, &p.Vector.Configuration}, {&r.Vector.Executables, &p.Vector.Executables}} {
+		if *c.src != ear.NoClaim {
+			r.claim(c.dst, *c.src, "")
+		}
+	}
+	r.Reasons = append(r.Reasons, p.Reasons...)
+}
 
 func (v *Verifier) appraiseBoot(r *Result, l *eventlog.Log, bank alg.ID) {
 	tv := &r.Vector

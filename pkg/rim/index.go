@@ -1,7 +1,6 @@
 package rim
 
 import (
-	"encoding/hex"
 	"fmt"
 	"sort"
 
@@ -13,7 +12,7 @@ import (
 // older, once-valid image is recognised.
 type Index struct {
 	tags       map[string]*Tag     // by tag-id
-	files      map[string][]Match  // by alg:hex(hash)
+	files      map[string][]Match  // by key(alg, hash)
 	superseded map[string][]string // tag-id → the tag-ids that supersede it
 }
 
@@ -30,7 +29,12 @@ func NewIndex() *Index {
 	return &Index{tags: map[string]*Tag{}, files: map[string][]Match{}, superseded: map[string][]string{}}
 }
 
-func key(a alg.ID, h []byte) string { return a.String() + ":" + hex.EncodeToString(h) }
+// key is the algorithm's two bytes followed by the hash. It is built in
+// buf, and a map index with string(key) does not allocate: Lookup runs
+// for every measured file of every poll.
+func key(buf []byte, a alg.ID, h []byte) []byte {
+	return append(append(buf[:0], byte(a>>8), byte(a)), h...)
+}
 
 // Add indexes a verified CoSWID. Re-adding a tag-id replaces nothing and
 // fails: two different tags with one id is a supply-chain error.
@@ -42,7 +46,7 @@ func (x *Index) Add(t *Tag) error {
 	x.tags[id] = t
 	for _, f := range t.Files() {
 		if f.Alg.IsHash() {
-			k := key(f.Alg, f.Hash)
+			k := string(key(nil, f.Alg, f.Hash))
 			x.files[k] = append(x.files[k], Match{TagID: id, Name: t.SoftwareName, Ver: t.SoftwareVersion, Path: f.Path})
 		}
 	}
@@ -54,7 +58,10 @@ func (x *Index) Add(t *Tag) error {
 }
 
 // Lookup returns the tags listing a file hash.
-func (x *Index) Lookup(a alg.ID, h []byte) []Match { return x.files[key(a, h)] }
+func (x *Index) Lookup(a alg.ID, h []byte) []Match {
+	var buf [2 + 64]byte
+	return x.files[string(key(buf[:], a, h))]
+}
 
 // SupersededBy returns the tag-ids that supersede tagID (transitively), or
 // nil if it is current.

@@ -271,6 +271,14 @@ func TestIndexSupersedes(t *testing.T) {
 	if len(m) != 1 || m[0].TagID != id1 || m[0].Path != "/boot/vmlinuz-1.0" {
 		t.Fatalf("Lookup(kernel 1.0) = %+v", m)
 	}
+	// The same hash under another algorithm is another file.
+	if m := x.Lookup(alg.SHA384, alg.SHA256.Sum([]byte("kernel 1.0"))); m != nil {
+		t.Errorf("Lookup(SHA-384, the SHA-256 hash) = %+v, want none", m)
+	}
+	h := alg.SHA256.Sum([]byte("kernel 1.0"))
+	if n := testing.AllocsPerRun(100, func() { x.Lookup(alg.SHA256, h) }); n != 0 {
+		t.Errorf("Lookup allocates %v times; it runs for every measured file of every poll", n)
+	}
 	if got := x.SupersededBy(id1); len(got) != 1 || got[0] != id2 {
 		t.Errorf("SupersededBy(1.0) = %v, want [%s]", got, id2)
 	}

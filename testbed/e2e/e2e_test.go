@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"strconv"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -149,6 +150,12 @@ func TestEndToEnd(t *testing.T) {
 			}
 			if len(r.EAR) == 0 {
 				t.Error("no EAR")
+			}
+			// The next poll, with nothing new on the device, reuses the
+			// boot log's appraisal and must find exactly the same.
+			r2 := e.appraiseSSH(t, d)
+			if r2.Status != r.Status || !slices.Equal(r2.Reasons, r.Reasons) {
+				t.Errorf("second poll: status %v, reasons:\n%s\nwant the first poll's %v:\n%s", r2.Status, strings.Join(r2.Reasons, "\n"), r.Status, strings.Join(r.Reasons, "\n"))
 			}
 		})
 	}

@@ -133,9 +133,10 @@ func DialTLS(ctx context.Context, addr string, cfg *tls.Config) (*Client, error)
 // Close ends the session.
 func (c *Client) Close() error { return c.s.close() }
 
-// do sends an RPC whose operation is body (trusted XML built here).
-func (c *Client) do(ctx context.Context, body string) ([]byte, error) {
-	return c.s.do(ctx, body)
+// do sends an RPC whose operation is body (trusted XML built here) and
+// hands the reply's inner XML to use, valid until use returns.
+func (c *Client) do(ctx context.Context, body string, use func([]byte) error) error {
+	return c.s.do(ctx, body, use)
 }
 
 // RPCError is an rpc-error reply.
@@ -161,10 +162,6 @@ type Certificate struct {
 
 // Certificates fetches rats-support-structures and the keystore.
 func (c *Client) Certificates(ctx context.Context) ([]Certificate, []alg.ID, error) {
-	body, err := c.do(ctx, `<get><filter type="subtree"><rats-support-structures xmlns="`+nsTPM+`"/><keystore xmlns="`+nsKS+`"/></filter></get>`)
-	if err != nil {
-		return nil, nil, err
-	}
 	var r struct {
 		RSS struct {
 			Certs []struct {
@@ -182,8 +179,14 @@ func (c *Client) Certificates(ctx context.Context) ([]Certificate, []alg.ID, err
 			} `xml:"certificates>certificate"`
 		} `xml:"data>keystore>asymmetric-keys>asymmetric-key"`
 	}
-	if err := xml.Unmarshal(wrap(body), &r); err != nil {
-		return nil, nil, fmt.Errorf("decode rats-support-structures: %w", err)
+	err := c.do(ctx, `<get><filter type="subtree"><rats-support-structures xmlns="`+nsTPM+`"/><keystore xmlns="`+nsKS+`"/></filter></get>`, func(body []byte) error {
+		if err := xml.Unmarshal(wrap(body), &r); err != nil {
+			return fmt.Errorf("decode rats-support-structures: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	var out []Certificate
 	for _, rc := range r.RSS.Certs {
@@ -246,11 +249,12 @@ type Quote struct {
 
 // Challenge runs tpm20-challenge-response-attestation.
 func (c *Client) Challenge(ctx context.Context, nonce []byte, sel []pcr.Selection) ([]Quote, error) {
-	body, err := c.do(ctx, challengeRPC(nonce, sel))
-	if err != nil {
-		return nil, err
-	}
-	return DecodeChallenge(body)
+	var quotes []Quote
+	err := c.do(ctx, challengeRPC(nonce, sel), func(body []byte) (err error) {
+		quotes, err = DecodeChallenge(body)
+		return err
+	})
+	return quotes, err
 }
 
 func challengeRPC(nonce []byte, sel []pcr.Selection) string {
@@ -293,27 +297,35 @@ func (c *Client) Collect(ctx context.Context, nonce []byte, sel []pcr.Selection,
 	for _, l := range logs {
 		bodies = append(bodies, logRPC(l.Type, l.After))
 	}
-	replies, err := c.s.doAll(ctx, bodies...)
-	if err != nil {
-		return nil, nil, err
-	}
-	if replies[0].err != nil {
-		return nil, nil, replies[0].err
-	}
-	quotes, err := DecodeChallenge(replies[0].inner)
-	if err != nil {
-		return nil, nil, err
-	}
+	var quotes []Quote
 	out := make([]LogResult, len(logs))
+	err := c.s.doAll(ctx, func(replies []reply) error {
+		if replies[0].err != nil {
+			return replies[0].err
+		}
+		var err error
+		if quotes, err = DecodeChallenge(replies[0].inner); err != nil {
+			return err
+		}
+		for k, l := range logs {
+			r := &out[k]
+			if r.Err = replies[k+1].err; r.Err != nil {
+				continue
+			}
+			r.Log, r.UpTime, r.Err = DecodeLogs(replies[k+1].inner, l.Type)
+		}
+		return nil
+	}, bodies...)
+	if err != nil {
+		return nil, nil, err
+	}
+	// A full page: the rest page by page (after the replies' buffer is
+	// released).
 	for k, l := range logs {
 		r := &out[k]
-		if r.Err = replies[k+1].err; r.Err != nil {
+		if r.Err != nil {
 			continue
 		}
-		if r.Log, r.UpTime, r.Err = DecodeLogs(replies[k+1].inner, l.Type); r.Err != nil {
-			continue
-		}
-		// A full page: the rest page by page.
 		next, err := nextPage(r.Log, l.Type, l.After)
 		if err == nil && next != nil {
 			var rest *eventlog.Log
@@ -347,11 +359,12 @@ func (c *Client) logs(ctx context.Context, logType string, after *uint64, pages 
 	var out *eventlog.Log
 	var up uint32
 	for range pages {
-		body, err := c.do(ctx, logRPC(logType, after))
-		if err != nil {
-			return nil, 0, err
-		}
-		l, u, err := DecodeLogs(body, logType)
+		var l *eventlog.Log
+		var u uint32
+		err := c.do(ctx, logRPC(logType, after), func(body []byte) (err error) {
+			l, u, err = DecodeLogs(body, logType)
+			return err
+		})
 		if err != nil {
 			return nil, 0, err
 		}

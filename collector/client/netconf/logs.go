@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/eventlog"
@@ -15,18 +17,24 @@ import (
 // maxEntries bounds one decoded reply.
 const maxEntries = 1 << 20
 
-// preallocEntries caps the entries allocated ahead of decoding.
+// preallocEntries caps the scratch slice kept between replies (a page).
 const preallocEntries = 4096
 
 // logDecoder decodes log-retrieval replies in one pass over the bytes
 // with a small scanner: the replies are the bulk of what the collector
 // reads (see BenchmarkDecodeLogs).
 type logDecoder struct {
-	s     *scanner
-	arena []byte // backing store for decoded binary values
-	imas  []eventlog.IMAEntry
-	dgs   []eventlog.Digest
+	s      *scanner
+	arena  []byte // backing store for decoded binary values
+	imas   []eventlog.IMAEntry
+	dgs    []eventlog.Digest
+	fields [][]byte
 }
+
+// Entries are decoded into a scratch slice kept between replies and
+// copied out at their exact count: no growth garbage, and no pass over
+// the reply to count them first.
+var eventScratch sync.Pool // of *[]eventlog.Event
 
 // grow sizes the next chunk: doubling from 16 up to limit, so a short
 // incremental reply (the steady state) allocates little and a long one
@@ -49,6 +57,16 @@ func (ld *logDecoder) oneDigest(d eventlog.Digest) []eventlog.Digest {
 	}
 	ld.dgs = append(ld.dgs, d)
 	return ld.dgs[len(ld.dgs)-1 : len(ld.dgs) : len(ld.dgs)]
+}
+
+// newFields returns n template-field slots from a chunk.
+func (ld *logDecoder) newFields(n int) [][]byte {
+	if cap(ld.fields)-len(ld.fields) < n {
+		ld.fields = make([][]byte, 0, grow(cap(ld.fields), 768))
+	}
+	f := ld.fields[len(ld.fields) : len(ld.fields)+n : len(ld.fields)+n]
+	ld.fields = ld.fields[:len(ld.fields)+n]
+	return f
 }
 
 // alloc returns n bytes from the arena (one allocation per 64 KiB of
@@ -134,10 +152,18 @@ func (ld *logDecoder) decode(logType string) (*eventlog.Log, uint32, error) {
 	default:
 		return nil, 0, fmt.Errorf("log type %q", logType)
 	}
-	// One allocation for the entries of a page: each is counted by its
-	// start and end tags. Only a hint (a hostile reply can hold the text
-	// anywhere), so it is capped at a page; append grows past it.
-	l.Events = make([]eventlog.Event, 0, min(bytes.Count(ld.s.b, []byte("-event-entry>"))/2, preallocEntries))
+	scratch, _ := eventScratch.Get().(*[]eventlog.Event)
+	if scratch == nil {
+		scratch = new([]eventlog.Event)
+	}
+	events := (*scratch)[:0]
+	defer func() {
+		clear(events) // drop the references before the slice is pooled
+		if cap(events) <= preallocEntries {
+			*scratch = events[:0]
+			eventScratch.Put(scratch)
+		}
+	}()
 	for {
 		kind, tok, err := ld.s.next()
 		if err != nil {
@@ -151,11 +177,11 @@ func (ld *logDecoder) decode(logType string) (*eventlog.Log, uint32, error) {
 			text = text[:0]
 			switch string(tok) {
 			case "bios-event-entry", "boot-event-entry", "ima-event-entry":
-				if len(l.Events) >= maxEntries {
+				if len(events) >= maxEntries {
 					return nil, 0, errors.New("log-retrieval reply: too many entries")
 				}
-				l.Events = append(l.Events, eventlog.Event{IndexType: 1})
-				cur = &l.Events[len(l.Events)-1]
+				events = append(events, eventlog.Event{IndexType: 1})
+				cur = &events[len(events)-1]
 				if string(tok) != "bios-event-entry" {
 					curIMA = ld.newIMA()
 					cur.IMA = curIMA
@@ -175,18 +201,21 @@ func (ld *logDecoder) decode(logType string) (*eventlog.Log, uint32, error) {
 				continue
 			}
 			if err := ld.field(cur, curIMA, tok, v, &digestAlg, &tmplAlg, bankSet); err != nil {
-				return nil, 0, fmt.Errorf("log entry %d: %w", len(l.Events)-1, err)
+				return nil, 0, fmt.Errorf("log entry %d: %w", len(events)-1, err)
 			}
 			switch string(tok) {
 			case "bios-event-entry":
 				cur = nil
 			case "boot-event-entry", "ima-event-entry":
 				if err := ld.finishIMA(cur, tmplAlg); err != nil {
-					return nil, 0, fmt.Errorf("log entry %d: %w", len(l.Events)-1, err)
+					return nil, 0, fmt.Errorf("log entry %d: %w", len(events)-1, err)
 				}
 				cur, curIMA = nil, nil
 			}
 		}
+	}
+	if len(events) > 0 {
+		l.Events = slices.Clone(events)
 	}
 	for _, b := range []alg.ID{alg.SHA1, alg.SHA256, alg.SHA384, alg.SHA512, alg.SM3_256} {
 		if bankSet[b] {
@@ -309,12 +338,15 @@ func (ld *logDecoder) finishIMA(e *eventlog.Event, tmplAlg alg.ID) error {
 	data = append(append(append(data, ima.FileHashAlgName...), ':', 0), ima.FileHash...)
 	data = binary.LittleEndian.AppendUint32(data, uint32(nl))
 	data = append(append(data, ima.FileName...), 0)
-	ima.Fields = [][]byte{data[4 : 4+dl], data[8+dl : 8+dl+nl]}
-	if ima.Template != "ima-ng" {
+	if ima.Template == "ima-ng" {
+		ima.Fields = ld.newFields(2)
+	} else {
+		ima.Fields = ld.newFields(3)
 		data = binary.LittleEndian.AppendUint32(data, uint32(len(ima.Sig)))
 		data = append(data, ima.Sig...)
-		ima.Fields = append(ima.Fields, data[len(data)-len(ima.Sig):])
+		ima.Fields[2] = data[len(data)-len(ima.Sig):]
 	}
+	ima.Fields[0], ima.Fields[1] = data[4:4+dl], data[8+dl:8+dl+nl]
 	e.Data = data
 	return nil
 }

@@ -17,11 +17,18 @@ import (
 type scanner struct {
 	b     []byte
 	i     int
-	stack [][]byte
+	stack []openTag
 	text  []byte // reusable buffer for unescaped text
 	// pendingEnd is the end of a self-closing element, returned next.
 	pendingEnd []byte
 }
+
+// openTag is an element whose end tag is due: its qualified name (to
+// check the end tag against) and local name (to return).
+type openTag struct{ name, local []byte }
+
+// nameStop marks the bytes that end an element name in a start tag.
+var nameStop = [256]bool{' ': true, '\t': true, '\n': true, '\r': true, '>': true, '/': true}
 
 type tokKind int
 
@@ -54,7 +61,7 @@ func (s *scanner) next() (tokKind, []byte, error) {
 	}
 	if s.i >= len(s.b) {
 		if len(s.stack) > 0 {
-			return 0, nil, fmt.Errorf("%w: unclosed <%s>", errXML, s.stack[len(s.stack)-1])
+			return 0, nil, fmt.Errorf("%w: unclosed <%s>", errXML, s.stack[len(s.stack)-1].name)
 		}
 		return tokEOF, nil, nil
 	}
@@ -69,51 +76,64 @@ func (s *scanner) next() (tokKind, []byte, error) {
 		return tokText, t, err
 	}
 	rest := s.b[s.i+1:]
-	switch {
-	case bytes.HasPrefix(rest, []byte("![CDATA[")):
-		end := bytes.Index(rest, []byte("]]>"))
-		if end < 0 {
-			return 0, nil, fmt.Errorf("%w: unterminated CDATA", errXML)
+	if len(rest) > 0 && rest[0] == '/' {
+		// End tag, usually exactly the name that is open.
+		if len(s.stack) == 0 {
+			return 0, nil, fmt.Errorf("%w: unexpected end tag", errXML)
 		}
-		t := rest[8:end]
-		s.i += 1 + end + 3
-		return tokText, t, nil
-	case bytes.HasPrefix(rest, []byte("!--")):
-		end := bytes.Index(rest, []byte("-->"))
-		if end < 0 {
-			return 0, nil, fmt.Errorf("%w: unterminated comment", errXML)
+		top := s.stack[len(s.stack)-1]
+		if n := len(top.name); len(rest) > n+1 && rest[n+1] == '>' && bytes.Equal(rest[1:n+1], top.name) {
+			s.stack = s.stack[:len(s.stack)-1]
+			s.i += n + 3
+			return tokEnd, top.local, nil
 		}
-		s.i += 1 + end + 3
-		return s.next()
-	case len(rest) > 0 && (rest[0] == '?' || rest[0] == '!'):
+		end := bytes.IndexByte(rest, '>')
+		if end < 0 {
+			return 0, nil, fmt.Errorf("%w: unterminated end tag", errXML)
+		}
+		name := bytes.TrimSpace(rest[1:end])
+		if !bytes.Equal(top.name, name) {
+			return 0, nil, fmt.Errorf("%w: unexpected </%s>", errXML, name)
+		}
+		s.stack = s.stack[:len(s.stack)-1]
+		s.i += 1 + end + 1
+		return tokEnd, top.local, nil
+	}
+	if len(rest) > 0 && (rest[0] == '!' || rest[0] == '?') {
+		switch {
+		case bytes.HasPrefix(rest, []byte("![CDATA[")):
+			end := bytes.Index(rest, []byte("]]>"))
+			if end < 0 {
+				return 0, nil, fmt.Errorf("%w: unterminated CDATA", errXML)
+			}
+			t := rest[8:end]
+			s.i += 1 + end + 3
+			return tokText, t, nil
+		case bytes.HasPrefix(rest, []byte("!--")):
+			end := bytes.Index(rest, []byte("-->"))
+			if end < 0 {
+				return 0, nil, fmt.Errorf("%w: unterminated comment", errXML)
+			}
+			s.i += 1 + end + 3
+			return s.next()
+		}
 		end := bytes.IndexByte(rest, '>')
 		if end < 0 {
 			return 0, nil, fmt.Errorf("%w: unterminated declaration", errXML)
 		}
 		s.i += 1 + end + 1
 		return s.next()
-	case len(rest) > 0 && rest[0] == '/':
-		end := bytes.IndexByte(rest, '>')
-		if end < 0 {
-			return 0, nil, fmt.Errorf("%w: unterminated end tag", errXML)
-		}
-		name := bytes.TrimSpace(rest[1:end])
-		if len(s.stack) == 0 || !bytes.Equal(s.stack[len(s.stack)-1], name) {
-			return 0, nil, fmt.Errorf("%w: unexpected </%s>", errXML, name)
-		}
-		s.stack = s.stack[:len(s.stack)-1]
-		s.i += 1 + end + 1
-		return tokEnd, localOf(name), nil
 	}
 	// Start tag: name, then attributes (skipped, quotes respected).
 	j := 0
-	for j < len(rest) && rest[j] != ' ' && rest[j] != '\t' && rest[j] != '\n' && rest[j] != '\r' && rest[j] != '>' && rest[j] != '/' {
+	for j < len(rest) && !nameStop[rest[j]] {
 		j++
 	}
 	if j == 0 || j == len(rest) {
 		return 0, nil, fmt.Errorf("%w: bad start tag", errXML)
 	}
 	name := rest[:j]
+	local := localOf(name)
 	var q byte
 	for ; j < len(rest); j++ {
 		c := rest[j]
@@ -128,14 +148,14 @@ func (s *scanner) next() (tokKind, []byte, error) {
 			selfClose := rest[j-1] == '/'
 			s.i += 1 + j + 1
 			if selfClose {
-				s.pendingEnd = localOf(name)
-				return tokStart, localOf(name), nil
+				s.pendingEnd = local
+				return tokStart, local, nil
 			}
 			if len(s.stack) >= maxDepth {
 				return 0, nil, fmt.Errorf("%w: nesting deeper than %d", errXML, maxDepth)
 			}
-			s.stack = append(s.stack, name)
-			return tokStart, localOf(name), nil
+			s.stack = append(s.stack, openTag{name, local})
+			return tokStart, local, nil
 		}
 	}
 	return 0, nil, fmt.Errorf("%w: unterminated start tag", errXML)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,7 +89,10 @@ func openSession(ctx context.Context, r io.Reader, w io.Writer, closer func() er
 		SessionID uint64   `xml:"session-id"`
 		Caps      []string `xml:"capabilities>capability"`
 	}
-	raw, err := s.readMsg(maxHello)
+	buf := getBuf()
+	defer putBuf(buf)
+	raw, err := s.readMsg((*buf)[:0], maxHello)
+	*buf = raw
 	if err == nil {
 		err = xml.Unmarshal(raw, &hello)
 	}
@@ -131,32 +135,65 @@ func (s *session) writeMsg(msg string) error {
 	return w.Close()
 }
 
-// readMsg reads one whole message of at most limit bytes. The reader is
-// not Closed: the framer's Close reads on to the next end marker, which
-// is the next message's.
-func (s *session) readMsg(limit int) ([]byte, error) {
+// readMsg appends one whole message of at most limit bytes to dst. The
+// reader is not Closed: the framer's Close reads on to the next end
+// marker, which is the next message's.
+func (s *session) readMsg(dst []byte, limit int) ([]byte, error) {
 	r, err := s.fr.MsgReader()
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
-	msg, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
-	if err != nil {
-		return nil, err
+	start := len(dst)
+	for {
+		if len(dst) == cap(dst) {
+			dst = slices.Grow(dst, max(4096, len(dst)-start))
+		}
+		n, err := r.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if len(dst)-start > limit {
+			return dst, fmt.Errorf("message larger than %d bytes", limit)
+		}
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
 	}
-	if len(msg) > limit {
-		return nil, fmt.Errorf("message larger than %d bytes", limit)
-	}
-	return msg, nil
 }
 
-// do sends one rpc whose operation is body and returns the reply's inner
-// XML.
-func (s *session) do(ctx context.Context, body string) ([]byte, error) {
-	replies, err := s.doAll(ctx, body)
-	if err != nil {
-		return nil, err
+// Replies are read into buffers that go back to bufPool once the caller
+// has decoded them: a steady-state poll reads ~80 KB of log entries, and
+// a fresh buffer grown for every reply was most of a poll's garbage.
+var bufPool sync.Pool // of *[]byte
+
+// maxPooled bounds a buffer kept for reuse: an incremental reply is far
+// smaller; a full page of entries (a first poll) is not worth keeping.
+const maxPooled = 1 << 20
+
+func getBuf() *[]byte {
+	if b, ok := bufPool.Get().(*[]byte); ok {
+		return b
 	}
-	return replies[0].inner, replies[0].err
+	return new([]byte)
+}
+
+func putBuf(b *[]byte) {
+	if cap(*b) <= maxPooled {
+		*b = (*b)[:0]
+		bufPool.Put(b)
+	}
+}
+
+// do sends one rpc whose operation is body and hands the reply's inner
+// XML to use; the bytes are valid only until use returns.
+func (s *session) do(ctx context.Context, body string, use func([]byte) error) error {
+	return s.doAll(ctx, func(replies []reply) error {
+		if replies[0].err != nil {
+			return replies[0].err
+		}
+		return use(replies[0].inner)
+	}, body)
 }
 
 // reply is one rpc-reply: its inner XML, or the rpc-error it carried.
@@ -166,10 +203,22 @@ type reply struct {
 }
 
 // doAll pipelines one rpc per body (RFC 6241 §4.2: the server answers in
-// order) and returns the replies in order. An error means the session is
+// order) and hands the replies, in order, to use; their bytes are valid
+// only until use returns. use runs outside the session lock, so it may
+// run further exchanges. An error from the exchange means the session is
 // unusable (it is then closed); an rpc-error is that reply's err. ctx
 // ending closes the session.
-func (s *session) doAll(ctx context.Context, bodies ...string) ([]reply, error) {
+func (s *session) doAll(ctx context.Context, use func([]reply) error, bodies ...string) error {
+	buf := getBuf()
+	defer putBuf(buf)
+	replies, err := s.exchangeLocked(ctx, buf, bodies)
+	if err != nil {
+		return err
+	}
+	return use(replies)
+}
+
+func (s *session) exchangeLocked(ctx context.Context, buf *[]byte, bodies []string) ([]reply, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.broken != nil {
@@ -177,7 +226,7 @@ func (s *session) doAll(ctx context.Context, bodies ...string) ([]reply, error) 
 	}
 	stop := context.AfterFunc(ctx, func() { s.closer() })
 	defer stop()
-	out, err := s.exchange(bodies)
+	out, err := s.exchange(buf, bodies)
 	if err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
@@ -189,7 +238,8 @@ func (s *session) doAll(ctx context.Context, bodies ...string) ([]reply, error) 
 	return out, nil
 }
 
-func (s *session) exchange(bodies []string) ([]reply, error) {
+// exchange writes the rpcs in one batch and reads every reply into buf.
+func (s *session) exchange(buf *[]byte, bodies []string) ([]reply, error) {
 	first := s.nextID + 1
 	for _, body := range bodies {
 		s.nextID++
@@ -200,19 +250,28 @@ func (s *session) exchange(bodies []string) ([]reply, error) {
 	if err := s.cw.flush(); err != nil {
 		return nil, err
 	}
-	out := make([]reply, len(bodies))
+	// All replies go into one buffer; they are sliced once it stops
+	// growing.
+	ends := make([]int, len(bodies))
 	for k := range bodies {
-		msg, err := s.readMsg(maxReply)
-		if err != nil {
+		var err error
+		if *buf, err = s.readMsg(*buf, maxReply); err != nil {
 			return nil, err
 		}
+		ends[k] = len(*buf)
+	}
+	out := make([]reply, len(bodies))
+	start := 0
+	for k := range bodies {
+		msg := (*buf)[start:ends[k]:ends[k]]
+		start = ends[k]
 		inner, err := parseReply(msg, first+uint64(k))
 		if err != nil {
 			return nil, err
 		}
 		out[k].inner = inner
 		// Error replies are rare: decode those fully.
-		if bytes.Contains(inner, []byte("rpc-error")) {
+		if isRPCError(inner) {
 			var r nc.Reply
 			if err := xml.Unmarshal(msg, &r); err != nil {
 				return nil, fmt.Errorf("rpc-reply: %w", err)
@@ -223,6 +282,26 @@ func (s *session) exchange(bodies []string) ([]reply, error) {
 		}
 	}
 	return out, nil
+}
+
+// isRPCError reports whether a reply's content holds rpc-errors. RFC
+// 6241's schema puts them before any other content; the last element is
+// checked too, for servers that append them. Looking at the ends instead
+// of searching the whole reply matters for long log replies.
+func isRPCError(inner []byte) bool {
+	if bytes.HasSuffix(bytes.TrimRight(inner, " \t\r\n"), []byte("rpc-error>")) {
+		return true
+	}
+	s := scanner{b: inner}
+	for {
+		kind, tok, err := s.next()
+		if err != nil || kind == tokEOF || kind == tokEnd {
+			return false
+		}
+		if kind == tokStart {
+			return string(tok) == "rpc-error"
+		}
+	}
 }
 
 // close sends close-session and closes the transport without waiting for

@@ -45,5 +45,28 @@ func FuzzParseReply(f *testing.F) {
 		if err == nil && len(body) > len(b) {
 			t.Fatalf("body longer than the message")
 		}
+		if err == nil {
+			isRPCError(body) // must not panic or hang
+		}
 	})
+}
+
+func TestIsRPCError(t *testing.T) {
+	for _, c := range []struct {
+		inner string
+		want  bool
+	}{
+		{`<ok/>`, false},
+		{``, false},
+		{`<rpc-error><error-type>rpc</error-type></rpc-error>`, true},
+		{"<!-- why -->\n  <nc:rpc-error xmlns:nc=\"urn:ietf:params:xml:ns:netconf:base:1.0\"/>", true},
+		{`<data/><rpc-error><error-tag>partial-operation</error-tag></rpc-error>  `, true},
+		// An entry's text that mentions rpc-error is not one.
+		{`<data><log>rpc-error seen</log></data>`, false},
+		{`<data><rpc-errors/></data>`, false},
+	} {
+		if got := isRPCError([]byte(c.inner)); got != c.want {
+			t.Errorf("isRPCError(%q) = %v, want %v", c.inner, got, c.want)
+		}
+	}
 }

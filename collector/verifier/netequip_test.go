@@ -1,0 +1,52 @@
+package verifier
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/openriv/riv/pkg/alg"
+	"github.com/openriv/riv/pkg/eventlog"
+	"github.com/openriv/riv/pkg/rim"
+)
+
+// TestUnknownFilesCounted: past maxUnknownNames the names stop and the
+// rest is counted, across polls; the text follows both.
+func TestUnknownFilesCounted(t *testing.T) {
+	var st netequipState
+	rims := rim.NewIndex()
+	seq := 0
+	poll := func(n int) string {
+		l := &eventlog.Log{Format: eventlog.FormatIMA}
+		for range n {
+			name := fmt.Sprintf("/opt/x/%03d", seq)
+			e := eventlog.IMAEntryFor(10, alg.SHA256, alg.SHA256.Sum([]byte(name)), name, nil, []alg.ID{alg.SHA256})
+			e.Seq = seq
+			seq++
+			l.Events = append(l.Events, e)
+		}
+		st.advance(l, nil, alg.SHA256, rims)
+		return st.unknownFiles()
+	}
+	for _, c := range []struct {
+		add         int
+		first, last string
+		more        int
+	}{
+		{3, "/opt/x/000", "/opt/x/002", 0},
+		{maxUnknownNames - 3, "/opt/x/000", "/opt/x/099", 0},
+		{7, "/opt/x/000", "/opt/x/099", 7},
+		{5, "/opt/x/000", "/opt/x/099", 12},
+	} {
+		got := poll(c.add)
+		if !strings.HasPrefix(got, c.first+" (sha256:") || !strings.Contains(got, c.last+" (sha256:") {
+			t.Errorf("after %d files: %.80q... does not run from %s to %s", seq, got, c.first, c.last)
+		}
+		if want := fmt.Sprintf(" and %d more", c.more); (c.more > 0) != strings.HasSuffix(got, want) {
+			t.Errorf("after %d files: text ends %q, want %d more counted", seq, got[max(0, len(got)-20):], c.more)
+		}
+		if n := strings.Count(got, "/opt/x/"); n != min(seq, maxUnknownNames) {
+			t.Errorf("after %d files: %d names, want %d", seq, n, min(seq, maxUnknownNames))
+		}
+	}
+}
