@@ -225,12 +225,16 @@ func (b *Boot) MeasureFile(ctx context.Context, tp *tpm.TPM, name string, conten
 	if err := n.measure(name, alg.SHA256.Sum(content), alg.SHA256); err != nil {
 		return fmt.Errorf("measure %s: %w", name, err)
 	}
-	b.Netequip.Events = n.log
-	raw, err := eventlog.WriteIMA(n.log, alg.SHA1)
+	// A binary IMA log is its records back to back: encode only the new
+	// one. Re-encoding the whole log made a long-running device's every
+	// measurement cost O(log length), which showed up as device CPU in
+	// the collector's benchmarks.
+	raw, err := eventlog.WriteIMA(n.log[len(b.Netequip.Events):], alg.SHA1)
 	if err != nil {
 		return err
 	}
-	b.NetequipLog = raw
+	b.Netequip.Events = n.log
+	b.NetequipLog = append(b.NetequipLog, raw...)
 	return nil
 }
 

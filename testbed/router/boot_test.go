@@ -124,3 +124,34 @@ func TestBootSwtpmSHA256SHA384(t *testing.T) {
 		t.Error("netequip log lacks the frr binary")
 	}
 }
+
+// MeasureFile appends the new record to the served log; the result must
+// be the log a full re-encoding gives, and still replay to PCR 10.
+func TestMeasureFileAppends(t *testing.T) {
+	ctx := context.Background()
+	tp, err := tpm.Open(ctx, "sim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	b, err := BootImage(ctx, tp, DefaultImage("1.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := b.MeasureFile(ctx, tp, "/usr/bin/tool"+string(rune('a'+i)), []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	full, err := eventlog.WriteIMA(b.Netequip.Events, alg.SHA1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(full) != string(b.NetequipLog) {
+		t.Error("the appended log differs from the whole log re-encoded")
+	}
+	if len(b.Netequip.Events) != 1+6+1+3 {
+		t.Errorf("%d netequip entries, want 11", len(b.Netequip.Events))
+	}
+	checkReplay(t, tp, b)
+}
