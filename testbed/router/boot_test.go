@@ -69,18 +69,25 @@ func checkReplay(t *testing.T, tp *tpm.TPM, b *Boot) {
 	}
 }
 
+// bootSim boots img on a fresh simulator TPM, closed when the test ends.
+func bootSim(t *testing.T, img *Image) (*tpm.TPM, *Boot) {
+	t.Helper()
+	tp, err := tpm.Open(context.Background(), "sim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tp.Close() })
+	b, err := BootImage(context.Background(), tp, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tp, b
+}
+
 func TestBootSimulatorAndReboot(t *testing.T) {
 	ctx := context.Background()
-	tp, err := tpm.Open(ctx, "sim")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tp.Close()
 	img := DefaultImage("1.0")
-	b, err := BootImage(ctx, tp, img)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tp, b := bootSim(t, img)
 	checkReplay(t, tp, b)
 	if len(b.Netequip.Events) != 1+6+1 {
 		t.Errorf("%d netequip entries", len(b.Netequip.Events))
@@ -129,15 +136,7 @@ func TestBootSwtpmSHA256SHA384(t *testing.T) {
 // be the log a full re-encoding gives, and still replay to PCR 10.
 func TestMeasureFileAppends(t *testing.T) {
 	ctx := context.Background()
-	tp, err := tpm.Open(ctx, "sim")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tp.Close()
-	b, err := BootImage(ctx, tp, DefaultImage("1.0"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tp, b := bootSim(t, DefaultImage("1.0"))
 	for i := range 3 {
 		if err := b.MeasureFile(ctx, tp, "/usr/bin/tool"+string(rune('a'+i)), []byte{byte(i)}); err != nil {
 			t.Fatal(err)
