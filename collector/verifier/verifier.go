@@ -84,14 +84,13 @@ type cachedIdentity struct {
 type deviceState struct {
 	resetCount, restartCount uint32
 	// The bios log kept, its replay into biosBank, and what its
-	// appraisal found (against bootRIMs); the log only grows until the
-	// next reboot, usually not at all.
+	// appraisal found against bootRIMs (nil: not appraised since the log
+	// or the bank changed); the log only grows until the next reboot,
+	// usually not at all.
 	bios     *eventlog.Log
 	biosBank alg.ID
 	biosVals pcr.Values
 	boot     *Result
-	bootOf   *eventlog.Log
-	bootBank alg.ID
 	bootRIMs *rim.Index
 	// The netequip_boot log is not kept: it grows for as long as the
 	// device runs, so each poll replays and appraises only the new
@@ -339,6 +338,9 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 		r.claim(&tv.Executables, ear.ContraindicatedRuntimeClaim, reason)
 		return v.finish(r, nonce)
 	}
+	if bios != st.bios || bank != st.biosBank {
+		st.boot = nil
+	}
 	st.bios, st.biosVals, st.biosBank = bios, bv, bank
 	st.ne.advance(ne, nv, bank, v.Policy.RIMs)
 
@@ -464,11 +466,11 @@ func (st *deviceState) biosReplay(bios *eventlog.Log, bank alg.ID) (pcr.Values, 
 	return bios.Replay(eventlog.ReplayOptions{Banks: []alg.ID{bank}})
 }
 
-// bootFindings appraises the bios log (event anomalies, RIMs, firmware
-// configuration) into a partial result. The findings depend only on the
-// log, the bank and the RIMs, so they are kept until one changes.
+// bootFindings appraises the kept bios log (event anomalies, RIMs,
+// firmware configuration) into a partial result. The findings depend only
+// on the log, the bank and the RIMs, so they are kept until one changes.
 func (v *Verifier) bootFindings(st *deviceState, bios *eventlog.Log, bank alg.ID) *Result {
-	if st.boot != nil && st.bootOf == bios && st.bootBank == bank && st.bootRIMs == v.Policy.RIMs {
+	if st.boot != nil && st.bootRIMs == v.Policy.RIMs {
 		return st.boot
 	}
 	br := &Result{}
@@ -479,7 +481,7 @@ func (v *Verifier) bootFindings(st *deviceState, bios *eventlog.Log, bank alg.ID
 		}
 	}
 	v.appraiseBoot(br, bios, bank)
-	st.boot, st.bootOf, st.bootBank, st.bootRIMs = br, bios, bank, v.Policy.RIMs
+	st.boot, st.bootRIMs = br, v.Policy.RIMs
 	return br
 }
 

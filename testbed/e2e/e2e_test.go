@@ -184,6 +184,26 @@ func TestRebootIsReattestation(t *testing.T) {
 	}
 }
 
+// TestRIMChangeReappraisesBoot: the boot log's appraisal is kept between
+// polls, but not past a change of the RIM set.
+func TestRIMChangeReappraisesBoot(t *testing.T) {
+	e := newEnv(t)
+	d := start(t, e, router.DefaultImage("2.0"))
+	defer d.Close()
+	want := []ear.TrustTier{ear.TrustTierAffirming, ear.TrustTierContraindicated, ear.TrustTierAffirming}
+	for i, rims := range []*rim.Index{e.index, rim.NewIndex(), e.index} {
+		e.v.Policy.RIMs = rims
+		r := e.appraiseSSH(t, d)
+		reasons := strings.Join(r.Reasons, "\n")
+		if r.Status != want[i] {
+			t.Errorf("poll %d: status %v, want %v; reasons:\n%s", i+1, r.Status, want[i], reasons)
+		}
+		if i == 1 && !strings.Contains(reasons, "PCR 4") {
+			t.Errorf("poll %d with no RIMs: no boot finding; reasons:\n%s", i+1, reasons)
+		}
+	}
+}
+
 // TestKeptSession polls with Verifier.Reuse: one session serves every poll,
 // and when the device drops it the next poll dials afresh.
 func TestKeptSession(t *testing.T) {
