@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/veraison/ear"
+
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/rim"
@@ -48,5 +50,21 @@ func TestUnknownFilesCounted(t *testing.T) {
 		if n := strings.Count(got, "/opt/x/"); n != min(seq, maxUnknownNames) {
 			t.Errorf("after %d files: %d names, want %d", seq, n, min(seq, maxUnknownNames))
 		}
+	}
+}
+
+// TestMergeIsClaiming: merging a partial result equals making its claims
+// on the whole one, whichever trust-vector fields they are in.
+func TestMergeIsClaiming(t *testing.T) {
+	var r, p Result
+	r.claim(&r.Vector.Executables, ear.ContraindicatedRuntimeClaim, "kernel")
+	p.claim(&p.Vector.Executables, ear.ApprovedBootClaim, "")
+	p.claim(&p.Vector.FileSystem, ear.UnrecognizedFilesClaim, "a file")
+	p.claim(&p.Vector.Hardware, ear.ContraindicatedHardwareClaim, "hw")
+	r.merge(&p)
+	want := Result{Reasons: []string{"kernel", "a file", "hw"}}
+	want.Vector.Executables, want.Vector.FileSystem, want.Vector.Hardware = ear.ContraindicatedRuntimeClaim, ear.UnrecognizedFilesClaim, ear.ContraindicatedHardwareClaim
+	if r.Vector != want.Vector || strings.Join(r.Reasons, "|") != strings.Join(want.Reasons, "|") {
+		t.Errorf("merged %+v %q, want %+v %q", r.Vector, r.Reasons, want.Vector, want.Reasons)
 	}
 }

@@ -485,15 +485,21 @@ func (v *Verifier) bootFindings(st *deviceState, bios *eventlog.Log, bank alg.ID
 	return br
 }
 
-// merge adds a partial result's boot claims (configuration, executables)
-// and reasons.
+// merge adds a partial result's claims and reasons, as if its claims had
+// been made on r.
 func (r *Result) merge(p *Result) {
-	for _, c := range []struct{ dst, src *ear.TrustClaim }{{&r.Vector.Configuration, &p.Vector.Configuration}, {&r.Vector.Executables, &p.Vector.Executables}} {
-		if *c.src != ear.NoClaim {
-			r.claim(c.dst, *c.src, "")
+	dst, src := vectorClaims(&r.Vector), vectorClaims(&p.Vector)
+	for i, c := range src {
+		if *c != ear.NoClaim {
+			r.claim(dst[i], *c, "")
 		}
 	}
 	r.Reasons = append(r.Reasons, p.Reasons...)
+}
+
+// vectorClaims lists a trust vector's claims, in field order.
+func vectorClaims(v *ear.TrustVector) [8]*ear.TrustClaim {
+	return [8]*ear.TrustClaim{&v.InstanceIdentity, &v.Configuration, &v.Executables, &v.FileSystem, &v.Hardware, &v.RuntimeOpaque, &v.StorageOpaque, &v.SourcedData}
 }
 
 func (v *Verifier) appraiseBoot(r *Result, l *eventlog.Log, bank alg.ID) {
