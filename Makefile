@@ -2,7 +2,6 @@
 # `make demo` and `make test` do all set-up themselves (see `make help`).
 
 GO        ?= go
-REFERENCE ?= $(abspath $(CURDIR)/../shared/reference)
 FUZZTIME  ?= 60s
 DEMO_ARGS ?=
 # Debian packages the tests and the demo use (NOTES.md).
@@ -14,7 +13,6 @@ FUZZ_TARGETS := pkg/eventlog:FuzzParseTCG pkg/eventlog:FuzzParseIMA pkg/eventlog
 	pkg/eventlog:FuzzParseAuto pkg/quote:FuzzParseAttest pkg/quote:FuzzParseSignature pkg/quote:FuzzParsePublic \
 	pkg/rim:FuzzDecodeTag pkg/rim:FuzzVerifyCOSE pkg/identity:FuzzParseSAN
 
-export RIV_REFERENCE := $(REFERENCE)
 export CGO_ENABLED := 1
 
 .PHONY: help setup build test demo bench fuzz generate check-generated lint clean
@@ -34,7 +32,6 @@ setup: ## install missing Debian packages (as root) and Go modules
 		fi; \
 	fi
 	@$(GO) mod download
-	@test -d "$(REFERENCE)" || { echo "setup: reference data not found at $(REFERENCE) (set REFERENCE=...)"; exit 1; }
 
 build: setup ## build the binaries into bin/
 	@mkdir -p bin

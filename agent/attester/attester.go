@@ -161,6 +161,16 @@ type RPCError struct {
 	Message string
 	Path    string // error-path, an instance identifier
 	AppTag  string
+	// Info are the error-info children (RFC 6241 §4.3, App. A): for
+	// example bad-element naming the element a missing-element error is
+	// about.
+	Info []ErrorInfo
+}
+
+// ErrorInfo is one child of error-info; NS empty means the NETCONF base
+// namespace.
+type ErrorInfo struct {
+	Name, NS, Value string
 }
 
 func (e *RPCError) Error() string { return e.Tag + ": " + e.Message }

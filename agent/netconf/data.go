@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	devid "github.com/openriv/riv/pkg/identity"
 	"strconv"
+	"strings"
 
 	"github.com/openriv/riv/pkg/alg"
 )
@@ -144,4 +145,13 @@ func (s *Server) signingAlgs() []string {
 		}
 	}
 	return out
+}
+
+// localName strips an XML prefix from an identity or element value.
+func localName(v string) string {
+	v = strings.TrimSpace(v)
+	if i := strings.IndexByte(v, ':'); i >= 0 {
+		return v[i+1:]
+	}
+	return v
 }

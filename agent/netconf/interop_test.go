@@ -23,7 +23,6 @@ import (
 
 func startDevice(t *testing.T) *device.Device {
 	t.Helper()
-	t.Setenv("RIV_REFERENCE", testref.Dir(t)) // the YANG texts get-schema serves
 	d, err := device.Start(context.Background(), device.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +48,7 @@ func needPython(t *testing.T) string {
 func yanglint(t *testing.T, args ...string) {
 	t.Helper()
 	bin := testref.NeedTool(t, "yanglint")
-	R := testref.Path(t, "yang/rfc")
+	R := testref.YangDir(t)
 	base := []string{"-F", "ietf-tpm-remote-attestation:bios,ima,netequip_boot", "-F", "ietf-tcg-algs:*", "-F", "ietf-keystore:*",
 		"-F", "ietf-crypto-types:*", "-F", "ietf-hardware:*", "-p", R,
 		filepath.Join(R, "ietf-tpm-remote-attestation@2024-12-05.yang"), filepath.Join(R, "ietf-tcg-algs@2024-12-05.yang"),
@@ -212,7 +211,11 @@ func TestYangcliInterop(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, yc, "--server="+host, "--ncport="+port, "--user="+d.User,
 		"--private-key="+filepath.Join(dir, "id"), "--public-key="+filepath.Join(dir, "id.pub"),
-		"--batch-mode", "--run-command=get")
+		"--batch-mode", "--run-command=get", "--modpath="+testref.YangDir(t))
+	// yangcli 2.13 ships 2022 drafts of ietf-keystore and crypto-types and
+	// crashes (SIGSEGV) when it fetches the RFC 9642 revisions with
+	// <get-schema>; given the official modules on its path, as an
+	// operator's workstation has them, it loads them and runs.
 	cmd.Dir = dir // yangcli writes its history and logs to the working directory
 	cmd.Env = append(os.Environ(), "HOME="+dir)
 	out, err := cmd.CombinedOutput()

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
+
+	"github.com/openriv/riv/yang"
 )
 
 type module struct {
@@ -65,11 +67,22 @@ func (s *Server) yangLibrary() *Node {
 		ds("running"), ds("operational"), Leaf("content-id", s.contentID())).InNS(NSYangLib)
 }
 
+// libraryModule returns the text of a module the library lists, at
+// revision (any when empty), from the modules embedded in the binary.
+func libraryModule(name, revision string) (yang.Module, bool) {
+	for _, m := range modules {
+		if m.name == name && (revision == "" || revision == m.revision) {
+			return yang.Find(m.name, m.revision)
+		}
+	}
+	return yang.Module{}, false
+}
+
 // monitoring lists the schemas <get-schema> serves (RFC 6022).
 func (s *Server) monitoring() *Node {
 	schemas := El("schemas")
 	for _, m := range modules {
-		if _, ok := s.cfg.Schemas[m.name]; !ok {
+		if _, ok := libraryModule(m.name, m.revision); !ok {
 			continue
 		}
 		schemas.Add(El("schema", Leaf("identifier", m.name), Leaf("version", m.revision), Leaf("format", "yang"),

@@ -152,7 +152,19 @@ func rpcErrorReplyAttrs(attrs []xml.Attr, e *attester.RPCError) []byte {
 		m.Attrs = []xml.Attr{{Name: xml.Name{Space: "xml", Local: "lang"}, Value: "en"}}
 		n.Add(m)
 	}
+	if len(e.Info) > 0 {
+		info := El("error-info")
+		for _, i := range e.Info {
+			info.Add(Leaf(i.Name, i.Value).InNS(i.NS))
+		}
+		n.Add(info)
+	}
 	return replyWith(attrs, n.String())
+}
+
+// badElement is the error-info of an error about element name.
+func badElement(name string) []attester.ErrorInfo {
+	return []attester.ErrorInfo{{Name: "bad-element", Value: name}}
 }
 
 // readFilter finds a <filter> (or NMDA <subtree-filter>) child of op and
@@ -288,13 +300,26 @@ func (s *Server) opGetSchema(d *xml.Decoder, op xml.StartElement) (string, error
 	if err := d.DecodeElement(&g, &op); err != nil {
 		return "", err
 	}
-	text, ok := s.cfg.Schemas[g.Identifier]
-	if !ok || (g.Format != "" && !strings.HasSuffix(g.Format, "yang")) {
-		return "", &attester.RPCError{Type: "protocol", Tag: "invalid-value", AppTag: "data-not-unique", Message: "no such schema: " + g.Identifier}
+	const path = "/nc:rpc/ncm:get-schema"
+	id, ver := strings.TrimSpace(g.Identifier), strings.TrimSpace(g.Version)
+	if id == "" {
+		return "", &attester.RPCError{Type: "protocol", Tag: "missing-element", Message: "identifier is required", Path: path + "/ncm:identifier", Info: badElement("identifier")}
+	}
+	// RFC 6022 §3.1: only YANG is served (yin is not).
+	if f := strings.TrimSpace(g.Format); f != "" && localName(f) != "yang" {
+		return "", &attester.RPCError{Type: "application", Tag: "invalid-value", Message: "only the yang format is served", Path: path + "/ncm:format"}
+	}
+	m, ok := libraryModule(id, ver)
+	if !ok {
+		msg := "no such schema: " + id
+		if ver != "" {
+			msg += "@" + ver
+		}
+		return "", &attester.RPCError{Type: "application", Tag: "invalid-value", Message: msg, Path: path + "/ncm:identifier"}
 	}
 	var b strings.Builder
 	b.WriteString(`<data xmlns="` + NSMonitoring + `">`)
-	xml.EscapeText(b2w{&b}, []byte(text))
+	xml.EscapeText(b2w{&b}, []byte(m.Text))
 	b.WriteString("</data>")
 	return b.String(), nil
 }

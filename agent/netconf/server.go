@@ -35,8 +35,6 @@ type Config struct {
 	// NACM is the access control configuration; its zero value denies the
 	// attestation RPCs to everyone.
 	NACM NACM
-	// Schemas maps module name to its YANG text for <get-schema>.
-	Schemas map[string]string
 	// MaxMessageSize bounds one received message (default 1 MiB).
 	MaxMessageSize int
 	// IdleTimeout closes sessions that send nothing for this long

@@ -78,7 +78,7 @@ func do(t *testing.T, c *http.Client, d *device.Device, method, path, accept, ct
 func yanglint(t *testing.T, kind, file string, extra ...string) {
 	t.Helper()
 	bin := testref.NeedTool(t, "yanglint")
-	R := testref.Path(t, "yang/rfc")
+	R := testref.YangDir(t)
 	args := append([]string{"-t", kind}, extra...)
 	args = append(args, "-F", "ietf-tpm-remote-attestation:bios,ima,netequip_boot", "-F", "ietf-tcg-algs:*", "-F", "ietf-keystore:*",
 		"-F", "ietf-crypto-types:*", "-F", "ietf-hardware:*", "-p", R,

@@ -1,7 +1,9 @@
-// Package testref locates the shared reference data (../shared/reference
-// beside the repository, or $RIV_REFERENCE) for tests. A missing directory
-// fails the test: CI always has it, and a silent skip would hide that the
-// parsers were never run on real data.
+// Package testref locates the repository's third-party test data
+// (testdata/reference, listed with its provenance in testdata/SOURCES.md)
+// and its official YANG modules (yang/) for tests. Both are part of the
+// checkout, so a missing directory fails the test rather than skipping it.
+// $RIV_REFERENCE points the tests at another copy of the data (a fuller
+// reference set, say).
 package testref
 
 import (
@@ -13,20 +15,17 @@ import (
 
 var (
 	once sync.Once
-	dir  string
+	root string // the repository root, "" if not found
 )
 
-func find() string {
-	if d := os.Getenv("RIV_REFERENCE"); d != "" {
-		return d
-	}
+func findRoot() string {
 	wd, err := os.Getwd()
 	if err != nil {
 		return ""
 	}
 	for d := wd; ; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return filepath.Join(filepath.Dir(d), "shared", "reference")
+			return d
 		}
 		if filepath.Dir(d) == d {
 			return ""
@@ -34,14 +33,33 @@ func find() string {
 	}
 }
 
-// Dir returns the reference directory or fails t.
+// Root returns the repository root or fails t.
+func Root(t testing.TB) string {
+	t.Helper()
+	once.Do(func() { root = findRoot() })
+	if root == "" {
+		t.Fatal("repository root (go.mod) not found above the working directory")
+	}
+	return root
+}
+
+// Dir returns the reference data directory or fails t.
 func Dir(t testing.TB) string {
 	t.Helper()
-	once.Do(func() { dir = find() })
+	dir := os.Getenv("RIV_REFERENCE")
+	if dir == "" {
+		dir = filepath.Join(Root(t), "testdata", "reference")
+	}
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		t.Fatalf("reference data not found at %q (set RIV_REFERENCE): %v", dir, err)
+		t.Fatalf("reference data not found at %q: %v", dir, err)
 	}
 	return dir
+}
+
+// YangDir returns the directory of the official YANG modules (yang/).
+func YangDir(t testing.TB) string {
+	t.Helper()
+	return filepath.Join(Root(t), "yang")
 }
 
 // Path joins elem under the reference directory.

@@ -20,8 +20,6 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -175,7 +173,7 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 		return fail(err)
 	}
 	d.Server, err = netconf.New(netconf.Config{
-		Attester: d.Attester, Logger: o.Logger, Schemas: Schemas(),
+		Attester: d.Attester, Logger: o.Logger,
 		NACM: netconf.NACM{Groups: map[string][]string{"verifiers": {o.User}}, Rules: []netconf.Rule{{Group: "verifiers", Operation: "*", Action: "permit"}}},
 	})
 	if err != nil {
@@ -313,29 +311,6 @@ func (d *Device) SSHPrivateKeyPEM() ([]byte, error) {
 func (d *Device) Fingerprint() string {
 	h := sha256.Sum256(d.IDevID.Raw)
 	return fmt.Sprintf("%x", h)
-}
-
-// Schemas returns the YANG texts the agent serves with <get-schema>: from
-// $RIV_YANG_DIR, else from the official modules in the reference data
-// ($RIV_REFERENCE/yang/rfc or ../shared/reference/yang/rfc); none if
-// neither exists.
-func Schemas() map[string]string {
-	out := map[string]string{}
-	dir := os.Getenv("RIV_YANG_DIR")
-	if dir == "" {
-		ref := os.Getenv("RIV_REFERENCE")
-		if ref == "" {
-			ref = filepath.Join("..", "shared", "reference")
-		}
-		dir = filepath.Join(ref, "yang", "rfc")
-	}
-	for _, m := range []string{"ietf-tpm-remote-attestation@2024-12-05", "ietf-tcg-algs@2024-12-05"} {
-		if b, err := os.ReadFile(filepath.Join(dir, m+".yang")); err == nil {
-			name := m[:len(m)-len("@2024-12-05")]
-			out[name] = string(b)
-		}
-	}
-	return out
 }
 
 // MeasureFile has the NOS measure a file at run time: PCR 10 is extended

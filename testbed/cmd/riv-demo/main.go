@@ -31,7 +31,7 @@ import (
 )
 
 func main() {
-	ref := flag.String("reference", "../shared/reference", "reference data directory (for --libraries)")
+	ref := flag.String("reference", "testdata/reference", "reference data directory (for --libraries)")
 	tpmSpec := flag.String("tpm", "sim", "TPM to boot into for --libraries: sim, swtpm:PATH or swtpm:HOST:PORT")
 	libraries := flag.Bool("libraries", false, "show the evidence libraries on the reference data instead of the fleet")
 	agent := flag.String("agent", "bin/riv-agent", "riv-agent binary for the simulated routers")
