@@ -75,6 +75,10 @@ type Config struct {
 	HardwareBased bool
 	Certificates  []Certificate
 	Logs          Source
+	// LogTypes are the logs this device keeps (default bios and
+	// netequip_boot): they are the features of ietf-tpm-remote-attestation
+	// it announces, and the only log types log-retrieval serves.
+	LogTypes []LogType
 	// BootTime is when the device booted (for up-time).
 	BootTime time.Time
 	// QuotesPerSecond and QuoteBurst limit TPM2_Quote calls: a real TPM
@@ -121,6 +125,16 @@ func New(ctx context.Context, cfg Config) (*Attester, error) {
 	if cfg.MaxLogEntries == 0 {
 		cfg.MaxLogEntries = 10000
 	}
+	if len(cfg.LogTypes) == 0 {
+		cfg.LogTypes = []LogType{LogBIOS, LogNetequip}
+	}
+	for _, t := range cfg.LogTypes {
+		switch t {
+		case LogBIOS, LogIMA, LogNetequip:
+		default:
+			return nil, fmt.Errorf("attester: unknown log type %q", t)
+		}
+	}
 	if cfg.BootTime.IsZero() {
 		cfg.BootTime = time.Now()
 	}
@@ -138,6 +152,16 @@ func New(ctx context.Context, cfg Config) (*Attester, error) {
 		return nil, fmt.Errorf("attester: %w", err)
 	}
 	return &Attester{cfg: cfg, banks: banks, now: time.Now, tokens: float64(cfg.QuoteBurst), inflight: map[string]*call{}}, nil
+}
+
+// Keeps reports whether the device keeps logs of type t.
+func (a *Attester) Keeps(t LogType) bool {
+	for _, x := range a.cfg.LogTypes {
+		if x == t {
+			return true
+		}
+	}
+	return false
 }
 
 // Banks returns the TPM's allocated PCR banks (attester-supported-algos).
@@ -351,10 +375,8 @@ const pathLogSelector = "/tpm:log-retrieval/tpm:log-selector"
 // the requested log after the given entry value, index or time, up to the
 // quantity asked (and MaxLogEntries).
 func (a *Attester) RetrieveLogs(ctx context.Context, t LogType, sels []LogSelector) ([]NodeLog, error) {
-	switch t {
-	case LogBIOS, LogIMA, LogNetequip:
-	default:
-		return nil, invalid("/tpm:log-retrieval/tpm:log-type", fmt.Sprintf("log-type %q is not supported", t))
+	if !a.Keeps(t) {
+		return nil, invalid("/tpm:log-retrieval/tpm:log-type", fmt.Sprintf("log-type %q is not a log this device keeps", t))
 	}
 	if len(sels) == 0 {
 		sels = []LogSelector{{}}
@@ -470,7 +492,7 @@ func (a *Attester) Status(ctx context.Context) (*Status, error) {
 		return nil, fmt.Errorf("read clock: %w", err)
 	}
 	st := &Status{PCRs: vals, Clock: clock, UpTime: a.upTime()}
-	for _, t := range []LogType{LogBIOS, LogIMA, LogNetequip} {
+	for _, t := range a.cfg.LogTypes {
 		ent, err := a.cfg.Logs.Log(ctx, t)
 		if err != nil || ent == nil || ent.Log == nil {
 			continue

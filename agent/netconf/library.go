@@ -32,10 +32,26 @@ var modules = []module{
 	{"ietf-truststore", "2024-10-10", "urn:ietf:params:xml:ns:yang:ietf-truststore", nil, false},
 }
 
+// libraryModules is the module table with the attestation module's
+// features set to the logs the device keeps (RFC 9684: one feature per
+// log type).
+func (s *Server) libraryModules() []module {
+	out := append([]module(nil), modules...)
+	for i := range out {
+		if out[i].name == "ietf-tpm-remote-attestation" {
+			out[i].features = nil
+			for _, t := range s.cfg.Attester.Config().LogTypes {
+				out[i].features = append(out[i].features, string(t))
+			}
+		}
+	}
+	return out
+}
+
 // contentID identifies this library's content (it changes when modules do).
 func (s *Server) contentID() string {
 	var b strings.Builder
-	for _, m := range modules {
+	for _, m := range s.libraryModules() {
 		b.WriteString(m.name + "@" + m.revision + ";" + strings.Join(m.features, ",") + ";")
 	}
 	h := sha256.Sum256([]byte(b.String()))
@@ -44,7 +60,8 @@ func (s *Server) contentID() string {
 
 func (s *Server) yangLibrary() *Node {
 	set := El("module-set", Leaf("name", "riv"))
-	for _, m := range modules {
+	mods := s.libraryModules()
+	for _, m := range mods {
 		if m.implemented {
 			e := El("module", Leaf("name", m.name), Leaf("revision", m.revision), Leaf("namespace", m.ns))
 			for _, f := range m.features {
@@ -53,7 +70,7 @@ func (s *Server) yangLibrary() *Node {
 			set.Add(e)
 		}
 	}
-	for _, m := range modules {
+	for _, m := range mods {
 		if !m.implemented {
 			set.Add(El("import-only-module", Leaf("name", m.name), Leaf("revision", m.revision), Leaf("namespace", m.ns)))
 		}

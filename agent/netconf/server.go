@@ -78,12 +78,20 @@ func (s *Server) capabilities() []string {
 		"urn:ietf:params:netconf:base:1.0",
 		"urn:ietf:params:netconf:base:1.1",
 		"urn:ietf:params:netconf:capability:yang-library:1.1?revision=2019-01-04&content-id=" + s.contentID(),
-		NSTPM + "?module=ietf-tpm-remote-attestation&revision=2024-12-05&features=bios,ima,netequip_boot",
+		NSTPM + "?module=ietf-tpm-remote-attestation&revision=2024-12-05&features=" + s.tpmFeatures(),
 		NSTAA + "?module=ietf-tcg-algs&revision=2024-12-05&features=tpm20",
 		NSKeystore + "?module=ietf-keystore&revision=2024-10-10&features=central-keystore-supported,asymmetric-keys",
 		NSMonitoring + "?module=ietf-netconf-monitoring&revision=2010-10-04",
 		NSNMDA + "?module=ietf-netconf-nmda&revision=2019-01-07",
 	}
+}
+
+func (s *Server) tpmFeatures() string {
+	var f []string
+	for _, t := range s.cfg.Attester.Config().LogTypes {
+		f = append(f, string(t))
+	}
+	return strings.Join(f, ",")
 }
 
 // session is one NETCONF session.

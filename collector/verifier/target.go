@@ -67,7 +67,14 @@ func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error
 			if len(certs) == 0 {
 				return errors.New("no server certificate")
 			}
-			if err := v.verifiedChain(certs, x509.ExtKeyUsageServerAuth); err != nil {
+			err := v.verifiedChain(certs, v.Policy.Anchors, x509.ExtKeyUsageServerAuth)
+			if err != nil && v.Policy.OwnerAnchors != nil {
+				// An owner-enrolled LDevID may identify the device instead.
+				if v.verifiedChain(certs, v.Policy.OwnerAnchors, x509.ExtKeyUsageServerAuth) == nil {
+					err = nil
+				}
+			}
+			if err != nil {
 				return fmt.Errorf("server certificate is not an IDevID from a trusted manufacturer: %w", err)
 			}
 			leaf = certs[0]
@@ -120,17 +127,35 @@ func (v *Verifier) Close() {
 	}
 }
 
+// maxSupportRIM bounds a file read as a candidate support RIM.
+const maxSupportRIM = 16 << 20
+
 // LoadRIMs verifies every signed RIM in dir against the vendor anchors and
-// indexes the CoSWIDs. A RIM that does not verify is an error: it must not
-// silently shrink the reference values.
+// indexes them: CoSWIDs (*.cose) by file hash, signed CoRIMs (*.corim) by
+// their PCR reference values, and for each base RIM its support RIM, the
+// file in dir whose hash the base RIM lists, as the reference event log.
+// A RIM that does not verify, and a base RIM whose support RIM is not
+// there, is an error: neither may silently shrink the reference values.
+// It returns the index and the number of signed RIMs loaded.
 func LoadRIMs(dir string, anchors *x509.CertPool) (*rim.Index, int, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "*.cose"))
+	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, 0, err
 	}
 	idx := rim.NewIndex()
 	n := 0
-	for _, f := range files {
+	var others []string
+	for _, ent := range ents {
+		if !ent.Type().IsRegular() {
+			continue
+		}
+		f := filepath.Join(dir, ent.Name())
+		switch filepath.Ext(f) {
+		case ".cose", ".corim":
+		default:
+			others = append(others, f)
+			continue
+		}
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return nil, 0, err
@@ -139,13 +164,47 @@ func LoadRIMs(dir string, anchors *x509.CertPool) (*rim.Index, int, error) {
 		if err != nil {
 			return nil, 0, fmt.Errorf("RIM %s: %w", f, err)
 		}
-		if r.Tag == nil {
-			continue
-		}
-		if err := idx.Add(r.Tag); err != nil && !strings.Contains(err.Error(), "twice") {
-			return nil, 0, fmt.Errorf("RIM %s: %w", f, err)
+		switch {
+		case r.Tag != nil:
+			if err := idx.Add(r.Tag); err != nil && !strings.Contains(err.Error(), "twice") {
+				return nil, 0, fmt.Errorf("RIM %s: %w", f, err)
+			}
+		case r.PCRRef != nil:
+			ref := *r.PCRRef
+			ref.Source = ent.Name()
+			idx.AddPCRs(ref)
+		default:
+			return nil, 0, fmt.Errorf("RIM %s: a signed %s payload is neither a CoSWID nor a CoRIM", f, r.Signed.ContentType)
 		}
 		n++
+	}
+	for _, base := range idx.Bases() {
+		done := map[string]bool{}
+		for _, fh := range base.Files() {
+			if !fh.Alg.IsHash() || done[fh.Path] {
+				continue
+			}
+			done[fh.Path] = true
+			found := false
+			for _, f := range others {
+				st, err := os.Stat(f)
+				if err != nil || st.Size() > maxSupportRIM || (fh.Size > 0 && st.Size() != fh.Size) {
+					continue
+				}
+				b, err := os.ReadFile(f)
+				if err != nil || string(fh.Alg.Sum(b)) != string(fh.Hash) {
+					continue
+				}
+				if err := idx.AddSupport(base, fh.Path, filepath.Base(f), b); err != nil {
+					return nil, 0, fmt.Errorf("support RIM %s: %w", f, err)
+				}
+				found = true
+				break
+			}
+			if !found {
+				return nil, 0, fmt.Errorf("base RIM %s (%s %s) lists the support RIM %s, which is in no file of %s", base.TagID.String(), base.SoftwareName, base.SoftwareVersion, fh.Path, dir)
+			}
+		}
 	}
 	return idx, n, nil
 }

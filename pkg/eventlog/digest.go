@@ -49,7 +49,8 @@ func (hs *hashers) template(b alg.ID, e *Event) []byte {
 
 // CheckDigests recomputes, in banks (all the log's banks if none), every
 // digest the specs define as a hash of the event's own data — TCG
-// separators, EFI actions and Secure Boot variables; IMA template hashes;
+// separators, EFI actions, GPT events, H-CRTM events, Secure Boot
+// configuration and boot variables (PFP §10.4.4); IMA template hashes;
 // CEL content — and sets Event.Anomaly where it disagrees: the event data
 // then lies about what was measured. IMA violations (all-zero digests) are
 // expected and not flagged. It returns the number of anomalous events.

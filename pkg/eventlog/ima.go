@@ -277,23 +277,26 @@ func isZero(b []byte) bool {
 	return true
 }
 
-// replayIMA extends PCRs in bank b from an IMA log. The logged template
-// digest is used when it is in bank b; other banks re-hash the template
-// data (kernels ≥ 5.8) or, with padSHA1, extend the SHA-1 digest
-// zero-padded to the bank size (older kernels). A violation (all-zero
-// template digest) extends all ones of the bank size (≥ 5.8) or 20 bytes
-// of ones zero-padded (older).
+// replayIMA extends PCRs in bank b from an IMA log. Every value extended
+// is derived from the entry's template data, in every bank, including the
+// bank of the logged template digest: that digest is only the device's
+// claim, and extending it unchecked would let a log name any file and hash
+// while PCR 10 holds the measurement of another (a file name and hash that
+// a signed RIM lists, say, over the digest of a backdoor). In bank b the
+// kernel (≥ 5.8) extends H_b(template data); with padSHA1 (older kernels)
+// the SHA-1 of the template data zero-padded to the bank size. A violation
+// (all-zero logged digest) extends all ones of the bank size (≥ 5.8) or 20
+// bytes of ones zero-padded (older). A logged digest that is not the hash
+// of the data is named by CheckDigests; the replay follows the data, so
+// such a log replays to a quote only if its data is what was measured.
 func (l *Log) replayIMA(b alg.ID, padSHA1 bool, from map[int][]byte) (map[int][]byte, error) {
-	logBank := l.Banks[0]
-	var th *templateHasher
-	if b != logBank && !padSHA1 {
-		var err error
-		if th, err = newTemplateHasher(b); err != nil {
-			return nil, err
-		}
+	hb := b
+	if padSHA1 {
+		hb = alg.SHA1
 	}
-	if padSHA1 && b != logBank && logBank != alg.SHA1 {
-		return nil, fmt.Errorf("%w: pre-5.8 padding needs SHA-1 template digests, log has %v", ErrMissingBank, logBank)
+	th, err := newTemplateHasher(hb)
+	if err != nil {
+		return nil, err
 	}
 	ext, err := b.New()
 	if err != nil {
@@ -306,21 +309,21 @@ func (l *Log) replayIMA(b alg.ID, padSHA1 bool, from map[int][]byte) (map[int][]
 	pcrs := map[int]*state{}
 	for i := range l.Events {
 		e := &l.Events[i]
-		logged := e.Digests[0].Value
+		if len(e.Digests) == 0 {
+			return nil, fmt.Errorf("%w: IMA entry %d has no template digest", ErrMalformed, e.Seq)
+		}
 		var d []byte
 		switch {
-		case isZero(logged):
+		case isZero(e.Digests[0].Value):
 			d = ones
 			if padSHA1 {
 				clear(padded)
 				copy(padded, ones[:20])
 				d = padded
 			}
-		case b == logBank:
-			d = logged
-		case padSHA1:
+		case padSHA1 && b != alg.SHA1:
 			clear(padded)
-			copy(padded, logged)
+			copy(padded, th.sum(e))
 			d = padded
 		default:
 			d = th.sum(e)

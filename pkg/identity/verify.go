@@ -16,6 +16,7 @@ type Result struct {
 	OK      bool
 	Reasons []string
 	Serial  string // the device serial both certificates name
+	Model   string // the device model (subject common name)
 }
 
 func (r *Result) fail(format string, a ...any) {
@@ -96,7 +97,7 @@ func VerifyPair(id, ak *x509.Certificate, opts VerifyOptions) *Result {
 		!bytes.Equal(idSAN.HardwareModule.HwSerialNum, akSAN.HardwareModule.HwSerialNum) {
 		r.fail("%v hardwareModuleName serial %q differs from %v serial %q", akRole, akSAN.HardwareModule.HwSerialNum, idRole, idSAN.HardwareModule.HwSerialNum)
 	}
-	r.Serial = id.Subject.SerialNumber
+	r.Serial, r.Model = id.Subject.SerialNumber, id.Subject.CommonName
 	if opts.Serial != "" && r.Serial != opts.Serial {
 		r.fail("certificates name device %q, expected %q", r.Serial, opts.Serial)
 	}

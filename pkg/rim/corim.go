@@ -108,6 +108,16 @@ func SignCoRIM(u *corim.UnsignedCorim, s Signer) ([]byte, error) {
 // DecodeCoRIM decodes an unsigned CoRIM payload and the PCR reference
 // values of its CoMIDs (integrity registers keyed by PCR index).
 func DecodeCoRIM(payload []byte) (*corim.UnsignedCorim, pcr.Values, error) {
+	u, ref, err := decodeCoRIM(payload)
+	if err != nil {
+		return nil, nil, err
+	}
+	return u, ref.PCRs, nil
+}
+
+// decodeCoRIM decodes a CoRIM and its PCR reference values with the
+// vendor and model of the environment they are for.
+func decodeCoRIM(payload []byte) (*corim.UnsignedCorim, *PCRReference, error) {
 	// The veraison decoders trust declared lengths (a map header claiming
 	// three billion pairs loops for minutes; found by FuzzVerifyCOSE), so
 	// the bytes are first checked well-formed within RIV's limits.
@@ -135,6 +145,8 @@ func DecodeCoRIM(payload []byte) (*corim.UnsignedCorim, pcr.Values, error) {
 		}
 	}
 	vals := pcr.Values{}
+	ref := &PCRReference{PCRs: vals}
+	ref.ID = guardString(u.GetID)
 	for _, t := range u.Tags {
 		if !bytes.HasPrefix(t, corim.ComidTag) {
 			continue
@@ -156,6 +168,14 @@ func DecodeCoRIM(payload []byte) (*corim.UnsignedCorim, pcr.Values, error) {
 			continue
 		}
 		for _, rv := range *c.Triples.ReferenceValues {
+			if cl := rv.Environment.Class; cl != nil {
+				if cl.Vendor != nil && ref.Vendor == "" {
+					ref.Vendor = *cl.Vendor
+				}
+				if cl.Model != nil && ref.Model == "" {
+					ref.Model = *cl.Model
+				}
+			}
 			for _, m := range rv.Measurements {
 				if m.Val.IntegrityRegisters == nil {
 					continue
@@ -182,5 +202,11 @@ func DecodeCoRIM(payload []byte) (*corim.UnsignedCorim, pcr.Values, error) {
 			}
 		}
 	}
-	return u, vals, nil
+	return u, ref, nil
+}
+
+// guardString is guard for a decoder's string accessor.
+func guardString(f func() string) (s string) {
+	guard(func() error { s = f(); return nil })
+	return s
 }

@@ -12,8 +12,11 @@ import (
 // older, once-valid image is recognised.
 type Index struct {
 	tags       map[string]*Tag     // by tag-id
+	order      []string            // tag-ids in the order added
 	files      map[string][]Match  // by key(alg, hash)
 	superseded map[string][]string // tag-id → the tag-ids that supersede it
+	pcrRefs    []PCRReference      // from signed CoRIMs
+	supports   []SupportRIM        // base RIMs' reference event logs
 }
 
 // Match is a reference file hash and the tag that lists it.
@@ -44,6 +47,7 @@ func (x *Index) Add(t *Tag) error {
 		return fmt.Errorf("tag %s indexed twice", id)
 	}
 	x.tags[id] = t
+	x.order = append(x.order, id)
 	for _, f := range t.Files() {
 		if f.Alg.IsHash() {
 			k := string(key(nil, f.Alg, f.Hash))
@@ -81,6 +85,21 @@ func (x *Index) SupersededBy(tagID string) []string {
 	walk(tagID)
 	sort.Strings(out)
 	return out
+}
+
+// Current returns the first match whose tag no other tag supersedes, and
+// false when every tag listing the hash has been superseded (a rollback
+// to software the vendor has replaced).
+func (x *Index) Current(m []Match) (Match, bool) {
+	for _, c := range m {
+		if len(x.superseded[c.TagID]) == 0 {
+			return c, true
+		}
+	}
+	if len(m) > 0 {
+		return m[0], false
+	}
+	return Match{}, false
 }
 
 // Tag returns an indexed tag.

@@ -28,6 +28,9 @@ type Result struct {
 	Tag    *Tag                 // KindCoSWID
 	CoRIM  *corim.UnsignedCorim // KindCoRIM
 	PCRs   pcr.Values           // KindCoRIM reference values
+	// PCRRef is the CoRIM's PCR reference values with the platform they
+	// are for (KindCoRIM).
+	PCRRef *PCRReference
 	// Supersedes and Patches are the tag-ids the CoSWID links to.
 	Supersedes []string
 	Patches    []string
@@ -67,11 +70,11 @@ func Verify(raw []byte, o VerifyOptions) (*Result, error) {
 			return nil, fmt.Errorf("%w: patch tag %s has no patches link", ErrProfile, t.TagID)
 		}
 	case ContentTypeCoRIM:
-		u, vals, err := DecodeCoRIM(s.Payload)
+		u, ref, err := decodeCoRIM(s.Payload)
 		if err != nil {
 			return nil, err
 		}
-		r.Kind, r.CoRIM, r.PCRs = KindCoRIM, u, vals
+		r.Kind, r.CoRIM, r.PCRs, r.PCRRef = KindCoRIM, u, ref.PCRs, ref
 		if s.Signer != nil {
 			if meta, ok := s.Protected[corimMetaLabel].([]byte); ok {
 				m := corim.NewMeta()

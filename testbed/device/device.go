@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -54,6 +55,13 @@ type Options struct {
 	// Certs, when set, replaces the IDevID and IAK certificates the device
 	// presents (attack scenarios: a swapped or mismatched certificate).
 	Certs func(ca *identity.CA, idevid, iak *x509.Certificate) (*x509.Certificate, *x509.Certificate)
+	// RuntimeLog is the log the NOS measures into PCR 10: netequip_boot
+	// (default) or ima, as a Linux NOS with IMA keeps it.
+	RuntimeLog attester.LogType
+	// Lie, when set, rewrites every log the agent serves: a compromised
+	// NOS or agent reporting what it likes (attack scenarios). The TPM
+	// still holds what was really measured.
+	Lie func(t attester.LogType, l *eventlog.Log) *eventlog.Log
 }
 
 // Device is a running simulated router.
@@ -68,6 +76,8 @@ type Device struct {
 	IAK      *x509.Certificate
 	IAKKey   *tpm.Key
 	Serial   string
+	// RuntimeLog is the log type run-time measurements go to.
+	RuntimeLog attester.LogType
 
 	SSHAddr, TLSAddr string
 	RESTCONFAddr     string // host:port of the HTTPS server
@@ -103,24 +113,25 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	switch o.RuntimeLog {
+	case "":
+		o.RuntimeLog = attester.LogNetequip
+	case attester.LogNetequip, attester.LogIMA:
+	default:
+		return nil, fmt.Errorf("device: runtime log %q: want netequip_boot or ima", o.RuntimeLog)
+	}
 	tp, err := tpm.Open(ctx, o.TPM)
 	if err != nil {
 		return nil, err
 	}
-	d := &Device{TPM: tp, Logs: logsrc.NewMemory(), Serial: o.Serial, User: o.User, done: make(chan struct{})}
+	d := &Device{TPM: tp, Logs: logsrc.NewMemory(), Serial: o.Serial, User: o.User, RuntimeLog: o.RuntimeLog, done: make(chan struct{})}
 	fail := func(err error) (*Device, error) { tp.Close(); return nil, err }
 	if d.Boot, err = router.BootImage(ctx, tp, o.Image); err != nil {
 		return fail(err)
 	}
 	now := time.Now()
-	// Serve the logs as the kernel would expose them: parsed from their
-	// binary form (the UEFI log then starts with its Spec ID event).
-	for t, raw := range map[attester.LogType][]byte{attester.LogBIOS: d.Boot.UEFILog, attester.LogNetequip: d.Boot.NetequipLog} {
-		l, err := eventlog.Parse(raw, eventlog.FormatAuto)
-		if err != nil {
-			return fail(err)
-		}
-		d.Logs.Set(t, l, now)
+	if err := d.setLogs(now); err != nil {
+		return fail(err)
 	}
 	// Persistent, as provisioning leaves them: transient keys would not
 	// survive the TPM reset of a reboot.
@@ -149,8 +160,13 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 	if o.Certs != nil {
 		d.IDevID, d.IAK = o.Certs(d.CA, d.IDevID, d.IAK)
 	}
+	var src attester.Source = d.Logs
+	if o.Lie != nil {
+		src = lyingSource{d.Logs, o.Lie}
+	}
 	d.Attester, err = attester.New(ctx, attester.Config{
-		TPM: tp, TPMName: "tpm0", Manufacturer: "RIV simulated TPM", Logs: d.Logs, BootTime: now,
+		TPM: tp, TPMName: "tpm0", Manufacturer: "RIV simulated TPM", Logs: src, BootTime: now,
+		LogTypes:        []attester.LogType{attester.LogBIOS, o.RuntimeLog},
 		QuotesPerSecond: o.QuotesPerSecond, QuoteBurst: int(o.QuotesPerSecond),
 		Certificates: []attester.Certificate{
 			{Name: "iak", Type: attester.CertIAK, Cert: d.IAK, Key: iak, KeystoreRef: "iak"},
@@ -320,8 +336,38 @@ func (d *Device) MeasureFile(ctx context.Context, path string, content []byte) e
 		return err
 	}
 	ev := d.Boot.Netequip.Events
-	d.Logs.Append(attester.LogNetequip, ev[len(ev)-1], time.Now())
+	d.Logs.Append(d.RuntimeLog, ev[len(ev)-1], time.Now())
 	return nil
+}
+
+// setLogs serves the boot's logs as the kernel would expose them: parsed
+// from their binary form (the UEFI log then starts with its Spec ID
+// event), the NOS measurements under the device's runtime log type.
+func (d *Device) setLogs(at time.Time) error {
+	for t, raw := range map[attester.LogType][]byte{attester.LogBIOS: d.Boot.UEFILog, d.RuntimeLog: d.Boot.NetequipLog} {
+		l, err := eventlog.Parse(raw, eventlog.FormatAuto)
+		if err != nil {
+			return err
+		}
+		d.Logs.Set(t, l, at)
+	}
+	return nil
+}
+
+// lyingSource serves every log through a rewrite.
+type lyingSource struct {
+	src *logsrc.Memory
+	lie func(attester.LogType, *eventlog.Log) *eventlog.Log
+}
+
+func (s lyingSource) Log(ctx context.Context, t attester.LogType) (*attester.Entries, error) {
+	ent, err := s.src.Log(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	c := *ent.Log
+	c.Events = slices.Clone(ent.Log.Events)
+	return &attester.Entries{Log: s.lie(t, &c), Times: ent.Times}, nil
 }
 
 // Reboot resets the TPM (simulator) and boots img again: a new resetCount
@@ -335,15 +381,7 @@ func (d *Device) Reboot(ctx context.Context, img *router.Image) error {
 		return err
 	}
 	d.Boot = b
-	now := time.Now()
-	for t, raw := range map[attester.LogType][]byte{attester.LogBIOS: b.UEFILog, attester.LogNetequip: b.NetequipLog} {
-		l, err := eventlog.Parse(raw, eventlog.FormatAuto)
-		if err != nil {
-			return err
-		}
-		d.Logs.Set(t, l, now)
-	}
-	return nil
+	return d.setLogs(time.Now())
 }
 
 func persistentKey(ctx context.Context, tp *tpm.TPM, spec tpm.KeySpec, h uint32) (*tpm.Key, error) {

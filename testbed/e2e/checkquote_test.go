@@ -35,12 +35,12 @@ func TestCheckquoteWithExposedIAK(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	certs, _, err := c.Certificates(ctx)
+	sup, err := c.Support(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var iak *x509.Certificate
-	for _, ce := range certs {
+	for _, ce := range sup.Certificates {
 		if ce.Type == "initial-attestation-certificate" {
 			iak = ce.Cert
 		}

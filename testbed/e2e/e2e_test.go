@@ -31,12 +31,16 @@ import (
 
 type env struct {
 	mfr   *identity.CA
+	vend  *vendor.Vendor
+	rims  string // the published RIM directory
 	index *rim.Index
 	v     *verifier.Verifier
 }
 
 // newEnv makes the manufacturer, the vendor's signed RIMs for images 1.0
-// and 2.0 (2.0 supersedes 1.0), and a verifier trusting both.
+// and 2.0 (2.0 supersedes 1.0) as the vendor publishes them — CoSWIDs,
+// PCR CoRIMs, base RIMs with their support RIMs, configuration RIMs —
+// loaded the way the collector loads them, and a verifier trusting both.
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
@@ -49,47 +53,24 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx := rim.NewIndex()
 	tp, err := tpm.Open(ctx, "sim")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, ver := range []struct{ v, sup string }{{"1.0", ""}, {"2.0", "1.0"}} {
-		if err := tp.Reset(ctx); err != nil {
-			t.Fatal(err)
-		}
-		img := router.DefaultImage(ver.v)
-		ref, err := router.BootImage(ctx, tp, img)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var sup []string
-		if ver.sup != "" {
-			sup = []string{ver.sup}
-		}
-		set, err := vend.Sign(img, ref, sup...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raws := [][]byte{set.Image}
-		for _, p := range set.Packages {
-			raws = append(raws, p)
-		}
-		for _, raw := range raws {
-			r, err := rim.Verify(raw, rim.VerifyOptions{Roots: vend.Roots()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := idx.Add(r.Tag); err != nil && !strings.Contains(err.Error(), "twice") {
-				t.Fatal(err)
-			}
-		}
-	}
+	dir := t.TempDir()
+	err = vend.Publish(ctx, tp, dir, "1.0", "2.0")
 	tp.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, _, err := verifier.LoadRIMs(dir, vend.Roots())
+	if err != nil {
+		t.Fatal(err)
+	}
 	anchors := x509.NewCertPool()
 	anchors.AddCert(mfr.Cert)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	return &env{mfr: mfr, index: idx, v: verifier.New(verifier.Policy{Anchors: anchors, RIMs: idx, Banks: []alg.ID{alg.SHA256}}, key)}
+	return &env{mfr: mfr, vend: vend, rims: dir, index: idx, v: verifier.New(verifier.Policy{Anchors: anchors, RIMs: idx, Banks: []alg.ID{alg.SHA256}}, key)}
 }
 
 func (e *env) appraiseSSH(t *testing.T, d *device.Device) *verifier.Result {

@@ -6,6 +6,7 @@
 package vendor
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -23,6 +24,7 @@ import (
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/rim"
+	"github.com/openriv/riv/pkg/tpm"
 	"github.com/openriv/riv/testbed/router"
 )
 
@@ -89,10 +91,15 @@ func (v *Vendor) TagID(kind, name, version string) string {
 type RIMs struct {
 	Image    []byte            // CoSWID: firmware, boot loader, kernel, initrd
 	Packages map[string][]byte // CoSWID per NOS package
-	Base     []byte            // TCG PC Client base RIM (indirect; lists the support RIM)
-	Support  []byte            // the support RIM: the reference UEFI event log
-	CoRIM    []byte            // PCR reference values
-	ImageID  string
+	// Config is a CoSWID of the image's approved startup configuration:
+	// in the testbed the vendor signs the golden configuration the
+	// routers boot with (an operator would sign its own, or list it in
+	// the collector's allow-list).
+	Config  []byte
+	Base    []byte // TCG PC Client base RIM (indirect; lists the support RIM)
+	Support []byte // the support RIM: the reference UEFI event log
+	CoRIM   []byte // PCR reference values
+	ImageID string
 }
 
 // Sign produces the RIMs of img from a reference boot; supersedes names
@@ -127,12 +134,25 @@ func (v *Vendor) Sign(img *router.Image, ref *router.Boot, supersedes ...string)
 	for _, p := range img.Packages {
 		s := base
 		s.TagID, s.Name, s.Version = v.TagID("package", p.Name, p.Version), p.Name, p.Version
+		// A package versioned with the image replaces the older image's:
+		// running its old binaries is a rollback.
+		if p.Version == img.Version {
+			for _, old := range supersedes {
+				s.Supersedes = append(s.Supersedes, v.TagID("package", p.Name, old))
+			}
+		}
 		for _, f := range p.Files {
 			s.Files = append(s.Files, rim.File{Path: f.Path, Content: f.Content})
 		}
 		if out.Packages[p.Name], err = sign(s); err != nil {
 			return nil, fmt.Errorf("package %s RIM: %w", p.Name, err)
 		}
+	}
+	c := base
+	c.TagID, c.Name, c.Version = v.TagID("config", img.Model, img.Version), img.Model+"-startup-config", img.Version
+	c.Files = []rim.File{{Path: StartupConfigPath, Content: img.StartupConfig}}
+	if out.Config, err = sign(c); err != nil {
+		return nil, fmt.Errorf("config RIM: %w", err)
 	}
 	indirect := rim.PayloadIndirect
 	b := base
@@ -159,6 +179,42 @@ func (v *Vendor) Sign(img *router.Image, ref *router.Boot, supersedes ...string)
 		return nil, err
 	}
 	return out, nil
+}
+
+// StartupConfigPath is where a RIV test router keeps its startup
+// configuration.
+const StartupConfigPath = "/etc/riv/startup-config"
+
+// Publish signs the RIMs of the default images at versions (each newer one
+// superseding every older one) from reference boots on tp, which it
+// resets, and writes them into dir with the support RIMs beside them:
+// what a vendor publishes for its routers.
+func (v *Vendor) Publish(ctx context.Context, tp *tpm.TPM, dir string, versions ...string) error {
+	for i, ver := range versions {
+		img := router.DefaultImage(ver)
+		if err := tp.Reset(ctx); err != nil {
+			return err
+		}
+		ref, err := router.BootImage(ctx, tp, img)
+		if err != nil {
+			return err
+		}
+		s, err := v.Sign(img, ref, versions[:i]...)
+		if err != nil {
+			return err
+		}
+		files := map[string][]byte{"image-" + ver + ".cose": s.Image, "base-" + ver + ".cose": s.Base, "pcrs-" + ver + ".corim": s.CoRIM,
+			"support-" + ver + ".rimel": s.Support, "config-" + ver + ".cose": s.Config}
+		for name, p := range s.Packages {
+			files["pkg-"+name+"-"+ver+".cose"] = p
+		}
+		for n, b := range files {
+			if err := os.WriteFile(filepath.Join(dir, n), b, 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // WriteFiles writes the vendor anchor and signer (PEM) into dir:

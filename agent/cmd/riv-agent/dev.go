@@ -137,34 +137,7 @@ func writeRIMs(ctx context.Context, vend *vendor.Vendor, genuine *router.Image, 
 	if genuine.Version != "1.0" {
 		versions = append(versions, genuine.Version)
 	}
-	for i, v := range versions {
-		img := router.DefaultImage(v)
-		if err := tp.Reset(ctx); err != nil {
-			return err
-		}
-		ref, err := router.BootImage(ctx, tp, img)
-		if err != nil {
-			return err
-		}
-		var sup []string
-		if i > 0 {
-			sup = []string{versions[0]}
-		}
-		s, err := vend.Sign(img, ref, sup...)
-		if err != nil {
-			return err
-		}
-		files := map[string][]byte{"image-" + v + ".cose": s.Image, "base-" + v + ".cose": s.Base, "pcrs-" + v + ".corim": s.CoRIM, "support-" + v + ".rimel": s.Support}
-		for name, p := range s.Packages {
-			files["pkg-"+name+"-"+v+".cose"] = p
-		}
-		for n, b := range files {
-			if err := os.WriteFile(filepath.Join(dir, "rims", n), b, 0o644); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return vend.Publish(ctx, tp, filepath.Join(dir, "rims"), versions...)
 }
 
 func pemCert(c *x509.Certificate) []byte {

@@ -30,6 +30,8 @@ const (
 	nsTPM = "urn:ietf:params:xml:ns:yang:ietf-tpm-remote-attestation"
 	nsTAA = "urn:ietf:params:xml:ns:yang:ietf-tcg-algs"
 	nsKS  = "urn:ietf:params:xml:ns:yang:ietf-keystore"
+	// nsYangLib is RFC 8525's ietf-yang-library.
+	nsYangLib = "urn:ietf:params:xml:ns:yang:ietf-yang-library"
 )
 
 // Client is a NETCONF session to one agent.
@@ -152,16 +154,31 @@ func (e *RPCError) Error() string {
 	return e.Err.Error()
 }
 
-// Certificates returns the certificates the agent lists in
-// rats-support-structures, resolved from ietf-keystore, by name and type.
+// Certificate is a certificate the agent lists in rats-support-structures,
+// resolved from ietf-keystore, with its name and RFC 9684 type ("" for a
+// device-identity certificate, which has no type of its own).
 type Certificate struct {
 	Name string
 	Type string
 	Cert *x509.Certificate
 }
 
-// Certificates fetches rats-support-structures and the keystore.
-func (c *Client) Certificates(ctx context.Context) ([]Certificate, []alg.ID, error) {
+// Support is what a device says it supports: its certificates, the PCR
+// banks its TPM allocates (attester-supported-algos), and the event logs
+// it keeps (the features of ietf-tpm-remote-attestation in its YANG
+// library). All of it is untrusted until the quote binds it.
+type Support struct {
+	Certificates []Certificate
+	Banks        []alg.ID
+	// LogTypes are "bios", "ima" and "netequip_boot" as the device
+	// announces them; nil when it serves no YANG library (the verifier
+	// then asks for bios and netequip_boot).
+	LogTypes []string
+}
+
+// Support fetches rats-support-structures, the keystore entries they
+// reference and the attestation module's features in one <get>.
+func (c *Client) Support(ctx context.Context) (*Support, error) {
 	var r struct {
 		RSS struct {
 			Certs []struct {
@@ -178,17 +195,23 @@ func (c *Client) Certificates(ctx context.Context) ([]Certificate, []alg.ID, err
 				Data string `xml:"cert-data"`
 			} `xml:"certificates>certificate"`
 		} `xml:"data>keystore>asymmetric-keys>asymmetric-key"`
+		Modules []struct {
+			Name     string   `xml:"name"`
+			Features []string `xml:"feature"`
+		} `xml:"data>yang-library>module-set>module"`
 	}
-	err := c.do(ctx, `<get><filter type="subtree"><rats-support-structures xmlns="`+nsTPM+`"/><keystore xmlns="`+nsKS+`"/></filter></get>`, func(body []byte) error {
+	err := c.do(ctx, `<get><filter type="subtree"><rats-support-structures xmlns="`+nsTPM+`"/><keystore xmlns="`+nsKS+`"/>`+
+		`<yang-library xmlns="`+nsYangLib+`"><module-set><module><name>ietf-tpm-remote-attestation</name><feature/></module></module-set></yang-library>`+
+		`</filter></get>`, func(body []byte) error {
 		if err := xml.Unmarshal(wrap(body), &r); err != nil {
 			return fmt.Errorf("decode rats-support-structures: %w", err)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	var out []Certificate
+	out := &Support{}
 	for _, rc := range r.RSS.Certs {
 		for _, k := range r.Keys {
 			if k.Name != rc.Ref {
@@ -197,23 +220,34 @@ func (c *Client) Certificates(ctx context.Context) ([]Certificate, []alg.ID, err
 			for _, kc := range k.Certs {
 				der, err := base64.StdEncoding.DecodeString(strings.TrimSpace(kc.Data))
 				if err != nil {
-					return nil, nil, fmt.Errorf("certificate %s: %w", rc.Name, err)
+					return nil, fmt.Errorf("certificate %s: %w", rc.Name, err)
 				}
 				certs, err := identity.ParseCertsOnlyCMS(der)
 				if err != nil || len(certs) == 0 {
-					return nil, nil, fmt.Errorf("certificate %s: %v", rc.Name, err)
+					return nil, fmt.Errorf("certificate %s: %v", rc.Name, err)
 				}
-				out = append(out, Certificate{Name: rc.Name, Type: rc.Type, Cert: certs[0]})
+				out.Certificates = append(out.Certificates, Certificate{Name: rc.Name, Type: strings.TrimSpace(rc.Type), Cert: certs[0]})
 			}
 		}
 	}
-	var banks []alg.ID
 	for _, h := range r.RSS.Hashes {
 		if b, ok := hashByIdentity(localName(h)); ok {
-			banks = append(banks, b)
+			out.Banks = append(out.Banks, b)
 		}
 	}
-	return out, banks, nil
+	for _, m := range r.Modules {
+		if strings.TrimSpace(m.Name) != "ietf-tpm-remote-attestation" {
+			continue
+		}
+		out.LogTypes = []string{}
+		for _, f := range m.Features {
+			switch f = strings.TrimSpace(f); f {
+			case "bios", "ima", "netequip_boot":
+				out.LogTypes = append(out.LogTypes, f)
+			}
+		}
+	}
+	return out, nil
 }
 
 func wrap(b []byte) []byte { return append(append([]byte("<r>"), b...), "</r>"...) }

@@ -12,11 +12,12 @@ import (
 	"github.com/openriv/riv/pkg/rim"
 )
 
-// TestUnknownFilesCounted: past maxUnknownNames the names stop and the
+// TestUnknownFilesCounted: past maxNames the names stop and the
 // rest is counted, across polls; the text follows both.
 func TestUnknownFilesCounted(t *testing.T) {
-	var st netequipState
 	rims := rim.NewIndex()
+	st := &runtimeState{logType: logNetequip, rims: rims}
+	pol := &Policy{RIMs: rims, ConfigFiles: DefaultConfigFiles}
 	seq := 0
 	poll := func(n int) string {
 		l := &eventlog.Log{Format: eventlog.FormatIMA}
@@ -27,8 +28,8 @@ func TestUnknownFilesCounted(t *testing.T) {
 			seq++
 			l.Events = append(l.Events, e)
 		}
-		st.advance(l, nil, alg.SHA256, rims)
-		return st.unknownFiles()
+		st.advance(l, nil, pol)
+		return st.unknown.String()
 	}
 	for _, c := range []struct {
 		add         int
@@ -36,7 +37,7 @@ func TestUnknownFilesCounted(t *testing.T) {
 		more        int
 	}{
 		{3, "/opt/x/000", "/opt/x/002", 0},
-		{maxUnknownNames - 3, "/opt/x/000", "/opt/x/099", 0},
+		{maxNames - 3, "/opt/x/000", "/opt/x/099", 0},
 		{7, "/opt/x/000", "/opt/x/099", 7},
 		{5, "/opt/x/000", "/opt/x/099", 12},
 	} {
@@ -47,8 +48,8 @@ func TestUnknownFilesCounted(t *testing.T) {
 		if want := fmt.Sprintf(" and %d more", c.more); (c.more > 0) != strings.HasSuffix(got, want) {
 			t.Errorf("after %d files: text ends %q, want %d more counted", seq, got[max(0, len(got)-20):], c.more)
 		}
-		if n := strings.Count(got, "/opt/x/"); n != min(seq, maxUnknownNames) {
-			t.Errorf("after %d files: %d names, want %d", seq, n, min(seq, maxUnknownNames))
+		if n := strings.Count(got, "/opt/x/"); n != min(seq, maxNames) {
+			t.Errorf("after %d files: %d names, want %d", seq, n, min(seq, maxNames))
 		}
 	}
 }

@@ -1,0 +1,318 @@
+package verifier
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/veraison/ear"
+
+	"github.com/openriv/riv/pkg/alg"
+	"github.com/openriv/riv/pkg/eventlog"
+	"github.com/openriv/riv/pkg/pcr"
+	"github.com/openriv/riv/pkg/rim"
+)
+
+// referenceValues appraises the verified bios log against the signed
+// reference values. The findings depend only on the log, the banks, the
+// RIMs and the device model, so they are kept until one changes.
+func (p *poll) referenceValues() {
+	st := p.st
+	if p.bios == nil {
+		return
+	}
+	if st.boot == nil || st.bootRIMs != p.v.Policy.RIMs {
+		st.boot, st.bootRIMs = p.v.bootFindings(p.bios, p.bv, p.banks, p.model), p.v.Policy.RIMs
+	}
+	p.r.merge(st.boot)
+}
+
+// bootFindings appraises a bios log bound by the quote: events whose
+// digest contradicts their data (in every quoted bank), boot components
+// against the CoSWID RIMs, the quoted PCRs against signed PCR CoRIMs, the
+// log event by event against the base RIMs' support RIMs, and the
+// firmware configuration.
+func (v *Verifier) bootFindings(bios *eventlog.Log, vals pcr.Values, banks []alg.ID, model string) *Result {
+	br := &Result{}
+	bios.CheckDigests(banks...)
+	for _, e := range bios.Events {
+		if e.Anomaly != "" && quoted(e.PCR) {
+			br.claim(&br.Vector.Executables, ear.ContraindicatedRuntimeClaim, fmt.Sprintf("executables: bios event %d (PCR %d) lies about what was measured: %s", e.Seq, e.PCR, e.Anomaly))
+		}
+	}
+	v.appraiseBoot(br, bios, banks[0])
+	v.checkPCRReferences(br, vals, banks[0], model)
+	v.checkSupportRIMs(br, bios, banks[0], model)
+	return br
+}
+
+func quoted(i int) bool { return slices.Contains(quotedPCRs, i) }
+
+func (v *Verifier) appraiseBoot(r *Result, l *eventlog.Log, bank alg.ID) {
+	tv := &r.Vector
+	bad := false
+	for _, e := range l.Events {
+		if !quoted(e.PCR) {
+			continue // not bound by the quote
+		}
+		switch eventlog.EventType(e.Type) {
+		case eventlog.EvEFIPlatformFirmwareBlob, eventlog.EvEFIBootServicesApp, eventlog.EvEFIBootServicesDriver:
+		case eventlog.EvPlatformConfigFlags:
+			if bytes.Contains(e.Data, []byte("debug=on")) {
+				r.claim(&tv.Configuration, ear.UnsupportableConfigClaim, fmt.Sprintf("configuration: PCR %d event %d: firmware debug mode is on", e.PCR, e.Seq))
+			}
+			continue
+		default:
+			continue
+		}
+		d := e.Digest(bank)
+		m := v.Policy.RIMs.Lookup(bank, d)
+		what := describeBoot(&e)
+		if len(m) == 0 {
+			r.claim(&tv.Executables, ear.ContraindicatedRuntimeClaim, fmt.Sprintf("executables: PCR %d event %d (%s) digest %x is in no signed RIM", e.PCR, e.Seq, what, d[:8]))
+			bad = true
+			continue
+		}
+		if c, ok := v.Policy.RIMs.Current(m); !ok {
+			r.claim(&tv.Executables, ear.UnsafeRuntimeClaim, fmt.Sprintf("executables: PCR %d event %d (%s) is %s %s, superseded by a newer signed RIM (rollback)", e.PCR, e.Seq, what, c.Name, c.Ver))
+			bad = true
+		}
+	}
+	if sb := l.SecureBoot(); !sb.Enabled {
+		r.claim(&tv.Configuration, ear.UnsafeConfigClaim, "configuration: Secure Boot is off")
+	}
+	if tv.Configuration == ear.NoClaim {
+		r.claim(&tv.Configuration, ear.ApprovedConfigClaim, "")
+	}
+	if !bad {
+		r.claim(&tv.Executables, ear.ApprovedBootClaim, "")
+	}
+}
+
+// configPCRs hold configuration rather than code in the TCG PC Client
+// profile (PFP §3.3.4: 1 platform configuration, 3 option ROM
+// configuration, 5 boot manager configuration and GPT, 7 Secure Boot
+// policy) and, by Linux boot loader convention, 8 (the kernel command
+// line). A difference there is a configuration finding; elsewhere it is
+// code that ran.
+var configPCRs = map[int]bool{1: true, 3: true, 5: true, 7: true, 8: true}
+
+// claimPCR records a reference-value difference in PCR i under the claim
+// its kind of PCR belongs to.
+func claimPCR(r *Result, i int, reason string) {
+	if configPCRs[i] {
+		r.claim(&r.Vector.Configuration, ear.UnsafeConfigClaim, "configuration: "+reason)
+	} else {
+		r.claim(&r.Vector.Executables, ear.ContraindicatedRuntimeClaim, "executables: "+reason)
+	}
+}
+
+// checkPCRReferences compares the quoted PCR values (replayed and bound
+// by the quote) with the signed PCR CoRIMs for the device's model: one of
+// them must hold for every PCR it gives in the quoted bank. Otherwise the
+// differences from the closest one are findings.
+func (v *Verifier) checkPCRReferences(r *Result, vals pcr.Values, bank alg.ID, model string) {
+	var best *rim.PCRReference
+	var bestDiff []int
+	for _, ref := range v.Policy.RIMs.PCRReferences(model) {
+		var diff []int
+		n := 0
+		for _, i := range ref.PCRs.Indexes(bank) {
+			if !quoted(i) {
+				continue
+			}
+			n++
+			if !bytes.Equal(valueOf(vals, bank, i), ref.PCRs.Get(bank, i)) {
+				diff = append(diff, i)
+			}
+		}
+		if n == 0 {
+			continue // nothing in the quoted bank
+		}
+		if len(diff) == 0 {
+			return
+		}
+		if best == nil || len(diff) < len(bestDiff) {
+			best, bestDiff = &ref, diff
+		}
+	}
+	if best == nil {
+		return
+	}
+	for _, i := range bestDiff {
+		got, want := valueOf(vals, bank, i), best.PCRs.Get(bank, i)
+		claimPCR(r, i, fmt.Sprintf("%v PCR %d is %x, the signed PCR reference values %s (model %s) have %x", bank, i, got[:8], refName(best), best.Model, want[:8]))
+	}
+}
+
+func refName(ref *rim.PCRReference) string {
+	if ref.Source != "" {
+		return ref.Source
+	}
+	return "corim " + ref.ID
+}
+
+// valueOf is the verified value of PCR i: replayed, or its reset value
+// when no event extended it.
+func valueOf(vals pcr.Values, b alg.ID, i int) []byte {
+	if v := vals.Get(b, i); v != nil {
+		return v
+	}
+	return pcr.Initial(b, i)
+}
+
+// maxSupportDiffs bounds the support RIM differences named.
+const maxSupportDiffs = 12
+
+// checkSupportRIMs compares the bios log, event by event, with the
+// reference event logs (support RIMs) of the signed base RIMs for the
+// device's model. One of them must list the same events in every quoted
+// PCR; otherwise the differences from the closest one are findings, in
+// words: which PCR, which event, what it measured and what the reference
+// has.
+func (v *Verifier) checkSupportRIMs(r *Result, bios *eventlog.Log, bank alg.ID, model string) {
+	var best *rim.SupportRIM
+	var bestDiff []pcrDiff
+	for _, s := range v.Policy.RIMs.Supports(model) {
+		if !slices.Contains(s.Log.Banks, bank) {
+			continue
+		}
+		diff := diffLogs(bios, s.Log, bank)
+		if len(diff) == 0 {
+			return
+		}
+		if best == nil || len(diff) < len(bestDiff) {
+			best, bestDiff = &s, diff
+		}
+	}
+	if best == nil {
+		return
+	}
+	name := fmt.Sprintf("the support RIM %s of %s %s", best.Path, best.Base.SoftwareName, best.Base.SoftwareVersion)
+	for k, d := range bestDiff {
+		if k == maxSupportDiffs {
+			claimPCR(r, d.pcr, fmt.Sprintf("and %d more differences from %s", len(bestDiff)-k, name))
+			break
+		}
+		claimPCR(r, d.pcr, d.text+" ("+name+")")
+	}
+}
+
+// pcrDiff is one difference between a log and a reference log.
+type pcrDiff struct {
+	pcr  int
+	text string
+}
+
+// diffLogs aligns the extended events of l and ref PCR by PCR (the order
+// across PCRs does not change their values) with a longest common
+// subsequence of (type, digest) and describes what does not align.
+func diffLogs(l, ref *eventlog.Log, bank alg.ID) []pcrDiff {
+	group := func(x *eventlog.Log) map[int][]*eventlog.Event {
+		m := map[int][]*eventlog.Event{}
+		for i := range x.Events {
+			e := &x.Events[i]
+			if quoted(e.PCR) && eventlog.EventType(e.Type) != eventlog.EvNoAction {
+				m[e.PCR] = append(m[e.PCR], e)
+			}
+		}
+		return m
+	}
+	got, want := group(l), group(ref)
+	var pcrs []int
+	for _, i := range quotedPCRs {
+		if len(got[i])+len(want[i]) > 0 {
+			pcrs = append(pcrs, i)
+		}
+	}
+	same := func(a, b *eventlog.Event) bool {
+		return a.Type == b.Type && bytes.Equal(a.Digest(bank), b.Digest(bank))
+	}
+	var out []pcrDiff
+	for _, i := range pcrs {
+		a, b := got[i], want[i]
+		// lcs[x][y] is the common subsequence length of a[x:] and b[y:].
+		lcs := make([][]int, len(a)+1)
+		for x := range lcs {
+			lcs[x] = make([]int, len(b)+1)
+		}
+		for x := len(a) - 1; x >= 0; x-- {
+			for y := len(b) - 1; y >= 0; y-- {
+				if same(a[x], b[y]) {
+					lcs[x][y] = lcs[x+1][y+1] + 1
+				} else {
+					lcs[x][y] = max(lcs[x+1][y], lcs[x][y+1])
+				}
+			}
+		}
+		x, y := 0, 0
+		for x < len(a) || y < len(b) {
+			switch {
+			case x < len(a) && y < len(b) && same(a[x], b[y]):
+				x, y = x+1, y+1
+			case x < len(a) && y < len(b) && a[x].Type == b[y].Type && lcs[x+1][y+1] == lcs[x][y]:
+				out = append(out, pcrDiff{i, fmt.Sprintf("PCR %d event %d (%s) measured %x where the reference has %x", i, a[x].Seq, describeBoot(a[x]), a[x].Digest(bank)[:8], b[y].Digest(bank)[:8])})
+				x, y = x+1, y+1
+			case x < len(a) && (y == len(b) || lcs[x+1][y] >= lcs[x][y+1]):
+				out = append(out, pcrDiff{i, fmt.Sprintf("PCR %d event %d (%s, %x) is not in the reference log", i, a[x].Seq, describeBoot(a[x]), a[x].Digest(bank)[:8])})
+				x++
+			default:
+				out = append(out, pcrDiff{i, fmt.Sprintf("PCR %d: the reference log's %s (%x) is missing", i, describeBoot(b[y]), b[y].Digest(bank)[:8])})
+				y++
+			}
+		}
+	}
+	return out
+}
+
+// describeBoot names what a boot event measured, for reasons.
+func describeBoot(e *eventlog.Event) string {
+	switch eventlog.EventType(e.Type) {
+	case eventlog.EvEFIPlatformFirmwareBlob:
+		return "platform firmware"
+	case eventlog.EvEFIAction, eventlog.EvAction, eventlog.EvIPL, eventlog.EvPlatformConfigFlags:
+		if s := printable(e.Data); s != "" {
+			return fmt.Sprintf("%s %q", e.TypeName(), s)
+		}
+	case eventlog.EvEFIVariableDriverConfig, eventlog.EvEFIVariableBoot, eventlog.EvEFIVariableBoot2, eventlog.EvEFIVariableAuthority:
+		if v, err := eventlog.ParseUEFIVariable(e.Data); err == nil {
+			return fmt.Sprintf("%s %s", e.TypeName(), v.Name)
+		}
+	case eventlog.EvEFIBootServicesApp, eventlog.EvEFIBootServicesDriver, eventlog.EvEFIRuntimeServicesDriver:
+		// UEFI_IMAGE_LOAD_EVENT: the device path's UTF-16 file name
+		// follows the 32-byte header; show it when it decodes.
+		if len(e.Data) > 40 {
+			var name []rune
+			for i := 36; i+1 < len(e.Data); i += 2 {
+				c := rune(e.Data[i]) | rune(e.Data[i+1])<<8
+				if c == 0 {
+					break
+				}
+				if c < 32 || c > 126 {
+					name = nil
+					break
+				}
+				name = append(name, c)
+			}
+			if len(name) > 0 {
+				return string(name)
+			}
+		}
+	}
+	return e.TypeName()
+}
+
+// printable returns b as text when it is short printable ASCII.
+func printable(b []byte) string {
+	b = bytes.TrimRight(b, "\x00")
+	if len(b) == 0 || len(b) > 80 {
+		return ""
+	}
+	for _, c := range b {
+		if c < 32 || c > 126 {
+			return ""
+		}
+	}
+	return strings.TrimSpace(string(b))
+}

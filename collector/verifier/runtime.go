@@ -1,0 +1,252 @@
+package verifier
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/veraison/ear"
+
+	"github.com/openriv/riv/pkg/alg"
+	"github.com/openriv/riv/pkg/eventlog"
+	"github.com/openriv/riv/pkg/pcr"
+	"github.com/openriv/riv/pkg/rim"
+)
+
+// maxUncovered bounds how many log entries may have been measured between
+// the quote and the log retrieval; a device that is busier than that is
+// re-challenged on the next poll rather than searched at length.
+const maxUncovered = 64
+
+// maxNames bounds the files named in one kind of finding; the rest are
+// counted.
+const maxNames = 100
+
+// runtimeState is what the verifier keeps of a runtime log (netequip_boot
+// or ima) between polls: where it stopped, the PCR values up to there,
+// and what it found, instead of the entries themselves.
+type runtimeState struct {
+	logType string
+	banks   []alg.ID
+	rims    *rim.Index // the index the findings were made against
+	seen    bool       // last is valid
+	last    uint64     // sequence number of the last verified entry
+	vals    pcr.Values // replay of every verified entry
+	// What the verified entries showed, for the claims of every later
+	// poll until the device reboots.
+	unknown    findings // files no signed RIM lists
+	rollback   findings // files whose every RIM is superseded
+	config     findings // configurations neither signed nor allowed
+	forged     findings // entries whose logged digest is not their data's
+	violations findings // IMA measurement violations
+}
+
+func (rs *runtimeState) matches(banks []alg.ID, rims *rim.Index) bool {
+	return slices.Equal(rs.banks, banks) && rs.rims == rims
+}
+
+// clean reports whether nothing but approved files was measured.
+func (rs *runtimeState) clean() bool {
+	for _, f := range []*findings{&rs.unknown, &rs.rollback, &rs.config, &rs.forged, &rs.violations} {
+		if !f.empty() {
+			return false
+		}
+	}
+	return true
+}
+
+// replay continues the verified replay with the new entries in l.
+func (rs *runtimeState) replay(l *eventlog.Log, banks []alg.ID) (pcr.Values, error) {
+	if len(l.Events) == 0 {
+		out := pcr.Values{}
+		for _, b := range banks {
+			for i, v := range rs.vals[b] {
+				out.Set(b, i, v)
+			}
+		}
+		return out, nil
+	}
+	return l.Replay(eventlog.ReplayOptions{Banks: banks, From: rs.vals})
+}
+
+// coveredPrefix finds the longest prefix of l's entries, leaving out at
+// most maxUncovered, whose replay the quote covers (covers reports it):
+// its length and values, or -1.
+func (rs *runtimeState) coveredPrefix(l *eventlog.Log, banks []alg.ID, covers func(pcr.Values) bool) (int, pcr.Values) {
+	n := len(l.Events)
+	start := max(0, n-maxUncovered)
+	sub := *l
+	sub.Events = l.Events[:start]
+	vals, err := rs.replay(&sub, banks)
+	if err != nil {
+		return -1, nil
+	}
+	best, bestVals := -1, pcr.Values(nil)
+	for k := start; k < n; k++ {
+		if covers(vals) {
+			best, bestVals = k, vals
+		}
+		sub.Events = l.Events[k : k+1]
+		if vals, err = sub.Replay(eventlog.ReplayOptions{Banks: banks, From: vals}); err != nil {
+			break
+		}
+	}
+	return best, bestVals
+}
+
+// advance records the newly verified entries of l (their anomalies set by
+// CheckDigests), whose replay ended at vals, and appraises each against
+// the RIMs and the configuration policy.
+func (rs *runtimeState) advance(l *eventlog.Log, vals pcr.Values, pol *Policy) {
+	rs.vals = vals
+	if len(l.Events) == 0 {
+		return
+	}
+	rs.seen, rs.last = true, uint64(l.Events[len(l.Events)-1].Seq)
+	for i := range l.Events {
+		e := &l.Events[i]
+		if e.IMA == nil {
+			continue
+		}
+		name := e.IMA.FileName
+		where := rs.logType + " entry " + strconv.Itoa(e.Seq)
+		if len(e.Digests) > 0 && isZero(e.Digests[0].Value) {
+			// The kernel logs a violation (a file changed while measured,
+			// or opened for write while measured) with no digest: the
+			// entry's name and hash are not what PCR 10 holds.
+			rs.violations.add(fmt.Sprintf("%s (%s)", name, where))
+			continue
+		}
+		if e.Anomaly != "" {
+			rs.forged.add(fmt.Sprintf("%s (%s): %s", name, where, e.Anomaly))
+		}
+		if name == "boot_aggregate" {
+			continue
+		}
+		h := fmt.Sprintf("%s:%x", e.IMA.FileHashAlgName, e.IMA.FileHash[:min(8, len(e.IMA.FileHash))])
+		if slices.Contains(pol.ConfigFiles, name) {
+			if why := pol.configFinding(name, e.IMA.FileHashAlg, e.IMA.FileHash); why != "" {
+				rs.config.add(fmt.Sprintf("%s (%s, %s) %s", name, where, h, why))
+			}
+			continue
+		}
+		m := rs.rims.Lookup(e.IMA.FileHashAlg, e.IMA.FileHash)
+		if len(m) == 0 {
+			rs.unknown.add(fmt.Sprintf("%s (%s)", name, h))
+			continue
+		}
+		if c, ok := rs.rims.Current(m); !ok {
+			rs.rollback.add(fmt.Sprintf("%s (%s) is %s %s, superseded by a newer signed RIM", name, where, c.Name, c.Ver))
+		}
+	}
+}
+
+// configFinding says why a measured configuration is not approved ("" when
+// it is): a signed RIM that is still current lists its digest, or the
+// operator's allow-list does.
+func (pol *Policy) configFinding(path string, a alg.ID, h []byte) string {
+	if m := pol.RIMs.Lookup(a, h); len(m) > 0 {
+		if c, ok := pol.RIMs.Current(m); ok {
+			return ""
+		} else {
+			return fmt.Sprintf("is %s %s, superseded by a newer signed RIM", c.Name, c.Ver)
+		}
+	}
+	for _, ac := range pol.ConfigAllow {
+		if (ac.Path == "" || ac.Path == path) && ac.Alg == a && bytes.Equal(ac.Digest, h) {
+			return ""
+		}
+	}
+	return "is in no signed RIM and not on the configuration allow-list"
+}
+
+// runtimePolicy turns what the runtime logs showed into claims. A device
+// whose runtime measurements are all approved, after an approved boot,
+// ran only approved executables at boot and run time: AR4SI executables 2
+// (ApprovedRuntimeClaim) rather than 3 (ApprovedBootClaim, boot only).
+func (p *poll) runtimePolicy() {
+	r, tv := p.r, &p.r.Vector
+	types := slices.Sorted(func(yield func(string) bool) {
+		for t := range p.st.runtime {
+			if !yield(t) {
+				return
+			}
+		}
+	})
+	clean, files, any := true, true, false
+	for _, t := range types {
+		rs := p.st.runtime[t]
+		if !rs.seen {
+			continue
+		}
+		any = true
+		if !rs.forged.empty() {
+			r.claim(&tv.Executables, ear.ContraindicatedRuntimeClaim, "executables: "+t+" entries whose template digest is not the hash of their data: "+rs.forged.String())
+		}
+		if !rs.rollback.empty() {
+			r.claim(&tv.Executables, ear.UnsafeRuntimeClaim, "executables: rollback at run time: "+rs.rollback.String())
+		}
+		if !rs.config.empty() {
+			r.claim(&tv.Configuration, ear.UnsafeConfigClaim, "configuration: "+rs.config.String())
+		}
+		if !rs.violations.empty() {
+			r.claim(&tv.FileSystem, ear.UnrecognizedFilesClaim, "file-system: IMA measurement violations, what was read is unknown: "+rs.violations.String())
+		}
+		if !rs.unknown.empty() {
+			r.claim(&tv.FileSystem, ear.UnrecognizedFilesClaim, "file-system: not in any signed RIM: "+rs.unknown.String())
+			r.claim(&tv.Executables, ear.UnrecognizedRuntimeClaim, "")
+		}
+		clean = clean && rs.clean()
+		files = files && rs.unknown.empty() && rs.violations.empty()
+	}
+	if !any {
+		return
+	}
+	if files {
+		r.claim(&tv.FileSystem, ear.ApprovedFilesClaim, "")
+	}
+	if clean && tv.Executables == ear.ApprovedBootClaim {
+		tv.Executables = ear.ApprovedRuntimeClaim
+	}
+}
+
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// findings is a bounded list of findings for a reason: past maxNames the
+// rest are counted.
+type findings struct {
+	items []string
+	more  int
+	text  string // items sorted and joined; "" when they changed
+}
+
+func (f *findings) add(s string) {
+	if len(f.items) == maxNames {
+		f.more++
+		return
+	}
+	f.text = ""
+	f.items = append(f.items, s)
+}
+
+func (f *findings) empty() bool { return len(f.items) == 0 }
+
+// String lists the findings sorted, with the count of those not named.
+func (f *findings) String() string {
+	if f.text == "" {
+		f.text = strings.Join(slices.Sorted(slices.Values(f.items)), ", ")
+	}
+	if f.more > 0 {
+		return f.text + " and " + strconv.Itoa(f.more) + " more"
+	}
+	return f.text
+}

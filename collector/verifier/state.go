@@ -1,0 +1,185 @@
+package verifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/veraison/ear"
+
+	"github.com/openriv/riv/collector/client/netconf"
+	"github.com/openriv/riv/pkg/alg"
+	"github.com/openriv/riv/pkg/eventlog"
+	"github.com/openriv/riv/pkg/pcr"
+	"github.com/openriv/riv/pkg/quote"
+	"github.com/openriv/riv/pkg/rim"
+)
+
+// deviceState is what the verifier keeps of a device between polls.
+type deviceState struct {
+	// The TPM's clock and counters at the last appraisal. A quote whose
+	// counters are lower is a rollback and never lowers them.
+	clockSeen bool
+	clock     quote.ClockInfo
+	// The bios log kept, its replay into biosBanks, and what its
+	// appraisal found against bootRIMs (nil: not appraised since the log
+	// or the banks changed); the log only grows until the next reboot,
+	// usually not at all.
+	bios      *eventlog.Log
+	biosBanks []alg.ID
+	biosVals  pcr.Values
+	boot      *Result
+	bootRIMs  *rim.Index
+	// The runtime logs (netequip_boot, ima) are not kept: they grow for
+	// as long as the device runs, so each poll replays and appraises only
+	// the new entries, continuing from what was verified before.
+	runtime map[string]*runtimeState
+	// What the device supports (certificates, banks, log types),
+	// refetched when the transport presents another key than the cached
+	// identity's, after a reboot, or hourly.
+	sup     *netconf.Support
+	supTime time.Time
+}
+
+// Log types of RFC 9684.
+const (
+	logBIOS     = "bios"
+	logIMA      = "ima"
+	logNetequip = "netequip_boot"
+)
+
+// logTypes are the logs to fetch: those the device announces, or bios and
+// netequip_boot when it announces none (no YANG library).
+func logTypes(sup *netconf.Support) []string {
+	if sup == nil || sup.LogTypes == nil {
+		return []string{logBIOS, logNetequip}
+	}
+	var out []string
+	for _, t := range []string{logBIOS, logNetequip, logIMA} {
+		if slices.Contains(sup.LogTypes, t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// requests returns the log retrievals of the next poll: each log from
+// after the last event kept or verified for these banks and RIMs (from
+// the start otherwise).
+func (st *deviceState) requests(sup *netconf.Support, banks []alg.ID, rims *rim.Index) []netconf.LogRequest {
+	var out []netconf.LogRequest
+	for _, t := range logTypes(sup) {
+		req := netconf.LogRequest{Type: t}
+		switch {
+		case st == nil:
+		case t == logBIOS:
+			if st.bios != nil && len(st.bios.Events) > 0 {
+				n := uint64(st.bios.Events[len(st.bios.Events)-1].Seq)
+				req.After = &n
+			}
+		default:
+			if rs := st.runtime[t]; rs != nil && rs.matches(banks, rims) && rs.seen {
+				n := rs.last
+				req.After = &n
+			}
+		}
+		out = append(out, req)
+	}
+	return out
+}
+
+// clock judges TPMS_CLOCK_INFO against what the device's TPM said before
+// (TPM 2.0 Part 1 §36: resetCount counts TPM Resets, restartCount TPM
+// Restarts since the last Reset, and Clock only advances while the TPM
+// runs). Counters going back, or the clock going back within one reset
+// epoch, mean a rolled-back or cloned TPM state: contraindicated, and the
+// appraisal ends. A Reset or Restart is re-attestation: the logs start
+// over. safe = 0 (Clock may have been lost since the last orderly
+// shutdown) is a warning. It returns false when a claim ended the poll.
+func (p *poll) clock() bool {
+	v, r, ci := p.v, p.r, p.attest.ClockInfo
+	v.mu.Lock()
+	st := v.state[p.device]
+	if st == nil {
+		st = &deviceState{}
+		v.state[p.device] = st
+	}
+	prev, seen := st.clock, st.clockSeen
+	var rollback string
+	switch {
+	case !seen:
+	case ci.ResetCount < prev.ResetCount:
+		rollback = fmt.Sprintf("resetCount went back from %d to %d", prev.ResetCount, ci.ResetCount)
+	case ci.ResetCount == prev.ResetCount && ci.RestartCount < prev.RestartCount:
+		rollback = fmt.Sprintf("restartCount went back from %d to %d within reset %d", prev.RestartCount, ci.RestartCount, ci.ResetCount)
+	case ci.ResetCount == prev.ResetCount && ci.Clock < prev.Clock:
+		rollback = fmt.Sprintf("clock went back from %d ms to %d ms within reset %d", prev.Clock, ci.Clock, ci.ResetCount)
+	}
+	if rollback == "" {
+		if seen && (ci.ResetCount != prev.ResetCount || ci.RestartCount != prev.RestartCount) {
+			r.Rebooted, r.Restarted = true, ci.ResetCount == prev.ResetCount
+		}
+		if !seen || r.Rebooted {
+			// Logs start over; the certificates are refetched next poll.
+			*st = deviceState{sup: st.sup}
+		}
+		st.clock, st.clockSeen = ci, true
+	}
+	v.mu.Unlock()
+	p.st = st
+	if rollback != "" {
+		r.claim(&r.Vector.Hardware, ear.ContraindicatedHardwareClaim, "hardware: the TPM's "+rollback+" since the last appraisal: its state was rolled back or cloned")
+		return false
+	}
+	if !ci.Safe {
+		r.claim(&r.Vector.Hardware, ear.UnsafeHardwareClaim, "hardware: the TPM clock is not safe (safe = 0): it may have lost time since the last orderly shutdown, so its clock and counters cannot prove freshness on their own")
+	}
+	return true
+}
+
+// fetchLogs gets every log the poll needs: what the pipelined exchange
+// brought when it starts where the (possibly reset) state needs it, else
+// a retrieval of its own. A log the device announces but cannot deliver
+// is a claim; false means one ended the poll.
+func (p *poll) fetchLogs(ctx context.Context) (bool, error) {
+	need := p.st.requests(p.sup, p.banks, p.v.Policy.RIMs)
+	p.runtime = map[string]*eventlog.Log{}
+	for _, req := range need {
+		var l *eventlog.Log
+		var err error
+		got := false
+		for k, done := range p.reqs {
+			if done.Type == req.Type && sameAfter(done.After, req.After) {
+				l, err, got = p.logs[k].Log, p.logs[k].Err, true
+			}
+		}
+		if !got {
+			l, _, err = p.s.Logs(ctx, req.Type, req.After)
+		}
+		if err != nil {
+			var re *netconf.RPCError
+			if errors.As(err, &re) {
+				p.r.claim(&p.r.Vector.Executables, ear.UnexpectedEvidenceClaim, fmt.Sprintf("%s log: the device announces it but answers %v", req.Type, err))
+				return false, nil
+			}
+			return false, fmt.Errorf("%s: %s log: %w", p.device, req.Type, err)
+		}
+		if req.Type != logBIOS {
+			p.runtime[req.Type] = l
+			continue
+		}
+		p.bios = l
+		if p.st.bios != nil && len(l.Events) == 0 {
+			p.bios = p.st.bios // the usual case: the boot log ended long ago
+		} else if p.st.bios != nil {
+			c := *p.st.bios
+			c.Events = append(slices.Clip(p.st.bios.Events), l.Events...)
+			p.bios = &c
+		}
+	}
+	return true, nil
+}
+
+func sameAfter(a, b *uint64) bool { return a == nil && b == nil || a != nil && b != nil && *a == *b }
