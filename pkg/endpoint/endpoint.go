@@ -22,9 +22,12 @@ type Endpoints struct {
 	TLSClientCert string `json:"tls_client_cert"`
 	TLSClientKey  string `json:"tls_client_key"`
 	TrustAnchors  string `json:"trust_anchors"`
-	RIMSigner     string `json:"rim_signer"`
-	RIMs          string `json:"rims"`
-	Serial        string `json:"serial"`
+	// OwnerAnchors are the owner CAs of an LDevID/LAK the device was
+	// enrolled with (riv-agent dev --local); empty otherwise.
+	OwnerAnchors string `json:"owner_anchors,omitempty"`
+	RIMSigner    string `json:"rim_signer"`
+	RIMs         string `json:"rims"`
+	Serial       string `json:"serial"`
 	// The SNMPv3 user: net-snmp's -u, -a, -A, -x, -X.
 	SNMPUser         string `json:"snmp_user"`
 	SNMPAuthProtocol string `json:"snmp_auth_protocol"`

@@ -90,6 +90,19 @@ func (tp *TPM) Reset(ctx context.Context) error {
 	return tp.do(ctx, func(transport.TPM) error { return tp.sim.Reset() })
 }
 
+// Shutdown sends TPM2_Shutdown(CLEAR), as an operating system does before
+// power-off (Part 3 §9.4): the TPM saves its clock, so after the next
+// TPM2_Startup its clock is safe. The TPM accepts no other command until
+// it starts up again.
+func (tp *TPM) Shutdown(ctx context.Context) error {
+	return tp.do(ctx, func(t transport.TPM) error {
+		if _, err := (tpm2.Shutdown{ShutdownType: tpm2.TPMSUClear}).Execute(t); err != nil {
+			return fmt.Errorf("shutdown: %w", err)
+		}
+		return nil
+	})
+}
+
 // Banks returns the allocated PCR banks (TPM2_GetCapability TPM_CAP_PCRS).
 func (tp *TPM) Banks(ctx context.Context) ([]alg.ID, error) {
 	var out []alg.ID

@@ -32,6 +32,22 @@ func DebugMode(img *router.Image) *router.Image {
 	return c
 }
 
+// KernelCmdline boots the genuine kernel with another command line (say
+// init=/bin/sh, or IMA turned off): no code changes, PCR 8 does.
+func KernelCmdline(img *router.Image, cmdline string) *router.Image {
+	c := img.Clone()
+	c.KernelCmdline = cmdline
+	return c
+}
+
+// StartupConfig boots with a startup configuration nobody approved (an
+// ACL removed, a backdoor account added). The NOS measures it into PCR 10.
+func StartupConfig(img *router.Image, config []byte) *router.Image {
+	c := img.Clone()
+	c.StartupConfig = config
+	return c
+}
+
 // Rollback returns the older image an attacker downgrades to: validly
 // signed once, but superseded by a newer RIM.
 func Rollback(older string) func(*router.Image) *router.Image {

@@ -58,6 +58,12 @@ type Options struct {
 	// RuntimeLog is the log the NOS measures into PCR 10: netequip_boot
 	// (default) or ima, as a Linux NOS with IMA keeps it.
 	RuntimeLog attester.LogType
+	// Local has the owner enrol an LDevID and LAK (RFC 9683 §2.2) issued
+	// by OwnerCA (a throwaway one when nil): the device then identifies
+	// itself with the LDevID on SSH and TLS and lists the LAK beside its
+	// IAK.
+	Local   bool
+	OwnerCA *identity.CA
 	// Lie, when set, rewrites every log the agent serves: a compromised
 	// NOS or agent reporting what it likes (attack scenarios). The TPM
 	// still holds what was really measured.
@@ -75,7 +81,10 @@ type Device struct {
 	IDevID   *x509.Certificate
 	IAK      *x509.Certificate
 	IAKKey   *tpm.Key
-	Serial   string
+	// With Options.Local: the owner CA and the LDevID/LAK it issued.
+	OwnerCA     *identity.CA
+	LDevID, LAK *x509.Certificate
+	Serial      string
 	// RuntimeLog is the log type run-time measurements go to.
 	RuntimeLog attester.LogType
 
@@ -160,6 +169,37 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 	if o.Certs != nil {
 		d.IDevID, d.IAK = o.Certs(d.CA, d.IDevID, d.IAK)
 	}
+	certs := []attester.Certificate{
+		{Name: "iak", Type: attester.CertIAK, Cert: d.IAK, Key: iak, KeystoreRef: "iak"},
+		{Name: "idevid", Cert: d.IDevID, KeystoreRef: "idevid"},
+	}
+	// The transport identity: the IDevID, or the owner's LDevID.
+	idKey, idCert, idCA := idk, d.IDevID, d.CA
+	if o.Local {
+		lak, err := persistentKey(ctx, tp, tpm.KeySpec{Alg: tpm.ECCP256, Restricted: true, Label: "LAK"}, 0x81020002)
+		if err != nil {
+			return fail(err)
+		}
+		ldk, err := persistentKey(ctx, tp, tpm.KeySpec{Alg: tpm.ECCP256, Label: "LDevID"}, 0x81020003)
+		if err != nil {
+			return fail(err)
+		}
+		if d.OwnerCA = o.OwnerCA; d.OwnerCA == nil {
+			if d.OwnerCA, err = identity.NewCA("RIV Dev Owner", now, 10*365*24*time.Hour); err != nil {
+				return fail(err)
+			}
+		}
+		owned := identity.Device{Serial: o.Serial, Model: o.Image.Model, Organization: "RIV Dev Owner"}
+		if d.LDevID, err = d.OwnerCA.Issue(identity.LDevID, ldk.Public.Key, owned, now, 365*24*time.Hour); err != nil {
+			return fail(err)
+		}
+		if d.LAK, err = d.OwnerCA.Issue(identity.LAK, lak.Public.Key, owned, now, 365*24*time.Hour); err != nil {
+			return fail(err)
+		}
+		certs = append(certs, attester.Certificate{Name: "lak", Type: attester.CertLAK, Cert: d.LAK, Key: lak, KeystoreRef: "lak"},
+			attester.Certificate{Name: "ldevid", Cert: d.LDevID, KeystoreRef: "ldevid"})
+		idKey, idCert, idCA = ldk, d.LDevID, d.OwnerCA
+	}
 	var src attester.Source = d.Logs
 	if o.Lie != nil {
 		src = lyingSource{d.Logs, o.Lie}
@@ -168,10 +208,7 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 		TPM: tp, TPMName: "tpm0", Manufacturer: "RIV simulated TPM", Logs: src, BootTime: now,
 		LogTypes:        []attester.LogType{attester.LogBIOS, o.RuntimeLog},
 		QuotesPerSecond: o.QuotesPerSecond, QuoteBurst: int(o.QuotesPerSecond),
-		Certificates: []attester.Certificate{
-			{Name: "iak", Type: attester.CertIAK, Cert: d.IAK, Key: iak, KeystoreRef: "iak"},
-			{Name: "idevid", Cert: d.IDevID, KeystoreRef: "idevid"},
-		},
+		Certificates: certs,
 	})
 	if err != nil {
 		return fail(err)
@@ -195,7 +232,7 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 	if err != nil {
 		return fail(err)
 	}
-	signer, err := tp.Signer(idk)
+	signer, err := tp.Signer(idKey)
 	if err != nil {
 		return fail(err)
 	}
@@ -240,7 +277,7 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(d.ClientCA.Cert)
 	tlsCfg := netconf.TLSConfig{
-		Certificate: tls.Certificate{Certificate: [][]byte{d.IDevID.Raw, d.CA.Cert.Raw}, PrivateKey: signer, Leaf: d.IDevID},
+		Certificate: tls.Certificate{Certificate: [][]byte{idCert.Raw, idCA.Cert.Raw}, PrivateKey: signer, Leaf: idCert},
 		ClientCAs:   clientCAs, CertToName: []netconf.CertToName{{MapType: "common-name"}},
 	}
 	rc, err := restconf.New(restconf.Config{NETCONF: d.Server, TLS: tlsCfg, Logger: o.Logger})

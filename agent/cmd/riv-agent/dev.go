@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/openriv/riv/agent/attester"
 	"github.com/openriv/riv/pkg/endpoint"
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/tpm"
@@ -38,6 +39,8 @@ func runDev(args []string, stderr io.Writer) error {
 	rcAddr := fs.String("restconf", "127.0.0.1:0", "RESTCONF (HTTPS) listen address")
 	snmpAddr := fs.String("snmp", "127.0.0.1:0", "SNMPv3 (UDP) listen address")
 	tpmSpec := fs.String("tpm", "sim", "TPM: sim or swtpm:...")
+	local := fs.Bool("local", false, "enrol an owner LDevID and LAK (a throwaway owner CA) and identify with the LDevID")
+	runtimeLog := fs.String("runtime-log", "netequip_boot", "log of the run-time measurements: netequip_boot or ima")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,7 +82,8 @@ func runDev(args []string, stderr io.Writer) error {
 	if err := vend.WriteFiles(*dir); err != nil {
 		return err
 	}
-	d, err := device.Start(ctx, device.Options{TPM: *tpmSpec, Serial: *serial, Image: img, ManufacturerCA: mfr, Logger: log, SSHAddr: *sshAddr, TLSAddr: *tlsAddr, RESTCONFAddr: *rcAddr, SNMPAddr: *snmpAddr})
+	d, err := device.Start(ctx, device.Options{TPM: *tpmSpec, Serial: *serial, Image: img, ManufacturerCA: mfr, Logger: log, SSHAddr: *sshAddr, TLSAddr: *tlsAddr, RESTCONFAddr: *rcAddr, SNMPAddr: *snmpAddr,
+		Local: *local, RuntimeLog: attester.LogType(*runtimeLog)})
 	if err != nil {
 		return err
 	}
@@ -90,6 +94,9 @@ func runDev(args []string, stderr io.Writer) error {
 		}
 	}
 	files := map[string][]byte{"manufacturer-ca.pem": pemCert(mfr.Cert)}
+	if d.OwnerCA != nil {
+		files["owner-ca.pem"] = pemCert(d.OwnerCA.Cert)
+	}
 	key, err := d.SSHPrivateKeyPEM()
 	if err != nil {
 		return err
@@ -114,6 +121,9 @@ func runDev(args []string, stderr io.Writer) error {
 		Serial: *serial, Attack: *atk,
 		SNMP: d.SNMPAddr, SNMPUser: d.SNMPUser.Name, SNMPAuthProtocol: "SHA-256", SNMPAuthKey: string(d.SNMPUser.AuthPassword),
 		SNMPPrivProtocol: "AES", SNMPPrivKey: string(d.SNMPUser.PrivPassword),
+	}
+	if d.OwnerCA != nil {
+		ep.OwnerAnchors = filepath.Join(abs, "owner-ca.pem")
 	}
 	if err := ep.Write(filepath.Join(*dir, "endpoints.json")); err != nil {
 		return err

@@ -84,7 +84,13 @@ func cmdAttest(args []string, out io.Writer) error {
 	if *profile != "veraison" && *profile != "draft-03" {
 		return badInput("--ear-profile %q: want veraison or draft-03", *profile)
 	}
-	v := verifier.New(verifier.Policy{Anchors: pool, RIMs: idx, Banks: []alg.ID{alg.SHA256, alg.SHA384}}, key)
+	pol := verifier.Policy{Anchors: pool, RIMs: idx, Banks: []alg.ID{alg.SHA256, alg.SHA384}}
+	if ep.OwnerAnchors != "" {
+		if pol.OwnerAnchors, err = verifier.LoadPool(ep.OwnerAnchors); err != nil {
+			return badInput("%v", err)
+		}
+	}
+	v := verifier.New(pol, key)
 	v.ClaimProfile = *profile
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()

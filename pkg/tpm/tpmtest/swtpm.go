@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -70,6 +71,20 @@ func startOn(t testing.TB, dir string) *Swtpm {
 	}
 	t.Fatal(fmt.Errorf("swtpm socket %s did not appear", s.Sock))
 	return nil
+}
+
+// Stop ends swtpm as a power-off does, after it has saved its state.
+func (s *Swtpm) Stop() {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	s.cmd.Wait()
+}
+
+// Restart starts swtpm again on its state directory (a power cycle: with
+// startup-clear the TPM comes up after a TPM Reset).
+func (s *Swtpm) Restart(t testing.TB) {
+	t.Helper()
+	n := startOn(t, s.Dir)
+	s.cmd = n.cmd
 }
 
 // Manufactured is an swtpm manufactured like a real TPM: EK certificates
