@@ -155,3 +155,9 @@ func localName(v string) string {
 	}
 	return v
 }
+
+// operational is the operational datastore: the state, the YANG library
+// (with the deprecated modules-state) and NETCONF monitoring.
+func (s *Server) operational() []*Node {
+	return append(s.stateTree(), s.yangLibrary(), s.modulesState(), s.monitoring())
+}

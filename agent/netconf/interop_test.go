@@ -2,6 +2,7 @@ package netconf_test
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -44,19 +45,32 @@ func needPython(t *testing.T) string {
 	return py
 }
 
-// yanglint validates NETCONF XML against the official RFC modules.
-func yanglint(t *testing.T, args ...string) {
+// yanglint validates NETCONF XML against the official modules, loaded
+// as the agent implements them: the modules and features of its schema.
+func yanglint(t *testing.T, d *device.Device, args ...string) {
 	t.Helper()
-	bin := testref.NeedTool(t, "yanglint")
-	R := testref.YangDir(t)
-	base := []string{"-F", "ietf-tpm-remote-attestation:bios,ima,netequip_boot", "-F", "ietf-tcg-algs:*", "-F", "ietf-keystore:*",
-		"-F", "ietf-crypto-types:*", "-F", "ietf-hardware:*", "-p", R,
-		filepath.Join(R, "ietf-tpm-remote-attestation@2024-12-05.yang"), filepath.Join(R, "ietf-tcg-algs@2024-12-05.yang"),
-		filepath.Join(R, "ietf-keystore@2024-10-10.yang")}
-	out, err := exec.Command(bin, append(args[:len(args):len(args)], base...)...).CombinedOutput()
-	if err != nil || strings.Contains(string(out), "rror") {
+	if out, err := yanglintRun(t, d, args...); err != nil {
 		t.Errorf("yanglint %v: %v\n%s", args, err, out)
 	}
+}
+
+func yanglintRun(t *testing.T, d *device.Device, args ...string) (string, error) {
+	t.Helper()
+	bin := testref.NeedTool(t, "yanglint")
+	Y := testref.YangDir(t)
+	mods := []string{"-p", Y}
+	var files []string
+	for _, m := range d.Server.Schema().Modules() {
+		if m.Implemented {
+			mods = append(mods, "-F", m.Name+":"+strings.Join(m.Features, ","))
+			files = append(files, filepath.Join(Y, m.Name+"@"+m.Revision+".yang"))
+		}
+	}
+	out, err := exec.Command(bin, append(append(args[:len(args):len(args)], mods...), files...)...).CombinedOutput()
+	if err == nil && (strings.Contains(string(out), "err :") || strings.Contains(string(out), "[E]")) {
+		err = errors.New("yanglint reported errors")
+	}
+	return string(out), err
 }
 
 // dataOf extracts the children of <data> from an rpc-reply.
@@ -93,12 +107,11 @@ func TestNcclientInterop(t *testing.T) {
 		return b
 	}
 
-	// <get>: the operational data validates against RFC 9684 and keystore.
+	// <get>: the operational data (RFC 9684, keystore, YANG library,
+	// NETCONF monitoring) validates as a complete datastore.
 	oper := filepath.Join(dir, "oper.xml")
-	os.WriteFile(oper, []byte("<data xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\">"+string(dataOf(t, read("get.xml")))+"</data>"), 0o600)
-	ratsOnly := filterTop(t, dataOf(t, read("get.xml")), "rats-support-structures", "keystore")
-	os.WriteFile(oper, ratsOnly, 0o600)
-	yanglint(t, "-t", "data", oper)
+	os.WriteFile(oper, dataOf(t, read("get.xml")), 0o600)
+	yanglint(t, d, "-t", "data", oper)
 
 	// The challenge reply validates as the RPC's output, and its quote
 	// verifies with the IAK from the certificate the agent exposes.
@@ -106,7 +119,7 @@ func TestNcclientInterop(t *testing.T) {
 	os.WriteFile(rpcFile, []byte(`<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="101"><tpm20-challenge-response-attestation xmlns="urn:ietf:params:xml:ns:yang:ietf-tpm-remote-attestation"><tpm20-attestation-challenge><nonce-value>AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=</nonce-value><tpm20-pcr-selection><tpm20-hash-algo xmlns:taa="urn:ietf:params:xml:ns:yang:ietf-tcg-algs">taa:TPM_ALG_SHA256</tpm20-hash-algo><pcr-index>0</pcr-index></tpm20-pcr-selection></tpm20-attestation-challenge></tpm20-challenge-response-attestation></rpc>`), 0o600)
 	replyFile := filepath.Join(dir, "challenge-reply.xml")
 	os.WriteFile(replyFile, renumber(read("challenge.xml"), "101"), 0o600)
-	yanglint(t, "-t", "nc-reply", "-R", rpcFile, "-O", oper, replyFile)
+	yanglint(t, d, "-t", "nc-reply", "-R", rpcFile, "-O", oper, replyFile)
 
 	var resp struct {
 		R []struct {
@@ -141,7 +154,7 @@ func TestNcclientInterop(t *testing.T) {
 		rpc := filepath.Join(dir, "rpc-"+lt+".xml")
 		os.WriteFile(rpc, []byte(`<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="101"><log-retrieval xmlns="urn:ietf:params:xml:ns:yang:ietf-tpm-remote-attestation"><log-type xmlns:tpm="urn:ietf:params:xml:ns:yang:ietf-tpm-remote-attestation">tpm:`+lt+`</log-type></log-retrieval></rpc>`), 0o600)
 		os.WriteFile(f, renumber(read("logs-"+lt+".xml"), "101"), 0o600)
-		yanglint(t, "-t", "nc-reply", "-R", rpc, "-O", oper, f)
+		yanglint(t, d, "-t", "nc-reply", "-R", rpc, "-O", oper, f)
 		if n := strings.Count(string(read("logs-"+lt+".xml")), "<event-number>"); n != 5 {
 			t.Errorf("%s: %d entries, want the 5 asked for", lt, n)
 		}
@@ -161,41 +174,6 @@ func renumber(b []byte, id string) []byte {
 	}
 	j := strings.Index(s[i+12:], `"`)
 	return []byte(s[:i+12] + id + s[i+12+j:])
-}
-
-// filterTop keeps the named top-level elements of a data body.
-func filterTop(t *testing.T, inner []byte, names ...string) []byte {
-	t.Helper()
-	d := xml.NewDecoder(strings.NewReader("<x>" + string(inner) + "</x>"))
-	var out strings.Builder
-	depth := 0
-	start := -1
-	s := "<x>" + string(inner) + "</x>"
-	for {
-		off := int(d.InputOffset())
-		tok, err := d.RawToken()
-		if err != nil {
-			break
-		}
-		switch tt := tok.(type) {
-		case xml.StartElement:
-			depth++
-			if depth == 2 {
-				for _, n := range names {
-					if tt.Name.Local == n {
-						start = off
-					}
-				}
-			}
-		case xml.EndElement:
-			if depth == 2 && start >= 0 {
-				out.WriteString(s[start:d.InputOffset()])
-				start = -1
-			}
-			depth--
-		}
-	}
-	return []byte(out.String())
 }
 
 func TestYangcliInterop(t *testing.T) {

@@ -1,7 +1,6 @@
 package netconf
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/xml"
@@ -14,137 +13,174 @@ import (
 	"github.com/openriv/riv/agent/attester"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/pcr"
+	"github.com/openriv/riv/pkg/schema"
 )
+
+// Bounds on one received message beyond its size: element nesting and
+// count (a 1 MiB message of empty elements is 100k of them), and the
+// elements of a subtree filter, which is matched against the data.
+const (
+	maxXMLDepth       = 64
+	maxXMLElements    = 1 << 16
+	maxFilterElements = 4096
+)
+
+// implementedOps are the operations this server carries out; the others
+// its modules define (edit-config, lock, ...) are refused with
+// operation-not-supported: the agent serves state, which is not edited.
+var implementedOps = map[string]bool{
+	NSBase + " get": true, NSBase + " get-config": true, NSBase + " close-session": true, NSBase + " kill-session": true,
+	NSMonitoring + " get-schema": true, NSNMDA + " get-data": true,
+	NSTPM + " tpm20-challenge-response-attestation": true, NSTPM + " log-retrieval": true,
+}
 
 // handle answers one <rpc>; done means the session ends after the reply.
 func (s *Server) handle(ctx context.Context, ss *session, msg []byte) (reply []byte, done bool) {
-	d := xml.NewDecoder(bytes.NewReader(msg))
-	d.Strict = true
-	var rpc xml.StartElement
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return rpcErrorReply("", &attester.RPCError{Type: "rpc", Tag: "malformed-message", Message: "no <rpc> element: " + err.Error()}), true
-		}
-		if se, ok := tok.(xml.StartElement); ok {
-			rpc = se
-			break
-		}
+	x, err := schema.ParseXML(msg, schema.Limits{Depth: maxXMLDepth, Elements: maxXMLElements})
+	if err != nil {
+		return rpcErrorReply(nil, &attester.RPCError{Type: "rpc", Tag: "malformed-message", Message: "not a well-formed <rpc>: " + err.Error()}), true
 	}
-	if rpc.Name.Local != "rpc" || rpc.Name.Space != NSBase {
-		return rpcErrorReply("", &attester.RPCError{Type: "rpc", Tag: "malformed-message", Message: "expected <rpc> in the base namespace"}), true
+	if x.Name != "rpc" || x.NS != NSBase {
+		return rpcErrorReply(nil, &attester.RPCError{Type: "rpc", Tag: "malformed-message", Message: "expected <rpc> in the base namespace"}), true
 	}
-	attrs := rpc.Attr
-	var mid string
-	for _, a := range attrs {
-		if a.Name.Local == "message-id" && a.Name.Space == "" {
-			mid = a.Value
-		}
+	if !hasAttr(x, "message-id") {
+		// RFC 6241 §4.1 and App. A.
+		return rpcErrorReply(x, &attester.RPCError{Type: "rpc", Tag: "missing-attribute", Message: "message-id is required",
+			Info: []attester.ErrorInfo{{Name: "bad-attribute", Value: "message-id"}, {Name: "bad-element", Value: "rpc"}}}), false
 	}
-	if mid == "" {
-		return rpcErrorReplyAttrs(attrs, &attester.RPCError{Type: "rpc", Tag: "missing-attribute", Message: "message-id is required"}), false
+	if strings.TrimSpace(x.Text) != "" || len(x.Children) != 1 {
+		return rpcErrorReply(x, &attester.RPCError{Type: "rpc", Tag: "malformed-message", Message: fmt.Sprintf("<rpc> must hold exactly one operation, it holds %d", len(x.Children))}), false
 	}
-	var op xml.StartElement
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return rpcErrorReplyAttrs(attrs, &attester.RPCError{Type: "rpc", Tag: "malformed-message", Message: "no operation: " + err.Error()}), false
-		}
-		if se, ok := tok.(xml.StartElement); ok {
-			op = se
-			break
-		}
-	}
-	name := op.Name.Local
-	if !s.nacm().allowed(ss.user, op.Name.Space, name) {
+	op := x.Children[0]
+	name := op.Name
+	ss.inRPCs()
+	if !s.nacm().allowed(ss.user, op.NS, name) {
 		s.cfg.Logger.Warn("access denied", "session", ss.id, "user", ss.user, "rpc", name)
-		return rpcErrorReplyAttrs(attrs, &attester.RPCError{Type: "protocol", Tag: "access-denied", Message: "access to " + name + " denied by NACM"}), false
+		return s.errorReply(ss, x, &attester.RPCError{Type: "protocol", Tag: "access-denied", Message: "access to " + name + " denied by NACM"}), false
+	}
+	rpc := s.schema.FindRPC(op.NS, name)
+	if rpc == nil || !implementedOps[op.NS+" "+name] {
+		ss.badRPC()
+		return s.errorReply(ss, x, &attester.RPCError{Type: "protocol", Tag: "operation-not-supported", Message: fmt.Sprintf("operation %s (%s) is not supported", name, op.NS)}), false
+	}
+	in, verr := s.schema.Input(rpc, op, s.stateElems)
+	if verr != nil {
+		ss.badRPC()
+		s.cfg.Logger.Info("invalid rpc", "session", ss.id, "rpc", name, "tag", verr.Tag, "message", verr.Message)
+		return s.errorReply(ss, x, fromSchema(verr)), false
 	}
 	var body string
 	var rerr error
-	switch {
-	case op.Name.Space == NSBase && name == "get":
-		body, rerr = s.opGet(d, op, false)
-	case op.Name.Space == NSBase && name == "get-config":
-		body, rerr = s.opGet(d, op, true)
-	case op.Name.Space == NSNMDA && name == "get-data":
-		body, rerr = s.opGetData(d, op)
-	case op.Name.Space == NSMonitoring && name == "get-schema":
-		body, rerr = s.opGetSchema(d, op)
-	case op.Name.Space == NSBase && name == "close-session":
-		return okReply(attrs), true
-	case op.Name.Space == NSBase && name == "kill-session":
-		var k struct {
-			ID uint32 `xml:"session-id"`
-		}
-		if err := d.DecodeElement(&k, &op); err != nil || k.ID == 0 {
-			rerr = &attester.RPCError{Type: "protocol", Tag: "missing-element", Message: "session-id is required", Path: "/nc:rpc/nc:kill-session/nc:session-id"}
-		} else if k.ID == ss.id {
-			rerr = &attester.RPCError{Type: "protocol", Tag: "invalid-value", Message: "a session cannot kill itself"}
-		} else if !s.Kill(k.ID) {
-			rerr = &attester.RPCError{Type: "protocol", Tag: "invalid-value", Message: fmt.Sprintf("no session %d", k.ID)}
-		}
-	case op.Name.Space == NSTPM && name == "tpm20-challenge-response-attestation":
-		body, rerr = s.opChallenge(ctx, d, op)
-	case op.Name.Space == NSTPM && name == "log-retrieval":
-		body, rerr = s.opLogRetrieval(ctx, d, op)
-	default:
-		rerr = &attester.RPCError{Type: "protocol", Tag: "operation-not-supported", Message: fmt.Sprintf("operation %s (%s) is not supported", name, op.Name.Space)}
+	switch op.NS + " " + name {
+	case NSBase + " get":
+		body, rerr = s.opGet(in, false)
+	case NSBase + " get-config":
+		body, rerr = s.opGet(in, true)
+	case NSNMDA + " get-data":
+		body, rerr = s.opGetData(in)
+	case NSMonitoring + " get-schema":
+		body, rerr = s.opGetSchema(in)
+	case NSBase + " close-session":
+		return okReply(x), true
+	case NSBase + " kill-session":
+		rerr = s.opKillSession(ss, in)
+	case NSTPM + " tpm20-challenge-response-attestation":
+		body, rerr = s.opChallenge(ctx, in)
+	case NSTPM + " log-retrieval":
+		body, rerr = s.opLogRetrieval(ctx, in)
 	}
 	if rerr != nil {
 		re, ok := rerr.(*attester.RPCError)
 		if !ok {
-			re = &attester.RPCError{Type: "rpc", Tag: "malformed-message", Message: rerr.Error()}
+			re = &attester.RPCError{Type: "application", Tag: "operation-failed", Message: rerr.Error()}
 		}
 		s.cfg.Logger.Info("rpc error", "session", ss.id, "rpc", name, "tag", re.Tag, "message", re.Message)
-		return rpcErrorReplyAttrs(attrs, re), false
+		return s.errorReply(ss, x, re), false
 	}
 	if body == "" {
-		return okReply(attrs), false
+		return okReply(x), false
 	}
-	return replyWith(attrs, body), false
+	return replyWith(x, body), false
 }
 
-func replyHead(attrs []xml.Attr) string {
+func hasAttr(x *schema.XML, name string) bool {
+	for _, a := range x.Attrs {
+		if a.Name == name && a.NS == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// fromSchema turns a validation failure into an rpc-error.
+func fromSchema(e *schema.Error) *attester.RPCError {
+	re := &attester.RPCError{Type: "application", Tag: e.Tag, AppTag: e.AppTag, Path: e.Path, Message: e.Message}
+	if e.Tag == "unknown-namespace" {
+		re.Type = "protocol"
+	}
+	for _, i := range e.Info {
+		ns := i.NS
+		if ns == NSBase {
+			ns = ""
+		}
+		re.Info = append(re.Info, attester.ErrorInfo{Name: i.Name, NS: ns, Value: i.Value})
+	}
+	return re
+}
+
+func (s *Server) errorReply(ss *session, rpc *schema.XML, e *attester.RPCError) []byte {
+	ss.rpcError()
+	return rpcErrorReply(rpc, e)
+}
+
+// replyHead opens an rpc-reply carrying the attributes of rpc (RFC 6241
+// §4.2: message-id and any others, unchanged).
+func replyHead(rpc *schema.XML) string {
 	var b strings.Builder
 	b.WriteString(`<rpc-reply xmlns="` + NSBase + `"`)
-	for _, a := range attrs {
-		if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
-			continue
+	if rpc != nil {
+		declared := map[string]string{}
+		for i, a := range rpc.Attrs {
+			name := a.Name
+			if a.NS != "" {
+				p, ok := declared[a.NS]
+				if !ok {
+					p = "a" + strconv.Itoa(i)
+					declared[a.NS] = p
+					b.WriteString(` xmlns:` + p + `="`)
+					xml.EscapeText(b2w{&b}, []byte(a.NS))
+					b.WriteByte('"')
+				}
+				name = p + ":" + name
+			}
+			b.WriteString(" " + name + `="`)
+			xml.EscapeText(b2w{&b}, []byte(a.Value))
+			b.WriteByte('"')
 		}
-		b.WriteByte(' ')
-		b.WriteString(a.Name.Local)
-		b.WriteString(`="`)
-		xml.EscapeText(b2w{&b}, []byte(a.Value))
-		b.WriteByte('"')
 	}
 	b.WriteByte('>')
 	return b.String()
 }
 
-func replyWith(attrs []xml.Attr, body string) []byte {
-	return []byte(replyHead(attrs) + body + "</rpc-reply>")
+func replyWith(rpc *schema.XML, body string) []byte {
+	return []byte(replyHead(rpc) + body + "</rpc-reply>")
 }
 
-func okReply(attrs []xml.Attr) []byte { return replyWith(attrs, "<ok/>") }
+func okReply(rpc *schema.XML) []byte { return replyWith(rpc, "<ok/>") }
 
-func rpcErrorReply(mid string, e *attester.RPCError) []byte {
-	var attrs []xml.Attr
-	if mid != "" {
-		attrs = []xml.Attr{{Name: xml.Name{Local: "message-id"}, Value: mid}}
-	}
-	return rpcErrorReplyAttrs(attrs, e)
-}
-
-// rpcErrorReplyAttrs renders an rpc-error (RFC 6241 §4.3).
-func rpcErrorReplyAttrs(attrs []xml.Attr, e *attester.RPCError) []byte {
+// rpcErrorReply renders an rpc-error (RFC 6241 §4.3).
+func rpcErrorReply(rpc *schema.XML, e *attester.RPCError) []byte {
 	n := El("rpc-error", Leaf("error-type", e.Type), Leaf("error-tag", e.Tag), Leaf("error-severity", "error"))
 	if e.AppTag != "" {
 		n.Add(Leaf("error-app-tag", e.AppTag))
 	}
 	if e.Path != "" {
 		p := Leaf("error-path", e.Path)
-		p.Attrs = []xml.Attr{xmlns("tpm", NSTPM), xmlns("nc", NSBase)}
+		for _, prefix := range pathPrefixes(e.Path) {
+			if ns := prefixNS[prefix]; ns != "" {
+				p.Attrs = append(p.Attrs, xmlns(prefix, ns))
+			}
+		}
 		n.Add(p)
 	}
 	if e.Message != "" {
@@ -159,7 +195,23 @@ func rpcErrorReplyAttrs(attrs []xml.Attr, e *attester.RPCError) []byte {
 		}
 		n.Add(info)
 	}
-	return replyWith(attrs, n.String())
+	return replyWith(rpc, n.String())
+}
+
+// pathPrefixes lists the prefixes an error-path uses, sorted.
+func pathPrefixes(p string) []string {
+	seen := map[string]bool{}
+	for _, seg := range strings.Split(p, "/") {
+		if i := strings.IndexByte(seg, ':'); i > 0 {
+			seen[seg[:i]] = true
+		}
+	}
+	var out []string
+	for k := range seen {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // badElement is the error-info of an error about element name.
@@ -167,149 +219,97 @@ func badElement(name string) []attester.ErrorInfo {
 	return []attester.ErrorInfo{{Name: "bad-element", Value: name}}
 }
 
-// readFilter finds a <filter> (or NMDA <subtree-filter>) child of op and
-// parses it; nil means no filter.
-func readFilter(d *xml.Decoder, op xml.StartElement, filterName string) ([]*filterNode, map[string]string, error) {
-	var f []*filterNode
-	leaves := map[string]string{}
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return nil, nil, err
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if t.Name.Local == filterName {
-				for _, a := range t.Attr {
-					if a.Name.Local == "type" && a.Value != "subtree" {
-						return nil, nil, &attester.RPCError{Type: "protocol", Tag: "invalid-value", Message: "only subtree filters are supported"}
-					}
-				}
-				if f, err = parseFilter(d, t); err != nil {
-					return nil, nil, err
-				}
-				continue
-			}
-			var v struct {
-				Inner string `xml:",innerxml"`
-			}
-			if err := d.DecodeElement(&v, &t); err != nil {
-				return nil, nil, err
-			}
-			val := strings.TrimSpace(stripTags(v.Inner))
-			if val == "" {
-				// <source><running/></source>: the value is an element name.
-				val = firstElement(v.Inner)
-			}
-			leaves[t.Name.Local] = val
-		case xml.EndElement:
-			return f, leaves, nil
+// filterOf returns a get's subtree filter (nil: none), refusing the xpath
+// filters this server does not announce (RFC 6241 §8.9).
+func filterOf(in *schema.Elem, name string) ([]*filterNode, error) {
+	f := in.Child(name)
+	if f == nil {
+		return nil, nil
+	}
+	for _, a := range f.XML.Attrs {
+		if a.Name == "type" && a.NS == "" && a.Value != "subtree" {
+			return nil, &attester.RPCError{Type: "protocol", Tag: "bad-attribute", Message: fmt.Sprintf("filter type %q is not supported: this server does not announce :xpath", a.Value),
+				Info: []attester.ErrorInfo{{Name: "bad-attribute", Value: "type"}, {Name: "bad-element", Value: name}}}
 		}
 	}
+	return parseFilter(f.XML)
 }
 
-// firstElement returns the local name of the first element in s.
-func firstElement(s string) string {
-	i := strings.IndexByte(s, '<')
-	if i < 0 {
-		return ""
+// withDefaults reads the with-defaults parameter (RFC 6243 §4.5.1).
+func withDefaults(in *schema.Elem) string {
+	if v, ok := in.Leaf("with-defaults"); ok {
+		return v
 	}
-	s = s[i+1:]
-	end := strings.IndexAny(s, " />")
-	if end < 0 {
-		return ""
-	}
-	name := s[:end]
-	if j := strings.IndexByte(name, ':'); j >= 0 {
-		name = name[j+1:]
-	}
-	return name
+	return "explicit" // the basic mode this server announces
 }
 
-func stripTags(s string) string {
-	var b strings.Builder
-	in := false
-	for _, r := range s {
-		switch {
-		case r == '<':
-			in = true
-		case r == '>':
-			in = false
-		case !in:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
-func (s *Server) opGet(d *xml.Decoder, op xml.StartElement, config bool) (string, error) {
-	f, leaves, err := readFilter(d, op, "filter")
+func (s *Server) opGet(in *schema.Elem, config bool) (string, error) {
+	f, err := filterOf(in, "filter")
 	if err != nil {
 		return "", err
 	}
+	var tree []*Node
 	if config {
-		if src := leaves["source"]; src != "running" && src != "" {
-			return "", &attester.RPCError{Type: "protocol", Tag: "invalid-value", Message: "only the running datastore exists"}
-		}
-	}
-	tree := s.stateTree()
-	if config {
-		tree = configOnly(tree)
+		tree = s.configOnly(s.stateTree())
 	} else {
-		tree = append(tree, s.yangLibrary(), s.monitoring())
+		tree = s.operational()
 	}
 	var b strings.Builder
 	b.WriteString("<data>")
-	for _, n := range Filter(tree, f) {
+	for _, n := range s.present(tree, f, 0, withDefaults(in)) {
 		n.encode(&b, NSBase)
 	}
 	b.WriteString("</data>")
 	return b.String(), nil
 }
 
-func (s *Server) opGetData(d *xml.Decoder, op xml.StartElement) (string, error) {
-	f, leaves, err := readFilter(d, op, "subtree-filter")
+// datastores served by <get-data>, as the YANG library lists them: the
+// running configuration (the config true part of the state), intended
+// (the same: no templates), and operational.
+var datastores = []string{"running", "intended", "operational"}
+
+func (s *Server) opGetData(in *schema.Elem) (string, error) {
+	ds, _ := in.Leaf("datastore")
+	ds = strings.TrimPrefix(ds, "ietf-datastores:")
+	f, err := filterOf(in, "subtree-filter")
 	if err != nil {
 		return "", err
 	}
-	ds := leaves["datastore"]
 	var tree []*Node
-	switch {
-	case strings.HasSuffix(ds, ":operational"):
-		tree = append(s.stateTree(), s.yangLibrary(), s.monitoring())
-	case strings.HasSuffix(ds, ":running"), strings.HasSuffix(ds, ":intended"):
-		tree = configOnly(s.stateTree())
+	switch ds {
+	case "operational":
+		tree = s.operational()
+	case "running", "intended":
+		tree = s.configOnly(s.stateTree())
 	default:
-		return "", &attester.RPCError{Type: "protocol", Tag: "invalid-value", Message: fmt.Sprintf("datastore %q is not supported", ds), Path: "/nc:rpc/ncds:get-data/ncds:datastore"}
+		// RFC 8526 §3.1.1: a datastore the server does not support.
+		return "", &attester.RPCError{Type: "application", Tag: "invalid-value", Message: fmt.Sprintf("datastore %q is not supported", ds), Path: "/ncds:get-data/ncds:datastore"}
+	}
+	if cf, ok := in.Leaf("config-filter"); ok {
+		tree = s.configFilter(tree, cf == "true")
+	}
+	depth := 0
+	if md, ok := in.Leaf("max-depth"); ok && md != "unbounded" {
+		depth, _ = strconv.Atoi(md)
 	}
 	var b strings.Builder
 	b.WriteString(`<data xmlns="` + NSNMDA + `">`)
-	for _, n := range Filter(tree, f) {
+	for _, n := range s.present(tree, f, depth, withDefaults(in)) {
 		n.encode(&b, NSNMDA)
 	}
 	b.WriteString("</data>")
 	return b.String(), nil
 }
 
-func (s *Server) opGetSchema(d *xml.Decoder, op xml.StartElement) (string, error) {
-	var g struct {
-		Identifier string `xml:"identifier"`
-		Version    string `xml:"version"`
-		Format     string `xml:"format"`
-	}
-	if err := d.DecodeElement(&g, &op); err != nil {
-		return "", err
-	}
-	const path = "/nc:rpc/ncm:get-schema"
-	id, ver := strings.TrimSpace(g.Identifier), strings.TrimSpace(g.Version)
-	if id == "" {
-		return "", &attester.RPCError{Type: "protocol", Tag: "missing-element", Message: "identifier is required", Path: path + "/ncm:identifier", Info: badElement("identifier")}
-	}
+func (s *Server) opGetSchema(in *schema.Elem) (string, error) {
+	const path = "/ncm:get-schema"
+	id, _ := in.Leaf("identifier")
+	ver, _ := in.Leaf("version")
 	// RFC 6022 §3.1: only YANG is served (yin is not).
-	if f := strings.TrimSpace(g.Format); f != "" && localName(f) != "yang" {
+	if f, ok := in.Leaf("format"); ok && f != "ietf-netconf-monitoring:yang" {
 		return "", &attester.RPCError{Type: "application", Tag: "invalid-value", Message: "only the yang format is served", Path: path + "/ncm:format"}
 	}
-	m, ok := libraryModule(id, ver)
+	m, ok := s.libraryModule(id, ver)
 	if !ok {
 		msg := "no such schema: " + id
 		if ver != "" {
@@ -324,79 +324,61 @@ func (s *Server) opGetSchema(d *xml.Decoder, op xml.StartElement) (string, error
 	return b.String(), nil
 }
 
-// configOnly keeps the config true nodes of the state tree.
-func configOnly(tree []*Node) []*Node {
-	var out []*Node
-	for _, n := range tree {
-		if c := prune(n, nil); c != nil {
-			out = append(out, c)
-		}
+func (s *Server) opKillSession(ss *session, in *schema.Elem) error {
+	v, _ := in.Leaf("session-id")
+	id, _ := strconv.ParseUint(v, 10, 32)
+	switch {
+	case uint32(id) == ss.id:
+		// RFC 6241 §7.9: a session cannot kill itself.
+		return &attester.RPCError{Type: "protocol", Tag: "invalid-value", Message: "a session cannot kill itself", Path: "/nc:kill-session/nc:session-id"}
+	case !s.Kill(uint32(id)):
+		return &attester.RPCError{Type: "protocol", Tag: "invalid-value", Message: fmt.Sprintf("no session %d", id), Path: "/nc:kill-session/nc:session-id"}
+	}
+	return nil
+}
+
+// allPCRs is the selection a challenge without tpm20-pcr-selection, or a
+// selection without pcr-index, gets: every PCR of the bank.
+var allPCRs = func() []int {
+	out := make([]int, 24)
+	for i := range out {
+		out[i] = i
 	}
 	return out
-}
+}()
 
-// stateOnly names the config false nodes of RFC 9684 and ietf-keystore.
-var stateOnly = map[string]bool{
-	"hardware-based": true, "path": true, "manufacturer": true, "status": true, "compute-node": true,
-	"tpm20-pcr-bank": true, "public-key": true, "public-key-format": true, "hidden-private-key": true,
-}
-
-func prune(n *Node, path []string) *Node {
-	if stateOnly[n.Name] {
-		return nil
-	}
-	c := &Node{Name: n.Name, NS: n.NS, Text: n.Text, Attrs: n.Attrs}
-	for _, ch := range n.Children {
-		if p := prune(ch, append(path, n.Name)); p != nil {
-			c.Children = append(c.Children, p)
-		}
-	}
-	return c
-}
-
-// opChallenge handles tpm20-challenge-response-attestation.
-func (s *Server) opChallenge(ctx context.Context, d *xml.Decoder, op xml.StartElement) (string, error) {
-	var in struct {
-		Challenge struct {
-			Nonce     string `xml:"nonce-value"`
-			Selection []struct {
-				HashAlgo string   `xml:"tpm20-hash-algo"`
-				PCRs     []string `xml:"pcr-index"`
-			} `xml:"tpm20-pcr-selection"`
-			Certs []string `xml:"certificate-name"`
-		} `xml:"tpm20-attestation-challenge"`
-	}
-	if err := d.DecodeElement(&in, &op); err != nil {
-		return "", &attester.RPCError{Type: "rpc", Tag: "malformed-message", Message: err.Error()}
-	}
-	const base = "/tpm:tpm20-challenge-response-attestation/tpm:tpm20-attestation-challenge"
-	nonce, err := base64.StdEncoding.DecodeString(strings.TrimSpace(in.Challenge.Nonce))
-	if err != nil {
-		return "", &attester.RPCError{Type: "application", Tag: "invalid-value", Path: base + "/tpm:nonce-value", Message: "nonce-value is not base64"}
-	}
-	ch := attester.Challenge{Nonce: nonce, CertificateNames: in.Challenge.Certs}
-	for _, sel := range in.Challenge.Selection {
-		bank := alg.SHA256 // the module's stated default
-		if v := strings.TrimSpace(sel.HashAlgo); v != "" {
-			_, local, _ := strings.Cut(v, ":")
-			if !strings.Contains(v, ":") {
-				local = v
-			}
-			b, ok := parseHashIdentity(local)
+// opChallenge handles tpm20-challenge-response-attestation. The input has
+// been validated against the module: types, the choice of one bank per
+// selection (unique), and the must that the bank is one the TPM supports.
+func (s *Server) opChallenge(ctx context.Context, in *schema.Elem) (string, error) {
+	c := in.Child("tpm20-attestation-challenge")
+	nv, _ := c.Leaf("nonce-value")
+	nonce, _ := base64.StdEncoding.DecodeString(nv)
+	ch := attester.Challenge{Nonce: nonce}
+	for _, sel := range c.All("tpm20-pcr-selection") {
+		// The module's stated default bank (RFC 9684 §3.1.1.2).
+		bank := alg.SHA256
+		if v, ok := sel.Leaf("tpm20-hash-algo"); ok {
+			b, ok := parseHashIdentity(strings.TrimPrefix(v, "ietf-tcg-algs:"))
 			if !ok {
-				return "", &attester.RPCError{Type: "application", Tag: "invalid-value", Path: base + "/tpm:tpm20-pcr-selection/tpm:tpm20-hash-algo", Message: "This platform does not support tpm20-hash-algo"}
+				return "", &attester.RPCError{Type: "application", Tag: "invalid-value", Message: msgHashAlgo, Path: pathChallenge + "/tpm:tpm20-pcr-selection/tpm:tpm20-hash-algo"}
 			}
 			bank = b
 		}
+		pcrs := sel.All("pcr-index")
+		if len(pcrs) == 0 {
+			ch.Selection = append(ch.Selection, pcr.Selection{Bank: bank, PCRs: allPCRs})
+			continue
+		}
 		var mask uint32
-		for _, p := range sel.PCRs {
-			i, err := strconv.Atoi(strings.TrimSpace(p))
-			if err != nil || i < 0 || i > 31 {
-				return "", &attester.RPCError{Type: "application", Tag: "invalid-value", Path: base + "/tpm:tpm20-pcr-selection/tpm:pcr-index", Message: fmt.Sprintf("pcr-index %q is not 0-31", p)}
-			}
+		for _, p := range pcrs {
+			i, _ := strconv.Atoi(p.Value)
 			mask |= 1 << uint(i)
 		}
 		ch.Selection = append(ch.Selection, pcr.FromMask(bank, mask))
+	}
+	if len(ch.Selection) == 0 {
+		ch.Selection = []pcr.Selection{{Bank: alg.SHA256, PCRs: allPCRs}}
 	}
 	res, err := s.cfg.Attester.Attest(ctx, ch)
 	if err != nil {
@@ -422,64 +404,43 @@ func (s *Server) opChallenge(ctx context.Context, d *xml.Decoder, op xml.StartEl
 	return b.String(), nil
 }
 
-// opLogRetrieval handles log-retrieval.
-func (s *Server) opLogRetrieval(ctx context.Context, d *xml.Decoder, op xml.StartElement) (string, error) {
-	var in struct {
-		LogType   string `xml:"log-type"`
-		Selectors []struct {
-			Names     []string `xml:"name"`
-			LastEntry *string  `xml:"last-entry-value"`
-			LastIndex *string  `xml:"last-index-number"`
-			Timestamp *string  `xml:"timestamp"`
-			Quantity  *string  `xml:"log-entry-quantity"`
-		} `xml:"log-selector"`
-	}
-	if err := d.DecodeElement(&in, &op); err != nil {
-		return "", &attester.RPCError{Type: "rpc", Tag: "malformed-message", Message: err.Error()}
-	}
-	const base = "/tpm:log-retrieval"
-	lt := strings.TrimSpace(in.LogType)
-	if i := strings.IndexByte(lt, ':'); i >= 0 {
-		lt = lt[i+1:]
-	}
+const (
+	pathChallenge = "/tpm:tpm20-challenge-response-attestation/tpm:tpm20-attestation-challenge"
+	msgHashAlgo   = "This platform does not support tpm20-hash-algo"
+)
+
+// opLogRetrieval handles log-retrieval. An empty result (the normal
+// "nothing new since the last poll") is <ok/> (RFC 6241 §4.4): a
+// node-data entry needs a log-result, whose choice of log type is
+// mandatory, so there is no schema-valid way to say "no entries" with one.
+func (s *Server) opLogRetrieval(ctx context.Context, in *schema.Elem) (string, error) {
+	lt, _ := in.Leaf("log-type")
+	lt = strings.TrimPrefix(lt, "ietf-tpm-remote-attestation:")
 	var sels []attester.LogSelector
-	for _, sl := range in.Selectors {
-		sel := attester.LogSelector{Names: sl.Names}
-		set := 0
-		if sl.LastEntry != nil {
-			v, err := base64.StdEncoding.DecodeString(strings.TrimSpace(*sl.LastEntry))
-			if err != nil {
-				return "", &attester.RPCError{Type: "application", Tag: "invalid-value", Path: base + "/tpm:log-selector/tpm:last-entry-value", Message: "last-entry-value is not base64"}
-			}
-			sel.LastEntryValue = v
-			set++
+	for _, sl := range in.All("log-selector") {
+		sel := attester.LogSelector{}
+		for _, n := range sl.All("name") {
+			sel.Names = append(sel.Names, n.Value)
 		}
-		if sl.LastIndex != nil {
-			v, err := strconv.ParseUint(strings.TrimSpace(*sl.LastIndex), 10, 64)
-			if err != nil {
-				return "", &attester.RPCError{Type: "application", Tag: "invalid-value", Path: base + "/tpm:log-selector/tpm:last-index-number", Message: "last-index-number is not a uint64"}
-			}
-			sel.LastIndexNumber = &v
-			set++
+		if v, ok := sl.Leaf("last-entry-value"); ok {
+			sel.LastEntryValue, _ = base64.StdEncoding.DecodeString(v)
 		}
-		if sl.Timestamp != nil {
-			v, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(*sl.Timestamp))
-			if err != nil {
-				return "", &attester.RPCError{Type: "application", Tag: "invalid-value", Path: base + "/tpm:log-selector/tpm:timestamp", Message: "timestamp is not a yang:date-and-time"}
-			}
-			sel.Timestamp = &v
-			set++
+		if v, ok := sl.Leaf("last-index-number"); ok {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			sel.LastIndexNumber = &n
 		}
-		if set > 1 {
-			return "", &attester.RPCError{Type: "application", Tag: "invalid-value", Path: base + "/tpm:log-selector", Message: "at most one of last-entry-value, last-index-number and timestamp (choice index-type)"}
-		}
-		if sl.Quantity != nil {
-			v, err := strconv.ParseUint(strings.TrimSpace(*sl.Quantity), 10, 16)
+		if v, ok := sl.Leaf("timestamp"); ok {
+			tm, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {
-				return "", &attester.RPCError{Type: "application", Tag: "invalid-value", Path: base + "/tpm:log-selector/tpm:log-entry-quantity", Message: "log-entry-quantity is not a uint16"}
+				// yang:date-and-time allows what RFC 3339 does not (-00:00).
+				return "", &attester.RPCError{Type: "application", Tag: "invalid-value", Path: "/tpm:log-retrieval/tpm:log-selector/tpm:timestamp", Message: "timestamp: " + err.Error()}
 			}
-			q := uint16(v)
-			sel.Quantity = &q
+			sel.Timestamp = &tm
+		}
+		if v, ok := sl.Leaf("log-entry-quantity"); ok {
+			q, _ := strconv.ParseUint(v, 10, 16)
+			qq := uint16(q)
+			sel.Quantity = &qq
 		}
 		sels = append(sels, sel)
 	}
@@ -489,9 +450,15 @@ func (s *Server) opLogRetrieval(ctx context.Context, d *xml.Decoder, op xml.Star
 	}
 	logs := El("system-event-logs").InNS(NSTPM)
 	for _, nl := range nodes {
+		if len(nl.Log.Events) == 0 {
+			continue
+		}
 		nd := El("node-data", Leaf("name", nl.Name), Leaf("up-time", strconv.FormatUint(uint64(nl.UpTime), 10)))
 		nd.Add(El("log-result", logResult(nl)))
 		logs.Add(nd)
+	}
+	if len(logs.Children) == 0 {
+		return "", nil
 	}
 	return logs.String(), nil
 }

@@ -44,7 +44,7 @@ func do(t *testing.T, s *nc.Session, op string) (*nc.Reply, error) {
 	return s.Do(ctx, op)
 }
 
-const tpmNS = `xmlns="urn:ietf:params:xml:ns:yang:ietf-tpm-remote-attestation"`
+const tpmNS = `xmlns="urn:ietf:params:xml:ns:yang:ietf-tpm-remote-attestation" xmlns:tpm="urn:ietf:params:xml:ns:yang:ietf-tpm-remote-attestation"`
 
 func TestRPCErrors(t *testing.T) {
 	d := startDevice(t)
@@ -55,13 +55,16 @@ func TestRPCErrors(t *testing.T) {
 		{"unknown op", `<frobnicate xmlns="urn:example"/>`, "operation-not-supported", "frobnicate"},
 		{"no nonce", `<tpm20-challenge-response-attestation ` + tpmNS + `><tpm20-attestation-challenge><tpm20-pcr-selection><pcr-index>0</pcr-index></tpm20-pcr-selection></tpm20-attestation-challenge></tpm20-challenge-response-attestation>`, "missing-element", "nonce-value"},
 		{"bad pcr", `<tpm20-challenge-response-attestation ` + tpmNS + `><tpm20-attestation-challenge><nonce-value>AAAA</nonce-value><tpm20-pcr-selection><pcr-index>32</pcr-index></tpm20-pcr-selection></tpm20-attestation-challenge></tpm20-challenge-response-attestation>`, "invalid-value", "pcr-index"},
-		{"unknown cert", `<tpm20-challenge-response-attestation ` + tpmNS + `><tpm20-attestation-challenge><nonce-value>AAAA</nonce-value><tpm20-pcr-selection><pcr-index>0</pcr-index></tpm20-pcr-selection><certificate-name>nope</certificate-name></tpm20-attestation-challenge></tpm20-challenge-response-attestation>`, "invalid-value", "Not an available TPM2.0 AIK certificate."},
-		{"idevid is no AK", `<tpm20-challenge-response-attestation ` + tpmNS + `><tpm20-attestation-challenge><nonce-value>AAAA</nonce-value><tpm20-pcr-selection><pcr-index>0</pcr-index></tpm20-pcr-selection><certificate-name>idevid</certificate-name></tpm20-attestation-challenge></tpm20-challenge-response-attestation>`, "invalid-value", "Not an available TPM2.0 AIK certificate."},
+		// certificate-name exists only with the mtpm feature (one TPM here).
+		{"certificate-name", `<tpm20-challenge-response-attestation ` + tpmNS + `><tpm20-attestation-challenge><nonce-value>AAAA</nonce-value><tpm20-pcr-selection><pcr-index>0</pcr-index></tpm20-pcr-selection><certificate-name>iak</certificate-name></tpm20-attestation-challenge></tpm20-challenge-response-attestation>`, "unknown-element", "certificate-name"},
 		{"long nonce", `<tpm20-challenge-response-attestation ` + tpmNS + `><tpm20-attestation-challenge><nonce-value>` + strings.Repeat("A", 100) + `</nonce-value><tpm20-pcr-selection><pcr-index>0</pcr-index></tpm20-pcr-selection></tpm20-attestation-challenge></tpm20-challenge-response-attestation>`, "invalid-value", "nonce-value"},
 		{"log type", `<log-retrieval ` + tpmNS + `><log-type>tpm:nope</log-type></log-retrieval>`, "invalid-value", "log-type"},
-		{"two index types", `<log-retrieval ` + tpmNS + `><log-type>tpm:bios</log-type><log-selector><last-index-number>1</last-index-number><timestamp>2026-01-01T00:00:00Z</timestamp></log-selector></log-retrieval>`, "invalid-value", "at most one"},
+		{"two index types", `<log-retrieval ` + tpmNS + `><log-type>tpm:bios</log-type><log-selector><last-index-number>1</last-index-number><timestamp>2026-01-01T00:00:00Z</timestamp></log-selector></log-retrieval>`, "bad-element", "case"},
+		{"undeclared prefix", `<log-retrieval xmlns="urn:ietf:params:xml:ns:yang:ietf-tpm-remote-attestation"><log-type>tpm:bios</log-type></log-retrieval>`, "invalid-value", "not declared"},
+		{"bank the TPM lacks", `<tpm20-challenge-response-attestation ` + tpmNS + `><tpm20-attestation-challenge><nonce-value>AAAA</nonce-value><tpm20-pcr-selection><tpm20-hash-algo xmlns:taa="urn:ietf:params:xml:ns:yang:ietf-tcg-algs">taa:TPM_ALG_SM3_256</tpm20-hash-algo></tpm20-pcr-selection></tpm20-attestation-challenge></tpm20-challenge-response-attestation>`, "operation-failed", "This platform does not support tpm20-hash-algo"},
 		{"last entry unknown", `<log-retrieval ` + tpmNS + `><log-type>tpm:bios</log-type><log-selector><last-entry-value>AAAA</last-entry-value></log-selector></log-retrieval>`, "invalid-value", "no log entry"},
-		{"get-config candidate", `<get-config><source><candidate/></source></get-config>`, "invalid-value", "running"},
+		{"get-config candidate", `<get-config><source><candidate/></source></get-config>`, "unknown-element", "candidate"},
+		{"edit-config", `<edit-config><target><running/></target><config/></edit-config>`, "operation-not-supported", "edit-config"},
 		{"get-schema unknown", `<get-schema xmlns="urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"><identifier>nope</identifier></get-schema>`, "invalid-value", "no such schema"},
 		{"kill self", `<kill-session><session-id>1</session-id></kill-session>`, "", ""},
 	}

@@ -54,24 +54,25 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener, c TLSConfig) err
 		// multiply segments and wake-ups.
 		DynamicRecordSizingDisabled: true,
 	}
-	return acceptLoop(ctx, ln, func(conn net.Conn) {
+	return s.acceptLoop(ctx, ln, func(conn net.Conn, release func()) {
 		cc := &corkConn{Conn: conn}
 		tc := tls.Server(cc, cfg)
 		hctx, cancel := context.WithTimeout(ctx, c.HandshakeTimeout)
 		err := tc.HandshakeContext(hctx)
 		cancel()
+		release()
 		if err != nil {
-			s.cfg.Logger.Info("tls handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
+			s.quiet.Info("tls handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
 			conn.Close()
 			return
 		}
 		user := mapCertToName(tc.ConnectionState().VerifiedChains, c.CertToName)
 		if user == "" {
-			s.cfg.Logger.Warn("tls client certificate maps to no user", "remote", conn.RemoteAddr().String())
+			s.quiet.Warn("tls client certificate maps to no user", "remote", conn.RemoteAddr().String())
 			tc.Close()
 			return
 		}
-		s.serve(ctx, &corkedTLS{Conn: tc, cork: cc}, user, tc)
+		s.serve(ctx, &corkedTLS{Conn: tc, cork: cc}, peer{user: user, transport: "netconf-tls", addr: conn.RemoteAddr(), dl: tc})
 	})
 }
 

@@ -2,8 +2,12 @@ package netconf
 
 import (
 	"encoding/xml"
+	"fmt"
 	"io"
 	"strings"
+
+	"github.com/openriv/riv/agent/attester"
+	"github.com/openriv/riv/pkg/schema"
 )
 
 // Node is an element of a YANG data tree in its XML encoding (RFC 7950
@@ -81,6 +85,9 @@ func (n *Node) encode(b *strings.Builder, parentNS string) {
 	b.WriteByte('>')
 }
 
+// escape writes s as XML character data.
+func escape(b *strings.Builder, s string) { xml.EscapeText(b2w{b}, []byte(s)) }
+
 type b2w struct{ b *strings.Builder }
 
 func (w b2w) Write(p []byte) (int, error) { return w.b.Write(p) }
@@ -88,22 +95,70 @@ func (w b2w) Write(p []byte) (int, error) { return w.b.Write(p) }
 // filterNode is a parsed subtree-filter element.
 type filterNode struct {
 	Name     string
-	NS       string
+	NS       string // "" matches any namespace
 	Text     string
 	Children []*filterNode
+}
+
+// parseFilter converts a subtree filter (the <filter> or <subtree-filter>
+// element, read and bounded with the message) into filter nodes; an empty
+// filter gives an empty (not nil) list, which selects nothing. A filter
+// node in the base namespace (the default of the <rpc> around it) has no
+// namespace of its own and matches in any (RFC 6241 §6.2.2).
+func parseFilter(x *schema.XML) ([]*filterNode, error) {
+	count := 0
+	var conv func(*schema.XML) (*filterNode, error)
+	conv = func(e *schema.XML) (*filterNode, error) {
+		if count++; count > maxFilterElements {
+			return nil, &attester.RPCError{Type: "application", Tag: "invalid-value", Message: fmt.Sprintf("the subtree filter has more than %d elements", maxFilterElements)}
+		}
+		n := &filterNode{Name: e.Name, NS: e.NS, Text: e.Text}
+		if n.NS == NSBase || n.NS == NSNMDA {
+			n.NS = ""
+		}
+		for _, c := range e.Children {
+			fc, err := conv(c)
+			if err != nil {
+				return nil, err
+			}
+			n.Children = append(n.Children, fc)
+		}
+		return n, nil
+	}
+	out := []*filterNode{}
+	for _, c := range x.Children {
+		fc, err := conv(c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, fc)
+	}
+	return out, nil
+}
+
+// view is what a retrieval asks of the data beyond its filter.
+type view struct {
+	depth int // levels below each selected node (0: all)
+	s     *schema.Set
 }
 
 // Filter applies a subtree filter (RFC 6241 §6.2) to the top-level nodes
 // and returns the selected copies. An empty filter selects nothing; a nil
 // filter selects everything.
-func Filter(data []*Node, f []*filterNode) []*Node {
+func Filter(data []*Node, f []*filterNode) []*Node { return view{}.filter(data, f) }
+
+func (v view) filter(data []*Node, f []*filterNode) []*Node {
 	if f == nil {
-		return data
+		var out []*Node
+		for _, d := range data {
+			out = append(out, v.limit(d, v.top(d), v.depth))
+		}
+		return out
 	}
 	var out []*Node
 	for _, d := range data {
 		for _, fn := range f {
-			if m := match(d, fn, d.NS); m != nil {
+			if m := v.match(d, v.top(d), fn, d.NS); m != nil {
 				out = append(out, m)
 			}
 		}
@@ -111,8 +166,46 @@ func Filter(data []*Node, f []*filterNode) []*Node {
 	return out
 }
 
+func (v view) top(d *Node) *schema.Node {
+	if v.s == nil {
+		return nil
+	}
+	return v.s.FindTop(d.NS, d.Name)
+}
+
+// child returns the schema node of data child c of a node with schema sn.
+func child(sn *schema.Node, c *Node, ns string) *schema.Node {
+	if sn == nil {
+		return nil
+	}
+	if c.NS != "" {
+		ns = c.NS
+	}
+	return sn.Child(ns, c.Name)
+}
+
+// limit copies n with depth levels (n itself is level 1), keeping the
+// keys of list entries at any depth (RFC 8526 §3.1.1: the keys of the
+// selected nodes' ancestors and of list entries are always included).
+func (v view) limit(n *Node, sn *schema.Node, depth int) *Node {
+	if depth <= 0 {
+		return n
+	}
+	c := &Node{Name: n.Name, NS: n.NS, Text: n.Text, Attrs: n.Attrs}
+	for _, ch := range n.Children {
+		csn := child(sn, ch, n.NS)
+		switch {
+		case depth > 1:
+			c.Children = append(c.Children, v.limit(ch, csn, depth-1))
+		case csn != nil && csn.IsKey():
+			c.Children = append(c.Children, ch)
+		}
+	}
+	return c
+}
+
 // match returns the part of n selected by f, or nil.
-func match(n *Node, f *filterNode, ns string) *Node {
+func (v view) match(n *Node, sn *schema.Node, f *filterNode, ns string) *Node {
 	if n.Name != f.Name || (f.NS != "" && ns != "" && f.NS != ns) {
 		return nil
 	}
@@ -121,7 +214,7 @@ func match(n *Node, f *filterNode, ns string) *Node {
 		if strings.TrimSpace(f.Text) != "" && strings.TrimSpace(f.Text) != n.Text {
 			return nil
 		}
-		return n
+		return v.limit(n, sn, v.depth)
 	}
 	// Containment node: content-match children must all match, then
 	// selection children pick what to return; with no selection
@@ -151,12 +244,12 @@ func match(n *Node, f *filterNode, ns string) *Node {
 	if len(selections) == 0 {
 		if len(out.Children) == len(f.Children) {
 			// Only content matches: return the whole entry.
-			return n
+			return v.limit(n, sn, v.depth)
 		}
 	}
 	for _, c := range n.Children {
 		for _, fc := range selections {
-			if m := match(c, fc, cns); m != nil {
+			if m := v.match(c, child(sn, c, cns), fc, cns); m != nil {
 				out.Children = append(out.Children, m)
 			}
 		}
@@ -165,39 +258,4 @@ func match(n *Node, f *filterNode, ns string) *Node {
 		return nil
 	}
 	return out
-}
-
-// parseFilter reads the children of a <filter type="subtree"> element;
-// an empty filter gives an empty (not nil) list, which selects nothing.
-func parseFilter(d *xml.Decoder, start xml.StartElement) ([]*filterNode, error) {
-	n, err := parseFilterNode(d, start)
-	if err != nil {
-		return nil, err
-	}
-	if n.Children == nil {
-		return []*filterNode{}, nil
-	}
-	return n.Children, nil
-}
-
-func parseFilterNode(d *xml.Decoder, start xml.StartElement) (*filterNode, error) {
-	n := &filterNode{Name: start.Name.Local, NS: start.Name.Space}
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return nil, err
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			c, err := parseFilterNode(d, t)
-			if err != nil {
-				return nil, err
-			}
-			n.Children = append(n.Children, c)
-		case xml.CharData:
-			n.Text += string(t)
-		case xml.EndElement:
-			return n, nil
-		}
-	}
 }

@@ -256,7 +256,7 @@ func (q *request) exchange(op string) (*xnode, *rcError) {
 	}
 	if len(errs) > 0 {
 		errs[0].more = errs[1:]
-		errs[0].status = statusOf(errs[0].Tag)
+		errs[0].status = statusOf(errs[0].Tag, errs[0].AppTag)
 		if errs[0].Tag == "access-denied" {
 			q.s.cfg.Logger.Warn("restconf access denied", "user", q.user, "path", q.r.URL.Path)
 		}
@@ -416,8 +416,17 @@ type rcError struct {
 	more                       []*rcError
 }
 
-// statusOf maps an error-tag to its HTTP status (RFC 8040 §7).
-func statusOf(tag string) int {
+// statusOf maps an error-tag to its HTTP status (RFC 8040 §7). The
+// operation-failed of a violated YANG constraint (RFC 7950 §15: its
+// error-app-tag says which) is the client's input, answered 400 like
+// invalid-value, rather than the 500 of a server failure.
+func statusOf(tag, appTag string) int {
+	if tag == "operation-failed" {
+		switch appTag {
+		case "must-violation", "data-not-unique", "too-many-elements", "too-few-elements", "missing-choice", "instance-required":
+			return http.StatusBadRequest
+		}
+	}
 	switch tag {
 	case "in-use", "lock-denied", "resource-denied", "data-exists", "data-missing":
 		return http.StatusConflict

@@ -261,7 +261,7 @@ func TestErrors(t *testing.T) {
 		{"wrong input member", "POST", op, js, js, `{"input":{}}`, 400, "malformed-message"},
 		{"hostile XML", "POST", op, js, xmlType, `<!DOCTYPE x [<!ENTITY a "aaaa">]><input>&a;</input>`, 400, "malformed-message"},
 		{"missing nonce", "POST", op, js, js, `{"ietf-tpm-remote-attestation:input":{"tpm20-attestation-challenge":{}}}`, 400, "missing-element"},
-		{"unknown bank", "POST", op, js, js, `{"ietf-tpm-remote-attestation:input":{"tpm20-attestation-challenge":{"nonce-value":"AAAA","tpm20-pcr-selection":[{"tpm20-hash-algo":"ietf-tcg-algs:TPM_ALG_SM3_256","pcr-index":[0]}]}}}`, 400, "invalid-value"},
+		{"unknown bank", "POST", op, js, js, `{"ietf-tpm-remote-attestation:input":{"tpm20-attestation-challenge":{"nonce-value":"AAAA","tpm20-pcr-selection":[{"tpm20-hash-algo":"ietf-tcg-algs:TPM_ALG_SM3_256","pcr-index":[0]}]}}}`, 400, "operation-failed"},
 		{"oversized body", "POST", op, js, js, `{"x":"` + strings.Repeat("a", 2<<20) + `"}`, 413, "too-big"},
 		{"unsupported media type", "POST", op, js, "text/plain", "x", 415, "invalid-value"},
 		{"not acceptable", "GET", "/restconf/data", "text/html", "", "", 406, "operation-not-supported"},

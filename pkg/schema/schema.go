@@ -358,6 +358,18 @@ func (n *Node) IsKey() bool {
 	return false
 }
 
+// Imports returns the modules m imports, sorted by name.
+func (m *Module) Imports() []*Module {
+	var out []*Module
+	for _, d := range m.imports {
+		if d != m {
+			out = append(out, d)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
 // Identity returns the module's identity called name, or nil.
 func (m *Module) Identity(name string) *Identity { return m.identities[name] }
 

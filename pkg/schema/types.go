@@ -533,9 +533,12 @@ func (t *Type) identity(s *Set, v string, resolve func(string) (string, bool)) (
 		prefix, name = "", v
 	}
 	ns, known := resolve(prefix)
+	if !known {
+		return nil, &ValueError{Msg: fmt.Sprintf("identity %q: prefix %q is not declared where the value is (RFC 7950 §9.10.3)", v, prefix)}
+	}
 	m := s.ModuleByNS(ns)
-	if !known || m == nil {
-		return nil, &ValueError{Msg: fmt.Sprintf("identity %q: prefix %q names no module", v, prefix)}
+	if m == nil {
+		return nil, &ValueError{Msg: fmt.Sprintf("identity %q: namespace %q is not a module this server implements", v, ns)}
 	}
 	id := m.identities[name]
 	if id == nil {

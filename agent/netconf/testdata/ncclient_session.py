@@ -32,10 +32,14 @@ with manager.connect(host=host, port=int(port), username=user, key_filename=key,
       </tpm20-attestation-challenge></tpm20-challenge-response-attestation>"""
     save("challenge", m.dispatch(to_ele(challenge)))
     for t in ["bios", "netequip_boot"]:
-        logs = f"""<log-retrieval xmlns="{TPM}"><log-type>tpm:{t}</log-type>
+        # The identity without a prefix is in the default namespace (RFC
+        # 7950 §9.10.3). A prefix declared on <log-type> would not reach the
+        # server: lxml drops a declaration whose namespace is already the
+        # default when ncclient puts the element into its <rpc>.
+        logs = f"""<log-retrieval xmlns="{TPM}"><log-type>{t}</log-type>
           <log-selector><last-index-number>0</last-index-number><log-entry-quantity>5</log-entry-quantity></log-selector>
         </log-retrieval>"""
-        save("logs-" + t, m.dispatch(to_ele(logs.replace("<log-type>", f'<log-type xmlns:tpm="{TPM}">'))))
+        save("logs-" + t, m.dispatch(to_ele(logs)))
     bad = challenge.replace("TPM_ALG_SHA256", "TPM_ALG_SM3_256")
     try:
         m.dispatch(to_ele(bad))

@@ -7,21 +7,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 
 	nc "github.com/nemith/netconf"
-	"github.com/nemith/netconf/transport"
+
+	"github.com/openriv/riv/pkg/frame"
 )
 
-// The client's own session layer over nemith's framing transports. The
-// library's Session decodes every reply with encoding/xml before handing
-// it over; a log-retrieval reply is mostly base64 template data, and that
-// pass cost ~25 µs per entry, more than everything else in a poll. Here a
-// reply is read once and only its envelope is scanned; the body goes to
-// the scanners in this package untouched.
+// The client's own session layer over RFC 6242 framing (pkg/frame, bounded
+// as the RFC's grammar is). nemith/netconf's Session decodes every reply
+// with encoding/xml before handing it over; a log-retrieval reply is
+// mostly base64 template data, and that pass cost ~25 µs per entry, more
+// than everything else in a poll. Here a reply is read once and only its
+// envelope is scanned; the body goes to the scanners in this package
+// untouched.
 
 const (
 	nsBase = "urn:ietf:params:xml:ns:netconf:base:1.0"
@@ -32,7 +33,7 @@ const (
 )
 
 type session struct {
-	fr     *transport.Framer // reads messages; writes go through cw
+	fr     *frame.Reader // reads messages; writes are framed into cw
 	cw     *corkWriter
 	closer func() error // closes the transport
 	mu     sync.Mutex   // one exchange in flight: a collector polls sequentially
@@ -75,7 +76,7 @@ func openSession(ctx context.Context, r io.Reader, w io.Writer, closer func() er
 	stop := context.AfterFunc(ctx, func() { closer() })
 	defer stop()
 	cw := &corkWriter{w: w}
-	s := &session{fr: transport.NewFramer(r, cw), cw: cw, closer: closer}
+	s := &session{fr: frame.NewReader(r), cw: cw, closer: closer}
 	err := s.writeMsg(`<hello xmlns="` + nsBase + `"><capabilities><capability>urn:ietf:params:netconf:base:1.0</capability><capability>urn:ietf:params:netconf:base:1.1</capability></capabilities></hello>`)
 	if err == nil {
 		err = cw.flush()
@@ -124,42 +125,18 @@ func (s *session) rpc(body string) string {
 
 // writeMsg frames one message into the cork buffer.
 func (s *session) writeMsg(msg string) error {
-	w, err := s.fr.MsgWriter()
-	if err != nil {
-		return err
-	}
-	if _, err := io.WriteString(w, msg); err != nil {
-		w.Close()
-		return err
-	}
-	return w.Close()
+	s.cw.buf = frame.Append(s.cw.buf, []byte(msg), s.fr.Chunked())
+	return nil
 }
 
-// readMsg appends one whole message of at most limit bytes to dst. The
-// reader is not Closed: the framer's Close reads on to the next end
-// marker, which is the next message's.
+// readMsg appends one whole message of at most limit bytes (framing
+// included) to dst.
 func (s *session) readMsg(dst []byte, limit int) ([]byte, error) {
-	r, err := s.fr.MsgReader()
-	if err != nil {
-		return dst, err
+	dst, err := s.fr.ReadMsg(dst, limit)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF // the agent closed the session mid-exchange
 	}
-	start := len(dst)
-	for {
-		if len(dst) == cap(dst) {
-			dst = slices.Grow(dst, max(4096, len(dst)-start))
-		}
-		n, err := r.Read(dst[len(dst):cap(dst)])
-		dst = dst[:len(dst)+n]
-		if len(dst)-start > limit {
-			return dst, fmt.Errorf("message larger than %d bytes", limit)
-		}
-		if err == io.EOF {
-			return dst, nil
-		}
-		if err != nil {
-			return dst, err
-		}
-	}
+	return dst, err
 }
 
 // Replies are read into buffers that go back to bufPool once the caller
