@@ -6,13 +6,8 @@ FUZZTIME  ?= 60s
 DEMO_ARGS ?=
 # Debian packages the tests and the demo use (NOTES.md).
 DEB_PKGS  := gcc libssl-dev curl swtpm swtpm-tools tpm2-tools libyang2-tools snmp snmpd smitools \
-             python3-ncclient python3-pysnmp4 yangcli
+             python3-ncclient python3-pysnmp4 yangcli ssh-audit
 BINARIES  := rivctl riv-agent riv-demo
-FUZZ_TARGETS := pkg/eventlog:FuzzParseTCG pkg/eventlog:FuzzParseIMA pkg/eventlog:FuzzParseIMAASCII \
-	pkg/eventlog:FuzzParseCELTLV pkg/eventlog:FuzzParseCELCBOR pkg/eventlog:FuzzParseCELJSON \
-	pkg/eventlog:FuzzParseAuto pkg/quote:FuzzParseAttest pkg/quote:FuzzParseSignature pkg/quote:FuzzParsePublic \
-	pkg/rim:FuzzDecodeTag pkg/rim:FuzzVerifyCOSE pkg/identity:FuzzParseSAN
-
 export CGO_ENABLED := 1
 
 .PHONY: help setup build test demo bench fuzz generate check-generated lint clean
@@ -48,10 +43,12 @@ demo: build ## run the demo on its embedded defaults
 bench: setup ## run the benchmarks (see docs/BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./pkg/...
 
-fuzz: setup ## fuzz every parser for FUZZTIME each
-	@for t in $(FUZZ_TARGETS); do \
-		p=$${t%%:*}; n=$${t##*:}; echo "== $$n ($(FUZZTIME))"; \
-		$(GO) test ./$$p -run '^$$' -fuzz "^$$n\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s || exit 1; \
+fuzz: setup ## fuzz every Fuzz target of the repository for FUZZTIME each (found with go test -list)
+	@for p in $$($(GO) list ./...); do \
+		for n in $$($(GO) test -list '^Fuzz' $$p 2>/dev/null | grep '^Fuzz'); do \
+			echo "== $$p $$n ($(FUZZTIME))"; \
+			$(GO) test $$p -run '^$$' -fuzz "^$$n\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s || exit 1; \
+		done; \
 	done
 
 generate: ## regenerate generated code (none yet: YANG bindings come with the agent)

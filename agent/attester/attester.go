@@ -81,11 +81,14 @@ type Config struct {
 	LogTypes []LogType
 	// BootTime is when the device booted (for up-time).
 	BootTime time.Time
-	// QuotesPerSecond and QuoteBurst limit TPM2_Quote calls: a real TPM
-	// takes 100–800 ms per quote, and unthrottled challenges would starve
-	// every other TPM user on the device.
+	// QuotesPerSecond and QuoteBurst limit each client's TPM2_Quote calls
+	// (default 20 and 40): a real TPM takes 100–800 ms per quote.
 	QuotesPerSecond float64
 	QuoteBurst      int
+	// MaxQueuedPerClient and MaxQueued bound the quotes waiting for the
+	// TPM, per client (default 4) and in all (default 64). Clients take
+	// turns (see queue).
+	MaxQueuedPerClient, MaxQueued int
 	// MaxLogEntries caps one log-retrieval reply (default 10000).
 	MaxLogEntries int
 }
@@ -96,9 +99,8 @@ type Attester struct {
 	banks []alg.ID
 	now   func() time.Time
 
+	queue    *queue
 	mu       sync.Mutex
-	tokens   float64
-	last     time.Time
 	inflight map[string]*call
 }
 
@@ -121,6 +123,12 @@ func New(ctx context.Context, cfg Config) (*Attester, error) {
 	}
 	if cfg.QuoteBurst == 0 {
 		cfg.QuoteBurst = 40
+	}
+	if cfg.MaxQueuedPerClient == 0 {
+		cfg.MaxQueuedPerClient = 4
+	}
+	if cfg.MaxQueued == 0 {
+		cfg.MaxQueued = 64
 	}
 	if cfg.MaxLogEntries == 0 {
 		cfg.MaxLogEntries = 10000
@@ -151,7 +159,9 @@ func New(ctx context.Context, cfg Config) (*Attester, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attester: %w", err)
 	}
-	return &Attester{cfg: cfg, banks: banks, now: time.Now, tokens: float64(cfg.QuoteBurst), inflight: map[string]*call{}}, nil
+	a := &Attester{cfg: cfg, banks: banks, now: time.Now, inflight: map[string]*call{}}
+	a.queue = newQueue(cfg.QuotesPerSecond, cfg.QuoteBurst, cfg.MaxQueuedPerClient, cfg.MaxQueued, func() time.Time { return a.now() })
+	return a, nil
 }
 
 // Keeps reports whether the device keeps logs of type t.
@@ -214,6 +224,9 @@ type Challenge struct {
 	Nonce            []byte
 	Selection        []pcr.Selection
 	CertificateNames []string
+	// Client names who asks (a NETCONF session, a RESTCONF user): the
+	// unit of fairness and rate limiting at the TPM.
+	Client string
 }
 
 // Response is one tpm20-attestation-response entry.
@@ -265,37 +278,25 @@ func (a *Attester) Attest(ctx context.Context, ch Challenge) ([]Response, error)
 			return nil, ctx.Err()
 		}
 	}
-	if !a.take() {
-		a.mu.Unlock()
-		return nil, &RPCError{Type: "application", Tag: "resource-denied", Message: "quote rate limit reached; retry later"}
-	}
 	c := &call{done: make(chan struct{})}
 	a.inflight[key] = c
 	a.mu.Unlock()
 
-	c.res, c.err = a.quote(ctx, ch, keys)
+	release, err := a.queue.acquire(ctx, ch.Client)
+	if err != nil {
+		c.err = err
+		if _, busy := err.(errBusy); busy {
+			c.err = &RPCError{Type: "application", Tag: "resource-denied", Message: err.Error()}
+		}
+	} else {
+		c.res, c.err = a.quote(ctx, ch, keys)
+		release()
+	}
 	a.mu.Lock()
 	delete(a.inflight, key)
 	a.mu.Unlock()
 	close(c.done)
 	return c.res, c.err
-}
-
-// take spends a rate-limit token (a.mu held).
-func (a *Attester) take() bool {
-	now := a.now()
-	if !a.last.IsZero() {
-		a.tokens += now.Sub(a.last).Seconds() * a.cfg.QuotesPerSecond
-		if a.tokens > float64(a.cfg.QuoteBurst) {
-			a.tokens = float64(a.cfg.QuoteBurst)
-		}
-	}
-	a.last = now
-	if a.tokens < 1 {
-		return false
-	}
-	a.tokens--
-	return true
 }
 
 func (a *Attester) supports(b alg.ID) bool {

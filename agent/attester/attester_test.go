@@ -3,6 +3,7 @@ package attester
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -99,5 +100,64 @@ func TestRateLimitRefills(t *testing.T) {
 	now = now.Add(10 * time.Millisecond)
 	if _, err := a.Attest(context.Background(), Challenge{Nonce: []byte("n3"), Selection: sel}); err != nil {
 		t.Errorf("after the bucket refilled: %v", err)
+	}
+}
+
+// TestFairQueue is item E2: twenty clients send challenges as fast as they
+// can while an operator's verifier polls; the verifier is served every
+// time, because clients take turns at the TPM and a full queue refuses
+// the busiest client, not the newcomer. Under the single first-come
+// bucket this replaced, the verifier was refused.
+func TestFairQueue(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		rate       float64
+		burst      int
+		mustRefuse bool // the queue itself, not the rate limit, is the bound
+	}{{"default rate limits", 20, 40, false}, {"no rate limit, full queue", 1e6, 1 << 20, true}} {
+		t.Run(c.name, func(t *testing.T) { fairQueue(t, c.rate, c.burst, c.mustRefuse) })
+	}
+}
+
+func fairQueue(t *testing.T, rate float64, burst int, mustRefuse bool) {
+	a, _ := newAttester(t, rate, burst)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var served, refused sync.Map
+	for i := range 20 {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for n := 0; ctx.Err() == nil; n++ {
+				for range 4 { // several in flight per hammering client
+					go func(n int) {
+						_, err := a.Attest(ctx, Challenge{Nonce: []byte(fmt.Sprintf("hammer %d %d", i, n)), Selection: sel, Client: fmt.Sprintf("hammer-%d", i)})
+						if err == nil {
+							served.Store(i, true)
+						} else {
+							refused.Store(i, true)
+						}
+					}(n)
+				}
+				a.Attest(ctx, Challenge{Nonce: []byte(fmt.Sprintf("hammer %d %d x", i, n)), Selection: sel, Client: fmt.Sprintf("hammer-%d", i)})
+			}
+		}(i)
+	}
+	time.Sleep(200 * time.Millisecond) // the queue is full by now
+	for k := range 10 {
+		start := time.Now()
+		if _, err := a.Attest(context.Background(), Challenge{Nonce: []byte(fmt.Sprintf("verifier poll %d", k)), Selection: sel, Client: "verifier"}); err != nil {
+			t.Errorf("verifier poll %d: %v", k, err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("verifier poll %d waited %v", k, d)
+		}
+	}
+	cancel()
+	wg.Wait()
+	n := 0
+	refused.Range(func(any, any) bool { n++; return true })
+	if mustRefuse && n == 0 {
+		t.Error("no hammering client was ever refused: the queue was not under pressure")
 	}
 }

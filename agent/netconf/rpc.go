@@ -85,7 +85,7 @@ func (s *Server) handle(ctx context.Context, ss *session, msg []byte) (reply []b
 	case NSBase + " kill-session":
 		rerr = s.opKillSession(ss, in)
 	case NSTPM + " tpm20-challenge-response-attestation":
-		body, rerr = s.opChallenge(ctx, in)
+		body, rerr = s.opChallenge(ctx, ss, in)
 	case NSTPM + " log-retrieval":
 		body, rerr = s.opLogRetrieval(ctx, in)
 	}
@@ -350,11 +350,17 @@ var allPCRs = func() []int {
 // opChallenge handles tpm20-challenge-response-attestation. The input has
 // been validated against the module: types, the choice of one bank per
 // selection (unique), and the must that the bank is one the TPM supports.
-func (s *Server) opChallenge(ctx context.Context, in *schema.Elem) (string, error) {
+func (s *Server) opChallenge(ctx context.Context, ss *session, in *schema.Elem) (string, error) {
 	c := in.Child("tpm20-attestation-challenge")
 	nv, _ := c.Leaf("nonce-value")
 	nonce, _ := base64.StdEncoding.DecodeString(nv)
-	ch := attester.Challenge{Nonce: nonce}
+	// The TPM serves its clients in turn: each NETCONF session is one;
+	// requests from outside a session (RESTCONF) count per user.
+	client := fmt.Sprintf("netconf/%d", ss.id)
+	if ss.transport == "" {
+		client = "exchange/" + ss.user
+	}
+	ch := attester.Challenge{Nonce: nonce, Client: client}
 	for _, sel := range c.All("tpm20-pcr-selection") {
 		// The module's stated default bank (RFC 9684 §3.1.1.2).
 		bank := alg.SHA256

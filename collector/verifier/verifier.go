@@ -21,7 +21,9 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -254,10 +256,6 @@ func (p *poll) challenge(ctx context.Context) (bool, error) {
 		r.claim(&tv.InstanceIdentity, ear.UnexpectedEvidenceClaim, fmt.Sprintf("the TPM allocates none of the banks %v", v.Policy.Banks))
 		return false, nil
 	}
-	p.nonce = make([]byte, 32)
-	if _, err := rand.Read(p.nonce); err != nil {
-		return false, err
-	}
 	for _, b := range p.banks {
 		p.sel = append(p.sel, pcr.Selection{Bank: b, PCRs: quotedPCRs})
 	}
@@ -267,9 +265,32 @@ func (p *poll) challenge(ctx context.Context) (bool, error) {
 	v.mu.Lock()
 	p.reqs = v.state[p.device].requests(p.sup, p.banks, v.Policy.RIMs)
 	v.mu.Unlock()
-	quotes, logs, err := p.s.Collect(ctx, p.nonce, p.sel, p.reqs)
-	if err != nil {
-		return false, fmt.Errorf("%s: challenge: %w", p.device, err)
+	var quotes []netconf.Quote
+	var logs []netconf.LogResult
+	for attempt := 0; ; attempt++ {
+		p.nonce = make([]byte, 32)
+		if _, err := rand.Read(p.nonce); err != nil {
+			return false, err
+		}
+		var err error
+		quotes, logs, err = p.s.Collect(ctx, p.nonce, p.sel, p.reqs)
+		if err == nil {
+			break
+		}
+		// A busy TPM (resource-denied: its quote queue or this client's
+		// rate) is asked again after a backoff with jitter, so that the
+		// collectors and operators sharing it do not retry in step.
+		var re *netconf.RPCError
+		if !errors.As(err, &re) || len(re.Errors) == 0 || string(re.Errors[0].Tag) != "resource-denied" || attempt == maxBusyRetries {
+			return false, fmt.Errorf("%s: challenge: %w", p.device, err)
+		}
+		wait := busyBackoff << attempt
+		wait += time.Duration(mrand.Int64N(int64(wait)))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return false, fmt.Errorf("%s: challenge: %w (the TPM was busy)", p.device, ctx.Err())
+		}
 	}
 	p.logs = logs
 	for i := range quotes {
@@ -282,6 +303,7 @@ func (p *poll) challenge(ctx context.Context) (bool, error) {
 		r.claim(&tv.InstanceIdentity, ear.CryptoValidationFailedClaim, fmt.Sprintf("quote: the device returned no quote by its attestation key %q", p.akRef))
 		return false, nil
 	}
+	var err error
 	if p.attest, err = quote.ParseAttest(p.quote.Attest); err != nil {
 		r.claim(&tv.InstanceIdentity, ear.CryptoValidationFailedClaim, "quote: "+err.Error())
 		return false, nil
@@ -298,6 +320,14 @@ func (p *poll) challenge(ctx context.Context) (bool, error) {
 	r.Clock = p.attest.ClockInfo
 	return p.clock(), nil
 }
+
+// A challenge refused with resource-denied is retried maxBusyRetries
+// times, after busyBackoff, doubling, each with up to as much again of
+// random jitter.
+const (
+	maxBusyRetries = 5
+	busyBackoff    = 100 * time.Millisecond
+)
 
 // quotedPCRs are the PCRs every challenge selects: the firmware and boot
 // PCRs of the TCG PC Client profile and PCR 10 of the runtime logs. Log

@@ -236,3 +236,25 @@ func TestMeasuredBetweenQuoteAndLogs(t *testing.T) {
 		}
 	}
 }
+
+// TestBusyTPMRetried is the collector half of item E2: a device whose TPM
+// refuses a quote (resource-denied, its rate limit reached) is challenged
+// again after a backoff, and the poll succeeds.
+func TestBusyTPMRetried(t *testing.T) {
+	e := newEnv(t)
+	d := startWithOpts(t, e, device.Options{Image: router.DefaultImage("2.0"), QuotesPerSecond: 4})
+	defer d.Close()
+	c := dial(t, d)
+	// Spend the device's burst for this session first.
+	for i := range 8 {
+		c.Challenge(context.Background(), []byte(fmt.Sprintf("spend the bucket %d", i)), []pcr.Selection{{Bank: alg.SHA256, PCRs: []int{0}}})
+	}
+	start := time.Now()
+	r, err := e.v.Appraise(context.Background(), d.Serial, c, c.HostKey)
+	if err != nil {
+		t.Fatalf("Appraise() = %v; a busy TPM must be retried", err)
+	}
+	if r.Status != ear.TrustTierAffirming || time.Since(start) < 50*time.Millisecond {
+		t.Errorf("status %v after %v: %v", r.Status, time.Since(start), r.Reasons)
+	}
+}
