@@ -22,6 +22,8 @@ const (
 	NSMonitoring = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
 	NSNMDA       = "urn:ietf:params:xml:ns:yang:ietf-netconf-nmda"
 	NSDatastores = "urn:ietf:params:xml:ns:yang:ietf-datastores"
+	// NSRestconfMonitoring is RFC 8040's ietf-restconf-monitoring.
+	NSRestconfMonitoring = "urn:ietf:params:xml:ns:yang:ietf-restconf-monitoring"
 )
 
 func xmlns(prefix, ns string) xml.Attr {
@@ -159,5 +161,9 @@ func localName(v string) string {
 // operational is the operational datastore: the state, the YANG library
 // (with the deprecated modules-state) and NETCONF monitoring.
 func (s *Server) operational() []*Node {
-	return append(s.stateTree(), s.yangLibrary(), s.modulesState(), s.monitoring())
+	out := append(s.stateTree(), s.yangLibrary(), s.modulesState(), s.monitoring())
+	if len(s.cfg.RESTCONF) > 0 {
+		out = append(out, s.restconfState())
+	}
+	return out
 }

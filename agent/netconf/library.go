@@ -3,6 +3,7 @@ package netconf
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"sort"
 	"strconv"
@@ -18,12 +19,12 @@ import (
 // implemented are the modules the agent implements and the features it
 // supports of each; the attestation module's features are the log types
 // the device keeps (RFC 9684 §3.1.1.1).
-func implemented(logs []attester.LogType) map[string][]string {
+func implemented(logs []attester.LogType, restconf bool) map[string][]string {
 	var feats []string
 	for _, t := range logs {
 		feats = append(feats, string(t))
 	}
-	return map[string][]string{
+	m := map[string][]string{
 		"ietf-tpm-remote-attestation": feats,
 		"ietf-tcg-algs":               {"tpm20"},
 		"ietf-keystore":               {"central-keystore-supported", "asymmetric-keys"},
@@ -35,6 +36,10 @@ func implemented(logs []attester.LogType) map[string][]string {
 		"ietf-yang-library":           {},
 		"ietf-datastores":             {},
 	}
+	if restconf {
+		m["ietf-restconf-monitoring"] = []string{}
+	}
+	return m
 }
 
 // schemas caches the compiled module set per feature set: every device of
@@ -43,9 +48,9 @@ var schemas sync.Map // string -> *schema.Set
 
 // compileSchema compiles the embedded modules as this agent implements
 // them.
-func compileSchema(logs []attester.LogType) (*schema.Set, error) {
-	impl := implemented(logs)
-	key := strings.Join(impl["ietf-tpm-remote-attestation"], ",")
+func compileSchema(logs []attester.LogType, restconf bool) (*schema.Set, error) {
+	impl := implemented(logs, restconf)
+	key := strings.Join(impl["ietf-tpm-remote-attestation"], ",") + fmt.Sprintf(";restconf=%v", restconf)
 	if s, ok := schemas.Load(key); ok {
 		return s.(*schema.Set), nil
 	}
@@ -218,4 +223,14 @@ func hostOf(addr string) string {
 		return h
 	}
 	return addr
+}
+
+// restconfState is ietf-restconf-monitoring's restconf-state: the RESTCONF
+// server's capabilities; it offers no event streams.
+func (s *Server) restconfState() *Node {
+	caps := El("capabilities")
+	for _, c := range s.cfg.RESTCONF {
+		caps.Add(Leaf("capability", c))
+	}
+	return El("restconf-state", caps).InNS(NSRestconfMonitoring)
 }

@@ -46,7 +46,11 @@ type Config struct {
 	IdleTimeout  time.Duration
 	HelloTimeout time.Duration
 	Limits       Limits
-	Logger       *slog.Logger
+	// RESTCONF, when set, lists the capabilities of the RESTCONF server
+	// on the same datastore: ietf-restconf-monitoring is then implemented
+	// and restconf-state served (RFC 8040 §9.1).
+	RESTCONF []string
+	Logger   *slog.Logger
 }
 
 // Limits bound what one peer can hold (OpenSSH's MaxStartups and
@@ -125,7 +129,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	cfg.Limits.defaults()
-	sch, err := compileSchema(cfg.Attester.Config().LogTypes)
+	sch, err := compileSchema(cfg.Attester.Config().LogTypes, len(cfg.RESTCONF) > 0)
 	if err != nil {
 		return nil, fmt.Errorf("netconf: %w", err)
 	}

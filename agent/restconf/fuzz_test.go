@@ -1,52 +1,69 @@
 package restconf
 
 import (
-	"bytes"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/openriv/riv/pkg/schema"
+	"github.com/openriv/riv/yang"
 )
 
-// The request parts a client controls: the data path, and an RPC input in
-// JSON or XML. Each must give a value or an error, never a panic; and
-// what is accepted must be well-formed XML for the NETCONF server.
+var fuzzSet = sync.OnceValues(func() (*schema.Set, error) {
+	var srcs []schema.Source
+	for _, m := range yang.Modules() {
+		srcs = append(srcs, schema.Source{Name: m.Name, Text: m.Text})
+	}
+	return schema.Compile(srcs, schema.Options{Implement: map[string][]string{
+		"ietf-tpm-remote-attestation": {"bios", "ima", "netequip_boot"}, "ietf-tcg-algs": {"tpm20"},
+		"ietf-keystore": {"central-keystore-supported", "asymmetric-keys"}, "ietf-crypto-types": {"hidden-private-keys"},
+		"ietf-yang-library": {}, "ietf-datastores": {}, "ietf-restconf-monitoring": {}}})
+})
 
+// FuzzParsePath: the parts of a data URI a client controls — the path and
+// the fields expression — resolve against the schema or give an error,
+// never a panic.
 func FuzzParsePath(f *testing.F) {
 	for _, s := range []string{"", "ietf-tpm-remote-attestation:rats-support-structures/tpms/tpm=tpm0",
 		"ietf-keystore:keystore/asymmetric-keys/asymmetric-key=a%2Fb", "ietf-yang-library:yang-library/module-set=riv/module=x",
 		"a:b", "ietf-tpm-remote-attestation:rats-support-structures/tpms/tpm=%zz", strings.Repeat("x/", 40)} {
-		f.Add(s)
+		f.Add(s, "tpms/tpm(name;status)")
 	}
-	f.Fuzz(func(t *testing.T, p string) {
-		segs, err := parsePath(p)
-		if err == nil && len(segs) > 0 {
-			if segs[0].module == "" {
-				t.Fatalf("parsePath(%q): first segment without module", p)
-			}
-			if _, err := parseXML([]byte(topFilter(segs))); err != nil {
-				t.Fatalf("filter for %q is not XML: %v", p, err)
-			}
-		}
-	})
-}
-
-func FuzzInput(f *testing.F) {
-	f.Add([]byte(`{"ietf-tpm-remote-attestation:input":{"tpm20-attestation-challenge":{"nonce-value":"AAAA","tpm20-pcr-selection":[{"tpm20-hash-algo":"ietf-tcg-algs:TPM_ALG_SHA256","pcr-index":[0,1]}]}}}`), true)
-	f.Add([]byte(`{"ietf-tpm-remote-attestation:input":{"log-type":"ietf-tpm-remote-attestation:bios","log-selector":[{"name":["a<b"],"log-entry-quantity":3}]}}`), true)
-	f.Add([]byte(`<input xmlns="urn:ietf:params:xml:ns:yang:ietf-tpm-remote-attestation" xmlns:tpm="urn:ietf:params:xml:ns:yang:ietf-tpm-remote-attestation"><log-type>tpm:ima</log-type></input>`), false)
-	f.Add([]byte(`<!DOCTYPE x [<!ENTITY a "b">]><input>&a;</input>`), false)
-	f.Fuzz(func(t *testing.T, body []byte, isJSON bool) {
-		children, decls, err := inputXML(body, isJSON, "ietf-tpm-remote-attestation")
+	set, err := fuzzSet()
+	if err != nil {
+		f.Fatal(err)
+	}
+	s := &Server{schema: set}
+	f.Fuzz(func(t *testing.T, p, fields string) {
+		steps, err := s.resolve(p)
 		if err != nil {
 			return
 		}
-		var b bytes.Buffer
-		b.WriteString(`<op xmlns="urn:ietf:params:xml:ns:yang:ietf-tpm-remote-attestation"`)
-		for _, a := range decls {
-			b.WriteString(" xmlns:" + a.Name.Local + `="` + escape(a.Value) + `"`)
+		var target *schema.Node
+		if len(steps) > 0 {
+			target = steps[len(steps)-1].sn
 		}
-		b.WriteString(">" + children + "</op>")
-		if _, err := parseXML(b.Bytes()); err != nil {
-			t.Fatalf("accepted input %q became malformed XML %q: %v", body, b.String(), err)
+		parseFields(fields, set, target)
+	})
+}
+
+// FuzzXMLInput: an RPC's XML input becomes a well-formed operation
+// element or an error.
+func FuzzXMLInput(f *testing.F) {
+	f.Add([]byte(`<input xmlns="urn:ietf:params:xml:ns:yang:ietf-tpm-remote-attestation" xmlns:tpm="urn:ietf:params:xml:ns:yang:ietf-tpm-remote-attestation"><log-type>tpm:ima</log-type></input>`))
+	f.Add([]byte(`<!DOCTYPE x [<!ENTITY a "b">]><input>&a;</input>`))
+	set, err := fuzzSet()
+	if err != nil {
+		f.Fatal(err)
+	}
+	rpc := set.FindRPC("urn:ietf:params:xml:ns:yang:ietf-tpm-remote-attestation", "log-retrieval")
+	f.Fuzz(func(t *testing.T, body []byte) {
+		op, err := xmlInput(rpc, body)
+		if err != nil {
+			return
+		}
+		if _, err := schema.ParseXML([]byte(op), schema.Limits{}); err != nil {
+			t.Fatalf("accepted input %q became malformed XML %q: %v", body, op, err)
 		}
 	})
 }

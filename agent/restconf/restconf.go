@@ -3,19 +3,26 @@
 // TPM, client certificates are required and mapped to user names by the
 // same cert-to-name rules as NETCONF-over-TLS. Every request becomes the
 // equivalent NETCONF operation on the agent's NETCONF server, so NACM,
-// validation and rpc-errors are the NETCONF ones; this package does the
-// URL and the RFC 7951 JSON (or XML) encoding.
+// validation and rpc-errors are the NETCONF ones; this package resolves
+// the URL against the schema, and encodes JSON (RFC 7951, typed by the
+// schema) or XML.
 //
 // Resources: /.well-known/host-meta, /restconf, /restconf/data[/path]
-// (GET, HEAD; the agent has no writable configuration),
+// (GET, HEAD; the agent has no writable configuration) with the query
+// parameters content, depth, fields and with-defaults (RFC 8040 §4.8;
+// any other, or one given twice, is a 400), ETag and Last-Modified
+// (§3.4.1, with If-None-Match and If-Modified-Since),
 // /restconf/operations and /restconf/operations/MODULE:RPC (POST), and
-// /restconf/yang-library-version.
+// /restconf/yang-library-version. ietf-restconf-monitoring lists the
+// capabilities.
 package restconf
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -28,9 +35,20 @@ import (
 	"time"
 
 	"github.com/openriv/riv/agent/netconf"
+	"github.com/openriv/riv/pkg/schema"
 )
 
 const nsRestconf = "urn:ietf:params:xml:ns:yang:ietf-restconf"
+
+// Capabilities are the RESTCONF capabilities this server implements
+// (RFC 8040 §9.1.2), for ietf-restconf-monitoring: the NETCONF server
+// lists them under restconf-state.
+var Capabilities = []string{
+	"urn:ietf:params:restconf:capability:defaults:1.0?basic-mode=explicit",
+	"urn:ietf:params:restconf:capability:depth:1.0",
+	"urn:ietf:params:restconf:capability:fields:1.0",
+	"urn:ietf:params:restconf:capability:with-defaults:1.0",
+}
 
 // Config configures a Server.
 type Config struct {
@@ -45,7 +63,9 @@ type Config struct {
 
 // Server is a RESTCONF server.
 type Server struct {
-	cfg Config
+	cfg     Config
+	schema  *schema.Set
+	started time.Time // the data resources do not change while it runs
 }
 
 // New returns a server.
@@ -59,7 +79,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Server{cfg: cfg}, nil
+	return &Server{cfg: cfg, schema: cfg.NETCONF.Schema(), started: time.Now().UTC().Truncate(time.Second)}, nil
 }
 
 // Serve accepts HTTPS connections on ln until ctx ends.
@@ -116,8 +136,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q.user = netconf.MapCertToName(r.TLS.VerifiedChains, s.cfg.TLS.CertToName)
 	var ok bool
 	if q.json, ok = wantJSON(r.Header.Get("Accept")); !ok {
+		// RFC 8040 §7: 406, with error-tag invalid-value.
 		q.json = true
-		q.fail(&rcError{status: http.StatusNotAcceptable, Type: "protocol", Tag: "operation-not-supported", Message: "acceptable media types are application/yang-data+json and application/yang-data+xml"})
+		q.fail(&rcError{status: http.StatusNotAcceptable, Type: "protocol", Tag: "invalid-value", Message: "acceptable media types are application/yang-data+json and application/yang-data+xml"})
 		return
 	}
 	if q.user == "" {
@@ -128,13 +149,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.EscapedPath()
 	switch {
 	case path == "/.well-known/host-meta":
-		if !q.methods("GET", "HEAD") {
+		if !q.methods("GET", "HEAD") || !q.noParams() {
 			return
 		}
 		w.Header().Set("Content-Type", "application/xrd+xml")
 		io.WriteString(w, `<XRD xmlns="http://docs.oasis-open.org/ns/xri/xrd-1.0"><Link rel="restconf" href="/restconf"/></XRD>`)
 	case path == "/restconf" || path == "/restconf/":
-		if !q.methods("GET", "HEAD") {
+		if !q.methods("GET", "HEAD") || !q.noParams() {
 			return
 		}
 		if q.json {
@@ -143,7 +164,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			q.send(http.StatusOK, `<restconf xmlns="`+nsRestconf+`"><data/><operations/><yang-library-version>2019-01-04</yang-library-version></restconf>`)
 		}
 	case path == "/restconf/yang-library-version":
-		if !q.methods("GET", "HEAD") {
+		if !q.methods("GET", "HEAD") || !q.noParams() {
 			return
 		}
 		if q.json {
@@ -157,16 +178,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		q.data(strings.TrimPrefix(strings.TrimPrefix(path, "/restconf/data"), "/"))
 	case path == "/restconf/operations":
-		if !q.methods("GET", "HEAD") {
+		if !q.methods("GET", "HEAD") || !q.noParams() {
 			return
 		}
-		if q.json {
-			q.send(http.StatusOK, `{"ietf-restconf:operations":{"ietf-tpm-remote-attestation:tpm20-challenge-response-attestation":[null],"ietf-tpm-remote-attestation:log-retrieval":[null]}}`)
-		} else {
-			q.send(http.StatusOK, `<operations xmlns="`+nsRestconf+`"><tpm20-challenge-response-attestation xmlns="`+netconf.NSTPM+`"/><log-retrieval xmlns="`+netconf.NSTPM+`"/></operations>`)
-		}
+		q.operations()
 	case strings.HasPrefix(path, "/restconf/operations/"):
-		if !q.methods("POST") {
+		if !q.methods("POST") || !q.noParams() {
 			return
 		}
 		q.operation(strings.TrimPrefix(path, "/restconf/operations/"))
@@ -213,6 +230,54 @@ func (q *request) methods(allowed ...string) bool {
 	return false
 }
 
+// knownParams are RFC 8040 §4.8's query parameters; the data resource
+// implements the first four.
+var knownParams = map[string]bool{"content": true, "depth": true, "fields": true, "with-defaults": true,
+	"filter": true, "insert": true, "point": true, "start-time": true, "stop-time": true}
+
+// params parses the query string strictly (RFC 8040 §4.8): a parameter
+// RESTCONF does not define, one this resource does not support, or one
+// given twice is a 400.
+func (q *request) params(allowed ...string) (map[string]string, bool) {
+	out := map[string]string{}
+	raw := q.r.URL.RawQuery
+	if raw == "" {
+		return out, true
+	}
+	for _, part := range strings.Split(raw, "&") {
+		k, v, _ := strings.Cut(part, "=")
+		name, err1 := url.QueryUnescape(k)
+		val, err2 := url.QueryUnescape(v)
+		if err1 != nil || err2 != nil {
+			q.fail(&rcError{status: http.StatusBadRequest, Type: "protocol", Tag: "invalid-value", Message: "malformed query string"})
+			return nil, false
+		}
+		ok := false
+		for _, a := range allowed {
+			ok = ok || a == name
+		}
+		switch {
+		case !knownParams[name]:
+			q.fail(&rcError{status: http.StatusBadRequest, Type: "protocol", Tag: "invalid-value", Message: fmt.Sprintf("unknown query parameter %q", name)})
+			return nil, false
+		case !ok:
+			q.fail(&rcError{status: http.StatusBadRequest, Type: "protocol", Tag: "invalid-value", Message: fmt.Sprintf("query parameter %q is not supported on this resource", name)})
+			return nil, false
+		}
+		if _, dup := out[name]; dup {
+			q.fail(&rcError{status: http.StatusBadRequest, Type: "protocol", Tag: "invalid-value", Message: fmt.Sprintf("query parameter %q given twice", name)})
+			return nil, false
+		}
+		out[name] = val
+	}
+	return out, true
+}
+
+func (q *request) noParams() bool {
+	_, ok := q.params()
+	return ok
+}
+
 func (q *request) send(status int, body string) {
 	ct := "application/yang-data+json"
 	if !q.json {
@@ -226,33 +291,36 @@ func (q *request) send(status int, body string) {
 	}
 }
 
-// exchange runs one NETCONF operation and returns the reply's content,
-// or the rpc-errors as a RESTCONF error.
-func (q *request) exchange(op string) (*xnode, *rcError) {
+// exchange runs one NETCONF operation and returns the reply, or its
+// rpc-errors as a RESTCONF error.
+func (q *request) exchange(op string) (*schema.XML, *rcError) {
 	msg := `<rpc xmlns="` + netconf.NSBase + `" message-id="1">` + op + `</rpc>`
 	reply := q.s.cfg.NETCONF.Exchange(q.r.Context(), q.user, []byte(msg))
-	root, err := parseXML(reply)
-	if err != nil || root.name != "rpc-reply" {
+	root, err := schema.ParseXML(reply, schema.Limits{})
+	if err != nil || root.Name != "rpc-reply" {
 		return nil, &rcError{status: http.StatusInternalServerError, Type: "application", Tag: "operation-failed", Message: "internal: unreadable reply"}
 	}
 	var errs []*rcError
-	for _, c := range root.children {
-		if c.name == "rpc-error" {
-			e := &rcError{}
-			for _, f := range c.children {
-				switch f.name {
-				case "error-type":
-					e.Type = f.text
-				case "error-tag":
-					e.Tag = f.text
-				case "error-app-tag":
-					e.AppTag = f.text
-				case "error-message":
-					e.Message = f.text
-				}
-			}
-			errs = append(errs, e)
+	for _, c := range root.Children {
+		if c.Name != "rpc-error" {
+			continue
 		}
+		e := &rcError{}
+		for _, f := range c.Children {
+			switch f.Name {
+			case "error-type":
+				e.Type = f.Text
+			case "error-tag":
+				e.Tag = f.Text
+			case "error-app-tag":
+				e.AppTag = f.Text
+			case "error-message":
+				e.Message = f.Text
+			case "error-path":
+				e.Path = q.s.jsonPath(f)
+			}
+		}
+		errs = append(errs, e)
 	}
 	if len(errs) > 0 {
 		errs[0].more = errs[1:]
@@ -265,155 +333,79 @@ func (q *request) exchange(op string) (*xnode, *rcError) {
 	return root, nil
 }
 
-// data answers GET /restconf/data[/path].
-func (q *request) data(rawPath string) {
-	segs, err := parsePath(rawPath)
-	if err != nil {
-		q.fail(&rcError{status: http.StatusBadRequest, Type: "protocol", Tag: "invalid-value", Message: err.Error()})
-		return
-	}
-	var filter string
-	if len(segs) == 0 {
-		// Everything RESTCONF serves: the RFC 9684 data, the keystore
-		// and the YANG library.
-		filter = `<rats-support-structures xmlns="` + netconf.NSTPM + `"/><keystore xmlns="` + netconf.NSKeystore + `"/><yang-library xmlns="` + netconf.NSYangLib + `"/>`
-	} else {
-		filter = topFilter(segs)
-	}
-	root, rerr := q.exchange(`<get><filter type="subtree">` + filter + `</filter></get>`)
-	if rerr != nil {
-		q.fail(rerr)
-		return
-	}
-	var dataNode *xnode
-	for _, c := range root.children {
-		if c.name == "data" {
-			dataNode = c
+// jsonPath rewrites an error-path's prefixes as module names (the
+// instance-identifier form of RFC 7951 §6.11).
+func (s *Server) jsonPath(p *schema.XML) string {
+	var parts []string
+	prev := ""
+	for _, seg := range strings.Split(strings.TrimPrefix(p.Text, "/"), "/") {
+		prefix, name, ok := strings.Cut(seg, ":")
+		if !ok {
+			parts = append(parts, seg)
+			continue
 		}
-	}
-	if dataNode == nil {
-		q.fail(&rcError{status: http.StatusInternalServerError, Type: "application", Tag: "operation-failed", Message: "internal: reply without data"})
-		return
-	}
-	var b bytes.Buffer
-	if len(segs) == 0 {
-		if q.json {
-			b.WriteString(`{"ietf-restconf:data":{`)
-			err = writeJSONMembers(&b, "data", nsRestconf, dataNode.children)
-			b.WriteString("}}")
-		} else {
-			b.WriteString(`<data xmlns="` + nsRestconf + `">`)
-			for _, c := range dataNode.children {
-				writeXML(&b, c, nsRestconf)
+		mod := prefix
+		if ns, ok := p.Resolve(prefix); ok {
+			if m := s.schema.ModuleByNS(ns); m != nil {
+				mod = m.Name
 			}
-			b.WriteString("</data>")
 		}
-	} else {
-		target, parent := find(dataNode, segs)
-		if target == nil {
-			q.fail(&rcError{status: http.StatusNotFound, Type: "protocol", Tag: "invalid-value", Message: "no data at " + rawPath})
-			return
-		}
-		if q.json {
-			b.WriteByte('{')
-			// The target is named with its module (RFC 8040 §3.5.3).
-			err = writeJSONMembers(&b, parent, "", []*xnode{target})
-			b.WriteByte('}')
+		if mod == prev {
+			parts = append(parts, name)
 		} else {
-			writeXML(&b, target, "")
+			parts = append(parts, mod+":"+name)
 		}
+		prev = mod
 	}
-	if err != nil {
-		q.fail(&rcError{status: http.StatusInternalServerError, Type: "application", Tag: "operation-failed", Message: "internal: " + err.Error()})
-		return
+	return "/" + strings.Join(parts, "/")
+}
+
+// operations lists the RPCs that can be invoked here (RFC 8040 §3.3.2):
+// those of the modules the agent implements other than the NETCONF
+// protocol's own.
+func (q *request) operations() {
+	var b bytes.Buffer
+	if q.json {
+		b.WriteString(`{"ietf-restconf:operations":{`)
+	} else {
+		b.WriteString(`<operations xmlns="` + nsRestconf + `">`)
+	}
+	n := 0
+	for _, rpc := range q.s.invocable() {
+		if q.json {
+			if n > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `"%s:%s":[null]`, rpc.Module.Name, rpc.Name)
+		} else {
+			fmt.Fprintf(&b, `<%s xmlns="%s"/>`, rpc.Name, rpc.Module.Namespace)
+		}
+		n++
+	}
+	if q.json {
+		b.WriteString("}}")
+	} else {
+		b.WriteString("</operations>")
 	}
 	q.send(http.StatusOK, b.String())
 }
 
-// operation answers POST /restconf/operations/MODULE:RPC.
-func (q *request) operation(raw string) {
-	name, err := url.PathUnescape(raw)
-	if err != nil || strings.Contains(name, "/") {
-		q.fail(&rcError{status: http.StatusBadRequest, Type: "protocol", Tag: "invalid-value", Message: "bad operation name"})
-		return
-	}
-	mod, op, ok := strings.Cut(name, ":")
-	if !ok || mod != "ietf-tpm-remote-attestation" || (op != "tpm20-challenge-response-attestation" && op != "log-retrieval") {
-		q.fail(&rcError{status: http.StatusNotFound, Type: "protocol", Tag: "invalid-value", Message: "no such operation: " + name})
-		return
-	}
-	isJSON := true
-	if ct := q.r.Header.Get("Content-Type"); ct != "" {
-		mt, _, _ := mime.ParseMediaType(ct)
-		switch mt {
-		case "application/yang-data+json", "application/json":
-		case "application/yang-data+xml", "application/xml":
-			isJSON = false
-		default:
-			q.fail(&rcError{status: http.StatusUnsupportedMediaType, Type: "protocol", Tag: "invalid-value", Message: "content type " + mt + " is not supported"})
-			return
+// invocable are the operations RESTCONF offers: the RFC 9684 RPCs.
+func (s *Server) invocable() []*schema.Node {
+	var out []*schema.Node
+	for _, rpc := range s.schema.RPCs {
+		if rpc.Module.Namespace == netconf.NSTPM {
+			out = append(out, rpc)
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(q.w, q.r.Body, q.s.cfg.MaxBody))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			q.fail(&rcError{status: http.StatusRequestEntityTooLarge, Type: "transport", Tag: "too-big", Message: fmt.Sprintf("request body larger than %d bytes", q.s.cfg.MaxBody)})
-			return
-		}
-		q.fail(&rcError{status: http.StatusBadRequest, Type: "transport", Tag: "malformed-message", Message: "reading the request: " + err.Error()})
-		return
-	}
-	children, decls, err := inputXML(body, isJSON, mod)
-	if err != nil {
-		q.fail(&rcError{status: http.StatusBadRequest, Type: "protocol", Tag: "malformed-message", Message: err.Error()})
-		return
-	}
-	var b strings.Builder
-	b.WriteString("<" + op + ` xmlns="` + netconf.NSTPM + `"`)
-	for _, a := range decls {
-		b.WriteString(" xmlns:" + a.Name.Local + `="` + escape(a.Value) + `"`)
-	}
-	b.WriteString(">" + children + "</" + op + ">")
-	root, rerr := q.exchange(b.String())
-	if rerr != nil {
-		q.fail(rerr)
-		return
-	}
-	var out []*xnode
-	for _, c := range root.children {
-		if c.name != "ok" {
-			out = append(out, c)
-		}
-	}
-	if len(out) == 0 {
-		q.w.WriteHeader(http.StatusNoContent)
-		return
-	}
-	var o bytes.Buffer
-	if q.json {
-		o.WriteString(`{"` + mod + `:output":{`)
-		err = writeJSONMembers(&o, "output", netconf.NSTPM, out)
-		o.WriteString("}}")
-	} else {
-		o.WriteString(`<output xmlns="` + netconf.NSTPM + `">`)
-		for _, c := range out {
-			writeXML(&o, c, netconf.NSTPM)
-		}
-		o.WriteString("</output>")
-	}
-	if err != nil {
-		q.fail(&rcError{status: http.StatusInternalServerError, Type: "application", Tag: "operation-failed", Message: "internal: " + err.Error()})
-		return
-	}
-	q.send(http.StatusOK, o.String())
+	return out
 }
 
 // rcError is an error response (RFC 8040 §7.1).
 type rcError struct {
-	status                     int
-	Type, Tag, AppTag, Message string
-	more                       []*rcError
+	status                           int
+	Type, Tag, AppTag, Message, Path string
+	more                             []*rcError
 }
 
 // statusOf maps an error-tag to its HTTP status (RFC 8040 §7). The
@@ -459,6 +451,10 @@ func (q *request) fail(e *rcError) {
 				b.WriteString(`,"error-app-tag":`)
 				writeString(&b, x.AppTag)
 			}
+			if x.Path != "" {
+				b.WriteString(`,"error-path":`)
+				writeString(&b, x.Path)
+			}
 			if x.Message != "" {
 				b.WriteString(`,"error-message":`)
 				writeString(&b, x.Message)
@@ -483,123 +479,8 @@ func (q *request) fail(e *rcError) {
 	q.send(e.status, b.String())
 }
 
-// segment is one step of a data resource identifier: module (when given),
-// name, and key values.
-type segment struct {
-	module, name string
-	keys         []string
-}
-
-const maxSegments = 32
-
-// parsePath parses RFC 8040 §3.5.3 api-path after /restconf/data/.
-func parsePath(raw string) ([]segment, error) {
-	if raw == "" {
-		return nil, nil
-	}
-	parts := strings.Split(raw, "/")
-	if len(parts) > maxSegments {
-		return nil, fmt.Errorf("path deeper than %d", maxSegments)
-	}
-	var out []segment
-	for i, p := range parts {
-		id, keys, hasKeys := strings.Cut(p, "=")
-		id, err := url.PathUnescape(id)
-		if err != nil {
-			return nil, fmt.Errorf("segment %d: %w", i+1, err)
-		}
-		var s segment
-		if mod, name, ok := strings.Cut(id, ":"); ok {
-			if _, known := namespaces[mod]; !known {
-				return nil, fmt.Errorf("unknown module %q", mod)
-			}
-			s.module, s.name = mod, name
-		} else if i == 0 {
-			return nil, fmt.Errorf("the first segment %q must name its module", id)
-		} else {
-			s.name = id
-		}
-		if !validName(s.name) {
-			return nil, fmt.Errorf("%q is not a YANG identifier", s.name)
-		}
-		if hasKeys {
-			for _, k := range strings.Split(keys, ",") {
-				v, err := url.PathUnescape(k)
-				if err != nil {
-					return nil, fmt.Errorf("key of %s: %w", s.name, err)
-				}
-				s.keys = append(s.keys, v)
-			}
-		}
-		parent := "data"
-		if i > 0 {
-			parent = out[i-1].name
-		}
-		sn := lookup(parent, s.name)
-		switch {
-		case sn.kind == list && sn.key != "" && len(s.keys) != 1:
-			return nil, fmt.Errorf("list %s needs its key %s (%s=VALUE)", s.name, sn.key, s.name)
-		case sn.kind == list && sn.key == "":
-			return nil, fmt.Errorf("list %s has no key and cannot be addressed", s.name)
-		case sn.kind != list && hasKeys:
-			return nil, fmt.Errorf("%s is not a list", s.name)
-		case sn.kind == leafList:
-			return nil, fmt.Errorf("leaf-list %s cannot be addressed alone", s.name)
-		}
-		out = append(out, s)
-	}
-	return out, nil
-}
-
-// topFilter selects the path's top-level node. The tree below it is small
-// (a few TPMs, keys and modules), so list entries are chosen by find
-// rather than by content-match nodes, which would compare identity keys
-// as text.
-func topFilter(segs []segment) string {
-	return "<" + segs[0].name + ` xmlns="` + namespaces[segs[0].module] + `"/>`
-}
-
-// find walks the filtered data along the path, choosing list entries by
-// key, and returns the target node and its parent's name.
-func find(data *xnode, segs []segment) (*xnode, string) {
-	cur := data
-	parent := "data"
-	for i, s := range segs {
-		var next *xnode
-		sn := lookup(parent, s.name)
-		for _, c := range cur.children {
-			if c.name != s.name || (s.module != "" && modules[c.ns] != s.module) {
-				continue
-			}
-			if sn.kind == list {
-				if !keyMatches(c, sn.key, s.keys[0]) {
-					continue
-				}
-			}
-			next = c
-			break
-		}
-		if next == nil {
-			return nil, ""
-		}
-		if i < len(segs)-1 {
-			parent = s.name
-		}
-		cur = next
-	}
-	return cur, parent
-}
-
-func keyMatches(entry *xnode, key, want string) bool {
-	for _, c := range entry.children {
-		if c.name != key {
-			continue
-		}
-		got := c.text
-		if i := strings.IndexByte(got, ':'); i >= 0 && c.textNS != "" {
-			got = modules[c.textNS] + ":" + got[i+1:]
-		}
-		return got == want
-	}
-	return false
+// etag is a strong entity tag of a representation (RFC 8040 §3.4.1.2).
+func etag(body []byte) string {
+	h := sha256.Sum256(body)
+	return `"` + hex.EncodeToString(h[:12]) + `"`
 }

@@ -74,23 +74,24 @@ func do(t *testing.T, c *http.Client, d *device.Device, method, path, accept, ct
 	return resp.StatusCode, resp.Header, b
 }
 
-// yanglint validates JSON against the official modules.
-func yanglint(t *testing.T, kind, file string, extra ...string) {
+// yanglint validates JSON against the official modules, loaded as the
+// agent implements them (the modules and features of its schema).
+func yanglint(t *testing.T, d *device.Device, kind, file string, extra ...string) {
 	t.Helper()
 	bin := testref.NeedTool(t, "yanglint")
-	R := testref.YangDir(t)
+	Y := testref.YangDir(t)
 	args := append([]string{"-t", kind}, extra...)
-	args = append(args, "-F", "ietf-tpm-remote-attestation:bios,ima,netequip_boot", "-F", "ietf-tcg-algs:*", "-F", "ietf-keystore:*",
-		"-F", "ietf-crypto-types:*", "-F", "ietf-hardware:*", "-p", R,
-		filepath.Join(R, "ietf-tpm-remote-attestation@2024-12-05.yang"), filepath.Join(R, "ietf-tcg-algs@2024-12-05.yang"),
-		filepath.Join(R, "ietf-keystore@2024-10-10.yang"))
-	if kind == "get" {
-		// The YANG library only where it is part of the data checked.
-		args = append(args, filepath.Join(R, "ietf-yang-library@2019-01-04.yang"), filepath.Join(R, "ietf-datastores@2018-02-14.yang"))
+	args = append(args, "-p", Y)
+	var files []string
+	for _, m := range d.Server.Schema().Modules() {
+		if m.Implemented {
+			args = append(args, "-F", m.Name+":"+strings.Join(m.Features, ","))
+			files = append(files, filepath.Join(Y, m.Name+"@"+m.Revision+".yang"))
+		}
 	}
-	args = append(args, file)
+	args = append(append(args, files...), file)
 	out, err := exec.Command(bin, args...).CombinedOutput()
-	if err != nil || strings.Contains(string(out), "rror") {
+	if err != nil || strings.Contains(string(out), "err :") || strings.Contains(string(out), "[E]") {
 		t.Errorf("yanglint %v: %v\n%s", args, err, out)
 	}
 }
@@ -129,16 +130,10 @@ func TestDataValidatesAgainstTheModules(t *testing.T) {
 			t.Errorf("GET /restconf/data lacks %s:\n%.600s", want, body)
 		}
 	}
-	// Complete-datastore validation (mandatory nodes, leafrefs) for the
-	// RFC 9684 data and the keystore; the YANG library is checked as
-	// <get> data (its deprecated modules-state would be mandatory).
-	yanglint(t, "get", filepath.Join(dir, "all.json"))
-	var parts map[string]json.RawMessage
-	json.Unmarshal(all["ietf-restconf:data"], &parts)
-	delete(parts, "ietf-yang-library:yang-library")
-	noLib, _ := json.Marshal(parts)
-	os.WriteFile(filepath.Join(dir, "nolib.json"), noLib, 0o600)
-	yanglint(t, "data", filepath.Join(dir, "nolib.json"))
+	// The whole datastore validates as a complete one: mandatory nodes,
+	// leafrefs, the YANG library with modules-state, both monitoring
+	// modules.
+	yanglint(t, d, "data", filepath.Join(dir, "all.json"))
 
 	// One list entry by key, in both encodings.
 	status, _, body = do(t, c, d, "GET", "/restconf/data/ietf-tpm-remote-attestation:rats-support-structures/tpms/tpm=tpm0/tpm20-pcr-bank=ietf-tcg-algs%3ATPM_ALG_SHA256", js, "", "")
@@ -186,7 +181,7 @@ func TestChallengeOverRESTCONF(t *testing.T) {
 	var data map[string]json.RawMessage
 	json.Unmarshal(all, &data)
 	os.WriteFile(filepath.Join(dir, "oper.json"), data["ietf-restconf:data"], 0o600)
-	yanglint(t, "reply", filepath.Join(dir, "reply.json"), "-O", filepath.Join(dir, "oper.json"))
+	yanglint(t, d, "reply", filepath.Join(dir, "reply.json"), "-O", filepath.Join(dir, "oper.json"))
 
 	// The IAK certificate from the keystore, as a verifier would get it.
 	_, _, ks := do(t, c, d, "GET", "/restconf/data/ietf-keystore:keystore", js, "", "")
@@ -264,7 +259,7 @@ func TestErrors(t *testing.T) {
 		{"unknown bank", "POST", op, js, js, `{"ietf-tpm-remote-attestation:input":{"tpm20-attestation-challenge":{"nonce-value":"AAAA","tpm20-pcr-selection":[{"tpm20-hash-algo":"ietf-tcg-algs:TPM_ALG_SM3_256","pcr-index":[0]}]}}}`, 400, "operation-failed"},
 		{"oversized body", "POST", op, js, js, `{"x":"` + strings.Repeat("a", 2<<20) + `"}`, 413, "too-big"},
 		{"unsupported media type", "POST", op, js, "text/plain", "x", 415, "invalid-value"},
-		{"not acceptable", "GET", "/restconf/data", "text/html", "", "", 406, "operation-not-supported"},
+		{"not acceptable", "GET", "/restconf/data", "text/html", "", "", 406, "invalid-value"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -340,5 +335,135 @@ func TestCurlInterop(t *testing.T) {
 	bad[5] = "sha256//" + base64.StdEncoding.EncodeToString(make([]byte, 32))
 	if out, err := exec.Command(curl, append(bad, "https://"+d.RESTCONFAddr+"/restconf")...).CombinedOutput(); err == nil {
 		t.Errorf("curl accepted a server with another key: %s", out)
+	}
+}
+
+// TestQueryParameters is item C's §4.8: content, depth, fields and
+// with-defaults are implemented; anything else, or a parameter given
+// twice, is a 400.
+func TestQueryParameters(t *testing.T) {
+	d := startDevice(t)
+	c := client(d, d.ClientCert)
+	dir := t.TempDir()
+	const rss = "/restconf/data/ietf-tpm-remote-attestation:rats-support-structures"
+	cases := []struct {
+		query  string
+		status int
+		has    []string
+		hasnt  []string
+	}{
+		{"depth=1", 200, []string{`{"ietf-tpm-remote-attestation:rats-support-structures":{}}`}, nil},
+		{"depth=2", 200, []string{`"tpms":{}`, `"attester-supported-algos":{}`}, []string{`"tpm"`}},
+		{"depth=3", 200, []string{`"tpm":[{"name":"tpm0"}]`}, []string{`"hardware-based"`}},
+		{"fields=tpms/tpm(name;status)", 200, []string{`"name":"tpm0"`, `"status":"operational"`}, []string{`"hardware-based"`, `"attester-supported-algos"`}},
+		{"fields=attester-supported-algos/tpm20-hash", 200, []string{`"tpm20-hash":[`}, []string{`"tpms"`, `"tpm20-asymmetric-signing"`}},
+		{"content=config", 200, []string{`"firmware-version"`}, []string{`"hardware-based"`, `"status"`}},
+		{"content=nonconfig", 200, []string{`"hardware-based":false`, `"name":"tpm0"`}, []string{`"firmware-version"`}},
+		{"with-defaults=trim", 200, []string{`"tpm0"`}, nil},
+		{"content=all&depth=unbounded&with-defaults=report-all", 200, []string{`"hardware-based"`}, nil},
+		{"depth=0", 400, nil, nil},
+		{"content=everything", 400, nil, nil},
+		{"with-defaults=none", 400, nil, nil},
+		{"fields=tpms/nosuch", 400, nil, nil},
+		{"fields=tpms(", 400, nil, nil},
+		{"depth=1&depth=2", 400, []string{"given twice"}, nil},
+		{"frobnicate=1", 400, []string{"unknown query parameter"}, nil},
+		{"filter=x", 400, []string{"not supported on this resource"}, nil},
+		{"start-time=2026-01-01T00:00:00Z", 400, []string{"not supported on this resource"}, nil},
+	}
+	for i, tc := range cases {
+		status, _, body := do(t, c, d, "GET", rss+"?"+tc.query, js, "", "")
+		if status != tc.status {
+			t.Errorf("?%s = %d, want %d: %.300s", tc.query, status, tc.status, body)
+			continue
+		}
+		for _, h := range tc.has {
+			if !bytes.Contains(body, []byte(h)) {
+				t.Errorf("?%s lacks %s: %.400s", tc.query, h, body)
+			}
+		}
+		for _, h := range tc.hasnt {
+			if bytes.Contains(body, []byte(h)) {
+				t.Errorf("?%s has %s: %.400s", tc.query, h, body)
+			}
+		}
+		if status == 200 {
+			f := filepath.Join(dir, fmt.Sprintf("q%d.json", i))
+			os.WriteFile(f, body, 0o600)
+			yanglint(t, d, "get", f)
+		}
+	}
+	if status, _, _ := do(t, c, d, "GET", "/restconf?depth=1", js, "", ""); status != 400 {
+		t.Errorf("a query parameter on /restconf = %d, want 400", status)
+	}
+}
+
+// TestRestconfMonitoring is RFC 8040 §9.1: restconf-state lists the
+// capabilities the server implements.
+func TestRestconfMonitoring(t *testing.T) {
+	d := startDevice(t)
+	c := client(d, d.ClientCert)
+	status, _, body := do(t, c, d, "GET", "/restconf/data/ietf-restconf-monitoring:restconf-state/capabilities", js, "", "")
+	if status != 200 {
+		t.Fatalf("restconf-state = %d %s", status, body)
+	}
+	for _, cap := range []string{"urn:ietf:params:restconf:capability:defaults:1.0?basic-mode=explicit", "urn:ietf:params:restconf:capability:depth:1.0",
+		"urn:ietf:params:restconf:capability:fields:1.0", "urn:ietf:params:restconf:capability:with-defaults:1.0"} {
+		if !bytes.Contains(body, []byte(`"`+cap+`"`)) {
+			t.Errorf("restconf-state lacks %s: %s", cap, body)
+		}
+	}
+}
+
+// TestEntityTags is RFC 8040 §3.4.1: data carries ETag and Last-Modified,
+// and a client that has the representation gets 304.
+func TestEntityTags(t *testing.T) {
+	d := startDevice(t)
+	c := client(d, d.ClientCert)
+	const p = "/restconf/data/ietf-tpm-remote-attestation:rats-support-structures"
+	status, h, _ := do(t, c, d, "GET", p, js, "", "")
+	tag, lm := h.Get("ETag"), h.Get("Last-Modified")
+	if status != 200 || !strings.HasPrefix(tag, `"`) || lm == "" {
+		t.Fatalf("GET = %d, ETag %q, Last-Modified %q", status, tag, lm)
+	}
+	if _, h2, _ := do(t, c, d, "GET", p, xmlType, "", ""); h2.Get("ETag") == tag {
+		t.Error("the XML representation has the JSON one's entity tag")
+	}
+	for name, hdr := range map[string][2]string{"If-None-Match": {"If-None-Match", tag}, "If-Modified-Since": {"If-Modified-Since", lm}} {
+		req, _ := http.NewRequest("GET", "https://"+d.RESTCONFAddr+p, nil)
+		req.Header.Set("Accept", js)
+		req.Header.Set(hdr[0], hdr[1])
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotModified {
+			t.Errorf("%s: %d, want 304", name, resp.StatusCode)
+		}
+	}
+}
+
+// TestStrictInput is item C's typing and media rules: RFC 7951 types as
+// yanglint reads them, and a body needs a Content-Type (415).
+func TestStrictInput(t *testing.T) {
+	d := startDevice(t)
+	c := client(d, d.ClientCert)
+	const ch = "/restconf/operations/ietf-tpm-remote-attestation:tpm20-challenge-response-attestation"
+	const lr = "/restconf/operations/ietf-tpm-remote-attestation:log-retrieval"
+	for _, tc := range []struct {
+		name, path, ctype, body string
+		status                  int
+	}{
+		{"pcr-index as strings", ch, js, `{"ietf-tpm-remote-attestation:input":{"tpm20-attestation-challenge":{"nonce-value":"AAAA","tpm20-pcr-selection":[{"tpm20-hash-algo":"ietf-tcg-algs:TPM_ALG_SHA256","pcr-index":["0"]}]}}}`, 400},
+		{"uint64 as a number", lr, js, `{"ietf-tpm-remote-attestation:input":{"log-type":"ietf-tpm-remote-attestation:bios","log-selector":[{"last-index-number":5}]}}`, 400},
+		{"uint64 as a string", lr, js, `{"ietf-tpm-remote-attestation:input":{"log-type":"ietf-tpm-remote-attestation:bios","log-selector":[{"last-index-number":"5"}]}}`, 200},
+		{"nothing new", lr, js, `{"ietf-tpm-remote-attestation:input":{"log-type":"ietf-tpm-remote-attestation:bios","log-selector":[{"last-index-number":"100000"}]}}`, 204},
+		{"no content type", lr, "", `{"ietf-tpm-remote-attestation:input":{"log-type":"ietf-tpm-remote-attestation:bios"}}`, 415},
+	} {
+		status, _, body := do(t, c, d, "POST", tc.path, js, tc.ctype, tc.body)
+		if status != tc.status {
+			t.Errorf("%s: %d, want %d: %.300s", tc.name, status, tc.status, body)
+		}
 	}
 }

@@ -29,3 +29,26 @@ func FuzzInput(f *testing.F) {
 		s.Input(rpc, x, func() []*schema.Elem { return data })
 	})
 }
+
+// FuzzJSONInput feeds untrusted RFC 7951 JSON input to an RPC: it becomes
+// well-formed XML for the operation, or an error.
+func FuzzJSONInput(f *testing.F) {
+	f.Add([]byte(`{"ietf-tpm-remote-attestation:input":{"tpm20-attestation-challenge":{"nonce-value":"AAAA","tpm20-pcr-selection":[{"tpm20-hash-algo":"ietf-tcg-algs:TPM_ALG_SHA256","pcr-index":[0,1]}]}}}`))
+	f.Add([]byte(`{"ietf-tpm-remote-attestation:input":{"log-type":"ietf-tpm-remote-attestation:bios","log-selector":[{"name":["a<b"],"log-entry-quantity":3,"last-index-number":"7"}]}}`))
+	f.Add([]byte(`{"ietf-tpm-remote-attestation:input":{"log-type":"x","log-type":"y"}}`))
+	s := agentSet(f)
+	rpcs := []*schema.Node{s.FindRPC(nsTPM, "tpm20-challenge-response-attestation"), s.FindRPC(nsTPM, "log-retrieval")}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, rpc := range rpcs {
+			op, err := s.JSONInput(rpc, b)
+			if err != nil || op == "" {
+				continue
+			}
+			x, perr := schema.ParseXML([]byte(op), schema.Limits{})
+			if perr != nil {
+				t.Fatalf("JSON %q became malformed XML %q: %v", b, op, perr)
+			}
+			s.Input(rpc, x, nil)
+		}
+	})
+}

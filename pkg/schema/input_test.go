@@ -150,3 +150,50 @@ func TestInputOracle(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONInputTypes: RFC 7951's encoding is checked strictly, as
+// yanglint does: 8- to 32-bit integers are JSON numbers, 64-bit ones
+// strings, identities module-qualified.
+func TestJSONInputTypes(t *testing.T) {
+	s := agentSet(t)
+	opx, _ := schema.ParseXML([]byte(oper), schema.Limits{})
+	data, _ := s.Data([]*schema.XML{opx})
+	ch := s.FindRPC(nsTPM, "tpm20-challenge-response-attestation")
+	lr := s.FindRPC(nsTPM, "log-retrieval")
+	cases := []struct {
+		name string
+		rpc  *schema.Node
+		in   string
+		tag  string
+	}{
+		{"challenge", ch, `{"ietf-tpm-remote-attestation:input":{"tpm20-attestation-challenge":{"nonce-value":"AAAA","tpm20-pcr-selection":[{"tpm20-hash-algo":"ietf-tcg-algs:TPM_ALG_SHA256","pcr-index":[0,10]}]}}}`, ""},
+		{"pcr-index as strings", ch, `{"ietf-tpm-remote-attestation:input":{"tpm20-attestation-challenge":{"nonce-value":"AAAA","tpm20-pcr-selection":[{"pcr-index":["0"]}]}}}`, "invalid-value"},
+		{"identity without module", ch, `{"ietf-tpm-remote-attestation:input":{"tpm20-attestation-challenge":{"nonce-value":"AAAA","tpm20-pcr-selection":[{"tpm20-hash-algo":"TPM_ALG_SHA256"}]}}}`, "invalid-value"},
+		{"selection not an array", ch, `{"ietf-tpm-remote-attestation:input":{"tpm20-attestation-challenge":{"nonce-value":"AAAA","tpm20-pcr-selection":{}}}}`, "invalid-value"},
+		{"uint64 as a number", lr, `{"ietf-tpm-remote-attestation:input":{"log-type":"ietf-tpm-remote-attestation:bios","log-selector":[{"last-index-number":5}]}}`, "invalid-value"},
+		{"uint64 as a string", lr, `{"ietf-tpm-remote-attestation:input":{"log-type":"ietf-tpm-remote-attestation:bios","log-selector":[{"last-index-number":"5","log-entry-quantity":3}]}}`, ""},
+		{"uint16 as a string", lr, `{"ietf-tpm-remote-attestation:input":{"log-type":"ietf-tpm-remote-attestation:bios","log-selector":[{"log-entry-quantity":"3"}]}}`, "invalid-value"},
+		{"unknown member", lr, `{"ietf-tpm-remote-attestation:input":{"log-type":"ietf-tpm-remote-attestation:bios","x":1}}`, "unknown-element"},
+		{"member twice", lr, `{"ietf-tpm-remote-attestation:input":{"log-type":"ietf-tpm-remote-attestation:bios","log-type":"ietf-tpm-remote-attestation:ima"}}`, "malformed-message"},
+		{"wrong wrapper", lr, `{"input":{}}`, "malformed-message"},
+		{"trailing data", lr, `{"ietf-tpm-remote-attestation:input":{}} {}`, "malformed-message"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			op, e := s.JSONInput(c.rpc, []byte(c.in))
+			if e == nil {
+				x, err := schema.ParseXML([]byte(op), schema.Limits{})
+				if err != nil {
+					t.Fatalf("JSONInput gave malformed XML %q: %v", op, err)
+				}
+				_, e = s.Input(c.rpc, x, func() []*schema.Elem { return data })
+			}
+			switch {
+			case c.tag == "" && e != nil:
+				t.Errorf("JSONInput/Input = %v, want accepted", e)
+			case c.tag != "" && (e == nil || e.Tag != c.tag):
+				t.Errorf("JSONInput/Input = %v, want %s", e, c.tag)
+			}
+		})
+	}
+}

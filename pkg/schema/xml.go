@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 )
 
@@ -186,8 +187,9 @@ func (x *XML) Resolve(prefix string) (string, bool) {
 func (x *XML) HasElements() bool { return len(x.Children) > 0 }
 
 // Encode writes x and its subtree as XML, declaring the namespaces it
-// uses on the way.
-func (x *XML) Encode(b *strings.Builder, parentNS string) {
+// uses on the way; as a document of its own (root), x declares every
+// prefix in its scope, those of its ancestors too.
+func (x *XML) Encode(b *strings.Builder, parentNS string, root bool) {
 	b.WriteByte('<')
 	b.WriteString(x.Name)
 	if x.NS != parentNS {
@@ -195,8 +197,14 @@ func (x *XML) Encode(b *strings.Builder, parentNS string) {
 		xml.EscapeText(b2w{b}, []byte(x.NS))
 		b.WriteByte('"')
 	}
-	for p, ns := range x.Scope {
-		if p != "" && (x.Parent == nil || x.Parent.Scope[p] != ns) {
+	prefixes := make([]string, 0, len(x.Scope))
+	for p := range x.Scope {
+		prefixes = append(prefixes, p)
+	}
+	sort.Strings(prefixes)
+	for _, p := range prefixes {
+		ns := x.Scope[p]
+		if p != "" && (root || x.Parent == nil || x.Parent.Scope[p] != ns) {
 			fmt.Fprintf(b, ` xmlns:%s="`, p)
 			xml.EscapeText(b2w{b}, []byte(ns))
 			b.WriteByte('"')
@@ -219,7 +227,7 @@ func (x *XML) Encode(b *strings.Builder, parentNS string) {
 	b.WriteByte('>')
 	xml.EscapeText(b2w{b}, []byte(x.Text))
 	for _, c := range x.Children {
-		c.Encode(b, x.NS)
+		c.Encode(b, x.NS, false)
 	}
 	b.WriteString("</" + x.Name + ">")
 }

@@ -226,7 +226,7 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 		return fail(err)
 	}
 	d.Server, err = netconf.New(netconf.Config{
-		Attester: d.Attester, Logger: o.Logger,
+		Attester: d.Attester, Logger: o.Logger, RESTCONF: restconf.Capabilities,
 		NACM: netconf.NACM{Groups: map[string][]string{"verifiers": {o.User}}, Rules: []netconf.Rule{{Group: "verifiers", Operation: "*", Action: "permit"}}},
 	})
 	if err != nil {
