@@ -1,6 +1,7 @@
 package snmp
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"testing"
@@ -115,4 +116,72 @@ func FuzzRespond(f *testing.F) {
 			t.Fatalf("response to %x: tag 0x%x %v", pdu, tg, err)
 		}
 	})
+}
+
+// TestUnknownEngineIDReport: a request to another engine ID gets the
+// usmStatsUnknownEngineIDs Report, unauthenticated and carrying this
+// engine's ID, boots and time, so the manager can discover it (RFC 3414
+// §3.2 step 3, §4).
+func TestUnknownEngineIDReport(t *testing.T) {
+	s, _ := fuzzServer(t)
+	other := []byte("\x80\x00\x7f\x59\x04other")
+	msg := seq(tagSequence, appendInt(nil, tagInteger, 3),
+		seq(tagSequence, appendInt(nil, tagInteger, 99), appendInt(nil, tagInteger, 65507), appendTLV(nil, tagOctets, []byte{7}), appendInt(nil, tagInteger, 3)),
+		appendTLV(nil, tagOctets, seq(tagSequence, appendTLV(nil, tagOctets, other), appendInt(nil, tagInteger, 1), appendInt(nil, tagInteger, 5),
+			appendTLV(nil, tagOctets, []byte("riv")), appendTLV(nil, tagOctets, make([]byte, authParamLen)), appendTLV(nil, tagOctets, make([]byte, privParamLen)))),
+		appendTLV(nil, tagOctets, []byte("ciphertext")))
+	reply, err := s.process(context.Background(), msg)
+	if err != nil || reply == nil {
+		t.Fatalf("no report: %v", err)
+	}
+	d := decoder{reply}
+	body, _ := d.expect(tagSequence, "")
+	m := decoder{body}
+	m.integer("")
+	hdr, _ := m.expect(tagSequence, "")
+	h := decoder{hdr}
+	if id, _ := h.integer(""); id != 99 {
+		t.Errorf("msgID %d, want the request's 99", id)
+	}
+	h.integer("")
+	if flags, _ := h.expect(tagOctets, ""); len(flags) != 1 || flags[0]&3 != 0 {
+		t.Errorf("report flags %x, want noAuthNoPriv", flags)
+	}
+	sp, _ := m.expect(tagOctets, "")
+	spd := decoder{sp}
+	sps, _ := spd.expect(tagSequence, "")
+	p := decoder{sps}
+	if eng, _ := p.expect(tagOctets, ""); string(eng) != string(s.engineID) {
+		t.Errorf("report engine ID %x, want %x", eng, s.engineID)
+	}
+	scoped, err := m.expect(tagSequence, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := decoder{scoped}
+	sc.expect(tagOctets, "")
+	sc.expect(tagOctets, "")
+	pdu, err := sc.expect(pduReport, "")
+	if err != nil {
+		t.Fatalf("not a Report: %v", err)
+	}
+	pd := decoder{pdu}
+	pd.integer("")
+	pd.integer("")
+	pd.integer("")
+	vbs, _ := pd.expect(tagSequence, "")
+	vl := decoder{vbs}
+	vb, _ := vl.expect(tagSequence, "")
+	v := decoder{vb}
+	ob, _ := v.expect(tagOID, "")
+	o, _ := parseOID(ob)
+	val, _ := v.expect(tagCounter32, "")
+	if o.cmp(oid(mibdef.UsmStatsUnknownEngineIDs)) != 0 || len(val) != 1 || val[0] != 1 {
+		t.Errorf("report varbind %v = %x, want usmStatsUnknownEngineIDs = 1", o, val)
+	}
+	// Without the reportable flag, nothing is sent back.
+	msg[bytes.Index(msg, []byte{4, 1, 7})+2] = 3
+	if reply, _ := s.process(context.Background(), msg); reply != nil {
+		t.Error("a non-reportable message got a report")
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/openriv/riv/agent/attester"
@@ -17,8 +18,80 @@ type varbind struct {
 	val []byte
 }
 
-// snapshot returns the MIB's instances in OID order, reading the TPM at
-// most once per CacheFor so a walk sees one consistent state.
+// view returns every instance the agent serves, in OID order: the TPM's
+// (cached for CacheFor, so a walk sees one consistent state) and the
+// engine's own, which are read live so counters and clocks never stand
+// still.
+func (s *Server) view(ctx context.Context) ([]varbind, error) {
+	tpm, err := s.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := append(slices.Clone(tpm), s.engineObjects()...)
+	slices.SortFunc(out, func(a, b varbind) int { return a.oid.cmp(b.oid) })
+	return out, nil
+}
+
+// sysServices: a router serves the internet layer (3) and applications
+// (7): 2^(3-1) + 2^(7-1) (RFC 3418).
+const sysServices = 1<<2 | 1<<6
+
+// engineObjects are the SNMPv2-MIB system and snmp groups (RFC 3418),
+// the snmpEngine group (RFC 3411) and the USM statistics (RFC 3414).
+func (s *Server) engineObjects() []varbind {
+	var out []varbind
+	add := func(o mibdef.OID, v []byte) { out = append(out, varbind{oid(o), v}) }
+	str := func(o mibdef.OID, v string) { add(o, appendTLV(nil, tagOctets, []byte(v))) }
+	integer := func(o mibdef.OID, v int64) { add(o, appendInt(nil, tagInteger, v)) }
+	counter := func(o mibdef.OID, v *atomic.Uint32) { add(o, appendUint(nil, tagCounter32, uint64(v.Load()))) }
+
+	// sysUpTime counts hundredths of a second since this engine started;
+	// the sysORTable is fixed at start, so its entry and sysORLastChange
+	// are 0.
+	str(mibdef.SysDescr, s.cfg.SysDescr)
+	add(mibdef.SysObjectID, appendTLV(nil, tagOID, oid(mibdef.RIVAgent).bytes()))
+	add(mibdef.SysUpTime, appendUint(nil, tagTimeTicks, uint64(time.Since(s.start)/(10*time.Millisecond))&(1<<32-1)))
+	str(mibdef.SysContact, s.cfg.SysContact)
+	str(mibdef.SysName, s.cfg.SysName)
+	str(mibdef.SysLocation, s.cfg.SysLocation)
+	integer(mibdef.SysServices, sysServices)
+	add(mibdef.SysORLastChange, appendUint(nil, tagTimeTicks, 0))
+	add(mibdef.SysORID.Child(1), appendTLV(nil, tagOID, oid(mibdef.RIVCompliance).bytes()))
+	str(mibdef.SysORDescr.Child(1), "RIV-ATTESTATION-MIB: TPM 2.0 attestation state (rivCompliance)")
+	add(mibdef.SysORUpTime.Child(1), appendUint(nil, tagTimeTicks, 0))
+
+	// Communities are never accepted (SNMPv1 and v2c are dropped as bad
+	// versions), so their counters stay 0; authentication failure traps
+	// are not sent: disabled(2).
+	counter(mibdef.SnmpInPkts, &s.inPkts)
+	counter(mibdef.SnmpInBadVersions, &s.badVersions)
+	counter(mibdef.SnmpInBadCommunityNames, &s.zero)
+	counter(mibdef.SnmpInBadCommunityUses, &s.zero)
+	counter(mibdef.SnmpInASNParseErrs, &s.asnParseErrs)
+	integer(mibdef.SnmpEnableAuthenTraps, 2)
+	counter(mibdef.SnmpSilentDrops, &s.zero) // a tooBig reply always fits
+	counter(mibdef.SnmpProxyDrops, &s.zero)
+
+	str(mibdef.SnmpEngineID, string(s.engineID))
+	integer(mibdef.SnmpEngineBoots, int64(s.cfg.EngineBoots))
+	integer(mibdef.SnmpEngineTime, int64(s.engineTime()))
+	integer(mibdef.SnmpEngineMaxMessageSize, maxMsg)
+	for _, c := range []struct {
+		o mibdef.OID
+		v *atomic.Uint32
+	}{
+		{mibdef.UsmStatsUnsupportedSecLevels, &s.unsupportedSecLevels}, {mibdef.UsmStatsNotInTimeWindows, &s.notInTimeWindows},
+		{mibdef.UsmStatsUnknownUserNames, &s.unknownUserNames}, {mibdef.UsmStatsUnknownEngineIDs, &s.unknownEngineIDs},
+		{mibdef.UsmStatsWrongDigests, &s.wrongDigests}, {mibdef.UsmStatsDecryptionErrors, &s.decryptionErrors},
+		{mibdef.SnmpUnknownContexts, &s.unknownContexts},
+	} {
+		counter(c.o, c.v)
+	}
+	return out
+}
+
+// snapshot returns the TPM's instances, reading the TPM at most once per
+// CacheFor.
 func (s *Server) snapshot(ctx context.Context) ([]varbind, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -58,21 +131,6 @@ func (s *Server) snapshot(ctx context.Context) ([]varbind, error) {
 		u32(mibdef.LogEntries.Child(t), tagGauge32, uint32(min(l.Entries, 1<<32-1)))
 		str(mibdef.LogLastDigest.Child(t), l.LastDigest)
 	}
-	str(mibdef.SnmpEngineID, s.engineID)
-	out = append(out, varbind{oid(mibdef.SnmpEngineBoots), appendInt(nil, tagInteger, int64(s.cfg.EngineBoots))})
-	out = append(out, varbind{oid(mibdef.SnmpEngineTime), appendInt(nil, tagInteger, int64(s.engineTime()))})
-	out = append(out, varbind{oid(mibdef.SnmpEngineMaxMessageSize), appendInt(nil, tagInteger, maxMsg)})
-	for _, c := range []struct {
-		o mibdef.OID
-		v uint32
-	}{
-		{mibdef.UsmStatsUnsupportedSecLevels, s.unsupportedSecLevels.Load()}, {mibdef.UsmStatsNotInTimeWindows, s.notInTimeWindows.Load()},
-		{mibdef.UsmStatsUnknownUserNames, s.unknownUserNames.Load()}, {mibdef.UsmStatsUnknownEngineIDs, s.unknownEngineIDs.Load()},
-		{mibdef.UsmStatsWrongDigests, s.wrongDigests.Load()}, {mibdef.UsmStatsDecryptionErrors, s.decryptionErrors.Load()},
-	} {
-		u32(c.o, tagCounter32, c.v)
-	}
-	slices.SortFunc(out, func(a, b varbind) int { return a.oid.cmp(b.oid) })
 	s.snap, s.snapAt = out, time.Now()
 	return out, nil
 }
@@ -141,7 +199,7 @@ func (s *Server) respond(ctx context.Context, in *inbound, tag byte, pdu []byte)
 		// The MIB is read-only.
 		return s.errorPDU(reqID, errNotWritable, 1, raws), nil
 	}
-	snap, err := s.snapshot(ctx)
+	snap, err := s.view(ctx)
 	if err != nil {
 		s.cfg.Logger.Warn("snmp: reading the TPM failed", "err", err)
 		return s.errorPDU(reqID, errGen, 1, raws), nil
@@ -165,7 +223,7 @@ func (s *Server) respond(ctx context.Context, in *inbound, tag byte, pdu []byte)
 			switch {
 			case found:
 				val = snap[i].val
-			case o.hasPrefix(oid(mibdef.RIVAttestationMIB)) && len(o) > len(mibdef.RIVAttestationMIB)+1:
+			case objectExists(snap, o):
 				val = []byte{tagNoSuchInstance, 0}
 			}
 			vbs = append(vbs, seq(tagSequence, appendTLV(nil, tagOID, o.bytes()), val))
@@ -204,6 +262,24 @@ func (s *Server) respond(ctx context.Context, in *inbound, tag byte, pdu []byte)
 		return s.errorPDU(reqID, errTooBig, 0, nil), nil
 	}
 	return resp, nil
+}
+
+// objectExists says whether o names an instance of an object type the
+// agent serves, so that a Get of it is noSuchInstance rather than
+// noSuchObject (RFC 3416 §4.2.1). An object type is a served instance
+// less its index: .0 for scalars, the row index for columns, bank and
+// index for PCR values.
+func objectExists(snap []varbind, o oid) bool {
+	for _, v := range snap {
+		k := 1
+		if v.oid.hasPrefix(oid(mibdef.PcrValue)) {
+			k = 2
+		}
+		if o.hasPrefix(v.oid[:len(v.oid)-k]) {
+			return true
+		}
+	}
+	return false
 }
 
 // errorPDU is a Response with error-status (and the request's varbinds

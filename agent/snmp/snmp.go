@@ -38,9 +38,16 @@ type Config struct {
 	EngineID []byte
 	// Name goes into the default engine ID (e.g. the device serial).
 	Name string
-	// EngineBoots must grow every time the agent starts (RFC 3414 §2.2);
-	// the caller persists it. Default 1.
+	// EngineBoots must grow every time the agent starts (RFC 3414 §2.2).
+	// With BootsFile set, the count kept there is incremented and saved
+	// by New (this field is then ignored); otherwise the caller persists
+	// it. Default 1.
 	EngineBoots uint32
+	BootsFile   string
+	// The system group (SNMPv2-MIB, RFC 3418) NMS discovery reads:
+	// sysDescr (default: the agent and its TPM), sysContact, sysName
+	// (default Name), sysLocation.
+	SysDescr, SysContact, SysName, SysLocation string
 	// CacheFor reuses one reading of the TPM for a walk (default 2 s).
 	CacheFor time.Duration
 	Logger   *slog.Logger
@@ -59,8 +66,11 @@ type Server struct {
 	snap   []varbind
 	snapAt time.Time
 
-	// usmStats (RFC 3414 §5) and snmpInBadVersions.
-	unsupportedSecLevels, notInTimeWindows, unknownUserNames, unknownEngineIDs, wrongDigests, decryptionErrors, badVersions, unknownContexts atomic.Uint32
+	// usmStats (RFC 3414 §5), snmpUnknownContexts, and the SNMPv2-MIB
+	// snmp group (RFC 3418); zero backs the counters of what this agent
+	// never does (communities, proxies, replies too big even empty).
+	unsupportedSecLevels, notInTimeWindows, unknownUserNames, unknownEngineIDs, wrongDigests, decryptionErrors, unknownContexts atomic.Uint32
+	inPkts, badVersions, asnParseErrs, zero                                                                                     atomic.Uint32
 }
 
 // enterprise is the RFC 5612 documentation enterprise number, used in the
@@ -75,8 +85,24 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.Users) == 0 {
 		return nil, errors.New("snmp: at least one user is required (authPriv only)")
 	}
+	if cfg.BootsFile != "" {
+		b, err := nextBoots(cfg.BootsFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.EngineBoots = b
+	}
 	if cfg.EngineBoots == 0 {
 		cfg.EngineBoots = 1
+	}
+	if cfg.SysName == "" {
+		cfg.SysName = cfg.Name
+	}
+	if cfg.SysDescr == "" {
+		cfg.SysDescr = "RIV agent (remote integrity verification, RFC 9683), TPM " + cfg.Attester.Config().TPMName
+		if m := cfg.Attester.Config().Manufacturer; m != "" {
+			cfg.SysDescr += " by " + m
+		}
 	}
 	if cfg.CacheFor == 0 {
 		cfg.CacheFor = 2 * time.Second
@@ -150,7 +176,11 @@ type inbound struct {
 
 // handle processes one datagram and returns the reply, or nil to drop it.
 func (s *Server) handle(ctx context.Context, pkt []byte) []byte {
+	s.inPkts.Add(1)
 	reply, err := s.process(ctx, pkt)
+	if errors.Is(err, errBER) {
+		s.asnParseErrs.Add(1)
+	}
 	if err != nil {
 		s.cfg.Logger.Debug("snmp request dropped", "err", err)
 		return nil
@@ -168,7 +198,7 @@ func (s *Server) process(ctx context.Context, pkt []byte) ([]byte, error) {
 		return nil, err
 	}
 	if !top.empty() {
-		return nil, errors.New("bytes after the message")
+		return nil, fmt.Errorf("%w: bytes after the message", errBER)
 	}
 	m := decoder{body}
 	ver, err := m.integer("msgVersion")

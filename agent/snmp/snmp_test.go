@@ -4,13 +4,17 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/openriv/riv/agent/snmp"
 	"github.com/openriv/riv/internal/testref"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/mibdef"
@@ -132,5 +136,117 @@ func TestMIBText(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Errorf("smilint: %v\n%s", err, out)
+	}
+}
+
+// TestSystemGroup: NMS discovery reads the SNMPv2-MIB system group (RFC
+// 3418 §2); sysUpTime runs, and the snmp group counts what arrives
+// (snmpInBadVersions after a v2c request, RFC 3412 §7.2 step 2).
+func TestSystemGroup(t *testing.T) {
+	d := startDevice(t)
+	auth, priv := string(d.SNMPUser.AuthPassword), string(d.SNMPUser.PrivPassword)
+	get := func(oids ...mibdef.OID) string {
+		t.Helper()
+		var args []string
+		for _, o := range oids {
+			args = append(args, oidStr(o))
+		}
+		out, err := netsnmp(t, "snmpget", append(v3(d, "authPriv", auth, priv), args...)...)
+		if err != nil {
+			t.Fatalf("snmpget: %v\n%s", err, out)
+		}
+		return out
+	}
+	out := get(mibdef.SysDescr, mibdef.SysObjectID, mibdef.SysUpTime, mibdef.SysName, mibdef.SysServices)
+	for _, want := range []string{
+		oidStr(mibdef.SysDescr) + ` = STRING: "RIV agent`,
+		oidStr(mibdef.SysObjectID) + " = OID: " + oidStr(mibdef.RIVAgent) + "\n",
+		oidStr(mibdef.SysName) + ` = STRING: "` + d.Serial + `"`,
+		oidStr(mibdef.SysServices) + " = INTEGER: 68",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("want %q in:\n%s", want, out)
+		}
+	}
+	ticks := func(out string) int {
+		m := regexp.MustCompile(regexp.QuoteMeta(oidStr(mibdef.SysUpTime)) + ` = Timeticks: \((\d+)\)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no sysUpTime in:\n%s", out)
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	first := ticks(out)
+	time.Sleep(300 * time.Millisecond)
+	if second := ticks(get(mibdef.SysUpTime)); second < first+30 {
+		t.Errorf("sysUpTime went from %d to %d in 0.3 s", first, second)
+	}
+
+	// A walk of the system group: every scalar and the sysORTable entry
+	// for RIV-ATTESTATION-MIB.
+	out, err := netsnmp(t, "snmpwalk", append(v3(d, "authPriv", auth, priv), ".1.3.6.1.2.1.1")...)
+	if err != nil {
+		t.Fatalf("snmpwalk: %v\n%s", err, out)
+	}
+	for _, o := range []mibdef.OID{mibdef.SysContact, mibdef.SysLocation, mibdef.SysORLastChange, mibdef.SysORID.Child(1), mibdef.SysORDescr.Child(1)} {
+		if !strings.Contains(out, oidStr(o)+" = ") {
+			t.Errorf("walk lacks %s:\n%s", oidStr(o), out)
+		}
+	}
+	if !strings.Contains(out, oidStr(mibdef.SysORID.Child(1))+" = OID: "+oidStr(mibdef.RIVCompliance)) {
+		t.Errorf("sysORID.1 is not rivCompliance:\n%s", out)
+	}
+
+	if out, err := netsnmp(t, "snmpget", "-v2c", "-c", "public", "udp:"+d.SNMPAddr, oidStr(mibdef.SysDescr)); err == nil {
+		t.Fatalf("v2c answered:\n%s", out)
+	}
+	out = get(mibdef.SnmpInBadVersions, mibdef.SnmpInPkts, mibdef.SnmpEnableAuthenTraps)
+	if !strings.Contains(out, oidStr(mibdef.SnmpInBadVersions)+" = Counter32: 1\n") || !strings.Contains(out, oidStr(mibdef.SnmpEnableAuthenTraps)+" = INTEGER: 2") {
+		t.Errorf("snmp group after one v2c request:\n%s", out)
+	}
+	m := regexp.MustCompile(regexp.QuoteMeta(oidStr(mibdef.SnmpInPkts)) + ` = Counter32: (\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no snmpInPkts:\n%s", out)
+	}
+	if n, _ := strconv.Atoi(m[1]); n < 5 {
+		t.Errorf("snmpInPkts = %d after at least 5 messages", n)
+	}
+}
+
+// TestEngineBootsPersisted: snmpEngineBoots grows on every start of the
+// engine and survives it (RFC 3414 §2.2), as net-snmp sees it when it
+// discovers the engine.
+func TestEngineBootsPersisted(t *testing.T) {
+	d := startDevice(t)
+	file := filepath.Join(t.TempDir(), "snmp-engine-boots")
+	for want := 1; want <= 3; want++ {
+		s, err := snmp.New(snmp.Config{Attester: d.Attester, Users: []snmp.User{d.SNMPUser}, Name: d.Serial, BootsFile: file})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Serve(ctx, pc) }()
+		args := []string{"-v3", "-l", "authPriv", "-u", d.SNMPUser.Name, "-a", "SHA-256", "-A", string(d.SNMPUser.AuthPassword), "-x", "AES", "-X", string(d.SNMPUser.PrivPassword),
+			"udp:" + pc.LocalAddr().String(), oidStr(mibdef.SnmpEngineBoots)}
+		out, err := netsnmp(t, "snmpget", args...)
+		cancel()
+		<-done
+		if err != nil || !strings.Contains(out, fmt.Sprintf("INTEGER: %d\n", want)) {
+			t.Fatalf("start %d: snmpEngineBoots: %v\n%s", want, err, out)
+		}
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "3\n" {
+		t.Errorf("boots file holds %q (%v), want 3", b, err)
+	}
+	// A corrupt count is an error, never a silent reset to 1 (which
+	// would reopen old time windows).
+	os.WriteFile(file, []byte("many\n"), 0o600)
+	if _, err := snmp.New(snmp.Config{Attester: d.Attester, Users: []snmp.User{d.SNMPUser}, BootsFile: file}); err == nil {
+		t.Error("a corrupt boots file was accepted")
 	}
 }

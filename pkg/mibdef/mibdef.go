@@ -33,6 +33,39 @@ var (
 	// Log columns; instances are COLUMN.TYPE (bios 1, ima 2, netequipBoot 3).
 	LogEntries    = rivObjects.Child(4, 1, 2)
 	LogLastDigest = rivObjects.Child(4, 1, 3)
+
+	// RIVAgent is rivAgent, the agent's sysObjectID.
+	RIVAgent = RIVAttestationMIB.Child(3, 1)
+	// RIVCompliance is rivCompliance, listed in sysORTable.
+	RIVCompliance = RIVAttestationMIB.Child(2, 1, 1)
+)
+
+// SNMPv2-MIB (RFC 3418): the system group, which NMS discovery reads, and
+// the snmp group's counters.
+var (
+	system          = OID{1, 3, 6, 1, 2, 1, 1}
+	SysDescr        = system.Child(1, 0)
+	SysObjectID     = system.Child(2, 0)
+	SysUpTime       = system.Child(3, 0)
+	SysContact      = system.Child(4, 0)
+	SysName         = system.Child(5, 0)
+	SysLocation     = system.Child(6, 0)
+	SysServices     = system.Child(7, 0)
+	SysORLastChange = system.Child(8, 0)
+	// sysORTable columns; instances are COLUMN.INDEX.
+	SysORID     = system.Child(9, 1, 2)
+	SysORDescr  = system.Child(9, 1, 3)
+	SysORUpTime = system.Child(9, 1, 4)
+
+	snmp                    = OID{1, 3, 6, 1, 2, 1, 11}
+	SnmpInPkts              = snmp.Child(1, 0)
+	SnmpInBadVersions       = snmp.Child(3, 0)
+	SnmpInBadCommunityNames = snmp.Child(4, 0)
+	SnmpInBadCommunityUses  = snmp.Child(5, 0)
+	SnmpInASNParseErrs      = snmp.Child(6, 0)
+	SnmpEnableAuthenTraps   = snmp.Child(30, 0)
+	SnmpSilentDrops         = snmp.Child(31, 0)
+	SnmpProxyDrops          = snmp.Child(32, 0)
 )
 
 // SNMP-FRAMEWORK-MIB snmpEngine group and SNMP-USER-BASED-SM-MIB usmStats

@@ -50,6 +50,9 @@ type Options struct {
 	SSHAddr, TLSAddr, RESTCONFAddr string
 	// SNMPAddr is the UDP address of the SNMPv3 agent (default 127.0.0.1:0).
 	SNMPAddr string
+	// SNMPBootsFile keeps snmpEngineBoots across starts (RFC 3414 §2.2);
+	// without it every start is boot 1.
+	SNMPBootsFile string
 	// QuotesPerSecond overrides the attester's quote rate limit.
 	QuotesPerSecond float64
 	// Certs, when set, replaces the IDevID and IAK certificates the device
@@ -270,7 +273,7 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 	opened = append(opened, snmpConn)
 	d.SSHAddr, d.TLSAddr, d.RESTCONFAddr, d.SNMPAddr = sshLn.Addr().String(), tlsLn.Addr().String(), rcLn.Addr().String(), snmpConn.LocalAddr().String()
 	d.SNMPUser = snmp.User{Name: o.User, AuthPassword: snmp.Secret(randomPassword()), PrivPassword: snmp.Secret(randomPassword())}
-	snmpd, err := snmp.New(snmp.Config{Attester: d.Attester, Users: []snmp.User{d.SNMPUser}, Name: d.Serial, Logger: o.Logger})
+	snmpd, err := snmp.New(snmp.Config{Attester: d.Attester, Users: []snmp.User{d.SNMPUser}, Name: d.Serial, BootsFile: o.SNMPBootsFile, Logger: o.Logger})
 	if err != nil {
 		return failOpen(err)
 	}

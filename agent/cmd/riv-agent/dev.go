@@ -83,7 +83,7 @@ func runDev(args []string, stderr io.Writer) error {
 		return err
 	}
 	d, err := device.Start(ctx, device.Options{TPM: *tpmSpec, Serial: *serial, Image: img, ManufacturerCA: mfr, Logger: log, SSHAddr: *sshAddr, TLSAddr: *tlsAddr, RESTCONFAddr: *rcAddr, SNMPAddr: *snmpAddr,
-		Local: *local, RuntimeLog: attester.LogType(*runtimeLog)})
+		Local: *local, RuntimeLog: attester.LogType(*runtimeLog), SNMPBootsFile: filepath.Join(*dir, "snmp-engine-boots")})
 	if err != nil {
 		return err
 	}
