@@ -8,6 +8,9 @@ DEMO_ARGS ?=
 DEB_PKGS  := gcc libssl-dev curl swtpm swtpm-tools tpm2-tools libyang2-tools snmp snmpd smitools \
              python3-ncclient python3-pysnmp4 yangcli ssh-audit
 BINARIES  := rivctl riv-agent riv-demo
+# What `version` prints: the nearest tag and commit.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X github.com/openriv/riv/internal/cli.Version=$(VERSION)
 export CGO_ENABLED := 1
 
 .PHONY: help setup build test demo bench fuzz generate check-generated lint clean
@@ -27,12 +30,13 @@ setup: ## install missing Debian packages (as root) and Go modules
 		fi; \
 	fi
 	@$(GO) mod download
+	@$(GO) -C tools mod download
 
 build: setup ## build the binaries into bin/
 	@mkdir -p bin
-	$(GO) build -o bin/rivctl ./collector/cmd/rivctl
-	$(GO) build -o bin/riv-demo ./testbed/cmd/riv-demo
-	$(GO) build -o bin/riv-agent ./agent/cmd/riv-agent
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/rivctl ./collector/cmd/rivctl
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/riv-demo ./testbed/cmd/riv-demo
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/riv-agent ./agent/cmd/riv-agent
 
 test: setup lint ## run every test (fuzz seed corpora included)
 	$(GO) test -count=1 -timeout 20m ./...

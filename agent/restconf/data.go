@@ -180,18 +180,9 @@ func (q *request) data(rawPath string) {
 		if depth > 0 || fields != nil {
 			var cut []*schema.XML
 			for _, t := range tops {
-				var sub []*field
-				if fields != nil {
-					var hit *field
-					for _, f := range fields {
-						if f.name == t.Name {
-							hit = f
-						}
-					}
-					if hit == nil {
-						continue
-					}
-					sub = hit.children
+				sub, ok := pick(fields, t.Name)
+				if !ok {
+					continue
 				}
 				cut = append(cut, q.s.view(t, q.s.schema.FindTop(t.NS, t.Name), depth, sub))
 			}
@@ -441,17 +432,11 @@ func (s *Server) view(x *schema.XML, sn *schema.Node, depth int, fields []*field
 		}
 		key := csn != nil && csn.IsKey()
 		var sub []*field
-		if fields != nil && !key {
-			var hit *field
-			for _, f := range fields {
-				if f.name == ch.Name {
-					hit = f
-				}
-			}
-			if hit == nil {
+		if !key {
+			var ok bool
+			if sub, ok = pick(fields, ch.Name); !ok {
 				continue
 			}
-			sub = hit.children
 		}
 		if depth == 1 && !key {
 			continue
@@ -616,4 +601,23 @@ func writeString(b *bytes.Buffer, s string) {
 		}
 	}
 	b.WriteByte('"')
+}
+
+// pick returns the sub-selection of fields for the node name, and false
+// when fields (the fields query parameter) select something else; nil
+// fields select everything.
+func pick(fields []*field, name string) ([]*field, bool) {
+	if fields == nil {
+		return nil, true
+	}
+	var hit *field
+	for _, f := range fields {
+		if f.name == name {
+			hit = f
+		}
+	}
+	if hit == nil {
+		return nil, false
+	}
+	return hit.children, true
 }

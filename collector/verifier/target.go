@@ -10,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/veraison/ear"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/openriv/riv/collector/client/netconf"
@@ -26,6 +28,9 @@ type Target struct {
 	SSHKey  crypto.Signer
 	TLSAddr string
 	TLS     *tls.Config // client certificate and manufacturer RootCAs
+	// StageTimeout bounds each stage of reaching the device (TCP, SSH or
+	// TLS handshake, NETCONF hello); default netconf.DefaultStageTimeout.
+	StageTimeout time.Duration
 }
 
 // AppraiseTarget dials the target (TLS when TLSAddr is set, else SSH) and
@@ -75,17 +80,25 @@ func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error
 				}
 			}
 			if err != nil {
-				return fmt.Errorf("server certificate is not an IDevID from a trusted manufacturer: %w", err)
+				return &identityError{err}
 			}
 			leaf = certs[0]
 			return nil
 		}
-		if c, err = netconf.DialTLS(ctx, t.TLSAddr, cfg); err != nil {
+		if c, err = (netconf.Dialer{StageTimeout: t.StageTimeout}).DialTLS(ctx, t.TLSAddr, cfg); err != nil {
+			var ie *identityError
+			if errors.As(err, &ie) {
+				// The device was reached and presented an identity that
+				// does not verify: a verdict, not a failure to reach it.
+				r := &Result{Device: name, Time: time.Now()}
+				r.claim(&r.Vector.InstanceIdentity, ear.UntrustworthyInstanceClaim, "instance-identity: "+ie.Error())
+				return v.finish(r, nil)
+			}
 			return nil, err
 		}
 		peer = leaf.PublicKey
 	} else {
-		if c, err = netconf.DialSSH(ctx, t.SSHAddr, t.SSHUser, t.SSHKey); err != nil {
+		if c, err = (netconf.Dialer{StageTimeout: t.StageTimeout}).DialSSH(ctx, t.SSHAddr, t.SSHUser, t.SSHKey); err != nil {
 			return nil, err
 		}
 		peer = c.HostKey
@@ -97,6 +110,14 @@ func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error
 		c.Close()
 	}
 	return r, err
+}
+
+// identityError is a TLS server certificate that is no IDevID (or
+// LDevID) of a trusted manufacturer (or owner).
+type identityError struct{ err error }
+
+func (e *identityError) Error() string {
+	return "the TLS server certificate is not an IDevID from a trusted manufacturer: " + e.err.Error()
 }
 
 // pooled is an open session kept between polls (Verifier.Reuse).

@@ -62,9 +62,11 @@ func TestLocalIdentity(t *testing.T) {
 				r, err := v.AppraiseTarget(ctx, tg)
 				if via == "tls" && c.status != ear.TrustTierAffirming {
 					// The TLS server certificate (the LDevID) chains to no
-					// trusted anchor: the handshake itself is refused.
-					if err == nil || !strings.Contains(err.Error(), "not an IDevID from a trusted manufacturer") {
-						t.Errorf("AppraiseTarget() = %v, %v; want the handshake refused", r, err)
+					// trusted anchor: the handshake is refused, and that is
+					// a verdict on the device's identity, not a device that
+					// could not be reached.
+					if err != nil || r.Status != ear.TrustTierContraindicated || !strings.Contains(strings.Join(r.Reasons, "\n"), "not an IDevID from a trusted manufacturer") {
+						t.Errorf("AppraiseTarget() = %v, %v; want a contraindicated identity", r, err)
 					}
 					return
 				}

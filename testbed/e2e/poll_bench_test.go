@@ -37,7 +37,11 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv("RIV_E2E_DEVICE"); dir != "" {
 		os.Exit(runDevice(dir))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir) // the binaries cli_test.go built
+	}
+	os.Exit(code)
 }
 
 type deviceInfo struct {

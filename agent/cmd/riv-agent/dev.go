@@ -6,17 +6,18 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/openriv/riv/agent/attester"
+	"github.com/openriv/riv/internal/cli"
 	"github.com/openriv/riv/pkg/endpoint"
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/tpm"
@@ -28,8 +29,16 @@ import (
 
 // runDev is `riv-agent dev --dir DIR`: a zero-setup device on the
 // in-process TPM simulator, serving until SIGTERM/SIGINT.
-func runDev(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+const devHelp = `Boots a simulated router on the in-process TPM simulator (or swtpm) —
+measured boot, vendor-signed RIMs for its image, IDevID/IAK from a
+throwaway manufacturer CA — and serves it on 127.0.0.1 until SIGTERM or
+SIGINT. DIR receives the keys, certificates, RIMs and endpoints.json that
+rivctl attest and the collector read; it is locked while the device runs,
+so a second dev on the same DIR is refused.`
+
+func runDev(env *cli.Env, args []string) error {
+	stderr := env.Stderr
+	fs := env.Flags()
 	dir := fs.String("dir", "", "directory for keys, certificates, RIMs and endpoints.json")
 	serial := fs.String("serial", "RTR-0001", "device serial number")
 	version := fs.String("image-version", "2.0", "router image version to boot")
@@ -41,14 +50,25 @@ func runDev(args []string, stderr io.Writer) error {
 	tpmSpec := fs.String("tpm", "sim", "TPM: sim or swtpm:...")
 	local := fs.Bool("local", false, "enrol an owner LDevID and LAK (a throwaway owner CA) and identify with the LDevID")
 	runtimeLog := fs.String("runtime-log", "netequip_boot", "log of the run-time measurements: netequip_boot or ima")
-	if err := fs.Parse(args); err != nil {
+	if err := env.Parse(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return cli.Usage("dev: unexpected argument %q", fs.Arg(0))
 	}
 	if *dir == "" {
-		return errors.New("dev: --dir is required")
+		return cli.Usage("dev: --dir is required")
 	}
-	if err := os.MkdirAll(filepath.Join(*dir, "rims"), 0o700); err != nil {
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return cli.Usage("dev: %v", err)
+	}
+	unlock, err := lockDir(*dir)
+	if err != nil {
 		return err
+	}
+	defer unlock()
+	if err := os.MkdirAll(filepath.Join(*dir, "rims"), 0o700); err != nil {
+		return cli.Usage("dev: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil)).With("device", *serial)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -65,7 +85,7 @@ func runDev(args []string, stderr io.Writer) error {
 	case "rollback":
 		img = router.DefaultImage("1.0")
 	default:
-		return fmt.Errorf("dev: unknown attack %q", *atk)
+		return cli.Usage("dev: unknown attack %q", *atk)
 	}
 	now := time.Now()
 	mfr, err := identity.NewCA("RIV Dev Manufacturer", now, 10*365*24*time.Hour)
@@ -152,4 +172,28 @@ func writeRIMs(ctx context.Context, vend *vendor.Vendor, genuine *router.Image, 
 
 func pemCert(c *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
+
+// lockDir takes an exclusive lock on DIR/.lock for as long as the device
+// runs: a second dev on the same directory would overwrite the running
+// device's keys and endpoints. The lock is the kernel's (flock), so it
+// goes with the process however it ends; the file records the holder's
+// pid for the error message.
+func lockDir(dir string) (func(), error) {
+	path := filepath.Join(dir, ".lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, cli.Usage("dev: lock %s: %v", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := io.ReadAll(io.LimitReader(f, 32))
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, cli.Usage("dev: %s is in use by another riv-agent dev (pid %s)", dir, strings.TrimSpace(string(holder)))
+		}
+		return nil, cli.Usage("dev: lock %s: %v", path, err)
+	}
+	f.Truncate(0)
+	fmt.Fprintf(f, "%d\n", os.Getpid())
+	return func() { f.Close() }, nil
 }

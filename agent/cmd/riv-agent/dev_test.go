@@ -19,7 +19,7 @@ import (
 func TestDevEndpoints(t *testing.T) {
 	dir := t.TempDir()
 	done := make(chan error, 1)
-	go func() { done <- runDev([]string{"--dir", dir, "--serial", "RTR-DEV"}, io.Discard) }()
+	go func() { done <- app.Exec([]string{"dev", "--dir", dir, "--serial", "RTR-DEV"}, io.Discard, io.Discard) }()
 	var ep map[string]string
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -58,6 +58,16 @@ func TestDevEndpoints(t *testing.T) {
 		} else if _, err := os.Stat(ep[k]); err != nil {
 			t.Error(err)
 		}
+	}
+	// F.8: a second dev on the directory in use is refused before it
+	// writes anything; the running device's files stay as they were.
+	keyBefore, _ := os.ReadFile(ep["ssh_private_key"])
+	var errb strings.Builder
+	if code := app.Run([]string{"dev", "--dir", dir, "--serial", "RTR-OTHER"}, io.Discard, &errb); code != 2 || !strings.Contains(errb.String(), "is in use by another riv-agent dev (pid ") {
+		t.Errorf("second dev on %s: exit %d, %q", dir, code, errb.String())
+	}
+	if keyAfter, _ := os.ReadFile(ep["ssh_private_key"]); string(keyAfter) != string(keyBefore) {
+		t.Error("the second dev overwrote the running device's SSH key")
 	}
 	if !strings.HasPrefix(ep["restconf"], "https://127.0.0.1:") {
 		t.Fatalf("restconf = %q", ep["restconf"])

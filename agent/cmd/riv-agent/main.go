@@ -1,16 +1,18 @@
-// Command riv-agent is the RIV attester that runs on each router. This
-// build implements provisioning:
+// Command riv-agent is the RIV attester that runs on each router:
 //
 //	riv-agent provision --tpm SPEC --dir DIR --serial S --model M [--alg ecc-p256|ecc-p384|rsa-2048] [--local]
 //	                    --ca-cert CA.pem --ca-key CA-KEY.pem --tpm-ca VENDOR-CA.pem [--tpm-ca ...]
+//	riv-agent dev --dir DIR [flags]
+//	riv-agent version
 //
-// It creates the IDevID and IAK (or, with --local, the owner's LDevID and
-// LAK) in the TPM at persistent handles, enrolls them with the given CA —
-// CSR, TPM2_Certify evidence, EK certificate check and credential
-// activation — and writes the certificates to DIR. Running it again on a
-// provisioned device changes nothing. The in-process CA (--ca-cert,
-// --ca-key) is for the testbed and lab use; the NETCONF-served agent comes
-// with the next milestone.
+// provision creates the IDevID and IAK (or, with --local, the owner's
+// LDevID and LAK) in the TPM at persistent handles, enrolls them with the
+// given CA — CSR, TPM2_Certify evidence, EK certificate check and
+// credential activation — and writes the certificates to DIR. Running it
+// again on a provisioned device changes nothing. dev is the one-process
+// quick start: a simulated router with its TPM serving NETCONF, RESTCONF
+// and SNMP. Every command takes --help; the exit codes are those of every
+// RIV binary (internal/cli).
 package main
 
 import (
@@ -18,16 +20,14 @@ import (
 	"crypto"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/openriv/riv/agent/provision"
+	"github.com/openriv/riv/internal/cli"
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/tpm"
 )
@@ -37,26 +37,22 @@ type multi []string
 func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(s string) error { *m = append(*m, s); return nil }
 
-func main() {
-	if len(os.Args) < 2 || (os.Args[1] != "provision" && os.Args[1] != "dev") {
-		fmt.Fprintln(os.Stderr, "usage: riv-agent provision --tpm SPEC --dir DIR --serial S --model M --ca-cert F --ca-key F --tpm-ca F [--alg A] [--local]")
-		fmt.Fprintln(os.Stderr, "       riv-agent dev --dir DIR [--serial S] [--image-version V] [--attack A] [--netconf-ssh ADDR] [--netconf-tls ADDR]")
-		os.Exit(2)
-	}
-	var err error
-	if os.Args[1] == "dev" {
-		err = runDev(os.Args[2:], os.Stderr)
-	} else {
-		err = runProvision(os.Args[2:], os.Stdout)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "riv-agent: %v\n", err)
-		os.Exit(1)
-	}
+var app = &cli.App{
+	Name:    "riv-agent",
+	Summary: "RIV attester for routers (RFC 9683, RFC 9684)",
+	Commands: []*cli.Command{
+		{Name: "provision", Args: "--tpm SPEC --dir DIR --serial S --model M --ca-cert F --ca-key F --tpm-ca F [--alg A] [--local]",
+			Summary: "create and enroll the device identity (IDevID/IAK, or LDevID/LAK) in the TPM", Run: runProvision},
+		{Name: "dev", Args: "--dir DIR [flags]", Summary: "run a simulated router (TPM simulator) serving NETCONF, RESTCONF and SNMPv3 until SIGTERM",
+			Help: devHelp, Run: func(env *cli.Env, args []string) error { return runDev(env, args) }},
+	},
 }
 
-func runProvision(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("provision", flag.ContinueOnError)
+func main() { os.Exit(app.Run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func runProvision(env *cli.Env, args []string) error {
+	out := env.Stdout
+	fs := env.Flags()
 	tpmSpec := fs.String("tpm", "/dev/tpmrm0", "TPM: /dev/tpmrm0, swtpm:PATH, swtpm:HOST:PORT or sim")
 	dir := fs.String("dir", "/etc/riv", "where certificates are written")
 	serial := fs.String("serial", "", "device serial number")
@@ -67,36 +63,39 @@ func runProvision(args []string, out io.Writer) error {
 	caKey := fs.String("ca-key", "", "issuing CA private key (PEM, PKCS#8)")
 	var tpmCAs multi
 	fs.Var(&tpmCAs, "tpm-ca", "TPM vendor CA certificates (PEM; repeatable)")
-	if err := fs.Parse(args); err != nil {
+	if err := env.Parse(fs, args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return cli.Usage("provision: unexpected argument %q", fs.Arg(0))
+	}
 	if *serial == "" || *caCert == "" || *caKey == "" || len(tpmCAs) == 0 {
-		return errors.New("provision: --serial, --ca-cert, --ca-key and --tpm-ca are required")
+		return cli.Usage("provision: --serial, --ca-cert, --ca-key and --tpm-ca are required")
 	}
 	alg, err := tpm.ParseKeyAlg(*algName)
 	if err != nil {
-		return err
+		return cli.Usage("provision: %v", err)
 	}
 	ca, err := loadCA(*caCert, *caKey)
 	if err != nil {
-		return err
+		return cli.Usage("provision: %v", err)
 	}
 	auth := &identity.Authority{CA: ca, MakeCredential: tpm.MakeCredential, Local: *local}
 	for _, f := range tpmCAs {
 		if err := addCerts(auth, f); err != nil {
-			return err
+			return cli.Usage("provision: %v", err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	tp, err := tpm.Open(ctx, *tpmSpec)
 	if err != nil {
-		return err
+		return cli.Unreachable("provision: TPM %s: %v", *tpmSpec, err)
 	}
 	defer tp.Close()
 	res, err := provision.Provision(ctx, tp, auth, provision.Options{Serial: *serial, Model: *model, Alg: alg, Local: *local, Dir: *dir})
 	if err != nil {
-		return err
+		return cli.Failed("provision: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(out, nil))
 	log.Info("provisioned", "serial", *serial, "created", res.Created, "identity_handle", fmt.Sprintf("0x%08x", uint32(res.IDKey.Handle)),

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/pem"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,14 +31,14 @@ func TestProvisionCommand(t *testing.T) {
 	args := []string{"--tpm", sw.Spec(), "--dir", filepath.Join(dir, "device"), "--serial", "RTR-7", "--model", "rtr-1000",
 		"--ca-cert", caCert, "--ca-key", caKey, "--tpm-ca", sw.CARoot, "--tpm-ca", sw.CAIntermediate, "--alg", "ecc-p384"}
 	var out bytes.Buffer
-	if err := runProvision(args, &out); err != nil {
+	if err := app.Exec(append([]string{"provision"}, args...), &out, io.Discard); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
 	if !strings.Contains(out.String(), "created=true") {
 		t.Errorf("first run: %s", out.String())
 	}
 	out.Reset()
-	if err := runProvision(args, &out); err != nil {
+	if err := app.Exec(append([]string{"provision"}, args...), &out, io.Discard); err != nil {
 		t.Fatalf("provision again: %v", err)
 	}
 	if !strings.Contains(out.String(), "created=false") {
@@ -48,7 +49,7 @@ func TestProvisionCommand(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if err := runProvision([]string{"--serial", "x"}, &out); err == nil {
+	if err := app.Exec([]string{"provision", "--serial", "x"}, &out, io.Discard); err == nil {
 		t.Error("provision without a CA succeeded")
 	}
 }

@@ -12,10 +12,10 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
-	"time"
 
 	nc "github.com/nemith/netconf"
 	"golang.org/x/crypto/ssh"
@@ -44,9 +44,19 @@ type Client struct {
 	PeerCerts []*x509.Certificate
 }
 
+// DialSSH opens NETCONF over SSH with the default stage deadlines.
+func DialSSH(ctx context.Context, addr, user string, key crypto.Signer) (*Client, error) {
+	return Dialer{}.DialSSH(ctx, addr, user, key)
+}
+
+// DialTLS opens NETCONF over TLS with the default stage deadlines.
+func DialTLS(ctx context.Context, addr string, cfg *tls.Config) (*Client, error) {
+	return Dialer{}.DialTLS(ctx, addr, cfg)
+}
+
 // DialSSH opens NETCONF over SSH. The host key is recorded, not trusted:
 // the caller binds it to the device's IDevID certificate.
-func DialSSH(ctx context.Context, addr, user string, key crypto.Signer) (*Client, error) {
+func (d Dialer) DialSSH(ctx context.Context, addr, user string, key crypto.Signer) (*Client, error) {
 	signer, err := ssh.NewSignerFromSigner(key)
 	if err != nil {
 		return nil, err
@@ -62,72 +72,95 @@ func DialSSH(ctx context.Context, addr, user string, key crypto.Signer) (*Client
 			c.HostKey = ck.CryptoPublicKey()
 			return nil
 		},
-		Timeout: 10 * time.Second,
 	}
-	if err := c.dialSSH(ctx, addr, cfg); err != nil {
+	if err := d.dialSSH(ctx, c, addr, cfg); err != nil {
 		return nil, fmt.Errorf("netconf ssh %s: %w", addr, err)
 	}
 	return c, nil
 }
 
 // dialSSH opens the netconf subsystem (RFC 6242) and the session on it.
-func (c *Client) dialSSH(ctx context.Context, addr string, cfg *ssh.ClientConfig) error {
-	conn, err := (&net.Dialer{Timeout: cfg.Timeout}).DialContext(ctx, "tcp", addr)
+func (d Dialer) dialSSH(ctx context.Context, c *Client, addr string, cfg *ssh.ClientConfig) error {
+	var conn net.Conn
+	err := d.stage(ctx, "TCP connection to "+addr, func(ctx context.Context) (err error) {
+		conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	// x/crypto/ssh takes no context: closing the connection ends a
-	// handshake that outlives ctx.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	sc, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
-	if !stop() {
-		err = ctx.Err()
-	}
+	var client *ssh.Client
+	var stdin io.WriteCloser
+	var stdout io.Reader
+	var sess *ssh.Session
+	err = d.stage(ctx, "SSH handshake", func(ctx context.Context) error {
+		// x/crypto/ssh takes no context: closing the connection ends a
+		// handshake or request that outlives ctx.
+		stop := context.AfterFunc(ctx, func() { conn.Close() })
+		defer stop()
+		sc, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+		if err != nil {
+			return err
+		}
+		client = ssh.NewClient(sc, chans, reqs)
+		if sess, err = client.NewSession(); err != nil {
+			return fmt.Errorf("ssh session: %w", err)
+		}
+		var err1, err2 error
+		stdin, err1 = sess.StdinPipe()
+		stdout, err2 = sess.StdoutPipe()
+		if err := errors.Join(err1, err2); err != nil {
+			return err
+		}
+		if err := sess.RequestSubsystem("netconf"); err != nil {
+			return fmt.Errorf("netconf subsystem: %w", err)
+		}
+		if !stop() {
+			return ctx.Err()
+		}
+		return nil
+	})
 	if err != nil {
 		conn.Close()
 		return err
 	}
-	client := ssh.NewClient(sc, chans, reqs)
-	sess, err := client.NewSession()
-	if err != nil {
-		client.Close()
-		return fmt.Errorf("ssh session: %w", err)
-	}
-	stdin, err1 := sess.StdinPipe()
-	stdout, err2 := sess.StdoutPipe()
-	if err := errors.Join(err1, err2); err != nil {
-		client.Close()
+	return d.stage(ctx, "NETCONF hello", func(ctx context.Context) (err error) {
+		c.s, err = openSession(ctx, stdout, stdin, func() error {
+			stdin.Close()
+			sess.Close()
+			return client.Close()
+		})
 		return err
-	}
-	if err := sess.RequestSubsystem("netconf"); err != nil {
-		client.Close()
-		return fmt.Errorf("netconf subsystem: %w", err)
-	}
-	c.s, err = openSession(ctx, stdout, stdin, func() error {
-		stdin.Close()
-		sess.Close()
-		return client.Close()
 	})
-	if err != nil {
-		return fmt.Errorf("hello: %w", err)
-	}
-	return nil
 }
 
 // DialTLS opens NETCONF over TLS (RFC 7589); cfg must hold the client
 // certificate and the manufacturer anchors as RootCAs.
-func DialTLS(ctx context.Context, addr string, cfg *tls.Config) (*Client, error) {
+func (d Dialer) DialTLS(ctx context.Context, addr string, cfg *tls.Config) (*Client, error) {
 	cfg = cfg.Clone()
 	if cfg.MinVersion < tls.VersionTLS13 {
 		cfg.MinVersion = tls.VersionTLS13
 	}
-	conn, err := (&tls.Dialer{Config: cfg}).DialContext(ctx, "tcp", addr)
+	var raw net.Conn
+	err := d.stage(ctx, "TCP connection to "+addr, func(ctx context.Context) (err error) {
+		raw, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("netconf tls %s: %w", addr, err)
 	}
-	c := &Client{PeerCerts: conn.(*tls.Conn).ConnectionState().PeerCertificates}
-	if c.s, err = openSession(ctx, conn, conn, conn.Close); err != nil {
-		return nil, fmt.Errorf("netconf tls %s: hello: %w", addr, err)
+	conn := tls.Client(raw, cfg)
+	if err := d.stage(ctx, "TLS handshake", conn.HandshakeContext); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("netconf tls %s: %w", addr, err)
+	}
+	c := &Client{PeerCerts: conn.ConnectionState().PeerCertificates}
+	err = d.stage(ctx, "NETCONF hello", func(ctx context.Context) (err error) {
+		c.s, err = openSession(ctx, conn, conn, conn.Close)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("netconf tls %s: %w", addr, err)
 	}
 	return c, nil
 }
@@ -179,6 +212,7 @@ type Support struct {
 // Support fetches rats-support-structures, the keystore entries they
 // reference and the attestation module's features in one <get>.
 func (c *Client) Support(ctx context.Context) (*Support, error) {
+	Progress(ctx, "identity and capabilities")
 	var r struct {
 		RSS struct {
 			Certs []struct {
@@ -327,6 +361,7 @@ type LogResult struct {
 // instead of one per request. The error is the challenge's or the
 // session's; a log that failed has its own Err.
 func (c *Client) Collect(ctx context.Context, nonce []byte, sel []pcr.Selection, logs []LogRequest) ([]Quote, []LogResult, error) {
+	Progress(ctx, "quote and logs")
 	bodies := []string{challengeRPC(nonce, sel)}
 	for _, l := range logs {
 		bodies = append(bodies, logRPC(l.Type, l.After))

@@ -2,141 +2,352 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/veraison/ear"
+
+	"github.com/openriv/riv/collector/client/netconf"
 	"github.com/openriv/riv/collector/store"
 	"github.com/openriv/riv/collector/verifier"
+	"github.com/openriv/riv/internal/cli"
 	"github.com/openriv/riv/pkg/alg"
 )
 
-// cmdAttest appraises one device over NETCONF and prints the verdict with
-// its reasons (exit 0 when affirming, 1 otherwise).
-func cmdAttest(args []string, out io.Writer) error {
-	fs := newFlags("attest")
-	endpoints := fs.String("endpoints", "", "endpoints.json of a riv-agent dev device (sets the other flags)")
-	sshAddr := fs.String("netconf-ssh", "", "NETCONF-over-SSH address")
-	tlsAddr := fs.String("netconf-tls", "", "NETCONF-over-TLS address")
-	user := fs.String("user", "", "SSH user")
-	sshKey := fs.String("ssh-key", "", "SSH private key")
-	tlsCert := fs.String("tls-cert", "", "TLS client certificate")
-	tlsKey := fs.String("tls-key", "", "TLS client key")
-	anchors := fs.String("anchors", "", "manufacturer CA certificates (PEM) for IDevID/IAK")
-	rimAnchors := fs.String("rim-anchors", "", "vendor CA certificates (PEM) for RIMs")
-	rims := fs.String("rims", "", "directory of signed RIMs")
-	via := fs.String("transport", "", "with --endpoints: ssh (default) or tls")
-	asJSON := fs.Bool("json", false, "print the EAR claims as JSON")
-	timeout := fs.Duration("timeout", 60*time.Second, "overall deadline")
-	dbPath := fs.String("db", "", "SQLite database to store the result in (history kept)")
-	profile := fs.String("ear-profile", "veraison", "EAR claim names: veraison or draft-03")
-	if err := parseFlags(fs, args); err != nil {
+const attestHelp = `Targets are endpoints.json files (as riv-agent dev writes them), given
+with --endpoints (repeatable) or as arguments, or one device given by
+--netconf-ssh/--netconf-tls with its credentials and --anchors,
+--rim-anchors and --rims. Devices are appraised in parallel; one line per
+device is printed, in the order given (--verbose adds the trust vector and
+every reason). The exit status is the highest of the devices': 0 all
+affirming, 1 some evidence failed, 3 some device was unreachable.
+
+With --json, one JSON object per device and line, with at least the keys
+device, serial, status, reasons, trust_vector and ear (the signed JWT);
+an unreachable device has status "unreachable" and an error.
+
+The EAR is signed with --ear-key (an ECDSA P-256 or P-384 private key,
+PEM PKCS#8 or SEC1, or a JWK), so that "rivctl ear verify --key PUB" and
+veraison's "arc verify" can check it; without it, with a throwaway key.`
+
+// attestOpts are the flags of one run.
+type attestOpts struct {
+	transport    string
+	profile      string
+	timeout      time.Duration
+	stageTimeout time.Duration
+	key          crypto.Signer
+	dbPath       string
+}
+
+// device is one target and what became of it.
+type device struct {
+	label  string // what the operator gave: a file or an address
+	ep     *verifier.Endpoints
+	result *verifier.Result
+	err    error // the device could not be appraised
+}
+
+// cmdAttest appraises devices over NETCONF and prints their verdicts.
+func cmdAttest(env *cli.Env, args []string) error {
+	fs := env.Flags()
+	var endpoints strList
+	fs.Var(&endpoints, "endpoints", "endpoints.json `FILE` of a device (repeatable; also as arguments)")
+	sshAddr := fs.String("netconf-ssh", "", "NETCONF-over-SSH `HOST:PORT` of one device")
+	tlsAddr := fs.String("netconf-tls", "", "NETCONF-over-TLS `HOST:PORT` of one device")
+	user := fs.String("user", "", "SSH `USER`")
+	sshKey := fs.String("ssh-key", "", "SSH private key `FILE`")
+	tlsCert := fs.String("tls-cert", "", "TLS client certificate `FILE`")
+	tlsKey := fs.String("tls-key", "", "TLS client key `FILE`")
+	anchors := fs.String("anchors", "", "manufacturer CA certificates (PEM `FILE`) for IDevID/IAK")
+	ownerAnchors := fs.String("owner-anchors", "", "owner CA certificates (PEM `FILE`) for LDevID/LAK")
+	rimAnchors := fs.String("rim-anchors", "", "vendor CA certificates (PEM `FILE`) for RIMs")
+	rims := fs.String("rims", "", "`DIR` of signed RIMs")
+	via := fs.String("transport", "", "`TRANSPORT` with endpoints files: ssh (default) or tls")
+	asJSON := fs.Bool("json", false, "one JSON object per device")
+	verbose := fs.Bool("verbose", false, "print the trust vector and every reason under each device")
+	timeout := fs.Duration("timeout", 60*time.Second, "deadline for each device")
+	stageTimeout := fs.Duration("stage-timeout", netconf.DefaultStageTimeout, "deadline for each stage of reaching a device (TCP, SSH/TLS handshake, NETCONF hello)")
+	parallel := fs.Int("parallel", 8, "`N` devices appraised at once")
+	dbPath := fs.String("db", "", "SQLite database `FILE` to store the results in (history kept)")
+	profile := fs.String("ear-profile", "veraison", "EAR claim names (`PROFILE`): veraison or draft-03")
+	earKey := fs.String("ear-key", "", "EAR signing key `FILE` (ECDSA P-256/P-384; PEM or JWK)")
+	if err := env.ParseInOrder(fs, args, &endpoints); err != nil {
 		return err
 	}
-	ep := &verifier.Endpoints{NetconfSSH: *sshAddr, NetconfTLS: *tlsAddr, SSHUser: *user, SSHPrivateKey: *sshKey,
-		TLSClientCert: *tlsCert, TLSClientKey: *tlsKey, TrustAnchors: *anchors, RIMSigner: *rimAnchors, RIMs: *rims}
-	transport := "ssh"
-	if *tlsAddr != "" {
-		transport = "tls"
+	o := attestOpts{transport: *via, profile: *profile, timeout: *timeout, stageTimeout: *stageTimeout, dbPath: *dbPath}
+	if o.transport != "" && o.transport != "ssh" && o.transport != "tls" {
+		return badInput("attest: --transport %q: want ssh or tls", o.transport)
 	}
-	if *endpoints != "" {
-		e, err := verifier.ReadEndpoints(*endpoints)
-		if err != nil {
-			return badInput("%v", err)
+	if o.profile != "veraison" && o.profile != "draft-03" {
+		return badInput("attest: --ear-profile %q: want veraison or draft-03", o.profile)
+	}
+	if *parallel < 1 || *timeout <= 0 || *stageTimeout <= 0 {
+		return badInput("attest: --parallel, --timeout and --stage-timeout must be positive")
+	}
+
+	var devs []*device
+	files := endpoints // --endpoints and arguments, in the order given
+	explicit := *sshAddr != "" || *tlsAddr != ""
+	switch {
+	case explicit && len(files) > 0:
+		// A stray argument is never ignored.
+		return badInput("attest: give endpoints files or --netconf-ssh/--netconf-tls, not both (unexpected %q)", files[0])
+	case explicit:
+		if *sshAddr != "" && *tlsAddr != "" {
+			return badInput("attest: give one of --netconf-ssh and --netconf-tls")
 		}
-		ep = e
-		if *via != "" {
-			if *via != "ssh" && *via != "tls" {
-				return badInput("--transport %q: want ssh or tls", *via)
+		ep := &verifier.Endpoints{NetconfSSH: *sshAddr, NetconfTLS: *tlsAddr, SSHUser: *user, SSHPrivateKey: *sshKey,
+			TLSClientCert: *tlsCert, TLSClientKey: *tlsKey, TrustAnchors: *anchors, OwnerAnchors: *ownerAnchors, RIMSigner: *rimAnchors, RIMs: *rims}
+		if ep.TrustAnchors == "" || ep.RIMSigner == "" || ep.RIMs == "" {
+			return badInput("attest: --anchors, --rim-anchors and --rims are required with --netconf-ssh/--netconf-tls")
+		}
+		if *tlsAddr != "" {
+			o.transport = "tls"
+		}
+		devs = append(devs, &device{label: *sshAddr + *tlsAddr, ep: ep})
+	case len(files) == 0:
+		return badInput("attest: no target: give endpoints files, or --netconf-ssh/--netconf-tls (see --help)")
+	default:
+		for _, f := range files {
+			ep, err := verifier.ReadEndpoints(f)
+			if err != nil {
+				return badInput("attest: %v", err)
 			}
-			transport = *via
+			if *ownerAnchors != "" {
+				ep.OwnerAnchors = *ownerAnchors
+			}
+			devs = append(devs, &device{label: f, ep: ep})
 		}
 	}
-	if ep.TrustAnchors == "" || ep.RIMSigner == "" || ep.RIMs == "" || (ep.NetconfSSH == "" && ep.NetconfTLS == "") {
-		return badInput("attest: give --endpoints, or --netconf-ssh/--netconf-tls with credentials, --anchors, --rim-anchors and --rims")
+	if *earKey != "" {
+		k, err := loadEARKey(*earKey)
+		if err != nil {
+			return err
+		}
+		o.key = k
+	} else {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return err
+		}
+		o.key = k
 	}
+	// Each distinct set of anchors and RIMs is loaded (and every RIM's
+	// signature checked) once, before any device is dialled: unreadable
+	// policy is a usage error, not a device's failure.
+	policies := map[[4]string]*verifier.Policy{}
+	for _, d := range devs {
+		k := [4]string{d.ep.TrustAnchors, d.ep.OwnerAnchors, d.ep.RIMSigner, d.ep.RIMs}
+		if policies[k] == nil {
+			p, err := loadPolicy(d.ep)
+			if err != nil {
+				return err
+			}
+			policies[k] = p
+		}
+	}
+
+	var db *store.Store
+	if o.dbPath != "" {
+		var err error
+		if db, err = store.Open(context.Background(), o.dbPath); err != nil {
+			return badInput("attest: %v", err)
+		}
+		defer db.Close()
+	}
+	prog := newProgress(env, len(devs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, *parallel)
+	for _, d := range devs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			pol := policies[[4]string{d.ep.TrustAnchors, d.ep.OwnerAnchors, d.ep.RIMSigner, d.ep.RIMs}]
+			d.result, d.err = appraise(prog.trace(d), *pol, d, o)
+			prog.done()
+		}()
+	}
+	wg.Wait()
+	env.EndProgress()
+
+	code := cli.ExitOK
+	var worst error
+	for _, d := range devs {
+		c, err := d.report(env.Stdout, *asJSON, *verbose)
+		if db != nil && d.result != nil {
+			if _, serr := db.Save(context.Background(), d.result); serr != nil {
+				return badInput("attest: store: %v", serr)
+			}
+		}
+		if c > code {
+			code, worst = c, err
+		}
+	}
+	if code == cli.ExitOK {
+		return nil
+	}
+	if len(devs) > 1 {
+		return &cli.Error{Code: code, Err: fmt.Errorf("%d devices: worst: %w", len(devs), worst)}
+	}
+	return &cli.Error{Code: code, Err: worst}
+}
+
+func loadPolicy(ep *verifier.Endpoints) (*verifier.Policy, error) {
 	pool, err := verifier.LoadPool(ep.TrustAnchors)
 	if err != nil {
-		return badInput("%v", err)
+		return nil, badInput("attest: manufacturer anchors: %v", err)
 	}
 	rimPool, err := verifier.LoadPool(ep.RIMSigner)
 	if err != nil {
-		return badInput("%v", err)
+		return nil, badInput("attest: RIM anchors: %v", err)
 	}
 	idx, _, err := verifier.LoadRIMs(ep.RIMs, rimPool)
 	if err != nil {
-		return badInput("%v", err)
+		return nil, badInput("attest: RIMs: %v", err)
 	}
-	target, err := verifier.TargetOf(ep, transport)
-	if err != nil {
-		return badInput("%v", err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	if *profile != "veraison" && *profile != "draft-03" {
-		return badInput("--ear-profile %q: want veraison or draft-03", *profile)
-	}
-	pol := verifier.Policy{Anchors: pool, RIMs: idx, Banks: []alg.ID{alg.SHA256, alg.SHA384}}
+	pol := &verifier.Policy{Anchors: pool, RIMs: idx, Banks: []alg.ID{alg.SHA256, alg.SHA384}}
 	if ep.OwnerAnchors != "" {
 		if pol.OwnerAnchors, err = verifier.LoadPool(ep.OwnerAnchors); err != nil {
-			return badInput("%v", err)
+			return nil, badInput("attest: owner anchors: %v", err)
 		}
 	}
-	v := verifier.New(pol, key)
-	v.ClaimProfile = *profile
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	return pol, nil
+}
+
+// appraise reaches one device and appraises it. An error means it was
+// not appraised: unreachable, or the session failed.
+func appraise(ctx context.Context, pol verifier.Policy, d *device, o attestOpts) (*verifier.Result, error) {
+	transport := o.transport
+	if transport == "" {
+		transport = "ssh"
+	}
+	target, err := verifier.TargetOf(d.ep, transport)
+	if err != nil {
+		return nil, badInput("%s: %v", d.label, err)
+	}
+	if (transport == "tls" && target.TLSAddr == "") || (transport == "ssh" && target.SSHAddr == "") {
+		return nil, badInput("%s: no NETCONF-over-%s address", d.label, strings.ToUpper(transport))
+	}
+	target.StageTimeout = o.stageTimeout
+	v := verifier.New(pol, o.key)
+	v.ClaimProfile = o.profile
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	r, err := v.AppraiseTarget(ctx, target)
 	if err != nil {
-		return badInput("attest: %v", err)
-	}
-	if *dbPath != "" {
-		db, err := store.Open(ctx, *dbPath)
-		if err != nil {
-			return badInput("%v", err)
+		if errors.Is(err, context.DeadlineExceeded) && !netconf.Unreachable(err) {
+			err = fmt.Errorf("no verdict within %s: %w", o.timeout, err)
 		}
-		_, err = db.Save(ctx, r)
-		db.Close()
-		if err != nil {
-			return badInput("store: %v", err)
-		}
+		return nil, cli.Unreachable("%s: %v", d.name(), err)
 	}
-	if *asJSON {
-		parts := strings.Split(string(r.EAR), ".")
-		if len(parts) == 3 {
-			if claims, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil {
-				var v any
-				json.Unmarshal(claims, &v)
-				b, _ := json.MarshalIndent(v, "", "  ")
-				fmt.Fprintf(out, "%s\n", b)
-			}
-		}
-	} else {
-		printVerdict(out, r)
-	}
-	if r.Status.String() != "affirming" {
-		return failed{fmt.Sprintf("%s: %s", r.Device, r.Status)}
-	}
-	return nil
+	return r, nil
 }
 
-func printVerdict(out io.Writer, r *verifier.Result) {
-	fmt.Fprintf(out, "%s (serial %s): %s\n", r.Device, r.Serial, strings.ToUpper(r.Status.String()))
-	for _, line := range strings.Split(strings.TrimSpace(r.Vector.Report(true, false)), "\n") {
-		fmt.Fprintf(out, "  %s\n", strings.TrimSpace(line))
+func (d *device) name() string {
+	if d.ep.Serial != "" {
+		return d.ep.Serial
 	}
-	for _, reason := range r.Reasons {
-		fmt.Fprintf(out, "  - %s\n", reason)
+	return d.label
+}
+
+// verdict is the --json object of one device; its keys are a contract.
+type verdict struct {
+	Device      string           `json:"device"`
+	Serial      string           `json:"serial"`
+	Status      string           `json:"status"`
+	Reasons     []string         `json:"reasons"`
+	TrustVector *ear.TrustVector `json:"trust_vector"`
+	EAR         string           `json:"ear"`
+	Rebooted    bool             `json:"rebooted,omitempty"`
+	Target      string           `json:"target"`
+	Error       string           `json:"error,omitempty"`
+}
+
+// report prints the device's line (or object) and returns its exit code
+// with the reason for it.
+func (d *device) report(out io.Writer, asJSON, verbose bool) (int, error) {
+	v := verdict{Device: d.name(), Serial: d.ep.Serial, Reasons: []string{}, Target: d.label}
+	code := cli.ExitOK
+	var err error
+	switch r := d.result; {
+	case d.err != nil:
+		code, err = cli.Code(d.err), d.err
+		v.Status, v.Error = "unreachable", d.err.Error()
+		if code == cli.ExitUsage {
+			v.Status = "error"
+		}
+	default:
+		v.Device, v.Serial, v.Status, v.EAR, v.Rebooted = r.Device, r.Serial, r.Status.String(), string(r.EAR), r.Rebooted
+		v.TrustVector = &r.Vector
+		v.Reasons = append(v.Reasons, r.Reasons...)
+		if r.Status != ear.TrustTierAffirming {
+			code, err = cli.ExitFailed, fmt.Errorf("%s: %s", v.Device, r.Status)
+			if len(r.Reasons) > 0 {
+				err = fmt.Errorf("%w: %s", err, r.Reasons[0])
+			}
+		}
 	}
-	if r.Rebooted {
-		fmt.Fprintf(out, "  (device rebooted since the last appraisal: re-attested from a fresh log)\n")
+	if asJSON {
+		b, _ := json.Marshal(v)
+		fmt.Fprintf(out, "%s\n", b)
+		return code, err
 	}
+	if d.err != nil {
+		fmt.Fprintf(out, "%s: %s: %v\n", v.Device, strings.ToUpper(v.Status), d.err)
+		return code, err
+	}
+	line := fmt.Sprintf("%s (serial %s): %s", v.Device, v.Serial, strings.ToUpper(v.Status))
+	if len(v.Reasons) > 0 && !verbose {
+		line += ": " + v.Reasons[0]
+		if len(v.Reasons) > 1 {
+			line += fmt.Sprintf(" (+%d more)", len(v.Reasons)-1)
+		}
+	}
+	fmt.Fprintln(out, line)
+	if verbose {
+		for _, l := range strings.Split(strings.TrimSpace(d.result.Vector.Report(true, false)), "\n") {
+			fmt.Fprintf(out, "  %s\n", strings.TrimSpace(l))
+		}
+		for _, reason := range v.Reasons {
+			fmt.Fprintf(out, "  - %s\n", reason)
+		}
+		if v.Rebooted {
+			fmt.Fprintf(out, "  (device rebooted since the last appraisal: re-attested from a fresh log)\n")
+		}
+	}
+	return code, err
+}
+
+// progress shows, on a terminal only, the stage the devices are in.
+type progress struct {
+	env        *cli.Env
+	mu         sync.Mutex
+	total, fin int
+}
+
+func newProgress(env *cli.Env, total int) *progress { return &progress{env: env, total: total} }
+
+func (p *progress) trace(d *device) context.Context {
+	return netconf.WithTrace(context.Background(), func(stage string) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.env.Progress("[%d/%d] %s: %s", p.fin, p.total, d.name(), stage)
+	})
+}
+
+func (p *progress) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.fin++
 }

@@ -3,8 +3,8 @@ package main
 import (
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"fmt"
+	"github.com/openriv/riv/internal/cli"
 	"io"
 	"strings"
 	"unicode"
@@ -26,28 +26,6 @@ func (b *bankList) Set(s string) error {
 	return nil
 }
 
-func newFlags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	return fs
-}
-
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	// Accept flags after the file name too (rivctl eventlog replay FILE --json).
-	var files []string
-	for len(args) > 0 {
-		if err := fs.Parse(args); err != nil {
-			return badInput("%s: %v", fs.Name(), err)
-		}
-		args = fs.Args()
-		if len(args) > 0 {
-			files = append(files, args[0])
-			args = args[1:]
-		}
-	}
-	return fs.Parse(append([]string{"--"}, files...))
-}
-
 func loadLog(path, format string) (*eventlog.Log, error) {
 	f, err := eventlog.ParseFormat(format)
 	if err != nil {
@@ -64,14 +42,15 @@ func loadLog(path, format string) (*eventlog.Log, error) {
 	return l, nil
 }
 
-func cmdReplay(args []string, out io.Writer) error {
-	fs := newFlags("eventlog replay")
+func cmdReplay(env *cli.Env, args []string) error {
+	out := env.Stdout
+	fs := env.Flags()
 	format := fs.String("format", "auto", "log format")
 	var banks bankList
 	fs.Var(&banks, "bank", "PCR bank (repeatable)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	expect := fs.String("expect", "", "PCR values (replay JSON) the log must reproduce")
-	if err := parseFlags(fs, args); err != nil {
+	if err := env.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -100,12 +79,21 @@ func cmdReplay(args []string, out io.Writer) error {
 		if err := json.Unmarshal(raw, &want); err != nil {
 			return badInput("%s: %v", *expect, err)
 		}
+		// An expectation that names no PCR would pass having checked
+		// nothing.
+		n := 0
+		for _, b := range want.Banks() {
+			n += len(want.Indexes(b))
+		}
+		if n == 0 {
+			return badInput("--expect %s: no PCR values to check (want {\"sha256\": {\"0\": \"HEX\", ...}})", *expect)
+		}
 		res, err := l.Verify(want)
 		if err != nil {
 			return badInput("%s: %v", fs.Arg(0), err)
 		}
 		if !res.OK() {
-			return failed{fmt.Sprintf("log does not replay to %s: %s", *expect, strings.Join(res.Mismatches, "; "))}
+			return cli.Failed("%s", fmt.Sprintf("log does not replay to %s: %s", *expect, strings.Join(res.Mismatches, "; ")))
 		}
 	}
 	return nil
@@ -134,11 +122,12 @@ type eventJSON struct {
 	Anomaly  string            `json:"anomaly,omitempty"`
 }
 
-func cmdShow(args []string, out io.Writer) error {
-	fs := newFlags("eventlog show")
+func cmdShow(env *cli.Env, args []string) error {
+	out := env.Stdout
+	fs := env.Flags()
 	format := fs.String("format", "auto", "log format")
 	asJSON := fs.Bool("json", false, "print one JSON object per event")
-	if err := parseFlags(fs, args); err != nil {
+	if err := env.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

@@ -85,7 +85,23 @@ func TestCLI(t *testing.T) {
 		{"quote tpmt ak with log", []string{"quote", "verify", "--ak", akPub, "--quote", gq, "--sig", gs, "--nonce", "", "--pcrs", gp, "--eventlog", gl}, 0, "replays", ""},
 		{"quote log without pcrs", []string{"quote", "verify", "--ak", akPub, "--quote", gq, "--sig", gs, "--nonce", "", "--eventlog", gl}, 1, "", "PCR digest"},
 		{"quote with wrong log", []string{"quote", "verify", "--ak", akPub, "--quote", gq, "--sig", gs, "--nonce", "", "--pcrs", gp, "--eventlog", tpmLog}, 1, "", "does not replay"},
-		{"usage", []string{"frobnicate"}, 2, "", "usage"},
+		{"unknown command", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{"no command", nil, 2, "", "Usage:"},
+		{"help", []string{"--help"}, 0, "rivctl ear verify", ""},
+		{"help command", []string{"help", "quote", "verify"}, 0, "Usage: rivctl quote verify", ""},
+		{"group help", []string{"eventlog", "--help"}, 0, "rivctl eventlog show", ""},
+		{"group without subcommand", []string{"rim"}, 2, "", "a subcommand is required"},
+		{"unknown subcommand", []string{"rim", "frob"}, 2, "", `unknown subcommand "frob"`},
+		{"version", []string{"version"}, 0, "rivctl ", ""},
+		{"bad flag", []string{"eventlog", "show", "--frob", tpmLog}, 2, "", "eventlog show: flag provided but not defined: -frob (see --help)"},
+		// F.7: an expectation that checks nothing is an error.
+		{"replay expect nothing", []string{"eventlog", "replay", "--expect", write("empty.json", []byte("{}")), tpmLog}, 2, "", "no PCR values to check"},
+		{"replay expect empty bank", []string{"eventlog", "replay", "--expect", write("emptybank.json", []byte(`{"sha256":{}}`)), tpmLog}, 2, "", "no PCR values to check"},
+		// F.4: a stray argument is an error, never ignored.
+		{"attest stray argument", []string{"attest", "--netconf-ssh", "127.0.0.1:1", "--anchors", tpmLog, "--rim-anchors", tpmLog, "--rims", dir, "extra"}, 2, "", `unexpected "extra"`},
+		{"attest no target", []string{"attest"}, 2, "", "no target"},
+		{"attest unreadable endpoints", []string{"attest", filepath.Join(dir, "nope.json")}, 2, "", "nope.json"},
+		{"attest bad transport", []string{"attest", "--transport", "telnet", tpmLog}, 2, "", "--transport"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -93,7 +109,7 @@ func TestCLI(t *testing.T) {
 			if code != tt.code || !strings.Contains(out, tt.out) || !strings.Contains(errs, tt.err) {
 				t.Errorf("rivctl %v = %d\nstdout: %s\nstderr: %s\nwant %d, stdout ~ %q, stderr ~ %q", tt.args, code, out, errs, tt.code, tt.out, tt.err)
 			}
-			if tt.code != 0 && strings.Count(strings.TrimSpace(errs), "\n") > 0 && tt.name != "usage" {
+			if tt.code != 0 && strings.Count(strings.TrimSpace(errs), "\n") > 0 && tt.name != "no command" && tt.name != "group without subcommand" {
 				t.Errorf("stderr is not one line: %q", errs)
 			}
 		})
@@ -126,4 +142,18 @@ func hirsPCRs(t *testing.T, path string) pcr.Values {
 		v.Set(0x000B, i, unhex(t, l))
 	}
 	return v
+}
+
+// TestEveryCommandHelp (F.2): --help on every command prints its usage,
+// its flags and the exit codes to stdout and exits 0.
+func TestEveryCommandHelp(t *testing.T) {
+	for _, c := range app.Commands {
+		for _, h := range []string{"--help", "-h"} {
+			args := append(strings.Fields(c.Name), h)
+			code, out, errs := runCLI(args...)
+			if code != 0 || errs != "" || !strings.Contains(out, "Usage: rivctl "+c.Name) || !strings.Contains(out, "Exit status:") {
+				t.Errorf("rivctl %v = %d\nstdout: %s\nstderr: %s", args, code, out, errs)
+			}
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/openriv/riv/internal/cli"
 	"github.com/openriv/riv/pkg/alg"
 	"io"
 	"strings"
@@ -65,8 +66,9 @@ type eventLogJSON struct {
 	Anomalies []string `json:"anomalies,omitempty"`
 }
 
-func cmdQuoteVerify(args []string, out io.Writer) error {
-	fs := newFlags("quote verify")
+func cmdQuoteVerify(env *cli.Env, args []string) error {
+	out := env.Stdout
+	fs := env.Flags()
 	akPath := fs.String("ak", "", "attestation key")
 	quotePath := fs.String("quote", "", "TPMS_ATTEST")
 	sigPath := fs.String("sig", "", "TPMT_SIGNATURE")
@@ -74,7 +76,7 @@ func cmdQuoteVerify(args []string, out io.Writer) error {
 	pcrsPath := fs.String("pcrs", "", "PCR values (replay JSON)")
 	logPath := fs.String("eventlog", "", "event log to replay against the quote")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
+	if err := env.Parse(fs, args); err != nil {
 		return err
 	}
 	if *akPath == "" || *quotePath == "" || *sigPath == "" || fs.NArg() != 0 {
@@ -129,7 +131,7 @@ func cmdQuoteVerify(args []string, out io.Writer) error {
 			printQuote(out, &res)
 		}
 		if reason != "" {
-			return failed{reason}
+			return cli.Failed("%s", reason)
 		}
 		return nil
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"github.com/openriv/riv/internal/cli"
 	"io"
 	"os"
 	"strings"
@@ -26,25 +27,9 @@ func (s *strList) Set(v string) error { *s = append(*s, v); return nil }
 // certificate chain, leaf first.
 func loadSigner(keyFile, certFile string) (rim.Signer, error) {
 	var s rim.Signer
-	kb, err := readInput(keyFile)
+	signer, err := loadPrivateKey(keyFile)
 	if err != nil {
 		return s, err
-	}
-	blk, _ := pem.Decode(kb)
-	if blk == nil {
-		return s, badInput("%s: no PEM key", keyFile)
-	}
-	var k any
-	if k, err = x509.ParsePKCS8PrivateKey(blk.Bytes); err != nil {
-		if k, err = x509.ParseECPrivateKey(blk.Bytes); err != nil {
-			if k, err = x509.ParsePKCS1PrivateKey(blk.Bytes); err != nil {
-				return s, badInput("%s: not a PKCS#8, EC or PKCS#1 private key", keyFile)
-			}
-		}
-	}
-	signer, ok := k.(crypto.Signer)
-	if !ok {
-		return s, badInput("%s: not a signing key", keyFile)
 	}
 	s.Key = signer
 	cb, err := readInput(certFile)
@@ -68,27 +53,13 @@ func loadSigner(keyFile, certFile string) (rim.Signer, error) {
 	return s, nil
 }
 
-func cmdRIM(args []string, out io.Writer) error {
-	if len(args) == 0 {
-		return badInput("rim: want sign, verify or show")
-	}
-	switch args[0] {
-	case "sign":
-		return cmdRIMSign(args[1:], out)
-	case "verify":
-		return cmdRIMVerify(args[1:], out)
-	case "show":
-		return cmdRIMShow(args[1:], out)
-	}
-	return badInput("rim: unknown command %q", args[0])
+func cmdRIMSign(kind string) func(*cli.Env, []string) error {
+	return func(env *cli.Env, args []string) error { return rimSign(env, kind, args) }
 }
 
-func cmdRIMSign(args []string, out io.Writer) error {
-	if len(args) == 0 || (args[0] != "coswid" && args[0] != "corim") {
-		return badInput("rim sign: want coswid or corim")
-	}
-	kind := args[0]
-	fs := newFlags("rim sign " + kind)
+func rimSign(env *cli.Env, kind string, args []string) error {
+	out := env.Stdout
+	fs := env.Flags()
 	keyFile := fs.String("key", "", "signing key (PEM)")
 	certFile := fs.String("cert", "", "signer certificate chain, leaf first (PEM)")
 	output := fs.String("o", "", "output file")
@@ -107,7 +78,7 @@ func cmdRIMSign(args []string, out io.Writer) error {
 	pcrsFile := fs.String("pcrs", "", "PCR reference values (replay JSON), for corim")
 	var supersedes strList
 	fs.Var(&supersedes, "supersedes", "tag-id this tag supersedes (repeatable)")
-	if err := parseFlags(fs, args[1:]); err != nil {
+	if err := env.Parse(fs, args); err != nil {
 		return err
 	}
 	if *keyFile == "" || *certFile == "" || *output == "" || *id == "" || *vendor == "" {
@@ -225,13 +196,14 @@ func describe(r *rim.Result) rimJSON {
 	return j
 }
 
-func cmdRIMVerify(args []string, out io.Writer) error {
-	fs := newFlags("rim verify")
+func cmdRIMVerify(env *cli.Env, args []string) error {
+	out := env.Stdout
+	fs := env.Flags()
 	keyFile := fs.String("key", "", "public key (PEM/DER SPKI, certificate or JWK)")
 	anchors := fs.String("anchors", "", "CA certificates (PEM) the x5chain must chain to")
 	aadHex := fs.String("external-aad", "", "COSE external AAD (hex)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
+	if err := env.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 || (*keyFile == "") == (*anchors == "") {
@@ -271,7 +243,7 @@ func cmdRIMVerify(args []string, out io.Writer) error {
 				b, _ := json.MarshalIndent(rimJSON{Reason: err.Error()}, "", "  ")
 				fmt.Fprintf(out, "%s\n", b)
 			}
-			return failed{err.Error()}
+			return cli.Failed("%s", err.Error())
 		}
 		return badInput("%s: %v", fs.Arg(0), err)
 	}
@@ -319,10 +291,11 @@ func printRIM(out io.Writer, j rimJSON) {
 }
 
 // cmdRIMShow decodes without verifying: everything it prints is untrusted.
-func cmdRIMShow(args []string, out io.Writer) error {
-	fs := newFlags("rim show")
+func cmdRIMShow(env *cli.Env, args []string) error {
+	out := env.Stdout
+	fs := env.Flags()
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
+	if err := env.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -362,4 +335,29 @@ func cmdRIMShow(args []string, out io.Writer) error {
 	fmt.Fprintf(out, "%s (UNVERIFIED) alg %s content-type %q\n", j.Kind, j.Alg, j.ContentType)
 	printRIM(out, j)
 	return nil
+}
+
+// loadPrivateKey reads a PEM private key: PKCS#8, SEC1 (EC) or PKCS#1.
+func loadPrivateKey(keyFile string) (crypto.Signer, error) {
+	kb, err := readInput(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(kb)
+	if blk == nil {
+		return nil, badInput("%s: no PEM key", keyFile)
+	}
+	var k any
+	if k, err = x509.ParsePKCS8PrivateKey(blk.Bytes); err != nil {
+		if k, err = x509.ParseECPrivateKey(blk.Bytes); err != nil {
+			if k, err = x509.ParsePKCS1PrivateKey(blk.Bytes); err != nil {
+				return nil, badInput("%s: not a PKCS#8, EC or PKCS#1 private key", keyFile)
+			}
+		}
+	}
+	signer, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, badInput("%s: not a signing key", keyFile)
+	}
+	return signer, nil
 }

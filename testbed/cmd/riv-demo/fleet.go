@@ -56,7 +56,10 @@ func runFleet(agent string, once bool, interval time.Duration) error {
 		r.dir = filepath.Join(base, r.name)
 		r.cmd = exec.Command(agent, "dev", "--dir", r.dir, "--serial", fmt.Sprintf("RTR-%04d", i+1), "--attack", r.attack)
 		r.cmd.Stderr = nil
-		r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		// Its own process group keeps a terminal's Ctrl-C from reaching
+		// it before riv-demo stops it; Pdeathsig stops it when riv-demo
+		// dies any other way (kill -9 included), so no agent outlives it.
+		r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 		if err := r.cmd.Start(); err != nil {
 			return fmt.Errorf("start %s: %w", agent, err)
 		}

@@ -15,7 +15,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/openriv/riv/internal/cli"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/pcr"
@@ -30,24 +30,38 @@ import (
 	"github.com/openriv/riv/pkg/tpm"
 )
 
-func main() {
-	ref := flag.String("reference", "testdata/reference", "reference data directory (for --libraries)")
-	tpmSpec := flag.String("tpm", "sim", "TPM to boot into for --libraries: sim, swtpm:PATH or swtpm:HOST:PORT")
-	libraries := flag.Bool("libraries", false, "show the evidence libraries on the reference data instead of the fleet")
-	agent := flag.String("agent", "bin/riv-agent", "riv-agent binary for the simulated routers")
-	once := flag.Bool("once", false, "one appraisal round, then exit: status 0 when every verdict is the expected one")
-	interval := flag.Duration("interval", 10*time.Second, "time between appraisal rounds")
-	flag.Parse()
-	var err error
+var app = &cli.App{
+	Name:    "riv-demo",
+	Summary: "RIV on a simulated fleet (or its evidence libraries on real data)",
+	Main: &cli.Command{Args: "[--once] [--interval D] [--agent BIN] | --libraries [--reference DIR] [--tpm SPEC]",
+		Summary: "start three simulated routers (riv-agent dev) and appraise them over NETCONF",
+		Help: `The routers are child processes; they stop with riv-demo, also when it is
+killed (they get SIGTERM when their parent dies). --libraries instead
+replays the reference logs, boots a log into a TPM and verifies a fresh
+quote.`,
+		Run: runMain},
+}
+
+func main() { os.Exit(app.Run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func runMain(env *cli.Env, args []string) error {
+	fs := env.Flags()
+	ref := fs.String("reference", "testdata/reference", "reference data `DIR` (for --libraries)")
+	tpmSpec := fs.String("tpm", "sim", "`TPM` to boot into for --libraries: sim, swtpm:PATH or swtpm:HOST:PORT")
+	libraries := fs.Bool("libraries", false, "show the evidence libraries on the reference data instead of the fleet")
+	agent := fs.String("agent", "bin/riv-agent", "riv-agent `BINARY` for the simulated routers")
+	once := fs.Bool("once", false, "one appraisal round, then exit: status 0 when every verdict is the expected one")
+	interval := fs.Duration("interval", 10*time.Second, "time between appraisal rounds")
+	if err := env.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return cli.Usage("unexpected argument %q", fs.Arg(0))
+	}
 	if *libraries {
-		err = run(*ref, *tpmSpec)
-	} else {
-		err = runFleet(*agent, *once, *interval)
+		return run(*ref, *tpmSpec)
 	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "riv-demo: %v\n", err)
-		os.Exit(1)
-	}
+	return runFleet(*agent, *once, *interval)
 }
 
 func run(ref, tpmSpec string) error {
