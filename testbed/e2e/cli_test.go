@@ -291,6 +291,12 @@ func TestCLIUnreachable(t *testing.T) {
 	if strings.Contains(errs, "\r") || strings.Contains(errs, "handshake\n") {
 		t.Errorf("progress written to a pipe: %q", errs)
 	}
+	// On a terminal (script(1) gives it one), the stages show as progress.
+	tty := exec.Command("script", "-qec", bin(t, "rivctl")+" attest --stage-timeout 1s "+silent, "/dev/null")
+	ttyOut, _ := tty.CombinedOutput()
+	if !strings.Contains(string(ttyOut), "\x1b[K[0/1] RTR-SILENT: SSH handshake") || !strings.Contains(string(ttyOut), "no SSH handshake within 1 s") {
+		t.Errorf("no progress on a terminal: %q", ttyOut)
+	}
 	ln.Close()
 	if code, _, errs := runBin(t, "rivctl", "attest", silent); code != 3 || !strings.Contains(errs, "TCP connection to") {
 		t.Errorf("refused: exit %d %s", code, errs)
