@@ -3,15 +3,18 @@ package netconf_test
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/xml"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	nc "github.com/nemith/netconf"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/openriv/riv/agent/attester"
+	"github.com/openriv/riv/pkg/schema"
 	"github.com/openriv/riv/testbed/device"
 	"github.com/openriv/riv/yang"
 )
@@ -209,5 +212,56 @@ func TestFeaturesFollowLogs(t *testing.T) {
 				t.Errorf("log %s the device does not keep: %.300s", other, r)
 			}
 		})
+	}
+}
+
+// TestSessionsOfOneUserShareTheTPM: the TPM's turns and rate belong to
+// the authenticated user, so a second session (or a reconnect) does not
+// get a fresh allowance while the first has spent it.
+func TestSessionsOfOneUserShareTheTPM(t *testing.T) {
+	d := device.StartT(t, device.Options{QuotesPerSecond: 2})
+	challenge := func(s *nc.Session, i int) error {
+		nonce := base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("nonce %02d of the shared bucket...", i)))
+		r, err := do(t, s, `<tpm20-challenge-response-attestation `+tpmNS+`><tpm20-attestation-challenge><nonce-value>`+nonce+`</nonce-value></tpm20-attestation-challenge></tpm20-challenge-response-attestation>`)
+		if err == nil && len(r.Errors) > 0 {
+			err = fmt.Errorf("%s: %s", r.Errors[0].Tag, r.Errors[0].Message)
+		}
+		return err
+	}
+	first := sshSession(t, d)
+	denied := false
+	for i := range 4 {
+		if err := challenge(first, i); err != nil {
+			if !strings.Contains(err.Error(), "resource-denied") {
+				t.Fatalf("challenge %d: %v", i, err)
+			}
+			denied = true
+			break
+		}
+	}
+	if !denied {
+		t.Fatal("the first session was never rate-limited")
+	}
+	if err := challenge(sshSession(t, d), 9); err == nil || !strings.Contains(err.Error(), "resource-denied") {
+		t.Errorf("a new session of the same user got a fresh allowance: %v", err)
+	}
+}
+
+// TestReplyEnvelope: the rpc's attributes come back on rpc-reply (RFC
+// 6241 §4.2) as well-formed XML — xml:lang with its reserved prefix, not
+// a declaration of it — and an rpc with an attribute twice is not
+// well-formed: malformed-message.
+func TestReplyEnvelope(t *testing.T) {
+	d := device.StartT(t, device.Options{})
+	r := string(d.Server.Exchange(context.Background(), d.User, []byte(`<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="7" xml:lang="en"><get-config><source><running/></source></get-config></rpc>`)))
+	if !strings.Contains(r, ` xml:lang="en"`) || strings.Contains(r, `="http://www.w3.org/XML/1998/namespace"`) {
+		t.Errorf("reply envelope: %.200s", r)
+	}
+	if _, err := schema.ParseXML([]byte(r), schema.Limits{}); err != nil {
+		t.Errorf("reply is not well-formed: %v", err)
+	}
+	r = string(d.Server.Exchange(context.Background(), d.User, []byte(`<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="1" message-id="2"><get/></rpc>`)))
+	if !strings.Contains(r, "malformed-message") || strings.Contains(r, "message-id=") {
+		t.Errorf("rpc with message-id twice: %.300s", r)
 	}
 }

@@ -114,10 +114,7 @@ func hasAttr(x *schema.XML, name string) bool {
 
 // fromSchema turns a validation failure into an rpc-error.
 func fromSchema(e *schema.Error) *attester.RPCError {
-	re := &attester.RPCError{Type: "application", Tag: e.Tag, AppTag: e.AppTag, Path: e.Path, Message: e.Message}
-	if e.Tag == "unknown-namespace" {
-		re.Type = "protocol"
-	}
+	re := &attester.RPCError{Type: e.Type(), Tag: e.Tag, AppTag: e.AppTag, Path: e.Path, Message: e.Message}
 	for _, i := range e.Info {
 		ns := i.NS
 		if ns == NSBase {
@@ -142,7 +139,13 @@ func replyHead(rpc *schema.XML) string {
 		declared := map[string]string{}
 		for i, a := range rpc.Attrs {
 			name := a.Name
-			if a.NS != "" {
+			switch a.NS {
+			case "":
+			case "http://www.w3.org/XML/1998/namespace":
+				// Bound to xml by definition; it may not be declared
+				// (Namespaces in XML §3).
+				name = "xml:" + name
+			default:
 				p, ok := declared[a.NS]
 				if !ok {
 					p = "a" + strconv.Itoa(i)
@@ -177,7 +180,7 @@ func rpcErrorReply(rpc *schema.XML, e *attester.RPCError) []byte {
 	if e.Path != "" {
 		p := Leaf("error-path", e.Path)
 		for _, prefix := range pathPrefixes(e.Path) {
-			if ns := prefixNS[prefix]; ns != "" {
+			if ns := namespaceOfPrefix(prefix); ns != "" {
 				p.Attrs = append(p.Attrs, xmlns(prefix, ns))
 			}
 		}
@@ -354,12 +357,11 @@ func (s *Server) opChallenge(ctx context.Context, ss *session, in *schema.Elem) 
 	c := in.Child("tpm20-attestation-challenge")
 	nv, _ := c.Leaf("nonce-value")
 	nonce, _ := base64.StdEncoding.DecodeString(nv)
-	// The TPM serves its clients in turn: each NETCONF session is one;
-	// requests from outside a session (RESTCONF) count per user.
-	client := fmt.Sprintf("netconf/%d", ss.id)
-	if ss.transport == "" {
-		client = "exchange/" + ss.user
-	}
+	// The TPM serves its clients in turn, and rates them: a client is
+	// the authenticated user (NACM's identity), over whichever transport
+	// and however many sessions, so neither opening more sessions nor
+	// reconnecting earns more turns or a fresh rate.
+	client := "user/" + ss.user
 	ch := attester.Challenge{Nonce: nonce, Client: client}
 	for _, sel := range c.All("tpm20-pcr-selection") {
 		// The module's stated default bank (RFC 9684 §3.1.1.2).

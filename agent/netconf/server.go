@@ -69,6 +69,9 @@ type Limits struct {
 	// SubsystemTimeout closes an SSH connection that has not opened the
 	// netconf subsystem this long after authenticating (default 10 s).
 	SubsystemTimeout time.Duration
+	// WriteTimeout bounds one reply's write to a peer that stopped
+	// reading (default 60 s); the session then ends.
+	WriteTimeout time.Duration
 }
 
 func (l *Limits) defaults() {
@@ -83,6 +86,9 @@ func (l *Limits) defaults() {
 	}
 	if l.MaxChannelsPerConn == 0 {
 		l.MaxChannelsPerConn = 4
+	}
+	if l.WriteTimeout == 0 {
+		l.WriteTimeout = 60 * time.Second
 	}
 	if l.SubsystemTimeout == 0 {
 		l.SubsystemTimeout = 10 * time.Second
@@ -136,15 +142,28 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, schema: sch, sessions: map[uint32]*session{}, quiet: newQuietLog(cfg.Logger)}
 	s.gate = &gate{max: cfg.Limits.MaxStartups, perSource: cfg.Limits.MaxStartupsPerSource, bySrc: map[string]int{}}
 	s.stats.start = time.Now()
+	prefixMu.Lock()
 	for _, m := range sch.Modules() {
 		prefixNS[m.Prefix] = m.Namespace
 	}
+	prefixMu.Unlock()
 	return s, nil
 }
 
 // prefixNS maps the modules' prefixes to their namespaces, for the
-// error-paths (the embedded modules have distinct prefixes).
-var prefixNS = map[string]string{"nc": NSBase}
+// error-paths (the embedded modules have distinct prefixes). Servers of
+// one process share it, and New may run while another server's sessions
+// read it: hence the lock.
+var (
+	prefixMu sync.RWMutex
+	prefixNS = map[string]string{"nc": NSBase}
+)
+
+func namespaceOfPrefix(p string) string {
+	prefixMu.RLock()
+	defer prefixMu.RUnlock()
+	return prefixNS[p]
+}
 
 // Schema returns the compiled modules the server validates against.
 func (s *Server) Schema() *schema.Set { return s.schema }
@@ -211,6 +230,8 @@ type session struct {
 	closed    chan struct{}
 	once      sync.Once
 	srv       *Server
+	dl        deadliner     // nil for in-process exchanges
+	wtimeout  time.Duration // bounds each write to a peer that stops reading
 
 	inRPC, inBadRPC, outErrors atomic.Uint32
 }
@@ -247,7 +268,10 @@ func (ss *session) rpcError() {
 
 // deadliner sets read deadlines on the underlying connection, so a peer
 // that trickles bytes (slowloris) is cut off.
-type deadliner interface{ SetReadDeadline(time.Time) error }
+type deadliner interface {
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+}
 
 // peer describes an authenticated connection a session runs on.
 type peer struct {
@@ -260,7 +284,12 @@ type peer struct {
 // serve runs one session over rw for an authenticated user.
 func (s *Server) serve(ctx context.Context, rw io.ReadWriteCloser, p peer) {
 	id := s.nextID.Add(1)
-	ss := &session{id: id, user: p.user, transport: p.transport, login: time.Now(), conn: rw, fr: frame.NewReader(rw), w: rw, closed: make(chan struct{}), srv: s}
+	// The session's context ends with the session (closed, killed, the
+	// server stopping), so a quote it queued for is given up, not taken.
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ss := &session{id: id, user: p.user, transport: p.transport, login: time.Now(), conn: rw, fr: frame.NewReader(rw), w: rw, closed: make(chan struct{}), srv: s,
+		dl: p.dl, wtimeout: s.cfg.Limits.WriteTimeout}
 	if p.addr != nil {
 		ss.source = p.addr.String()
 	}
@@ -296,6 +325,7 @@ func (s *Server) serve(ctx context.Context, rw io.ReadWriteCloser, p peer) {
 			ss.close()
 		case <-ss.closed:
 		}
+		cancel()
 	}()
 
 	var hello strings.Builder
@@ -348,7 +378,7 @@ func (s *Server) serve(ctx context.Context, rw io.ReadWriteCloser, p peer) {
 			return
 		}
 		log.Debug("rpc", "bytes", len(msg))
-		reply, done := s.handle(ctx, ss, msg)
+		reply, done := s.handle(sctx, ss, msg)
 		log.Debug("reply", "bytes", len(reply))
 		if reply != nil {
 			if err := ss.write(reply); err != nil {
@@ -375,6 +405,14 @@ func (ss *session) write(b []byte) error {
 	defer ss.wmu.Unlock()
 	if len(b) == 0 {
 		return errors.New("netconf: empty message")
+	}
+	if ss.dl != nil && ss.wtimeout > 0 {
+		// A peer that stops reading must not hold the session (and its
+		// slot among the user's sessions) for ever. The deadline is
+		// cleared afterwards: an SSH connection's other channels write
+		// on the same connection later.
+		ss.dl.SetWriteDeadline(time.Now().Add(ss.wtimeout))
+		defer ss.dl.SetWriteDeadline(time.Time{})
 	}
 	_, err := ss.w.Write(frame.Append(make([]byte, 0, len(b)+24), b, ss.fr.Chunked()))
 	return err

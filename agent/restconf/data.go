@@ -498,14 +498,14 @@ func (q *request) operation(raw string) {
 	if isJSON {
 		var jerr *schema.Error
 		if op, jerr = q.s.schema.JSONInput(rpc, body); jerr != nil {
-			q.fail(&rcError{status: http.StatusBadRequest, Type: "protocol", Tag: jerr.Tag, Message: jerr.Message})
+			q.fail(&rcError{status: http.StatusBadRequest, Type: jerr.Type(), Tag: jerr.Tag, AppTag: jerr.AppTag, Path: q.s.modulePath(jerr.Path), Message: jerr.Message})
 			return
 		}
 		if op == "" {
 			op = "<" + rpc.Name + ` xmlns="` + rpc.Module.Namespace + `"/>`
 		}
 	} else if op, err = xmlInput(rpc, body); err != nil {
-		q.fail(&rcError{status: http.StatusBadRequest, Type: "protocol", Tag: "malformed-message", Message: err.Error()})
+		q.fail(&rcError{status: http.StatusBadRequest, Type: "rpc", Tag: "malformed-message", Message: err.Error()})
 		return
 	}
 	root, rerr := q.exchange(op)
@@ -580,7 +580,15 @@ func escape(s string) string {
 			b.WriteString("&lt;")
 		case '>':
 			b.WriteString("&gt;")
+		case '\t', '\n', '\r':
+			b.WriteRune(r)
 		default:
+			// What XML 1.0 §2.2 does not allow in a document (control
+			// characters, a request path's %01) is replaced, so the
+			// error body stays well-formed.
+			if r < 0x20 || r == 0xFFFE || r == 0xFFFF || (r >= 0xD800 && r <= 0xDFFF) {
+				r = '\uFFFD'
+			}
 			b.WriteRune(r)
 		}
 	}

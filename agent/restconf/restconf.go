@@ -469,6 +469,16 @@ func (q *request) fail(e *rcError) {
 			if x.AppTag != "" {
 				b.WriteString("<error-app-tag>" + escape(x.AppTag) + "</error-app-tag>")
 			}
+			if x.Path != "" {
+				// In XML the path takes prefixes, declared on the element
+				// (RFC 7950 §9.13.2).
+				path, decls := q.s.xmlPath(x.Path)
+				b.WriteString("<error-path")
+				for _, d := range decls {
+					b.WriteString(" xmlns:" + d[0] + `="` + escape(d[1]) + `"`)
+				}
+				b.WriteString(">" + escape(path) + "</error-path>")
+			}
 			if x.Message != "" {
 				b.WriteString("<error-message>" + escape(x.Message) + "</error-message>")
 			}
@@ -483,4 +493,139 @@ func (q *request) fail(e *rcError) {
 func etag(body []byte) string {
 	h := sha256.Sum256(body)
 	return `"` + hex.EncodeToString(h[:12]) + `"`
+}
+
+// splitPath splits an instance-identifier into its node segments, at the
+// slashes outside predicates and quoted values.
+func splitPath(p string) []string {
+	var out []string
+	depth, quote, start := 0, byte(0), 0
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == '[':
+			depth++
+		case c == ']':
+			depth--
+		case c == '/' && depth == 0:
+			if i > start {
+				out = append(out, p[start:i])
+			}
+			start = i + 1
+		}
+	}
+	if start < len(p) {
+		out = append(out, p[start:])
+	}
+	return out
+}
+
+// segmentPrefixes lists the prefixes of a path segment's node name and of
+// its predicates' key names (quoted values are skipped).
+func segmentPrefixes(seg string) []string {
+	var out []string
+	quote, word := byte(0), -1
+	for i := 0; i <= len(seg); i++ {
+		var c byte
+		if i < len(seg) {
+			c = seg[i]
+		}
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == ':' && word >= 0:
+			out = append(out, seg[word:i])
+			word = -1
+		case c == '-' || c == '_' || c == '.' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+			if word < 0 {
+				word = i
+			}
+		default:
+			word = -1
+		}
+	}
+	return out
+}
+
+// modulePath rewrites an instance-identifier written with the modules'
+// prefixes (as the schema reports it) into the JSON form of RFC 7951
+// §6.11, the form an rcError keeps: a node is qualified by its module's
+// name where its module differs from its parent's, and key names in
+// predicates are not qualified. A prefix the server does not know leaves
+// the path as it is.
+func (s *Server) modulePath(p string) string {
+	if p == "" {
+		return ""
+	}
+	var b strings.Builder
+	prev := ""
+	for _, seg := range splitPath(p) {
+		name, pred, _ := strings.Cut(seg, "[")
+		pfx, local, ok := strings.Cut(name, ":")
+		m := s.schema.ModuleByPrefix(pfx)
+		if !ok || m == nil {
+			return p
+		}
+		b.WriteByte('/')
+		if m.Name != prev {
+			b.WriteString(m.Name + ":")
+			prev = m.Name
+		}
+		b.WriteString(local)
+		if pred != "" {
+			for _, kp := range segmentPrefixes(pred) {
+				pred = strings.Replace(pred, kp+":", "", 1)
+			}
+			b.WriteString("[" + pred)
+		}
+	}
+	return b.String()
+}
+
+// xmlPath rewrites a JSON-form instance-identifier (module names) with
+// the modules' prefixes, returning the prefix declarations it needs.
+func (s *Server) xmlPath(p string) (string, [][2]string) {
+	var b strings.Builder
+	var decls [][2]string
+	seen := map[string]bool{}
+	var cur *schema.Module
+	for _, seg := range splitPath(p) {
+		name, pred, hasPred := strings.Cut(seg, "[")
+		if mod, local, ok := strings.Cut(name, ":"); ok {
+			if cur = s.schema.Module(mod); cur == nil {
+				return p, nil
+			}
+			name = local
+		}
+		if cur == nil {
+			return p, nil
+		}
+		if !seen[cur.Prefix] {
+			seen[cur.Prefix] = true
+			decls = append(decls, [2]string{cur.Prefix, cur.Namespace})
+		}
+		b.WriteString("/" + cur.Prefix + ":" + name)
+		if hasPred {
+			// Key names take the list's prefix: [name='x'] -> [p:name='x'].
+			var out strings.Builder
+			for _, part := range strings.SplitAfter(pred, "[") {
+				if k, rest, ok := strings.Cut(part, "="); ok && !strings.Contains(k, ":") && !strings.ContainsAny(k, "'\"") {
+					part = cur.Prefix + ":" + k + "=" + rest
+				}
+				out.WriteString(part)
+			}
+			b.WriteString("[" + out.String())
+		}
+	}
+	return b.String(), decls
 }

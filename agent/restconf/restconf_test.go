@@ -25,6 +25,7 @@ import (
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/pcr"
 	"github.com/openriv/riv/pkg/quote"
+	"github.com/openriv/riv/pkg/schema"
 	"github.com/openriv/riv/testbed/device"
 )
 
@@ -465,5 +466,55 @@ func TestStrictInput(t *testing.T) {
 		if status != tc.status {
 			t.Errorf("%s: %d, want %d: %.300s", tc.name, status, tc.status, body)
 		}
+	}
+}
+
+// TestErrorBodies: error bodies follow RFC 8040 §7.1 in both encodings —
+// the error-type a value error has in NETCONF (application), an
+// error-path in the encoding's instance-identifier form (module names in
+// JSON, declared prefixes in XML) — and stay well-formed whatever the
+// request carried.
+func TestErrorBodies(t *testing.T) {
+	d := startDevice(t)
+	c := client(d, d.ClientCert)
+	const op = "/restconf/operations/ietf-tpm-remote-attestation:tpm20-challenge-response-attestation"
+	bad := `{"ietf-tpm-remote-attestation:input":{"tpm20-attestation-challenge":{"nonce-value":"AAAA","tpm20-pcr-selection":[{"tpm20-hash-algo":"ietf-tcg-algs:TPM_ALG_SHA256","pcr-index":[99]}]}}}`
+	status, _, body := do(t, c, d, "POST", op, js, js, bad)
+	var e struct {
+		Errors struct {
+			Error []struct {
+				Type string `json:"error-type"`
+				Tag  string `json:"error-tag"`
+				Path string `json:"error-path"`
+			} `json:"error"`
+		} `json:"ietf-restconf:errors"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil || status != 400 || len(e.Errors.Error) != 1 {
+		t.Fatalf("%d %s (%v)", status, body, err)
+	}
+	if x := e.Errors.Error[0]; x.Type != "application" || x.Tag != "invalid-value" || !strings.HasPrefix(x.Path, "/ietf-tpm-remote-attestation:") || strings.Contains(x.Path, "tpm:") {
+		t.Errorf("JSON error %+v", x)
+	}
+	status, _, body = do(t, c, d, "POST", op, xmlType, js, bad)
+	x, err := schema.ParseXML(body, schema.Limits{})
+	if err != nil || status != 400 {
+		t.Fatalf("XML error body: %d %v %s", status, err, body)
+	}
+	var path *schema.XML
+	for _, n := range x.Children[0].Children {
+		if n.Name == "error-path" {
+			path = n
+		}
+	}
+	if path == nil {
+		t.Fatalf("no error-path in %s", body)
+	}
+	pfx, _, _ := strings.Cut(strings.TrimPrefix(path.Text, "/"), ":")
+	if ns, ok := path.Resolve(pfx); !ok || ns != "urn:ietf:params:xml:ns:yang:ietf-tpm-remote-attestation" {
+		t.Errorf("error-path %q: prefix %q resolves to %q %v", path.Text, pfx, ns, ok)
+	}
+	_, _, body = do(t, c, d, "POST", "/restconf/operations/%01%02x", xmlType, js, "{}")
+	if _, err := schema.ParseXML(body, schema.Limits{}); err != nil {
+		t.Errorf("error body for a path with control characters is not well-formed: %v %q", err, body)
 	}
 }

@@ -41,54 +41,108 @@ func (v *Verifier) bootFindings(bios *eventlog.Log, vals pcr.Values, banks []alg
 			br.claim(&br.Vector.Executables, ear.ContraindicatedRuntimeClaim, fmt.Sprintf("executables: bios event %d (PCR %d) lies about what was measured: %s", e.Seq, e.PCR, e.Anomaly))
 		}
 	}
-	v.appraiseBoot(br, bios, banks[0])
-	v.checkPCRReferences(br, vals, banks[0], model)
-	v.checkSupportRIMs(br, bios, banks[0], model)
+	vouched := v.checkPCRReferences(br, vals, banks[0], model)
+	for i := range v.checkSupportRIMs(br, bios, banks[0], model) {
+		vouched[i] = true
+	}
+	v.appraiseBoot(br, bios, banks, vouched)
 	return br
 }
 
 func quoted(i int) bool { return slices.Contains(quotedPCRs, i) }
 
-func (v *Verifier) appraiseBoot(r *Result, l *eventlog.Log, bank alg.ID) {
+// runtimePCR is the PCR the run-time logs (IMA, netequip_boot) extend;
+// its value is appraised entry by entry, not against boot references.
+const runtimePCR = 10
+
+// derivedTypes are the event types whose digest CheckDigests re-derives
+// from the event data: what they say is what was measured, so their data
+// is appraised (Secure Boot variables, boot order) rather than looked up.
+var derivedTypes = map[eventlog.EventType]bool{
+	eventlog.EvSeparator: true, eventlog.EvEFIAction: true, eventlog.EvEFIVariableDriverConfig: true, eventlog.EvEFIHCRTMEvent: true,
+	eventlog.EvEFIGPTEvent: true, eventlog.EvEFIGPTEvent2: true, eventlog.EvEFIVariableBoot: true, eventlog.EvEFIVariableBoot2: true,
+}
+
+// appraiseBoot decides every extended event of the quoted PCRs by its PCR
+// and digest, never by the type the device reports (the TPM does not
+// extend the type, so a device can label a boot loader EV_POST_CODE):
+// an event whose digest is defined by its data has been checked against
+// it; any other must be in a signed CoSWID RIM, or sit in a PCR whose
+// value a signed PCR CoRIM or support RIM vouches for (vouched). What
+// nothing vouches for is a finding, in a code PCR a contraindicated one.
+// The firmware configuration is read only from data bound to its digest.
+func (v *Verifier) appraiseBoot(r *Result, l *eventlog.Log, banks []alg.ID, vouched map[int]bool) {
 	tv := &r.Vector
-	bad := false
-	for _, e := range l.Events {
-		if !quoted(e.PCR) {
-			continue // not bound by the quote
+	bank := banks[0]
+	bad, approved := false, 0
+	for i := range l.Events {
+		e := &l.Events[i]
+		t := eventlog.EventType(e.Type)
+		if !quoted(e.PCR) || e.PCR == runtimePCR || t == eventlog.EvNoAction {
+			continue // not bound by the quote, or appraised as run time
 		}
-		switch eventlog.EventType(e.Type) {
-		case eventlog.EvEFIPlatformFirmwareBlob, eventlog.EvEFIBootServicesApp, eventlog.EvEFIBootServicesDriver:
-		case eventlog.EvPlatformConfigFlags:
-			if bytes.Contains(e.Data, []byte("debug=on")) {
-				r.claim(&tv.Configuration, ear.UnsupportableConfigClaim, fmt.Sprintf("configuration: PCR %d event %d: firmware debug mode is on", e.PCR, e.Seq))
-			}
-			continue
-		default:
-			continue
+		if derivedTypes[t] {
+			continue // CheckDigests: a lie about its data is already a finding
+		}
+		if t == eventlog.EvPlatformConfigFlags && boundToData(e, banks) && bytes.Contains(e.Data, []byte("debug=on")) {
+			r.claim(&tv.Configuration, ear.UnsupportableConfigClaim, fmt.Sprintf("configuration: PCR %d event %d: firmware debug mode is on", e.PCR, e.Seq))
 		}
 		d := e.Digest(bank)
-		m := v.Policy.RIMs.Lookup(bank, d)
-		what := describeBoot(&e)
-		if len(m) == 0 {
-			r.claim(&tv.Executables, ear.ContraindicatedRuntimeClaim, fmt.Sprintf("executables: PCR %d event %d (%s) digest %x is in no signed RIM", e.PCR, e.Seq, what, d[:8]))
-			bad = true
+		what := describeBoot(e)
+		if m := v.Policy.RIMs.Lookup(bank, d); len(m) > 0 {
+			approved++
+			if c, ok := v.Policy.RIMs.Current(m); !ok {
+				r.claim(&tv.Executables, ear.UnsafeRuntimeClaim, fmt.Sprintf("executables: PCR %d event %d (%s) is %s %s, superseded by a newer signed RIM (rollback)", e.PCR, e.Seq, what, c.Name, c.Ver))
+				bad = true
+			}
 			continue
 		}
-		if c, ok := v.Policy.RIMs.Current(m); !ok {
-			r.claim(&tv.Executables, ear.UnsafeRuntimeClaim, fmt.Sprintf("executables: PCR %d event %d (%s) is %s %s, superseded by a newer signed RIM (rollback)", e.PCR, e.Seq, what, c.Name, c.Ver))
-			bad = true
+		if vouched[e.PCR] {
+			approved++
+			continue
+		}
+		bad = true
+		if configPCRs[e.PCR] {
+			r.claim(&tv.Configuration, ear.UnsafeConfigClaim, fmt.Sprintf("configuration: PCR %d event %d (%s) digest %x is vouched for by no signed RIM", e.PCR, e.Seq, what, short8(d)))
+		} else {
+			r.claim(&tv.Executables, ear.ContraindicatedRuntimeClaim, fmt.Sprintf("executables: PCR %d event %d (%s) digest %x is in no signed RIM", e.PCR, e.Seq, what, short8(d)))
 		}
 	}
 	if sb := l.SecureBoot(); !sb.Enabled {
-		r.claim(&tv.Configuration, ear.UnsafeConfigClaim, "configuration: Secure Boot is off")
+		reason := "configuration: Secure Boot is off"
+		if len(sb.Conflicts) > 0 {
+			reason += " (" + strings.Join(sb.Conflicts, "; ") + ")"
+		}
+		r.claim(&tv.Configuration, ear.UnsafeConfigClaim, reason)
 	}
 	if tv.Configuration == ear.NoClaim {
 		r.claim(&tv.Configuration, ear.ApprovedConfigClaim, "")
 	}
-	if !bad {
+	switch {
+	case bad:
+	case approved == 0:
+		// A boot with nothing a signed RIM vouches for is not approved.
+		r.claim(&tv.Executables, ear.UnrecognizedRuntimeClaim, "executables: no boot component of the log is in a signed RIM or a signed PCR reference")
+	default:
 		r.claim(&tv.Executables, ear.ApprovedBootClaim, "")
 	}
 }
+
+// boundToData says whether e's digest is the hash of its data in every
+// bank: only then does its data say what was measured.
+func boundToData(e *eventlog.Event, banks []alg.ID) bool {
+	for _, b := range banks {
+		d := e.Digest(b)
+		if d == nil || !bytes.Equal(b.Sum(e.Data), d) {
+			return false
+		}
+	}
+	return true
+}
+
+// short8 is the first 8 bytes of a digest, for reasons (a signed
+// reference value may be shorter).
+func short8(b []byte) []byte { return b[:min(8, len(b))] }
 
 // configPCRs hold configuration rather than code in the TCG PC Client
 // profile (PFP §3.3.4: 1 platform configuration, 3 option ROM
@@ -111,39 +165,56 @@ func claimPCR(r *Result, i int, reason string) {
 // checkPCRReferences compares the quoted PCR values (replayed and bound
 // by the quote) with the signed PCR CoRIMs for the device's model: one of
 // them must hold for every PCR it gives in the quoted bank. Otherwise the
-// differences from the closest one are findings.
-func (v *Verifier) checkPCRReferences(r *Result, vals pcr.Values, bank alg.ID, model string) {
+// differences from the closest one are findings. It returns the PCRs
+// whose value a reference vouches for. The run-time PCR is left out: its
+// value grows with every file the NOS measures, and its entries are
+// appraised one by one.
+func (v *Verifier) checkPCRReferences(r *Result, vals pcr.Values, bank alg.ID, model string) map[int]bool {
+	vouched := map[int]bool{}
+	refs := v.Policy.RIMs.PCRReferences(model)
 	var best *rim.PCRReference
 	var bestDiff []int
-	for _, ref := range v.Policy.RIMs.PCRReferences(model) {
-		var diff []int
-		n := 0
+	for _, ref := range refs {
+		var diff, same []int
 		for _, i := range ref.PCRs.Indexes(bank) {
-			if !quoted(i) {
+			if !quoted(i) || i == runtimePCR {
 				continue
 			}
-			n++
-			if !bytes.Equal(valueOf(vals, bank, i), ref.PCRs.Get(bank, i)) {
+			if bytes.Equal(valueOf(vals, bank, i), ref.PCRs.Get(bank, i)) {
+				same = append(same, i)
+			} else {
 				diff = append(diff, i)
 			}
 		}
-		if n == 0 {
+		if len(same)+len(diff) == 0 {
 			continue // nothing in the quoted bank
 		}
 		if len(diff) == 0 {
-			return
+			for _, i := range same {
+				vouched[i] = true
+			}
+			return vouched
 		}
 		if best == nil || len(diff) < len(bestDiff) {
 			best, bestDiff = &ref, diff
 		}
 	}
 	if best == nil {
-		return
+		if len(refs) > 0 {
+			r.claim(&r.Vector.Executables, ear.UnrecognizedRuntimeClaim, fmt.Sprintf("executables: the signed PCR reference values for model %s have no %v PCRs, the bank quoted", model, bank))
+		}
+		return vouched
+	}
+	for _, i := range best.PCRs.Indexes(bank) {
+		if quoted(i) && i != runtimePCR && !slices.Contains(bestDiff, i) {
+			vouched[i] = true
+		}
 	}
 	for _, i := range bestDiff {
 		got, want := valueOf(vals, bank, i), best.PCRs.Get(bank, i)
-		claimPCR(r, i, fmt.Sprintf("%v PCR %d is %x, the signed PCR reference values %s (model %s) have %x", bank, i, got[:8], refName(best), best.Model, want[:8]))
+		claimPCR(r, i, fmt.Sprintf("%v PCR %d is %x, the signed PCR reference values %s (model %s) have %x", bank, i, short8(got), refName(best), best.Model, short8(want)))
 	}
+	return vouched
 }
 
 func refName(ref *rim.PCRReference) string {
@@ -171,23 +242,41 @@ const maxSupportDiffs = 12
 // PCR; otherwise the differences from the closest one are findings, in
 // words: which PCR, which event, what it measured and what the reference
 // has.
-func (v *Verifier) checkSupportRIMs(r *Result, bios *eventlog.Log, bank alg.ID, model string) {
+func (v *Verifier) checkSupportRIMs(r *Result, bios *eventlog.Log, bank alg.ID, model string) map[int]bool {
+	vouched := map[int]bool{}
 	var best *rim.SupportRIM
 	var bestDiff []pcrDiff
-	for _, s := range v.Policy.RIMs.Supports(model) {
+	supports := v.Policy.RIMs.Supports(model)
+	for _, s := range supports {
 		if !slices.Contains(s.Log.Banks, bank) {
 			continue
 		}
 		diff := diffLogs(bios, s.Log, bank)
-		if len(diff) == 0 {
-			return
-		}
 		if best == nil || len(diff) < len(bestDiff) {
 			best, bestDiff = &s, diff
 		}
+		if len(diff) == 0 {
+			break
+		}
 	}
 	if best == nil {
-		return
+		if len(supports) > 0 {
+			r.claim(&r.Vector.Executables, ear.UnrecognizedRuntimeClaim, fmt.Sprintf("executables: the support RIMs for model %s have no %v digests, the bank quoted", model, bank))
+		}
+		return vouched
+	}
+	// A PCR whose events all align with the vendor's reference log is
+	// vouched for by it.
+	for i := range best.Log.Events {
+		if e := &best.Log.Events[i]; quoted(e.PCR) && e.PCR != runtimePCR {
+			vouched[e.PCR] = true
+		}
+	}
+	for _, d := range bestDiff {
+		delete(vouched, d.pcr)
+	}
+	if len(bestDiff) == 0 {
+		return vouched
 	}
 	name := fmt.Sprintf("the support RIM %s of %s %s", best.Path, best.Base.SoftwareName, best.Base.SoftwareVersion)
 	for k, d := range bestDiff {
@@ -197,7 +286,11 @@ func (v *Verifier) checkSupportRIMs(r *Result, bios *eventlog.Log, bank alg.ID, 
 		}
 		claimPCR(r, d.pcr, d.text+" ("+name+")")
 	}
+	return vouched
 }
+
+// maxDiffCells bounds the alignment table of one PCR (ints).
+const maxDiffCells = 1 << 20
 
 // pcrDiff is one difference between a log and a reference log.
 type pcrDiff struct {
@@ -232,6 +325,15 @@ func diffLogs(l, ref *eventlog.Log, bank alg.ID) []pcrDiff {
 	var out []pcrDiff
 	for _, i := range pcrs {
 		a, b := got[i], want[i]
+		if len(a)*len(b) > maxDiffCells {
+			// A PCR extended this often is not a boot a vendor signed a
+			// reference for; aligning it would cost memory quadratic in
+			// what the device chose to log.
+			if len(a) != len(b) || !slices.EqualFunc(a, b, same) {
+				out = append(out, pcrDiff{i, fmt.Sprintf("PCR %d has %d events where the reference log has %d; too many to compare one by one", i, len(a), len(b))})
+			}
+			continue
+		}
 		// lcs[x][y] is the common subsequence length of a[x:] and b[y:].
 		lcs := make([][]int, len(a)+1)
 		for x := range lcs {
@@ -252,13 +354,13 @@ func diffLogs(l, ref *eventlog.Log, bank alg.ID) []pcrDiff {
 			case x < len(a) && y < len(b) && same(a[x], b[y]):
 				x, y = x+1, y+1
 			case x < len(a) && y < len(b) && a[x].Type == b[y].Type && lcs[x+1][y+1] == lcs[x][y]:
-				out = append(out, pcrDiff{i, fmt.Sprintf("PCR %d event %d (%s) measured %x where the reference has %x", i, a[x].Seq, describeBoot(a[x]), a[x].Digest(bank)[:8], b[y].Digest(bank)[:8])})
+				out = append(out, pcrDiff{i, fmt.Sprintf("PCR %d event %d (%s) measured %x where the reference has %x", i, a[x].Seq, describeBoot(a[x]), short8(a[x].Digest(bank)), short8(b[y].Digest(bank)))})
 				x, y = x+1, y+1
 			case x < len(a) && (y == len(b) || lcs[x+1][y] >= lcs[x][y+1]):
-				out = append(out, pcrDiff{i, fmt.Sprintf("PCR %d event %d (%s, %x) is not in the reference log", i, a[x].Seq, describeBoot(a[x]), a[x].Digest(bank)[:8])})
+				out = append(out, pcrDiff{i, fmt.Sprintf("PCR %d event %d (%s, %x) is not in the reference log", i, a[x].Seq, describeBoot(a[x]), short8(a[x].Digest(bank)))})
 				x++
 			default:
-				out = append(out, pcrDiff{i, fmt.Sprintf("PCR %d: the reference log's %s (%x) is missing", i, describeBoot(b[y]), b[y].Digest(bank)[:8])})
+				out = append(out, pcrDiff{i, fmt.Sprintf("PCR %d: the reference log's %s (%x) is missing", i, describeBoot(b[y]), short8(b[y].Digest(bank)))})
 				y++
 			}
 		}

@@ -111,13 +111,31 @@ func (v *Verifier) support(ctx context.Context, device string, s Session, peerKe
 		return nil, err
 	}
 	v.mu.Lock()
-	if st := v.state[device]; st != nil {
+	if st := v.state[device]; st != nil && (st.sup == nil || sameCertificates(st.sup, sup)) {
 		st.sup, st.supTime = sup, time.Now()
 	} else {
+		// Another device (none of its keys the same) behind the name:
+		// nothing verified of the one before carries over — logs, PCR
+		// values, clock.
 		v.state[device] = &deviceState{sup: sup, supTime: time.Now()}
 	}
 	v.mu.Unlock()
 	return sup, nil
+}
+
+// sameCertificates says whether two support answers show the same
+// device: some key (IDevID, IAK, LDevID, LAK) in both. Certificates are
+// reissued for the same TPM keys, and the owner enrols more; a device
+// none of whose keys carry over is another TPM.
+func sameCertificates(a, b *netconf.Support) bool {
+	for _, ca := range a.Certificates {
+		for _, cb := range b.Certificates {
+			if ca.Cert != nil && cb.Cert != nil && samePub(ca.Cert.PublicKey, cb.Cert.PublicKey) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // verifyPair checks the identity pair, from the cache when the same

@@ -44,6 +44,16 @@ func (p *poll) replay() bool {
 	})
 	p.rv = map[string]pcr.Values{}
 	for _, t := range types {
+		// Run-time entries belong in the run-time PCR, which is quoted:
+		// an entry reported in another PCR is bound by nothing, and
+		// would let a device whose NOS measured nothing (PCR 10 at its
+		// reset value) claim files approved at run time.
+		for _, e := range p.runtime[t].Events {
+			if e.PCR != runtimePCR {
+				r.claim(&tv.Executables, ear.UnexpectedEvidenceClaim, fmt.Sprintf("%s log: entry %d is in PCR %d; run-time measurements go to PCR %d", t, e.Seq, e.PCR, runtimePCR))
+				return false
+			}
+		}
 		vals, err := st.runtimeFor(t, banks, v.Policy.RIMs).replay(p.runtime[t], banks)
 		if err != nil {
 			r.claim(&tv.Executables, ear.UnexpectedEvidenceClaim, t+" log: "+err.Error())

@@ -69,3 +69,41 @@ func TestMergeIsClaiming(t *testing.T) {
 		t.Errorf("merged %+v %q, want %+v %q", r.Vector, r.Reasons, want.Vector, want.Reasons)
 	}
 }
+
+// TestStatusNeverAffirmsUnappraised: AR4SI ranks unexpected evidence (1)
+// below affirming, so the vector's tier alone would affirm a device
+// whose logs could not be replayed; and an appraisal that ended before
+// it judged the executables has affirmed nothing.
+func TestStatusNeverAffirmsUnappraised(t *testing.T) {
+	v := &Verifier{}
+	for _, c := range []struct {
+		name string
+		set  func(*ear.TrustVector)
+		want ear.TrustTier
+	}{
+		{"all affirmed", func(tv *ear.TrustVector) {
+			tv.InstanceIdentity, tv.Executables, tv.Hardware = ear.TrustworthyInstanceClaim, ear.ApprovedBootClaim, ear.GenuineHardwareClaim
+		}, ear.TrustTierAffirming},
+		{"unexpected evidence", func(tv *ear.TrustVector) {
+			tv.InstanceIdentity, tv.Executables, tv.Hardware = ear.TrustworthyInstanceClaim, ear.UnexpectedEvidenceClaim, ear.GenuineHardwareClaim
+		}, ear.TrustTierContraindicated},
+		{"verifier malfunction", func(tv *ear.TrustVector) {
+			tv.InstanceIdentity, tv.Executables = ear.TrustworthyInstanceClaim, ear.VerifierMalfunctionClaim
+		}, ear.TrustTierNone},
+		{"executables not judged", func(tv *ear.TrustVector) {
+			tv.InstanceIdentity, tv.Hardware = ear.TrustworthyInstanceClaim, ear.GenuineHardwareClaim
+		}, ear.TrustTierNone},
+		{"warning stays", func(tv *ear.TrustVector) {
+			tv.InstanceIdentity, tv.Executables, tv.FileSystem = ear.TrustworthyInstanceClaim, ear.ApprovedBootClaim, ear.UnrecognizedFilesClaim
+		}, ear.TrustTierWarning},
+	} {
+		r := &Result{}
+		c.set(&r.Vector)
+		if _, err := v.finish(r, nil); err != nil {
+			t.Fatal(err)
+		}
+		if r.Status != c.want {
+			t.Errorf("%s: status %v, want %v", c.name, r.Status, c.want)
+		}
+	}
+}

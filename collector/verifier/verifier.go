@@ -342,7 +342,28 @@ func (v *Verifier) finish(r *Result, nonce []byte) (*Result, error) {
 	policy := v.Policy.Name
 	ap.AppraisalPolicyID = &policy
 	ar.UpdateStatusFromTrustVector()
-	r.Status = *ap.Status
+	// AR4SI puts unexpected evidence (1) and a verifier malfunction (-1)
+	// in the "none" tier, below affirming, so the tier of the vector
+	// alone would affirm a device whose logs could not be replayed, or
+	// whose appraisal ended before it judged what ran. RIV's status is
+	// stricter: evidence a genuine agent never sends is contraindicated,
+	// and affirming needs an affirmed identity and affirmed executables.
+	st := *ap.Status
+	for _, c := range vectorClaims(&r.Vector) {
+		switch *c {
+		case ear.UnexpectedEvidenceClaim:
+			st = ear.TrustTierContraindicated
+		case ear.VerifierMalfunctionClaim:
+			if st != ear.TrustTierContraindicated {
+				st = ear.TrustTierNone
+			}
+		}
+	}
+	if st == ear.TrustTierAffirming && (!r.Vector.InstanceIdentity.IsAffirming() || !r.Vector.Executables.IsAffirming()) {
+		st = ear.TrustTierNone
+	}
+	*ap.Status = st
+	r.Status = st
 	if nonce != nil {
 		n := fmt.Sprintf("%x", nonce)
 		ar.Nonce = &n

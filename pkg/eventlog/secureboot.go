@@ -1,6 +1,7 @@
 package eventlog
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/binary"
 	"fmt"
@@ -112,22 +113,49 @@ type SecureBootState struct {
 	Authorities []SignatureEntry
 	// Problems lists events that could not be decoded.
 	Problems []string
+	// Conflicts lists what makes the state untrustworthy: a SecureBoot
+	// variable measured twice with different values, or measured after
+	// PCR 7's separator (where firmware never measures it, but anyone
+	// who can extend PCR 7 from the OS can). Enabled is false with any.
+	Conflicts []string
 }
 
 // SecureBoot extracts the Secure Boot configuration from a TCG log.
+//
+// The policy variables count only as firmware measures them, before
+// PCR 7's separator (PFP §3.3.4.8); the value of SecureBoot is the one
+// measured there, and only if it is measured once or always alike.
 func (l *Log) SecureBoot() *SecureBootState {
 	s := &SecureBootState{}
+	separated := false
+	var sbValue []byte
+	sbSeen := false
 	for i := range l.Events {
 		e := &l.Events[i]
 		if e.PCR != 7 {
 			continue
 		}
 		switch EventType(e.Type) {
+		case EvSeparator:
+			separated = true
 		case EvEFIVariableDriverConfig:
 			v, err := ParseUEFIVariable(e.Data)
 			if err != nil {
 				s.Problems = append(s.Problems, fmt.Sprintf("event %d: %v", e.Seq, err))
 				continue
+			}
+			isSB := v.GUID == guidGlobalVariable && v.Name == "SecureBoot"
+			if separated {
+				if isSB {
+					s.Conflicts = append(s.Conflicts, fmt.Sprintf("event %d measures SecureBoot after PCR 7's separator", e.Seq))
+				}
+				continue
+			}
+			if isSB {
+				if sbSeen && !bytes.Equal(sbValue, v.Data) {
+					s.Conflicts = append(s.Conflicts, fmt.Sprintf("event %d measures SecureBoot again with another value", e.Seq))
+				}
+				sbSeen, sbValue = true, v.Data
 			}
 			s.addVariable(e.Seq, v)
 		case EvEFIVariableAuthority:
@@ -143,6 +171,9 @@ func (l *Log) SecureBoot() *SecureBootState {
 				s.Authorities = append(s.Authorities, SignatureEntry{Type: "data", Data: v.Data})
 			}
 		}
+	}
+	if len(s.Conflicts) > 0 {
+		s.Enabled = false
 	}
 	return s
 }

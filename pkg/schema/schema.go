@@ -268,6 +268,18 @@ func (s *Set) Module(name string) *Module {
 // ModuleByNS returns the module with namespace ns, or nil.
 func (s *Set) ModuleByNS(ns string) *Module { return s.byNS[ns] }
 
+// ModuleByPrefix returns the module whose own prefix is prefix (an
+// implemented one first), or nil. Error paths are written with these.
+func (s *Set) ModuleByPrefix(prefix string) *Module {
+	var found *Module
+	for _, m := range s.mods {
+		if m.Prefix == prefix && (found == nil || m.Implemented && !found.Implemented) {
+			found = m
+		}
+	}
+	return found
+}
+
 // FindTop returns the top-level data node ns:name of an implemented module.
 func (s *Set) FindTop(ns, name string) *Node { return find(s.Top, ns, name) }
 

@@ -464,7 +464,7 @@ func (t *Type) Check(s *Set, v string, resolve func(prefix string) (string, bool
 		return v, t.checkLength(uint64(len(b)))
 	case "boolean":
 		if v = strings.TrimSpace(v); v != "true" && v != "false" {
-			return "", &ValueError{Msg: fmt.Sprintf("%q is not true or false", v)}
+			return "", &ValueError{Msg: fmt.Sprintf("%q is not true or false", short(v))}
 		}
 		return v, nil
 	case "empty":
@@ -479,7 +479,7 @@ func (t *Type) Check(s *Set, v string, resolve func(prefix string) (string, bool
 				return v, nil
 			}
 		}
-		return "", &ValueError{Msg: fmt.Sprintf("%q is not one of the enumeration's values", v)}
+		return "", &ValueError{Msg: fmt.Sprintf("%q is not one of the enumeration's values", short(v))}
 	case "bits":
 		seen := map[string]bool{}
 		for _, f := range strings.Fields(v) {
@@ -488,7 +488,7 @@ func (t *Type) Check(s *Set, v string, resolve func(prefix string) (string, bool
 				ok = ok || b.Name == f
 			}
 			if !ok || seen[f] {
-				return "", &ValueError{Msg: fmt.Sprintf("%q is not a bit of the type, or repeated", f)}
+				return "", &ValueError{Msg: fmt.Sprintf("%q is not a bit of the type, or repeated", short(f))}
 			}
 			seen[f] = true
 		}
@@ -510,7 +510,7 @@ func (t *Type) Check(s *Set, v string, resolve func(prefix string) (string, bool
 				return c, nil
 			}
 		}
-		return "", &ValueError{Msg: fmt.Sprintf("%q matches no member of the union", v)}
+		return "", &ValueError{Msg: fmt.Sprintf("%q matches no member of the union", short(v))}
 	case "instance-identifier":
 		if !strings.HasPrefix(strings.TrimSpace(v), "/") {
 			return "", &ValueError{Msg: "an instance-identifier is an absolute path"}
@@ -534,20 +534,20 @@ func (t *Type) identity(s *Set, v string, resolve func(string) (string, bool)) (
 	}
 	ns, known := resolve(prefix)
 	if !known {
-		return nil, &ValueError{Msg: fmt.Sprintf("identity %q: prefix %q is not declared where the value is (RFC 7950 §9.10.3)", v, prefix)}
+		return nil, &ValueError{Msg: fmt.Sprintf("identity %q: prefix %q is not declared where the value is (RFC 7950 §9.10.3)", short(v), short(prefix))}
 	}
 	m := s.ModuleByNS(ns)
 	if m == nil {
-		return nil, &ValueError{Msg: fmt.Sprintf("identity %q: namespace %q is not a module this server implements", v, ns)}
+		return nil, &ValueError{Msg: fmt.Sprintf("identity %q: namespace %q is not a module this server implements", short(v), short(ns))}
 	}
 	id := m.identities[name]
 	if id == nil {
-		return nil, &ValueError{Msg: fmt.Sprintf("identity %q is not defined in %s", v, m.Name)}
+		return nil, &ValueError{Msg: fmt.Sprintf("identity %q is not defined in %s", short(v), m.Name)}
 	}
 	if !m.Implemented {
 		// An identity of a module the server only imports is not one it
 		// knows as a value (libyang refuses it the same way).
-		return nil, &ValueError{Msg: fmt.Sprintf("identity %q is of %s, which this server does not implement", v, m.Name)}
+		return nil, &ValueError{Msg: fmt.Sprintf("identity %q is of %s, which this server does not implement", short(v), m.Name)}
 	}
 	for _, b := range t.Bases {
 		if !id.DerivedFrom(b) {
@@ -597,7 +597,13 @@ func (t *Type) checkInt(v string) (string, error) {
 	neg := strings.HasPrefix(d, "-")
 	digits := strings.TrimPrefix(d, "-")
 	if digits == "" || strings.Trim(digits, "0123456789") != "" {
-		return "", &ValueError{Msg: fmt.Sprintf("%q is not an integer", v)}
+		return "", &ValueError{Msg: fmt.Sprintf("%q is not an integer", short(v))}
+	}
+	// No YANG integer has more than 20 digits: a longer one is out of
+	// range without the quadratic big-number parse a megabyte of
+	// digits would cost.
+	if sig := strings.TrimLeft(digits, "0"); len(sig) > 20 {
+		return "", &ValueError{Msg: fmt.Sprintf("%s is out of the range of %s", short(v), t.Kind)}
 	}
 	n, _ := new(big.Int).SetString(digits, 10)
 	if neg {
@@ -606,7 +612,7 @@ func (t *Type) checkInt(v string) (string, error) {
 	r := new(big.Rat).SetInt(n)
 	lo, hi := typeBounds(t)
 	if r.Cmp(lo) < 0 || r.Cmp(hi) > 0 {
-		return "", &ValueError{Msg: fmt.Sprintf("%s is out of the range of %s", v, t.Kind)}
+		return "", &ValueError{Msg: fmt.Sprintf("%s is out of the range of %s", short(v), t.Kind)}
 	}
 	if err := t.checkRange(r, v); err != nil {
 		return "", err
@@ -618,15 +624,18 @@ func (t *Type) checkDecimal(v string) (string, error) {
 	s := strings.TrimPrefix(strings.TrimPrefix(v, "+"), "-")
 	ip, fp, _ := strings.Cut(s, ".")
 	if ip == "" || strings.Trim(ip, "0123456789") != "" || strings.Trim(fp, "0123456789") != "" || len(fp) > t.FractionDigits || strings.HasSuffix(v, ".") {
-		return "", &ValueError{Msg: fmt.Sprintf("%q is not a decimal64 with %d fraction digits", v, t.FractionDigits)}
+		return "", &ValueError{Msg: fmt.Sprintf("%q is not a decimal64 with %d fraction digits", short(v), t.FractionDigits)}
+	}
+	if sig := strings.TrimLeft(ip, "0"); len(sig) > 19 {
+		return "", &ValueError{Msg: fmt.Sprintf("%s is out of the range of decimal64", short(v))}
 	}
 	r, ok := new(big.Rat).SetString(v)
 	if !ok {
-		return "", &ValueError{Msg: fmt.Sprintf("%q is not a decimal64", v)}
+		return "", &ValueError{Msg: fmt.Sprintf("%q is not a decimal64", short(v))}
 	}
 	lo, hi := typeBounds(t)
 	if r.Cmp(lo) < 0 || r.Cmp(hi) > 0 {
-		return "", &ValueError{Msg: fmt.Sprintf("%s is out of the range of decimal64", v)}
+		return "", &ValueError{Msg: fmt.Sprintf("%s is out of the range of decimal64", short(v))}
 	}
 	if err := t.checkRange(r, v); err != nil {
 		return "", err
@@ -661,4 +670,18 @@ func (t *Type) IsNumber() bool {
 		return t.Target != nil && t.Target.Type != nil && t.Target.Type.IsNumber()
 	}
 	return false
+}
+
+// short cuts a client's value for an error message: the message names it,
+// it need not echo a megabyte back.
+func short(v string) string {
+	const max = 64
+	if len(v) <= max {
+		return v
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return v[:cut] + fmt.Sprintf("... (%d bytes)", len(v))
 }

@@ -68,6 +68,20 @@ type Error struct {
 	Info    []Info // error-info
 }
 
+// Type is the error-type the error is reported with (RFC 6241 App. A):
+// a message that is not well-formed is an rpc error, a namespace the
+// server does not know a protocol one, and what the schema refuses in the
+// content an application one.
+func (e *Error) Type() string {
+	switch e.Tag {
+	case "malformed-message":
+		return "rpc"
+	case "unknown-namespace":
+		return "protocol"
+	}
+	return "application"
+}
+
 // Info is one error-info child.
 type Info struct {
 	Name, NS, Value string

@@ -20,19 +20,33 @@ type XML struct {
 	Text     string // the character data directly inside, concatenated
 	Children []*XML
 	Parent   *XML
-	// Scope maps the prefixes in scope to namespaces ("" the default).
-	Scope map[string]string
+	// Decl holds the namespace declarations made on this element
+	// (prefix to namespace, "" the default); what is in scope is found
+	// by walking up (Resolve). Keeping only the element's own
+	// declarations keeps memory linear in the document: copying the
+	// scope into every element that declares something would let a
+	// small message with many prefixes and many elements take gigabytes.
+	Decl map[string]string
 }
+
+// xmlNS is the namespace the xml prefix is bound to (Namespaces in XML
+// §3).
+const xmlNS = "http://www.w3.org/XML/1998/namespace"
 
 // Attr is an attribute with its namespace resolved ("" for none).
 type Attr struct {
 	Name, NS, Value string
+	Prefix          string // as written, when parsed
 }
 
 // Limits bound what ParseXML accepts from an untrusted peer.
 type Limits struct {
 	Depth    int // element nesting (default 64)
 	Elements int // elements in the document (default 1<<20)
+	// Decls bounds namespace declarations in the document, Attrs the
+	// other attributes of one element (defaults 65536, 64). Each element keeps
+	// only its own declarations, so these bound memory linearly.
+	Decls, Attrs int
 }
 
 // ErrXML wraps every failure of ParseXML.
@@ -48,6 +62,13 @@ func ParseXML(b []byte, lim Limits) (*XML, error) {
 	if lim.Elements == 0 {
 		lim.Elements = 1 << 20
 	}
+	if lim.Decls == 0 {
+		lim.Decls = 1 << 16
+	}
+	if lim.Attrs == 0 {
+		lim.Attrs = 64
+	}
+	decls := 0
 	d := xml.NewDecoder(bytes.NewReader(b))
 	d.Strict = true
 	var stack []*XML
@@ -76,17 +97,12 @@ func ParseXML(b []byte, lim Limits) (*XML, error) {
 			if root != nil && len(stack) == 0 {
 				return nil, fmt.Errorf("%w: more than one root element", ErrXML)
 			}
-			var parentScope map[string]string
+			n := &XML{Name: t.Name.Local, Prefix: t.Name.Space}
 			if len(stack) > 0 {
-				parentScope = stack[len(stack)-1].Scope
+				n.Parent = stack[len(stack)-1]
 			}
-			// Maps are shared down the tree until a declaration changes them.
-			scope, copied := parentScope, false
 			for _, a := range t.Attr {
 				if a.Name.Space == "xmlns" || a.Name.Space == "" && a.Name.Local == "xmlns" {
-					if !copied {
-						scope, copied = copyScope(parentScope), true
-					}
 					p := a.Name.Local
 					if a.Name.Space == "" {
 						p = ""
@@ -94,14 +110,19 @@ func ParseXML(b []byte, lim Limits) (*XML, error) {
 					if p == "xml" || p == "xmlns" {
 						return nil, fmt.Errorf("%w: prefix %q cannot be declared", ErrXML, p)
 					}
-					scope[p] = a.Value
+					if _, dup := n.Decl[p]; dup {
+						return nil, fmt.Errorf("%w: <%s> declares prefix %q twice", ErrXML, t.Name.Local, p)
+					}
+					if decls++; decls > lim.Decls {
+						return nil, fmt.Errorf("%w: more than %d namespace declarations", ErrXML, lim.Decls)
+					}
+					if n.Decl == nil {
+						n.Decl = map[string]string{}
+					}
+					n.Decl[p] = a.Value
 				}
 			}
-			if scope == nil {
-				scope = map[string]string{}
-			}
-			n := &XML{Name: t.Name.Local, Prefix: t.Name.Space, Scope: scope}
-			ns, ok := scope[t.Name.Space]
+			ns, ok := n.Resolve(t.Name.Space)
 			if !ok && t.Name.Space != "" {
 				return nil, fmt.Errorf("%w: prefix %q of <%s> is not declared", ErrXML, t.Name.Space, t.Name.Local)
 			}
@@ -110,24 +131,32 @@ func ParseXML(b []byte, lim Limits) (*XML, error) {
 				if a.Name.Space == "xmlns" || a.Name.Space == "" && a.Name.Local == "xmlns" {
 					continue
 				}
-				an := Attr{Name: a.Name.Local, Value: a.Value}
+				an := Attr{Name: a.Name.Local, Value: a.Value, Prefix: a.Name.Space}
 				switch a.Name.Space {
 				case "":
 				case "xml":
-					an.NS = "http://www.w3.org/XML/1998/namespace"
+					an.NS = xmlNS
 				default:
-					ans, ok := scope[a.Name.Space]
+					ans, ok := n.Resolve(a.Name.Space)
 					if !ok {
 						return nil, fmt.Errorf("%w: prefix %q of attribute %s is not declared", ErrXML, a.Name.Space, a.Name.Local)
 					}
 					an.NS = ans
 				}
+				if len(n.Attrs) == lim.Attrs {
+					return nil, fmt.Errorf("%w: <%s> has more than %d attributes", ErrXML, t.Name.Local, lim.Attrs)
+				}
+				// Well-formedness: no attribute twice (XML 1.0 §3.1,
+				// Namespaces in XML §6.3 for the expanded names).
+				for _, o := range n.Attrs {
+					if o.Name == an.Name && o.NS == an.NS {
+						return nil, fmt.Errorf("%w: attribute %s appears twice on <%s>", ErrXML, an.Name, n.Name)
+					}
+				}
 				n.Attrs = append(n.Attrs, an)
 			}
-			if len(stack) > 0 {
-				p := stack[len(stack)-1]
-				n.Parent = p
-				p.Children = append(p.Children, n)
+			if n.Parent != nil {
+				n.Parent.Children = append(n.Parent.Children, n)
 			} else {
 				root = n
 			}
@@ -169,18 +198,31 @@ func ParseXML(b []byte, lim Limits) (*XML, error) {
 	}
 }
 
-func copyScope(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m)+1)
-	for k, v := range m {
-		out[k] = v
+// Resolve maps a prefix in x's scope to its namespace, walking up from x
+// to the declaration nearest to it (depth is bounded by the parse).
+func (x *XML) Resolve(prefix string) (string, bool) {
+	if prefix == "xml" {
+		return xmlNS, true
 	}
-	return out
+	for e := x; e != nil; e = e.Parent {
+		if ns, ok := e.Decl[prefix]; ok {
+			return ns, true
+		}
+	}
+	return "", false
 }
 
-// Resolve maps a prefix in x's scope to its namespace.
-func (x *XML) Resolve(prefix string) (string, bool) {
-	ns, ok := x.Scope[prefix]
-	return ns, ok
+// scope collects every prefix in scope at x with its namespace.
+func (x *XML) scope() map[string]string {
+	out := map[string]string{}
+	for e := x; e != nil; e = e.Parent {
+		for p, ns := range e.Decl {
+			if _, ok := out[p]; !ok {
+				out[p] = ns
+			}
+		}
+	}
+	return out
 }
 
 // HasElements reports whether x has element children.
@@ -197,28 +239,32 @@ func (x *XML) Encode(b *strings.Builder, parentNS string, root bool) {
 		xml.EscapeText(b2w{b}, []byte(x.NS))
 		b.WriteByte('"')
 	}
-	prefixes := make([]string, 0, len(x.Scope))
-	for p := range x.Scope {
-		prefixes = append(prefixes, p)
+	// An element declares what it declared when parsed; a document of
+	// its own declares every prefix in scope.
+	decl := x.Decl
+	if root {
+		decl = x.scope()
+	}
+	prefixes := make([]string, 0, len(decl))
+	for p := range decl {
+		if p != "" {
+			prefixes = append(prefixes, p)
+		}
 	}
 	sort.Strings(prefixes)
 	for _, p := range prefixes {
-		ns := x.Scope[p]
-		if p != "" && (root || x.Parent == nil || x.Parent.Scope[p] != ns) {
-			fmt.Fprintf(b, ` xmlns:%s="`, p)
-			xml.EscapeText(b2w{b}, []byte(ns))
-			b.WriteByte('"')
-		}
+		fmt.Fprintf(b, ` xmlns:%s="`, p)
+		xml.EscapeText(b2w{b}, []byte(decl[p]))
+		b.WriteByte('"')
 	}
 	for _, a := range x.Attrs {
 		b.WriteByte(' ')
-		if a.NS != "" {
-			for p, ns := range x.Scope {
-				if ns == a.NS && p != "" {
-					b.WriteString(p + ":")
-					break
-				}
-			}
+		p := a.Prefix
+		if p == "" {
+			p = x.prefixOf(a.NS)
+		}
+		if p != "" {
+			b.WriteString(p + ":")
 		}
 		b.WriteString(a.Name + `="`)
 		xml.EscapeText(b2w{b}, []byte(a.Value))
@@ -230,6 +276,27 @@ func (x *XML) Encode(b *strings.Builder, parentNS string, root bool) {
 		c.Encode(b, x.NS, false)
 	}
 	b.WriteString("</" + x.Name + ">")
+}
+
+// prefixOf finds a prefix bound to ns in x's scope ("" for none): xml
+// for the XML namespace, else the nearest declaration still in effect.
+func (x *XML) prefixOf(ns string) string {
+	if ns == "" {
+		return ""
+	}
+	if ns == xmlNS {
+		return "xml"
+	}
+	for e := x; e != nil; e = e.Parent {
+		for p, v := range e.Decl {
+			if v == ns && p != "" {
+				if got, _ := x.Resolve(p); got == ns {
+					return p
+				}
+			}
+		}
+	}
+	return ""
 }
 
 type b2w struct{ b *strings.Builder }

@@ -385,6 +385,11 @@ func (d *Device) MeasureFile(ctx context.Context, path string, content []byte) e
 // event), the NOS measurements under the device's runtime log type.
 func (d *Device) setLogs(at time.Time) error {
 	for t, raw := range map[attester.LogType][]byte{attester.LogBIOS: d.Boot.UEFILog, d.RuntimeLog: d.Boot.NetequipLog} {
+		if len(raw) == 0 && t != attester.LogBIOS {
+			// A NOS that measured nothing yet keeps an empty log.
+			d.Logs.Set(t, &eventlog.Log{Format: eventlog.FormatIMA, Banks: d.Boot.Netequip.Banks}, at)
+			continue
+		}
 		l, err := eventlog.Parse(raw, eventlog.FormatAuto)
 		if err != nil {
 			return err

@@ -7,6 +7,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/openriv/riv/collector/verifier"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/eventlog"
+	"github.com/openriv/riv/testbed/attack"
 	"github.com/openriv/riv/testbed/device"
 	"github.com/openriv/riv/testbed/router"
 )
@@ -171,5 +174,144 @@ func TestForgedBootEventData(t *testing.T) {
 				t.Errorf("status %v, reasons:\n%s\nwant contraindicated naming the lying event", r.Status, reasons)
 			}
 		})
+	}
+}
+
+// coswidOnly is the vendor's RIMs without its PCR CoRIMs and base/support
+// RIMs: only the per-file CoSWIDs vouch for the boot, so what the verifier
+// does with an event type it does not look up decides the verdict.
+func coswidOnly(t *testing.T, e *env) *verifier.Verifier {
+	t.Helper()
+	dir := t.TempDir()
+	copyState(t, e.rims, dir)
+	for _, pat := range []string{"pcrs-*.corim", "base-*.cose", "support-*.rimel"} {
+		m, _ := filepath.Glob(filepath.Join(dir, pat))
+		for _, f := range m {
+			os.Remove(f)
+		}
+	}
+	idx, _, err := verifier.LoadRIMs(dir, e.vend.Roots())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return verifier.New(verifier.Policy{Anchors: e.v.Policy.Anchors, RIMs: idx, Banks: []alg.ID{alg.SHA256}}, key)
+}
+
+// rewriteBoot has the device report its bios log with edit applied to
+// every event in PCR pcr (the TPM still holds what was measured).
+func rewriteBoot(pcrIndex int, edit func(e *eventlog.Event)) func(attester.LogType, *eventlog.Log) *eventlog.Log {
+	return func(t attester.LogType, l *eventlog.Log) *eventlog.Log {
+		if t != attester.LogBIOS {
+			return l
+		}
+		for i := range l.Events {
+			if l.Events[i].PCR == pcrIndex {
+				edit(&l.Events[i])
+			}
+		}
+		return l
+	}
+}
+
+// TestRelabeledBootEvent: the TPM does not extend an event's type, so a
+// device can report its tampered kernel as EV_POST_CODE, or as a type
+// nobody defined. The verifier decides boot events by PCR and digest: a
+// digest no signed RIM lists is contraindicated whatever it is called.
+func TestRelabeledBootEvent(t *testing.T) {
+	e := newEnv(t)
+	for _, typ := range []eventlog.EventType{eventlog.EvPostCode, eventlog.EvEFIRuntimeServicesDriver, 0x12345} {
+		t.Run(typ.String(), func(t *testing.T) {
+			img := attack.TamperKernel(router.DefaultImage("2.0"))
+			d := startWithOpts(t, e, device.Options{Image: img, Lie: rewriteBoot(4, func(ev *eventlog.Event) {
+				if eventlog.EventType(ev.Type) == eventlog.EvEFIBootServicesApp {
+					ev.Type = uint32(typ)
+				}
+			})})
+			defer d.Close()
+			for name, v := range map[string]*verifier.Verifier{"all RIMs": e.v, "CoSWIDs only": coswidOnly(t, e)} {
+				e.v = v
+				r := e.appraiseSSH(t, d)
+				if r.Status != ear.TrustTierContraindicated || !strings.Contains(strings.Join(r.Reasons, "\n"), "PCR 4 event") {
+					t.Errorf("%s: %v, executables %v: %v", name, r.Status, r.Vector.Executables, r.Reasons)
+				}
+			}
+		})
+	}
+}
+
+// TestUnboundBootData: firmware measured debug=on into PCR 1 and the device
+// reports the event's data as debug=off; a Secure Boot variable appended to
+// PCR 7 after its separator (anyone who can extend PCR 7 from the OS can)
+// does not turn Secure Boot on. Neither may be affirmed, even with only
+// CoSWIDs to vouch for the boot.
+func TestUnboundBootData(t *testing.T) {
+	e := newEnv(t)
+	img := attack.DebugMode(router.DefaultImage("2.0"))
+	d := startWithOpts(t, e, device.Options{Image: img, Lie: rewriteBoot(1, func(ev *eventlog.Event) {
+		if eventlog.EventType(ev.Type) == eventlog.EvPlatformConfigFlags {
+			ev.Data = []byte("debug=off")
+		}
+	})})
+	defer d.Close()
+	for name, v := range map[string]*verifier.Verifier{"all RIMs": e.v, "CoSWIDs only": coswidOnly(t, e)} {
+		e.v = v
+		r := e.appraiseSSH(t, d)
+		if r.Status == ear.TrustTierAffirming || r.Vector.Configuration == ear.ApprovedConfigClaim {
+			t.Errorf("%s: debug=on reported as debug=off: %v, configuration %v: %v", name, r.Status, r.Vector.Configuration, r.Reasons)
+		}
+	}
+
+	// Secure Boot: a log that turns it on after the separator.
+	sb := func(on byte) eventlog.Event {
+		data := append(append([]byte{}, efiGlobalGUID[:]...), 10, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0)
+		for _, c := range "SecureBoot" {
+			data = append(data, byte(c), 0)
+		}
+		data = append(data, on)
+		return eventlog.Event{PCR: 7, Type: uint32(eventlog.EvEFIVariableDriverConfig), Data: data}
+	}
+	sep := eventlog.Event{PCR: 7, Type: uint32(eventlog.EvSeparator), Data: []byte{0, 0, 0, 0}}
+	for name, events := range map[string][]eventlog.Event{
+		"after the separator": {sb(0), sep, sb(1)},
+		"twice, differently":  {sb(1), sb(0), sep},
+	} {
+		st := (&eventlog.Log{Format: eventlog.FormatTCG, Events: events}).SecureBoot()
+		if st.Enabled || len(st.Conflicts) == 0 {
+			t.Errorf("SecureBoot set %s: enabled %v, conflicts %v", name, st.Enabled, st.Conflicts)
+		}
+	}
+	if st := (&eventlog.Log{Format: eventlog.FormatTCG, Events: []eventlog.Event{sb(1), sep}}).SecureBoot(); !st.Enabled {
+		t.Errorf("SecureBoot=1 before the separator: not enabled (%v)", st.Problems)
+	}
+}
+
+// efiGlobalGUID is EFI_GLOBAL_VARIABLE as UEFI_VARIABLE_DATA stores it.
+var efiGlobalGUID = [16]byte{0x61, 0xdf, 0xe4, 0x8b, 0xca, 0x93, 0xd2, 0x11, 0xaa, 0x0d, 0x00, 0xe0, 0x98, 0x03, 0x2b, 0x8c}
+
+// TestRuntimeEntriesOutsidePCR10: a NOS that measured nothing (PCR 10 at
+// its reset value) reports signed files as measured into PCR 11, which the
+// quote does not cover. Unbound entries must not earn "approved at run
+// time".
+func TestRuntimeEntriesOutsidePCR10(t *testing.T) {
+	e := newEnv(t)
+	img := router.DefaultImage("2.0")
+	img.RuntimeOff = true
+	d := startWithOpts(t, e, device.Options{Image: img, Lie: func(lt attester.LogType, l *eventlog.Log) *eventlog.Log {
+		if lt == attester.LogBIOS {
+			return l
+		}
+		fake := &eventlog.Log{Format: eventlog.FormatIMA, Banks: []alg.ID{alg.SHA256}}
+		for _, f := range img.Packages[0].Files {
+			ev := eventlog.IMAEntryFor(11, alg.SHA256, alg.SHA256.Sum(f.Content), f.Path, nil, []alg.ID{alg.SHA256})
+			ev.Seq = len(fake.Events)
+			fake.Events = append(fake.Events, ev)
+		}
+		return fake
+	}})
+	defer d.Close()
+	r := e.appraiseSSH(t, d)
+	if r.Vector.Executables == ear.ApprovedRuntimeClaim || r.Status == ear.TrustTierAffirming || !strings.Contains(strings.Join(r.Reasons, "\n"), "is in PCR 11") {
+		t.Errorf("entries in PCR 11: %v, executables %v: %v", r.Status, r.Vector.Executables, r.Reasons)
 	}
 }

@@ -193,6 +193,10 @@ func BootImage(ctx context.Context, tp *tpm.TPM, img *Image) (*Boot, error) {
 	// The NOS: boot_aggregate, then every package file and the startup
 	// configuration, measured into PCR 10 as ima-ng entries.
 	n := &netequip{ctx: ctx, tp: tp, banks: banks}
+	if img.RuntimeOff {
+		boot.Netequip = &eventlog.Log{Format: eventlog.FormatIMA, Banks: []alg.ID{alg.SHA1}}
+		return boot, nil
+	}
 	agg, err := bootAggregate(ctx, tp)
 	if err != nil {
 		return nil, err

@@ -41,6 +41,10 @@ type Image struct {
 	// DebugMode is a firmware setting that weakens the platform (e.g. a
 	// JTAG/debug unlock); firmware measures it into PCR 1.
 	DebugMode bool
+	// RuntimeOff is a NOS that measures nothing at run time (IMA or its
+	// measuring agent off): PCR 10 stays at its reset value and the
+	// netequip_boot log is empty.
+	RuntimeOff bool
 }
 
 // blob makes deterministic content for a component, so that two images of
