@@ -470,12 +470,27 @@ func (s *Server) Kill(id uint32) bool {
 	return ok
 }
 
+// closeSessions ends every session over transport.
+func (s *Server) closeSessions(transport string) {
+	s.mu.Lock()
+	var all []*session
+	for _, ss := range s.sessions {
+		if ss.transport == transport {
+			all = append(all, ss)
+		}
+	}
+	s.mu.Unlock()
+	for _, ss := range all {
+		ss.close()
+	}
+}
+
 // acceptLoop accepts connections until ctx ends, handing each to handle
 // with the release of its startup slot (called once it authenticated or
 // failed). Accept errors (EMFILE when descriptors run out, say) are
 // retried with backoff, as net/http does, and logged; they never end the
 // listener. Connections over the startup limits are closed at once.
-func (s *Server) acceptLoop(ctx context.Context, ln net.Listener, handle func(c net.Conn, release func())) error {
+func (s *Server) acceptLoop(ctx context.Context, transport string, ln net.Listener, handle func(c net.Conn, release func())) error {
 	go func() {
 		<-ctx.Done()
 		ln.Close()
@@ -485,6 +500,9 @@ func (s *Server) acceptLoop(ctx context.Context, ln net.Listener, handle func(c 
 		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
+				// Stopping ends the sessions too, before Serve returns:
+				// nothing is answered by a server that has stopped.
+				s.closeSessions(transport)
 				return nil
 			}
 			if errors.Is(err, net.ErrClosed) {

@@ -64,7 +64,7 @@ func (s *Server) ServeSSH(ctx context.Context, ln net.Listener, c SSHConfig) err
 		MaxAuthTries:            3,
 	}
 	cfg.AddHostKey(signer)
-	return s.acceptLoop(ctx, ln, func(conn net.Conn, release func()) {
+	return s.acceptLoop(ctx, "netconf-ssh", ln, func(conn net.Conn, release func()) {
 		conn.SetDeadline(time.Now().Add(c.HandshakeTimeout))
 		sc, chans, reqs, err := ssh.NewServerConn(conn, cfg)
 		release()

@@ -54,7 +54,7 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener, c TLSConfig) err
 		// multiply segments and wake-ups.
 		DynamicRecordSizingDisabled: true,
 	}
-	return s.acceptLoop(ctx, ln, func(conn net.Conn, release func()) {
+	return s.acceptLoop(ctx, "netconf-tls", ln, func(conn net.Conn, release func()) {
 		cc := &corkConn{Conn: conn}
 		tc := tls.Server(cc, cfg)
 		hctx, cancel := context.WithTimeout(ctx, c.HandshakeTimeout)
