@@ -66,6 +66,10 @@ func TestRPCErrors(t *testing.T) {
 		{"get-config candidate", `<get-config><source><candidate/></source></get-config>`, "unknown-element", "candidate"},
 		{"edit-config", `<edit-config><target><running/></target><config/></edit-config>`, "operation-not-supported", "edit-config"},
 		{"get-schema unknown", `<get-schema xmlns="urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"><identifier>nope</identifier></get-schema>`, "invalid-value", "no such schema"},
+		// B5: get-data options of features the server does not announce
+		// (nc:xpath, origin) are refused, never ignored.
+		{"xpath-filter", `<get-data xmlns="urn:ietf:params:xml:ns:yang:ietf-netconf-nmda" xmlns:ds="urn:ietf:params:xml:ns:yang:ietf-datastores"><datastore>ds:operational</datastore><xpath-filter>/x</xpath-filter></get-data>`, "unknown-element", "xpath-filter"},
+		{"with-origin", `<get-data xmlns="urn:ietf:params:xml:ns:yang:ietf-netconf-nmda" xmlns:ds="urn:ietf:params:xml:ns:yang:ietf-datastores"><datastore>ds:operational</datastore><with-origin/></get-data>`, "unknown-element", "with-origin"},
 		{"kill self", `<kill-session><session-id>1</session-id></kill-session>`, "", ""},
 	}
 	for _, tt := range tests {
