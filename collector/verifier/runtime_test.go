@@ -107,3 +107,19 @@ func TestStatusNeverAffirmsUnappraised(t *testing.T) {
 		}
 	}
 }
+
+// TestUnexpectedEvidenceNotHidden: unexpected evidence claimed after an
+// affirming claim on the same component (the identity is affirmed before
+// the TPM's banks are known) replaces it.
+func TestUnexpectedEvidenceNotHidden(t *testing.T) {
+	r := &Result{}
+	r.claim(&r.Vector.InstanceIdentity, ear.TrustworthyInstanceClaim, "")
+	r.claim(&r.Vector.InstanceIdentity, ear.UnexpectedEvidenceClaim, "the TPM allocates none of the banks")
+	if r.Vector.InstanceIdentity != ear.UnexpectedEvidenceClaim {
+		t.Errorf("instance-identity %v after unexpected evidence", r.Vector.InstanceIdentity)
+	}
+	r.claim(&r.Vector.InstanceIdentity, ear.TrustworthyInstanceClaim, "")
+	if r.Vector.InstanceIdentity != ear.UnexpectedEvidenceClaim {
+		t.Errorf("an affirming claim replaced unexpected evidence: %v", r.Vector.InstanceIdentity)
+	}
+}

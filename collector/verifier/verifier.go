@@ -157,8 +157,17 @@ func (r *Result) claim(set *ear.TrustClaim, c ear.TrustClaim, reason string) {
 	}
 }
 
+// tierOf ranks a claim for claim: unexpected evidence ranks with the
+// contraindicated claims and a verifier malfunction with the warnings,
+// though AR4SI puts both in its "none" tier below affirming, so that
+// neither is hidden by an affirming claim made earlier in the poll (the
+// identity is affirmed before the banks are known).
 func tierOf(c ear.TrustClaim) int {
 	switch {
+	case c == ear.UnexpectedEvidenceClaim:
+		return 3
+	case c == ear.VerifierMalfunctionClaim:
+		return 2
 	case c.IsContraindicated():
 		return 3
 	case c.IsWarning():
