@@ -3,6 +3,7 @@ package verifier
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -35,13 +36,7 @@ func (p *poll) replay() bool {
 		}
 		p.bv = bv
 	}
-	types := slices.Sorted(func(yield func(string) bool) {
-		for t := range p.runtime {
-			if !yield(t) {
-				return
-			}
-		}
-	})
+	types := slices.Sorted(maps.Keys(p.runtime))
 	p.rv = map[string]pcr.Values{}
 	for _, t := range types {
 		// Run-time entries belong in the run-time PCR, which is quoted:

@@ -3,6 +3,7 @@ package verifier
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -112,10 +113,7 @@ func (rs *runtimeState) advance(l *eventlog.Log, vals pcr.Values, pol *Policy) {
 		}
 		name := e.IMA.FileName
 		where := rs.logType + " entry " + strconv.Itoa(e.Seq)
-		if len(e.Digests) > 0 && isZero(e.Digests[0].Value) {
-			// The kernel logs a violation (a file changed while measured,
-			// or opened for write while measured) with no digest: the
-			// entry's name and hash are not what PCR 10 holds.
+		if e.Violation() {
 			rs.violations.add(fmt.Sprintf("%s (%s)", name, where))
 			continue
 		}
@@ -168,13 +166,7 @@ func (pol *Policy) configFinding(path string, a alg.ID, h []byte) string {
 // (ApprovedRuntimeClaim) rather than 3 (ApprovedBootClaim, boot only).
 func (p *poll) runtimePolicy() {
 	r, tv := p.r, &p.r.Vector
-	types := slices.Sorted(func(yield func(string) bool) {
-		for t := range p.st.runtime {
-			if !yield(t) {
-				return
-			}
-		}
-	})
+	types := slices.Sorted(maps.Keys(p.st.runtime))
 	clean, files, any := true, true, false
 	for _, t := range types {
 		rs := p.st.runtime[t]
@@ -210,15 +202,6 @@ func (p *poll) runtimePolicy() {
 	if clean && tv.Executables == ear.ApprovedBootClaim {
 		tv.Executables = ear.ApprovedRuntimeClaim
 	}
-}
-
-func isZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // findings is a bounded list of findings for a reason: past maxNames the

@@ -268,6 +268,12 @@ func (t *templateHasher) sum(e *Event) []byte {
 	return t.h.Sum(t.buf[:0])
 }
 
+// Violation says whether e is an IMA measurement violation (a file
+// changed, or opened for write, while it was measured): the kernel logs
+// it with an all-zero template digest and extends all ones, so its name
+// and file hash are not what the PCR holds.
+func (e *Event) Violation() bool { return len(e.Digests) > 0 && isZero(e.Digests[0].Value) }
+
 func isZero(b []byte) bool {
 	for _, c := range b {
 		if c != 0 {
@@ -314,7 +320,7 @@ func (l *Log) replayIMA(b alg.ID, padSHA1 bool, from map[int][]byte) (map[int][]
 		}
 		var d []byte
 		switch {
-		case isZero(e.Digests[0].Value):
+		case e.Violation():
 			d = ones
 			if padSHA1 {
 				clear(padded)
