@@ -81,11 +81,7 @@ func (d Dialer) DialSSH(ctx context.Context, addr, user string, key crypto.Signe
 
 // dialSSH opens the netconf subsystem (RFC 6242) and the session on it.
 func (d Dialer) dialSSH(ctx context.Context, c *Client, addr string, cfg *ssh.ClientConfig) error {
-	var conn net.Conn
-	err := d.stage(ctx, "TCP connection to "+addr, func(ctx context.Context) (err error) {
-		conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
-		return err
-	})
+	conn, err := d.dial(ctx, addr)
 	if err != nil {
 		return err
 	}
@@ -141,11 +137,7 @@ func (d Dialer) DialTLS(ctx context.Context, addr string, cfg *tls.Config) (*Cli
 	if cfg.MinVersion < tls.VersionTLS13 {
 		cfg.MinVersion = tls.VersionTLS13
 	}
-	var raw net.Conn
-	err := d.stage(ctx, "TCP connection to "+addr, func(ctx context.Context) (err error) {
-		raw, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
-		return err
-	})
+	raw, err := d.dial(ctx, addr)
 	if err != nil {
 		return nil, fmt.Errorf("netconf tls %s: %w", addr, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 )
 
@@ -74,6 +75,16 @@ func (d Dialer) stage(ctx context.Context, name string, f func(context.Context) 
 		err = ctx.Err()
 	}
 	return &StageError{Stage: name, Err: err}
+}
+
+// dial is the TCP stage of either transport.
+func (d Dialer) dial(ctx context.Context, addr string) (net.Conn, error) {
+	var conn net.Conn
+	err := d.stage(ctx, "TCP connection to "+addr, func(ctx context.Context) (err error) {
+		conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		return err
+	})
+	return conn, err
 }
 
 type traceKey struct{}
