@@ -44,7 +44,7 @@ var app = &cli.App{
 		{Name: "provision", Args: "--tpm SPEC --dir DIR --serial S --model M --ca-cert F --ca-key F --tpm-ca F [--alg A] [--local]",
 			Summary: "create and enroll the device identity (IDevID/IAK, or LDevID/LAK) in the TPM", Run: runProvision},
 		{Name: "dev", Args: "--dir DIR [flags]", Summary: "run a simulated router (TPM simulator) serving NETCONF, RESTCONF and SNMPv3 until SIGTERM",
-			Help: devHelp, Run: func(env *cli.Env, args []string) error { return runDev(env, args) }},
+			Help: devHelp, Run: runDev},
 	},
 }
 

@@ -147,7 +147,7 @@ func cmdAttest(env *cli.Env, args []string) error {
 	// policy is a usage error, not a device's failure.
 	policies := map[[4]string]*verifier.Policy{}
 	for _, d := range devs {
-		k := [4]string{d.ep.TrustAnchors, d.ep.OwnerAnchors, d.ep.RIMSigner, d.ep.RIMs}
+		k := d.policyKey()
 		if policies[k] == nil {
 			p, err := loadPolicy(d.ep)
 			if err != nil {
@@ -173,8 +173,7 @@ func cmdAttest(env *cli.Env, args []string) error {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			pol := policies[[4]string{d.ep.TrustAnchors, d.ep.OwnerAnchors, d.ep.RIMSigner, d.ep.RIMs}]
-			d.result, d.err = appraise(prog.trace(d), *pol, d, o)
+			d.result, d.err = appraise(prog.trace(d), *policies[d.policyKey()], d, o)
 			prog.done()
 		}()
 	}
@@ -252,6 +251,11 @@ func appraise(ctx context.Context, pol verifier.Policy, d *device, o attestOpts)
 		return nil, cli.Unreachable("%s: %v", d.name(), err)
 	}
 	return r, nil
+}
+
+// policyKey names the trust inputs a device is appraised with.
+func (d *device) policyKey() [4]string {
+	return [4]string{d.ep.TrustAnchors, d.ep.OwnerAnchors, d.ep.RIMSigner, d.ep.RIMs}
 }
 
 func (d *device) name() string {

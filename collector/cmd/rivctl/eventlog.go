@@ -4,11 +4,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/openriv/riv/internal/cli"
 	"io"
 	"strings"
 	"unicode"
 
+	"github.com/openriv/riv/internal/cli"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/pcr"
@@ -93,7 +93,7 @@ func cmdReplay(env *cli.Env, args []string) error {
 			return badInput("%s: %v", fs.Arg(0), err)
 		}
 		if !res.OK() {
-			return cli.Failed("%s", fmt.Sprintf("log does not replay to %s: %s", *expect, strings.Join(res.Mismatches, "; ")))
+			return cli.Failed("log does not replay to %s: %s", *expect, strings.Join(res.Mismatches, "; "))
 		}
 	}
 	return nil

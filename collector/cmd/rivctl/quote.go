@@ -9,11 +9,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/openriv/riv/internal/cli"
-	"github.com/openriv/riv/pkg/alg"
 	"io"
 	"strings"
 
+	"github.com/openriv/riv/internal/cli"
+	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/pcr"
 	"github.com/openriv/riv/pkg/quote"

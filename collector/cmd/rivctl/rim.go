@@ -7,13 +7,13 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"github.com/openriv/riv/internal/cli"
 	"io"
 	"os"
 	"strings"
 
 	cose "github.com/veraison/go-cose"
 
+	"github.com/openriv/riv/internal/cli"
 	"github.com/openriv/riv/pkg/pcr"
 	"github.com/openriv/riv/pkg/rim"
 )
@@ -243,7 +243,7 @@ func cmdRIMVerify(env *cli.Env, args []string) error {
 				b, _ := json.MarshalIndent(rimJSON{Reason: err.Error()}, "", "  ")
 				fmt.Fprintf(out, "%s\n", b)
 			}
-			return cli.Failed("%s", err.Error())
+			return cli.Failed("%v", err)
 		}
 		return badInput("%s: %v", fs.Arg(0), err)
 	}
