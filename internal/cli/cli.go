@@ -116,8 +116,6 @@ type App struct {
 	// Main, when set, is the program itself (no subcommands): its flags
 	// follow the program name.
 	Main *Command
-	// Notes are printed after the command list in the program's help.
-	Notes string
 }
 
 // Env is what a command runs with.
@@ -241,9 +239,6 @@ func (a *App) usage() string {
 		fmt.Fprintf(&b, "  %-18s %s\n", c.Name, c.Summary)
 	}
 	fmt.Fprintf(&b, "\nEvery command takes --help.\n")
-	if a.Notes != "" {
-		fmt.Fprintf(&b, "\n%s", a.Notes)
-	}
 	return b.String() + "\n" + ExitCodes
 }
 
@@ -258,13 +253,17 @@ func (a *App) groupUsage(group string) string {
 	return b.String()
 }
 
+// commandName is the program and command as typed: "rivctl ear verify".
+func (e *Env) commandName() string {
+	if e.cmd.Name == "" {
+		return e.app.Name
+	}
+	return e.app.Name + " " + e.cmd.Name
+}
+
 // Flags returns the command's flag set; Parse it with Env.Parse.
 func (e *Env) Flags() *flag.FlagSet {
-	name := e.app.Name
-	if e.cmd.Name != "" {
-		name += " " + e.cmd.Name
-	}
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs := flag.NewFlagSet(e.commandName(), flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	return fs
 }
@@ -314,11 +313,7 @@ func (e *Env) ParseInOrder(fs *flag.FlagSet, args []string, positional flag.Valu
 // CommandUsage is the command's --help text.
 func (e *Env) CommandUsage(fs *flag.FlagSet) string {
 	var b strings.Builder
-	name := e.app.Name
-	if e.cmd.Name != "" {
-		name += " " + e.cmd.Name
-	}
-	fmt.Fprintf(&b, "Usage: %s %s\n\n%s\n", name, e.cmd.Args, e.cmd.Summary)
+	fmt.Fprintf(&b, "Usage: %s %s\n\n%s\n", e.commandName(), e.cmd.Args, e.cmd.Summary)
 	if e.cmd.Help != "" {
 		fmt.Fprintf(&b, "\n%s\n", strings.TrimRight(e.cmd.Help, "\n"))
 	}
