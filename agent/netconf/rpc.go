@@ -251,19 +251,33 @@ func (s *Server) opGet(in *schema.Elem, config bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var tree []*Node
+	return s.data(NSBase, s.datastore(config), f, 0, withDefaults(in)), nil
+}
+
+// datastore is the configuration (running, intended: the config true
+// part of the state) or the whole operational state.
+func (s *Server) datastore(config bool) []*Node {
 	if config {
-		tree = s.configOnly(s.stateTree())
-	} else {
-		tree = s.operational()
+		return s.configOnly(s.stateTree())
 	}
+	return s.operational()
+}
+
+// data is a <data> reply in namespace ns (the base one for get and
+// get-config, NMDA's for get-data) of what tree presents through the
+// filter, depth and with-defaults mode.
+func (s *Server) data(ns string, tree []*Node, f []*filterNode, depth int, wd string) string {
 	var b strings.Builder
-	b.WriteString("<data>")
-	for _, n := range s.present(tree, f, 0, withDefaults(in)) {
-		n.encode(&b, NSBase)
+	b.WriteString("<data")
+	if ns != NSBase {
+		b.WriteString(` xmlns="` + ns + `"`)
+	}
+	b.WriteByte('>')
+	for _, n := range s.present(tree, f, depth, wd) {
+		n.encode(&b, ns)
 	}
 	b.WriteString("</data>")
-	return b.String(), nil
+	return b.String()
 }
 
 // datastores served by <get-data>, as the YANG library lists them: the
@@ -281,9 +295,9 @@ func (s *Server) opGetData(in *schema.Elem) (string, error) {
 	var tree []*Node
 	switch ds {
 	case "operational":
-		tree = s.operational()
+		tree = s.datastore(false)
 	case "running", "intended":
-		tree = s.configOnly(s.stateTree())
+		tree = s.datastore(true)
 	default:
 		// RFC 8526 §3.1.1: a datastore the server does not support.
 		return "", &attester.RPCError{Type: "application", Tag: "invalid-value", Message: fmt.Sprintf("datastore %q is not supported", ds), Path: "/ncds:get-data/ncds:datastore"}
@@ -295,13 +309,7 @@ func (s *Server) opGetData(in *schema.Elem) (string, error) {
 	if md, ok := in.Leaf("max-depth"); ok && md != "unbounded" {
 		depth, _ = strconv.Atoi(md)
 	}
-	var b strings.Builder
-	b.WriteString(`<data xmlns="` + NSNMDA + `">`)
-	for _, n := range s.present(tree, f, depth, withDefaults(in)) {
-		n.encode(&b, NSNMDA)
-	}
-	b.WriteString("</data>")
-	return b.String(), nil
+	return s.data(NSNMDA, tree, f, depth, withDefaults(in)), nil
 }
 
 func (s *Server) opGetSchema(in *schema.Elem) (string, error) {
