@@ -38,18 +38,18 @@ var implementedOps = map[string]bool{
 func (s *Server) handle(ctx context.Context, ss *session, msg []byte) (reply []byte, done bool) {
 	x, err := schema.ParseXML(msg, schema.Limits{Depth: maxXMLDepth, Elements: maxXMLElements})
 	if err != nil {
-		return rpcErrorReply(nil, &attester.RPCError{Type: "rpc", Tag: "malformed-message", Message: "not a well-formed <rpc>: " + err.Error()}), true
+		return rpcErrorReply(nil, &attester.RPCError{Type: "rpc", Tag: "malformed-message", Message: "not a well-formed <rpc>: " + err.Error()}, nil), true
 	}
 	if x.Name != "rpc" || x.NS != NSBase {
-		return rpcErrorReply(nil, &attester.RPCError{Type: "rpc", Tag: "malformed-message", Message: "expected <rpc> in the base namespace"}), true
+		return rpcErrorReply(nil, &attester.RPCError{Type: "rpc", Tag: "malformed-message", Message: "expected <rpc> in the base namespace"}, nil), true
 	}
 	if !hasAttr(x, "message-id") {
 		// RFC 6241 §4.1 and App. A.
 		return rpcErrorReply(x, &attester.RPCError{Type: "rpc", Tag: "missing-attribute", Message: "message-id is required",
-			Info: []attester.ErrorInfo{{Name: "bad-attribute", Value: "message-id"}, {Name: "bad-element", Value: "rpc"}}}), false
+			Info: []attester.ErrorInfo{{Name: "bad-attribute", Value: "message-id"}, {Name: "bad-element", Value: "rpc"}}}, nil), false
 	}
 	if strings.TrimSpace(x.Text) != "" || len(x.Children) != 1 {
-		return rpcErrorReply(x, &attester.RPCError{Type: "rpc", Tag: "malformed-message", Message: fmt.Sprintf("<rpc> must hold exactly one operation, it holds %d", len(x.Children))}), false
+		return rpcErrorReply(x, &attester.RPCError{Type: "rpc", Tag: "malformed-message", Message: fmt.Sprintf("<rpc> must hold exactly one operation, it holds %d", len(x.Children))}, nil), false
 	}
 	op := x.Children[0]
 	name := op.Name
@@ -127,7 +127,7 @@ func fromSchema(e *schema.Error) *attester.RPCError {
 
 func (s *Server) errorReply(ss *session, rpc *schema.XML, e *attester.RPCError) []byte {
 	ss.rpcError()
-	return rpcErrorReply(rpc, e)
+	return rpcErrorReply(rpc, e, s.namespaceOf)
 }
 
 // replyHead opens an rpc-reply carrying the attributes of rpc (RFC 6241
@@ -171,16 +171,17 @@ func replyWith(rpc *schema.XML, body string) []byte {
 
 func okReply(rpc *schema.XML) []byte { return replyWith(rpc, "<ok/>") }
 
-// rpcErrorReply renders an rpc-error (RFC 6241 §4.3).
-func rpcErrorReply(rpc *schema.XML, e *attester.RPCError) []byte {
+// rpcErrorReply renders an rpc-error (RFC 6241 §4.3); namespaceOf
+// declares the prefixes of its error-path (nil: it has none).
+func rpcErrorReply(rpc *schema.XML, e *attester.RPCError, namespaceOf func(prefix string) string) []byte {
 	n := El("rpc-error", Leaf("error-type", e.Type), Leaf("error-tag", e.Tag), Leaf("error-severity", "error"))
 	if e.AppTag != "" {
 		n.Add(Leaf("error-app-tag", e.AppTag))
 	}
-	if e.Path != "" {
+	if e.Path != "" && namespaceOf != nil {
 		p := Leaf("error-path", e.Path)
 		for _, prefix := range pathPrefixes(e.Path) {
-			if ns := namespaceOfPrefix(prefix); ns != "" {
+			if ns := namespaceOf(prefix); ns != "" {
 				p.Attrs = append(p.Attrs, xmlns(prefix, ns))
 			}
 		}

@@ -142,27 +142,16 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, schema: sch, sessions: map[uint32]*session{}, quiet: newQuietLog(cfg.Logger)}
 	s.gate = &gate{max: cfg.Limits.MaxStartups, perSource: cfg.Limits.MaxStartupsPerSource, bySrc: map[string]int{}}
 	s.stats.start = time.Now()
-	prefixMu.Lock()
-	for _, m := range sch.Modules() {
-		prefixNS[m.Prefix] = m.Namespace
-	}
-	prefixMu.Unlock()
 	return s, nil
 }
 
-// prefixNS maps the modules' prefixes to their namespaces, for the
-// error-paths (the embedded modules have distinct prefixes). Servers of
-// one process share it, and New may run while another server's sessions
-// read it: hence the lock.
-var (
-	prefixMu sync.RWMutex
-	prefixNS = map[string]string{"nc": NSBase}
-)
-
-func namespaceOfPrefix(p string) string {
-	prefixMu.RLock()
-	defer prefixMu.RUnlock()
-	return prefixNS[p]
+// namespaceOf maps a prefix of an error-path (the modules' own prefixes)
+// to its module's namespace, "" for none.
+func (s *Server) namespaceOf(prefix string) string {
+	if m := s.schema.ModuleByPrefix(prefix); m != nil {
+		return m.Namespace
+	}
+	return ""
 }
 
 // Schema returns the compiled modules the server validates against.
@@ -371,9 +360,9 @@ func (s *Server) serve(ctx context.Context, rw io.ReadWriteCloser, p peer) {
 		msg, err := s.read(ss)
 		if err != nil {
 			if errors.Is(err, frame.ErrTooBig) {
-				ss.write(rpcErrorReply(nil, &attester.RPCError{Type: "rpc", Tag: "too-big", Message: err.Error()}))
+				ss.write(rpcErrorReply(nil, &attester.RPCError{Type: "rpc", Tag: "too-big", Message: err.Error()}, nil))
 			} else if errors.Is(err, frame.ErrFraming) {
-				ss.write(rpcErrorReply(nil, &attester.RPCError{Type: "rpc", Tag: "malformed-message", Message: err.Error()}))
+				ss.write(rpcErrorReply(nil, &attester.RPCError{Type: "rpc", Tag: "malformed-message", Message: err.Error()}, nil))
 			}
 			return
 		}
