@@ -498,7 +498,7 @@ func (q *request) operation(raw string) {
 	if isJSON {
 		var jerr *schema.Error
 		if op, jerr = q.s.schema.JSONInput(rpc, body); jerr != nil {
-			q.fail(&rcError{status: http.StatusBadRequest, Type: jerr.Type(), Tag: jerr.Tag, AppTag: jerr.AppTag, Path: q.s.modulePath(jerr.Path), Message: jerr.Message})
+			q.fail(&rcError{status: http.StatusBadRequest, Type: jerr.Type(), Tag: jerr.Tag, AppTag: jerr.AppTag, Path: q.s.modulePath(jerr.Path, q.s.schema.ModuleByPrefix), Message: jerr.Message})
 			return
 		}
 		if op == "" {

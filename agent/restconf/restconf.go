@@ -317,7 +317,12 @@ func (q *request) exchange(op string) (*schema.XML, *rcError) {
 			case "error-message":
 				e.Message = f.Text
 			case "error-path":
-				e.Path = q.s.jsonPath(f)
+				e.Path = q.s.modulePath(f.Text, func(prefix string) *schema.Module {
+					if ns, ok := f.Resolve(prefix); ok {
+						return q.s.schema.ModuleByNS(ns)
+					}
+					return nil
+				})
 			}
 		}
 		errs = append(errs, e)
@@ -331,33 +336,6 @@ func (q *request) exchange(op string) (*schema.XML, *rcError) {
 		return nil, errs[0]
 	}
 	return root, nil
-}
-
-// jsonPath rewrites an error-path's prefixes as module names (the
-// instance-identifier form of RFC 7951 §6.11).
-func (s *Server) jsonPath(p *schema.XML) string {
-	var parts []string
-	prev := ""
-	for _, seg := range strings.Split(strings.TrimPrefix(p.Text, "/"), "/") {
-		prefix, name, ok := strings.Cut(seg, ":")
-		if !ok {
-			parts = append(parts, seg)
-			continue
-		}
-		mod := prefix
-		if ns, ok := p.Resolve(prefix); ok {
-			if m := s.schema.ModuleByNS(ns); m != nil {
-				mod = m.Name
-			}
-		}
-		if mod == prev {
-			parts = append(parts, name)
-		} else {
-			parts = append(parts, mod+":"+name)
-		}
-		prev = mod
-	}
-	return "/" + strings.Join(parts, "/")
 }
 
 // operations lists the RPCs that can be invoked here (RFC 8040 §3.3.2):
@@ -557,13 +535,14 @@ func segmentPrefixes(seg string) []string {
 	return out
 }
 
-// modulePath rewrites an instance-identifier written with the modules'
-// prefixes (as the schema reports it) into the JSON form of RFC 7951
-// §6.11, the form an rcError keeps: a node is qualified by its module's
-// name where its module differs from its parent's, and key names in
-// predicates are not qualified. A prefix the server does not know leaves
-// the path as it is.
-func (s *Server) modulePath(p string) string {
+// modulePath rewrites an instance-identifier written with prefixes (as
+// the schema reports it, or a NETCONF error-path declares them) into the
+// JSON form of RFC 7951 §6.11, the form an rcError keeps: a node is
+// qualified by its module's name where its module differs from its
+// parent's, and key names in predicates are not qualified. moduleOf maps
+// a prefix to its module; a prefix it does not know leaves the path as it
+// is.
+func (s *Server) modulePath(p string, moduleOf func(prefix string) *schema.Module) string {
 	if p == "" {
 		return ""
 	}
@@ -572,7 +551,7 @@ func (s *Server) modulePath(p string) string {
 	for _, seg := range splitPath(p) {
 		name, pred, _ := strings.Cut(seg, "[")
 		pfx, local, ok := strings.Cut(name, ":")
-		m := s.schema.ModuleByPrefix(pfx)
+		m := moduleOf(pfx)
 		if !ok || m == nil {
 			return p
 		}

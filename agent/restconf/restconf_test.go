@@ -495,6 +495,17 @@ func TestErrorBodies(t *testing.T) {
 	if x := e.Errors.Error[0]; x.Type != "application" || x.Tag != "invalid-value" || !strings.HasPrefix(x.Path, "/ietf-tpm-remote-attestation:") || strings.Contains(x.Path, "tpm:") {
 		t.Errorf("JSON error %+v", x)
 	}
+	// An error the NETCONF layer reports (the must on the bank), its
+	// error-path rewritten from the reply's declared prefixes.
+	mustFail := `{"ietf-tpm-remote-attestation:input":{"tpm20-attestation-challenge":{"nonce-value":"AAAA","tpm20-pcr-selection":[{"tpm20-hash-algo":"ietf-tcg-algs:TPM_ALG_SM3_256","pcr-index":[0]}]}}}`
+	_, _, mbody := do(t, c, d, "POST", op, js, js, mustFail)
+	e.Errors.Error = nil
+	if err := json.Unmarshal(mbody, &e); err != nil || len(e.Errors.Error) != 1 {
+		t.Fatalf("%s (%v)", mbody, err)
+	}
+	if x := e.Errors.Error[0]; x.Tag != "operation-failed" || !strings.HasPrefix(x.Path, "/ietf-tpm-remote-attestation:") || strings.Contains(x.Path, "tpm:") {
+		t.Errorf("JSON error from NETCONF %+v", x)
+	}
 	status, _, body = do(t, c, d, "POST", op, xmlType, js, bad)
 	x, err := schema.ParseXML(body, schema.Limits{})
 	if err != nil || status != 400 {
