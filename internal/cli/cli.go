@@ -261,6 +261,12 @@ func (e *Env) commandName() string {
 	return e.app.Name + " " + e.cmd.Name
 }
 
+// Strings is a repeatable flag (--tpm-ca A --tpm-ca B), kept in order.
+type Strings []string
+
+func (l *Strings) String() string     { return strings.Join(*l, ",") }
+func (l *Strings) Set(v string) error { *l = append(*l, v); return nil }
+
 // Flags returns the command's flag set; Parse it with Env.Parse.
 func (e *Env) Flags() *flag.FlagSet {
 	fs := flag.NewFlagSet(e.commandName(), flag.ContinueOnError)

@@ -10,12 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-type list []string
-
-func (l *list) String() string     { return strings.Join(*l, ",") }
-func (l *list) Set(s string) error { *l = append(*l, s); return nil }
-
-func testApp(got *list, gotErr *error) *App {
+func testApp(got *Strings, gotErr *error) *App {
 	run := func(env *Env, args []string) error {
 		fs := env.Flags()
 		fs.Var(got, "t", "a `TARGET` (repeatable)")
@@ -61,7 +56,7 @@ func TestRun(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var got list
+			var got Strings
 			err := tc.err
 			var out, errb strings.Builder
 			code := testApp(&got, &err).Run(tc.args, &out, &errb)

@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/openriv/riv/agent/provision"
@@ -31,11 +30,6 @@ import (
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/tpm"
 )
-
-type multi []string
-
-func (m *multi) String() string     { return strings.Join(*m, ",") }
-func (m *multi) Set(s string) error { *m = append(*m, s); return nil }
 
 var app = &cli.App{
 	Name:    "riv-agent",
@@ -61,7 +55,7 @@ func runProvision(env *cli.Env, args []string) error {
 	local := fs.Bool("local", false, "enroll the owner's LDevID/LAK instead of IDevID/IAK")
 	caCert := fs.String("ca-cert", "", "issuing CA certificate (PEM)")
 	caKey := fs.String("ca-key", "", "issuing CA private key (PEM, PKCS#8)")
-	var tpmCAs multi
+	var tpmCAs cli.Strings
 	fs.Var(&tpmCAs, "tpm-ca", "TPM vendor CA certificates (PEM; repeatable)")
 	if err := env.Parse(fs, args); err != nil {
 		return err

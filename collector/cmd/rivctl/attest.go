@@ -60,7 +60,7 @@ type device struct {
 // cmdAttest appraises devices over NETCONF and prints their verdicts.
 func cmdAttest(env *cli.Env, args []string) error {
 	fs := env.Flags()
-	var endpoints strList
+	var endpoints cli.Strings
 	fs.Var(&endpoints, "endpoints", "endpoints.json `FILE` of a device (repeatable; also as arguments)")
 	sshAddr := fs.String("netconf-ssh", "", "NETCONF-over-SSH `HOST:PORT` of one device")
 	tlsAddr := fs.String("netconf-tls", "", "NETCONF-over-TLS `HOST:PORT` of one device")

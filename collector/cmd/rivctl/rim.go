@@ -18,11 +18,6 @@ import (
 	"github.com/openriv/riv/pkg/rim"
 )
 
-type strList []string
-
-func (s *strList) String() string     { return strings.Join(*s, ",") }
-func (s *strList) Set(v string) error { *s = append(*s, v); return nil }
-
 // loadSigner reads a PEM private key (PKCS#8, EC or PKCS#1) and a PEM
 // certificate chain, leaf first.
 func loadSigner(keyFile, certFile string) (rim.Signer, error) {
@@ -76,7 +71,7 @@ func rimSign(env *cli.Env, kind string, args []string) error {
 	bindingVer := fs.String("binding-spec-version", "", "TCG RIM binding-spec-version")
 	pen := fs.Uint64("manufacturer-id", 0, "platform manufacturer IANA PEN")
 	pcrsFile := fs.String("pcrs", "", "PCR reference values (replay JSON), for corim")
-	var supersedes strList
+	var supersedes cli.Strings
 	fs.Var(&supersedes, "supersedes", "tag-id this tag supersedes (repeatable)")
 	if err := env.Parse(fs, args); err != nil {
 		return err
