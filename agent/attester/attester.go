@@ -14,6 +14,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -165,14 +166,7 @@ func New(ctx context.Context, cfg Config) (*Attester, error) {
 }
 
 // Keeps reports whether the device keeps logs of type t.
-func (a *Attester) Keeps(t LogType) bool {
-	for _, x := range a.cfg.LogTypes {
-		if x == t {
-			return true
-		}
-	}
-	return false
-}
+func (a *Attester) Keeps(t LogType) bool { return slices.Contains(a.cfg.LogTypes, t) }
 
 // Banks returns the TPM's allocated PCR banks (attester-supported-algos).
 func (a *Attester) Banks() []alg.ID { return a.banks }
@@ -224,8 +218,8 @@ type Challenge struct {
 	Nonce            []byte
 	Selection        []pcr.Selection
 	CertificateNames []string
-	// Client names who asks (a NETCONF session, a RESTCONF user): the
-	// unit of fairness and rate limiting at the TPM.
+	// Client names who asks (the authenticated user, over any transport
+	// and session): the unit of fairness and rate limiting at the TPM.
 	Client string
 }
 
