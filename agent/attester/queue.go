@@ -65,7 +65,7 @@ func (q *queue) acquire(ctx context.Context, name string) (func(), error) {
 		if len(q.clients) >= maxClients {
 			q.forgetIdle()
 		}
-		c = &client{tokens: q.burst, last: q.now()}
+		c = &client{tokens: q.burst}
 		q.clients[name] = c
 	}
 	now := q.now()
@@ -99,8 +99,7 @@ func (q *queue) acquire(ctx context.Context, name string) (func(), error) {
 		}
 		return func() {
 			q.mu.Lock()
-			q.busy = false
-			q.next()
+			q.free()
 			q.mu.Unlock()
 		}, nil
 	case <-ctx.Done():
@@ -109,14 +108,19 @@ func (q *queue) acquire(ctx context.Context, name string) (func(), error) {
 		select {
 		case <-turn: // granted (or refused) meanwhile
 			if !t.denied {
-				q.busy = false
-				q.next()
+				q.free()
 			}
 		default:
 			q.drop(name, t)
 		}
 		return nil, ctx.Err()
 	}
+}
+
+// free gives the TPM back after a turn, to whoever is next (q.mu held).
+func (q *queue) free() {
+	q.busy = false
+	q.next()
 }
 
 // next gives the TPM to the client whose turn it is (q.mu held).
