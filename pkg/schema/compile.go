@@ -323,10 +323,11 @@ func (c *compiler) uses(parent *Node, u *yang.Statement, x ctx) {
 	var when *Cond
 	if w := subs(u, "when"); len(w) > 0 {
 		when = c.cond(w[0], x.sc.mod)
+		when.onParent = true
 	}
 	for _, n := range added {
 		if when != nil && n.When == nil {
-			n.When = when // its context is the node's parent (§7.21.5)
+			n.When = when
 		}
 	}
 	for _, r := range subs(u, "refine") {
@@ -421,6 +422,7 @@ func (c *compiler) augmentInto(t *Node, a *yang.Statement, ns *Module, sc *scope
 	c.defs(t, a, x)
 	if w := subs(a, "when"); len(w) > 0 {
 		when := c.cond(w[0], sc.mod)
+		when.onParent = true
 		for _, n := range t.Children[before:] {
 			if n.When == nil {
 				n.When = when

@@ -133,6 +133,9 @@ type Cond struct {
 	Expr       string
 	ErrMessage string
 	ErrAppTag  string
+	// onParent: the when of a uses or augment, shared by the nodes it
+	// adds, whose context node is their parent (RFC 7950 §7.21.5).
+	onParent bool
 	x          expr
 	mod        *Module // resolves the expression's prefixes
 }

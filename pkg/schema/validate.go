@@ -501,11 +501,13 @@ func (v *validator) conditions(op *Elem, data func() []*Elem) *Error {
 	return nil
 }
 
-// whenContext is the context node of a when expression: the node itself,
-// or for a when that came with a uses or augment, its parent (RFC 7950
-// §7.21.5). Nodes added by a uses or augment share their Cond with their
-// siblings; a when written on the node itself is its own.
+// whenContext is the context node of e's when expression: e itself, or
+// for a when that came with a uses or augment, e's parent (RFC 7950
+// §7.21.5).
 func whenContext(e *Elem) *Elem {
+	if e.Schema.When.onParent && e.Parent != nil {
+		return e.Parent
+	}
 	return e
 }
 
