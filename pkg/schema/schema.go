@@ -136,8 +136,8 @@ type Cond struct {
 	// onParent: the when of a uses or augment, shared by the nodes it
 	// adds, whose context node is their parent (RFC 7950 §7.21.5).
 	onParent bool
-	x          expr
-	mod        *Module // resolves the expression's prefixes
+	x        expr
+	mod      *Module // resolves the expression's prefixes
 }
 
 // Set is a compiled set of modules.
