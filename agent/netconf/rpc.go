@@ -151,13 +151,13 @@ func replyHead(rpc *schema.XML) string {
 					p = "a" + strconv.Itoa(i)
 					declared[a.NS] = p
 					b.WriteString(` xmlns:` + p + `="`)
-					xml.EscapeText(b2w{&b}, []byte(a.NS))
+					xml.EscapeText(&b, []byte(a.NS))
 					b.WriteByte('"')
 				}
 				name = p + ":" + name
 			}
 			b.WriteString(" " + name + `="`)
-			xml.EscapeText(b2w{&b}, []byte(a.Value))
+			xml.EscapeText(&b, []byte(a.Value))
 			b.WriteByte('"')
 		}
 	}
@@ -331,7 +331,7 @@ func (s *Server) opGetSchema(in *schema.Elem) (string, error) {
 	}
 	var b strings.Builder
 	b.WriteString(`<data xmlns="` + NSMonitoring + `">`)
-	xml.EscapeText(b2w{&b}, []byte(m.Text))
+	xml.EscapeText(&b, []byte(m.Text))
 	b.WriteString("</data>")
 	return b.String(), nil
 }

@@ -53,7 +53,7 @@ func (n *Node) encode(b *strings.Builder, parentNS string) {
 	b.WriteString(n.Name)
 	if n.NS != "" && n.NS != parentNS {
 		b.WriteString(` xmlns="`)
-		xml.EscapeText(b2w{b}, []byte(n.NS))
+		xml.EscapeText(b, []byte(n.NS))
 		b.WriteByte('"')
 	}
 	for _, a := range n.Attrs {
@@ -64,7 +64,7 @@ func (n *Node) encode(b *strings.Builder, parentNS string) {
 		}
 		b.WriteString(a.Name.Local)
 		b.WriteString(`="`)
-		xml.EscapeText(b2w{b}, []byte(a.Value))
+		xml.EscapeText(b, []byte(a.Value))
 		b.WriteByte('"')
 	}
 	ns := parentNS
@@ -76,7 +76,7 @@ func (n *Node) encode(b *strings.Builder, parentNS string) {
 		return
 	}
 	b.WriteByte('>')
-	xml.EscapeText(b2w{b}, []byte(n.Text))
+	xml.EscapeText(b, []byte(n.Text))
 	for _, c := range n.Children {
 		c.encode(b, ns)
 	}
@@ -86,11 +86,7 @@ func (n *Node) encode(b *strings.Builder, parentNS string) {
 }
 
 // escape writes s as XML character data.
-func escape(b *strings.Builder, s string) { xml.EscapeText(b2w{b}, []byte(s)) }
-
-type b2w struct{ b *strings.Builder }
-
-func (w b2w) Write(p []byte) (int, error) { return w.b.Write(p) }
+func escape(b *strings.Builder, s string) { xml.EscapeText(b, []byte(s)) }
 
 // filterNode is a parsed subtree-filter element.
 type filterNode struct {

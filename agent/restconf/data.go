@@ -2,6 +2,7 @@ package restconf
 
 import (
 	"bytes"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -570,28 +571,12 @@ func xmlInput(rpc *schema.Node, body []byte) (string, error) {
 	return sb.String(), nil
 }
 
+// escape escapes s for XML text or an attribute value; what XML 1.0 §2.2
+// does not allow in a document (control characters, a request path's
+// %01) becomes U+FFFD, so an error body stays well-formed.
 func escape(s string) string {
 	var b strings.Builder
-	for _, r := range s {
-		switch r {
-		case '&':
-			b.WriteString("&amp;")
-		case '<':
-			b.WriteString("&lt;")
-		case '>':
-			b.WriteString("&gt;")
-		case '\t', '\n', '\r':
-			b.WriteRune(r)
-		default:
-			// What XML 1.0 §2.2 does not allow in a document (control
-			// characters, a request path's %01) is replaced, so the
-			// error body stays well-formed.
-			if r < 0x20 || r == 0xFFFE || r == 0xFFFF || (r >= 0xD800 && r <= 0xDFFF) {
-				r = '\uFFFD'
-			}
-			b.WriteRune(r)
-		}
-	}
+	xml.EscapeText(&b, []byte(s))
 	return b.String()
 }
 

@@ -3,6 +3,7 @@ package schema
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -254,7 +255,7 @@ func (s *Set) JSONInput(rpc *Node, raw []byte) (string, *Error) {
 	var decl strings.Builder
 	for ns, p := range j.prefixes {
 		decl.WriteString(" xmlns:" + p + `="`)
-		escapeAttr(&decl, ns)
+		xml.EscapeText(&decl, []byte(ns))
 		decl.WriteByte('"')
 	}
 	return "<" + rpc.Name + ` xmlns="` + rpc.Module.Namespace + `"` + decl.String() + ">" + b.String() + "</" + rpc.Name + ">", nil
@@ -350,7 +351,7 @@ func (j *jsonToXML) leaf(b *strings.Builder, open, name string, t *Type, v *jval
 		return nil
 	}
 	b.WriteString(open + ">")
-	escapeText(b, text)
+	xml.EscapeText(b, []byte(text))
 	b.WriteString("</" + name + ">")
 	return nil
 }
@@ -425,31 +426,4 @@ func (j *jsonToXML) resolve(p string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-func escapeText(b *strings.Builder, s string) {
-	xmlEscape(b, s, false)
-}
-
-func escapeAttr(b *strings.Builder, s string) {
-	xmlEscape(b, s, true)
-}
-
-func xmlEscape(b *strings.Builder, s string, attr bool) {
-	for _, r := range s {
-		switch {
-		case r == '&':
-			b.WriteString("&amp;")
-		case r == '<':
-			b.WriteString("&lt;")
-		case r == '>':
-			b.WriteString("&gt;")
-		case attr && r == '"':
-			b.WriteString("&quot;")
-		case r == '\r':
-			b.WriteString("&#xD;")
-		default:
-			b.WriteRune(r)
-		}
-	}
 }

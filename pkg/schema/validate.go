@@ -97,16 +97,6 @@ func (e *Error) Error() string {
 
 func badElement(name string) []Info { return []Info{{Name: "bad-element", NS: NSBase, Value: name}} }
 
-// Prefixes returns the prefix-to-namespace declarations an error-path of
-// this set's modules needs.
-func (s *Set) Prefixes() map[string]string {
-	out := map[string]string{}
-	for _, m := range s.mods {
-		out[m.Prefix] = m.Namespace
-	}
-	return out
-}
-
 // validator checks one instance tree.
 type validator struct {
 	set *Set

@@ -236,7 +236,7 @@ func (x *XML) Encode(b *strings.Builder, parentNS string, root bool) {
 	b.WriteString(x.Name)
 	if x.NS != parentNS {
 		b.WriteString(` xmlns="`)
-		xml.EscapeText(b2w{b}, []byte(x.NS))
+		xml.EscapeText(b, []byte(x.NS))
 		b.WriteByte('"')
 	}
 	// An element declares what it declared when parsed; a document of
@@ -254,7 +254,7 @@ func (x *XML) Encode(b *strings.Builder, parentNS string, root bool) {
 	sort.Strings(prefixes)
 	for _, p := range prefixes {
 		fmt.Fprintf(b, ` xmlns:%s="`, p)
-		xml.EscapeText(b2w{b}, []byte(decl[p]))
+		xml.EscapeText(b, []byte(decl[p]))
 		b.WriteByte('"')
 	}
 	for _, a := range x.Attrs {
@@ -267,11 +267,11 @@ func (x *XML) Encode(b *strings.Builder, parentNS string, root bool) {
 			b.WriteString(p + ":")
 		}
 		b.WriteString(a.Name + `="`)
-		xml.EscapeText(b2w{b}, []byte(a.Value))
+		xml.EscapeText(b, []byte(a.Value))
 		b.WriteByte('"')
 	}
 	b.WriteByte('>')
-	xml.EscapeText(b2w{b}, []byte(x.Text))
+	xml.EscapeText(b, []byte(x.Text))
 	for _, c := range x.Children {
 		c.Encode(b, x.NS, false)
 	}
@@ -298,7 +298,3 @@ func (x *XML) prefixOf(ns string) string {
 	}
 	return ""
 }
-
-type b2w struct{ b *strings.Builder }
-
-func (w b2w) Write(p []byte) (int, error) { return w.b.Write(p) }
