@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -68,8 +69,22 @@ func compileSchema(logs []attester.LogType, restconf bool) (*schema.Set, error) 
 
 // library returns the modules of the YANG library (RFC 8525): those the
 // agent implements, and, import-only, those they import directly or
-// not. Each is sorted by name.
+// not. Each is sorted by name. The schema does not change while the
+// server runs, so the library and its content-id are worked out once.
 func (s *Server) library() (impl, importOnly []*schema.Module) {
+	s.libOnce.Do(s.buildLibrary)
+	return s.lib.impl, s.lib.importOnly
+}
+
+// contentID identifies this library's content (it changes when modules or
+// features do).
+func (s *Server) contentID() string {
+	s.libOnce.Do(s.buildLibrary)
+	return s.lib.contentID
+}
+
+func (s *Server) buildLibrary() {
+	var impl, importOnly []*schema.Module
 	seen := map[*schema.Module]bool{}
 	var visit func(m *schema.Module)
 	visit = func(m *schema.Module) {
@@ -94,22 +109,16 @@ func (s *Server) library() (impl, importOnly []*schema.Module) {
 	}
 	byName(impl)
 	byName(importOnly)
-	return impl, importOnly
-}
-
-// contentID identifies this library's content (it changes when modules or
-// features do).
-func (s *Server) contentID() string {
 	var b strings.Builder
-	impl, imp := s.library()
 	for _, m := range impl {
 		b.WriteString(m.Name + "@" + m.Revision + ";" + strings.Join(m.Features, ",") + ";")
 	}
-	for _, m := range imp {
+	for _, m := range importOnly {
 		b.WriteString("import:" + m.Name + "@" + m.Revision + ";")
 	}
 	h := sha256.Sum256([]byte(b.String()))
-	return hex.EncodeToString(h[:8])
+	// Clipped: callers append one list to the other.
+	s.lib.impl, s.lib.importOnly, s.lib.contentID = slices.Clip(impl), slices.Clip(importOnly), hex.EncodeToString(h[:8])
 }
 
 // libraryModule returns the text of a module the library lists, at

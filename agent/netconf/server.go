@@ -108,6 +108,12 @@ type Server struct {
 
 	stateOnce sync.Once
 	state     []*schema.Elem // the support structures, for must expressions
+
+	libOnce sync.Once
+	lib     struct {
+		impl, importOnly []*schema.Module
+		contentID        string
+	}
 }
 
 // stats are the counters of ietf-netconf-monitoring's statistics.
