@@ -22,7 +22,7 @@ import (
 
 	"github.com/openriv/riv/agent/netconf"
 	"github.com/openriv/riv/internal/testref"
-	"github.com/openriv/riv/testbed/device"
+	"github.com/openriv/riv/agent/sim/device"
 )
 
 // logBuf collects log lines.

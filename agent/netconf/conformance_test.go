@@ -15,7 +15,7 @@ import (
 
 	"github.com/openriv/riv/agent/attester"
 	"github.com/openriv/riv/pkg/schema"
-	"github.com/openriv/riv/testbed/device"
+	"github.com/openriv/riv/agent/sim/device"
 	"github.com/openriv/riv/yang"
 )
 

@@ -16,7 +16,7 @@ import (
 	nctls "github.com/nemith/netconf/transport/tls"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/openriv/riv/testbed/device"
+	"github.com/openriv/riv/agent/sim/device"
 )
 
 func sshSession(t *testing.T, d *device.Device) *nc.Session {

@@ -26,7 +26,7 @@ import (
 	"github.com/openriv/riv/pkg/pcr"
 	"github.com/openriv/riv/pkg/quote"
 	"github.com/openriv/riv/pkg/schema"
-	"github.com/openriv/riv/testbed/device"
+	"github.com/openriv/riv/agent/sim/device"
 )
 
 func sha256Sum(b []byte) []byte { h := sha256.Sum256(b); return h[:] }

@@ -19,7 +19,7 @@ import (
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/mibdef"
 	"github.com/openriv/riv/pkg/pcr"
-	"github.com/openriv/riv/testbed/device"
+	"github.com/openriv/riv/agent/sim/device"
 )
 
 func startDevice(t *testing.T) *device.Device { return device.StartT(t, device.Options{}) }

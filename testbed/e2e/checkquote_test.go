@@ -16,7 +16,7 @@ import (
 	"github.com/openriv/riv/internal/testref"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/pcr"
-	"github.com/openriv/riv/testbed/device"
+	"github.com/openriv/riv/agent/sim/device"
 )
 
 // TestCheckquoteWithExposedIAK fetches a quote and the IAK certificate over

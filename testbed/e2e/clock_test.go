@@ -10,8 +10,8 @@ import (
 	"github.com/veraison/ear"
 
 	"github.com/openriv/riv/pkg/tpm/tpmtest"
-	"github.com/openriv/riv/testbed/device"
-	"github.com/openriv/riv/testbed/router"
+	"github.com/openriv/riv/agent/sim/device"
+	"github.com/openriv/riv/agent/sim/router"
 )
 
 // TestTPMStateRollback is item A2 end to end, on swtpm: the TPM's state is

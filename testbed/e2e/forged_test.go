@@ -18,9 +18,9 @@ import (
 	"github.com/openriv/riv/collector/verifier"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/eventlog"
-	"github.com/openriv/riv/testbed/attack"
-	"github.com/openriv/riv/testbed/device"
-	"github.com/openriv/riv/testbed/router"
+	"github.com/openriv/riv/agent/sim/attack"
+	"github.com/openriv/riv/agent/sim/device"
+	"github.com/openriv/riv/agent/sim/router"
 )
 
 // reportIn rewrites a runtime log as a device reporting its template

@@ -15,10 +15,10 @@ import (
 	"github.com/openriv/riv/collector/verifier"
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/rim"
-	"github.com/openriv/riv/testbed/attack"
-	"github.com/openriv/riv/testbed/device"
-	"github.com/openriv/riv/testbed/router"
-	"github.com/openriv/riv/testbed/vendor"
+	"github.com/openriv/riv/agent/sim/attack"
+	"github.com/openriv/riv/agent/sim/device"
+	"github.com/openriv/riv/agent/sim/router"
+	"github.com/openriv/riv/agent/sim/vendor"
 )
 
 // TestIdentityAttacks: a device presenting another device's IDevID

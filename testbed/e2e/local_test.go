@@ -16,8 +16,8 @@ import (
 	"github.com/openriv/riv/collector/verifier"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/identity"
-	"github.com/openriv/riv/testbed/device"
-	"github.com/openriv/riv/testbed/router"
+	"github.com/openriv/riv/agent/sim/device"
+	"github.com/openriv/riv/agent/sim/router"
 )
 
 // TestLocalIdentity is item A8: the owner enrolled an LDevID and LAK; the

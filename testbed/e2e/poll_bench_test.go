@@ -27,7 +27,7 @@ import (
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/rim"
-	"github.com/openriv/riv/testbed/device"
+	"github.com/openriv/riv/agent/sim/device"
 )
 
 // TestMain doubles as the device process of BenchmarkPoll: with

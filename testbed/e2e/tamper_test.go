@@ -14,8 +14,8 @@ import (
 	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/pcr"
 	"github.com/openriv/riv/pkg/tpm/tpmtest"
-	"github.com/openriv/riv/testbed/device"
-	"github.com/openriv/riv/testbed/router"
+	"github.com/openriv/riv/agent/sim/device"
+	"github.com/openriv/riv/agent/sim/router"
 )
 
 // mitm sits between the verifier and a real agent session and changes

@@ -21,10 +21,10 @@ import (
 	"github.com/openriv/riv/pkg/endpoint"
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/tpm"
-	"github.com/openriv/riv/testbed/attack"
-	"github.com/openriv/riv/testbed/device"
-	"github.com/openriv/riv/testbed/router"
-	"github.com/openriv/riv/testbed/vendor"
+	"github.com/openriv/riv/agent/sim/attack"
+	"github.com/openriv/riv/agent/sim/device"
+	"github.com/openriv/riv/agent/sim/router"
+	"github.com/openriv/riv/agent/sim/vendor"
 )
 
 // runDev is `riv-agent dev --dir DIR`: a zero-setup device on the

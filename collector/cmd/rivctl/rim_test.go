@@ -12,7 +12,7 @@ import (
 	"github.com/openriv/riv/internal/testref"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/pcr"
-	"github.com/openriv/riv/testbed/vendor"
+	"github.com/openriv/riv/agent/sim/vendor"
 )
 
 func TestRIMCommands(t *testing.T) {

@@ -13,8 +13,8 @@ import (
 	"github.com/openriv/riv/pkg/pcr"
 	"github.com/openriv/riv/pkg/rim"
 	"github.com/openriv/riv/pkg/tpm"
-	"github.com/openriv/riv/testbed/attack"
-	"github.com/openriv/riv/testbed/router"
+	"github.com/openriv/riv/agent/sim/attack"
+	"github.com/openriv/riv/agent/sim/router"
 )
 
 func boot(t *testing.T, tp *tpm.TPM, img *router.Image) *router.Boot {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/tpm"
-	"github.com/openriv/riv/testbed/router"
+	"github.com/openriv/riv/agent/sim/router"
 )
 
 // Image attacks change the image before boot.

@@ -25,7 +25,7 @@ import (
 	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/rim"
 	"github.com/openriv/riv/pkg/tpm"
-	"github.com/openriv/riv/testbed/router"
+	"github.com/openriv/riv/agent/sim/router"
 )
 
 // Vendor signs RIMs.

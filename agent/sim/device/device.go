@@ -34,7 +34,7 @@ import (
 	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/tpm"
-	"github.com/openriv/riv/testbed/router"
+	"github.com/openriv/riv/agent/sim/router"
 )
 
 // Options configure a device.

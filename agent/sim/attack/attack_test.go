@@ -13,7 +13,7 @@ import (
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/pcr"
 	"github.com/openriv/riv/pkg/tpm"
-	"github.com/openriv/riv/testbed/router"
+	"github.com/openriv/riv/agent/sim/router"
 )
 
 var all = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
