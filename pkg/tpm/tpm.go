@@ -28,6 +28,9 @@ type TPM struct {
 	sem chan struct{}
 	t   transport.TPMCloser
 	sim *simulator.Simulator
+	// dial, when set, opens the TPM for each operation (OpenShared); t is
+	// then nil between operations.
+	dial func() (transport.TPMCloser, error)
 }
 
 // Open opens a TPM by spec (see openTransport): "sim", "swtpm:PATH",
@@ -38,23 +41,56 @@ func Open(ctx context.Context, spec string) (*TPM, error) {
 		return nil, err
 	}
 	tp := &TPM{sem: make(chan struct{}, 1), t: retrying{t}, sim: sim}
-	// A fresh swtpm may need TPM2_Startup; TPM_RC_INITIALIZE means it ran.
-	err = tp.do(ctx, func(t transport.TPM) error {
-		_, err := tpm2.Startup{StartupType: tpm2.TPMSUClear}.Execute(t)
-		if err != nil && !errors.Is(err, tpm2.TPMRCInitialize) {
-			return fmt.Errorf("startup: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := tp.startup(ctx); err != nil {
 		t.Close()
 		return nil, err
 	}
 	return tp, nil
 }
 
+// startup sends TPM2_Startup(CLEAR), which a fresh swtpm may need;
+// TPM_RC_INITIALIZE means it ran already (the firmware or kernel did).
+func (tp *TPM) startup(ctx context.Context) error {
+	return tp.do(ctx, func(t transport.TPM) error {
+		_, err := tpm2.Startup{StartupType: tpm2.TPMSUClear}.Execute(t)
+		if err != nil && !errors.Is(err, tpm2.TPMRCInitialize) {
+			return fmt.Errorf("startup: %w", err)
+		}
+		return nil
+	})
+}
+
+// OpenShared opens a TPM that other programs use too — the kernel's IMA
+// extends PCR 10 through /dev/tpmrm0, and swtpm serves one connection at
+// a time — by holding it only for the duration of each operation: every
+// call opens the device or socket, runs its commands and closes it. Keys
+// must then be persistent (a resource manager flushes the transient
+// objects of a closed connection). The in-process simulator cannot be
+// shared.
+func OpenShared(ctx context.Context, spec string) (*TPM, error) {
+	if spec == "sim" || spec == "simulator" {
+		return nil, errors.New("the in-process simulator cannot be shared with other programs")
+	}
+	tp := &TPM{sem: make(chan struct{}, 1), dial: func() (transport.TPMCloser, error) {
+		t, _, err := openTransport(spec)
+		if err != nil {
+			return nil, err
+		}
+		return retrying{t}, nil
+	}}
+	if err := tp.startup(ctx); err != nil {
+		return nil, err
+	}
+	return tp, nil
+}
+
 // Close releases the TPM.
-func (tp *TPM) Close() error { return tp.t.Close() }
+func (tp *TPM) Close() error {
+	if tp.dial != nil {
+		return nil
+	}
+	return tp.t.Close()
+}
 
 // IsSimulator reports whether this is the in-process simulator.
 func (tp *TPM) IsSimulator() bool { return tp.sim != nil }
@@ -73,11 +109,19 @@ func (tp *TPM) do(ctx context.Context, fn func(transport.TPM) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if d, ok := tp.t.(deadliner); ok {
+	t := tp.t
+	if tp.dial != nil {
+		var err error
+		if t, err = tp.dial(); err != nil {
+			return err
+		}
+		defer t.Close()
+	}
+	if d, ok := t.(deadliner); ok {
 		dl, _ := ctx.Deadline()
 		d.SetDeadline(dl)
 	}
-	return fn(tp.t)
+	return fn(t)
 }
 
 // Reset simulates a reboot (TPM Reset): resetCount increments and PCRs

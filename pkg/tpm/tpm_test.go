@@ -1,6 +1,7 @@
 package tpm
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -306,5 +307,51 @@ func TestSwtpmCheckquote(t *testing.T) {
 	bad[0] ^= 1
 	if err := run(bad); err == nil {
 		t.Error("tpm2_checkquote accepted a wrong nonce")
+	}
+}
+
+// TestSharedSwtpm: swtpm serves one connection at a time, as a TPM the
+// kernel also uses is shared: a TPM opened shared must leave it free
+// between operations, so another program (here riv-router measure, or
+// IMA through /dev/tpmrm0) extends PCR 10 while the agent keeps it open.
+func TestSharedSwtpm(t *testing.T) {
+	sw := tpmtest.StartSwtpm(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	agent, err := OpenShared(ctx, sw.Spec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Close()
+	sel := []pcr.Selection{{Bank: alg.SHA256, PCRs: []int{10}}}
+	before, err := agent.ReadPCRs(ctx, sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		// Open (not shared) blocks until swtpm accepts it: with the agent
+		// holding its connection, this would time out.
+		octx, ocancel := context.WithTimeout(ctx, 5*time.Second)
+		other, err := Open(octx, sw.Spec())
+		if err != nil {
+			ocancel()
+			t.Fatalf("second client %d: %v", i, err)
+		}
+		d := sha256.Sum256([]byte{byte(i)})
+		if err := other.Extend(octx, 10, map[alg.ID][]byte{alg.SHA256: d[:]}); err != nil {
+			t.Fatal(err)
+		}
+		other.Close()
+		ocancel()
+	}
+	after, err := agent.ReadPCRs(ctx, sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(before[alg.SHA256][10], after[alg.SHA256][10]) {
+		t.Error("PCR 10 unchanged: the other client's extends did not reach the TPM the agent reads")
+	}
+	if _, err := OpenShared(ctx, "sim"); err == nil {
+		t.Error("the in-process simulator was opened shared")
 	}
 }
