@@ -490,8 +490,8 @@ func (c *Config) Validate() error {
 			return keyErr(k+".name", "user %q listed twice", u.Name)
 		}
 		seen[u.Name] = true
-		if u.AuthProtocol != "SHA-256" && u.AuthProtocol != "SHA-512" {
-			return keyErr(k+".auth_protocol", "%q: want SHA-256 or SHA-512 (RFC 7860)", u.AuthProtocol)
+		if u.AuthProtocol != "SHA-256" {
+			return keyErr(k+".auth_protocol", "%q: want SHA-256 (usmHMAC192SHA256AuthProtocol, RFC 7860)", u.AuthProtocol)
 		}
 		if u.PrivProtocol != "AES" {
 			return keyErr(k+".priv_protocol", "%q: want AES (RFC 3826)", u.PrivProtocol)

@@ -112,7 +112,7 @@ func TestLoadErrors(t *testing.T) {
 		{"transient handle", edit("handle: 0x81020000", "handle: 0x80000001"), f + ":7: identity.iak.handle: 0x80000001 is not a persistent handle (0x81xxxxxx)"},
 		{"bad listen address", edit(`netconf_ssh: "127.0.0.1:830"`, `netconf_ssh: "830"`), f + ":8: listen.netconf_ssh: \"830\": want HOST:PORT or off"},
 		{"rule for an unknown group", edit("{group: verifiers, operation", "{group: admins, operation"), f + ":18: nacm.rules[0].group: group \"admins\" is not in nacm.groups"},
-		{"SHA-1 SNMP auth", edit("auth_protocol: SHA-256", "auth_protocol: SHA"), f + ":21: snmp.users[0].auth_protocol: \"SHA\": want SHA-256 or SHA-512 (RFC 7860)"},
+		{"SHA-1 SNMP auth", edit("auth_protocol: SHA-256", "auth_protocol: SHA"), f + ":21: snmp.users[0].auth_protocol: \"SHA\": want SHA-256 (usmHMAC192SHA256AuthProtocol, RFC 7860)"},
 		{"missing SNMP key file", edit(dir+"/priv", dir+"/nopriv"), f + ":21: snmp.users[0].priv_key_file: open " + dir + "/nopriv: no such file or directory"},
 		{"wrong type", edit("boots_file: "+dir+"/boots", "boots_file: [a, b]"), f + ":22: snmp.boots_file: cannot unmarshal !!seq into string"},
 		{"not YAML", "tpm: [\n", f + ": line 1: did not find expected node content"},

@@ -109,6 +109,12 @@ type Server struct {
 	stateOnce sync.Once
 	state     []*schema.Elem // the support structures, for must expressions
 
+	// busy counts the RPCs being answered (a reply in its write
+	// included); draining refuses new connections while Drain waits for
+	// busy to reach zero.
+	busy     atomic.Int32
+	draining atomic.Bool
+
 	libOnce sync.Once
 	lib     struct {
 		impl, importOnly []*schema.Module
@@ -373,14 +379,15 @@ func (s *Server) serve(ctx context.Context, rw io.ReadWriteCloser, p peer) {
 			return
 		}
 		log.Debug("rpc", "bytes", len(msg))
+		s.busy.Add(1)
 		reply, done := s.handle(sctx, ss, msg)
 		log.Debug("reply", "bytes", len(reply))
+		var werr error
 		if reply != nil {
-			if err := ss.write(reply); err != nil {
-				return
-			}
+			werr = ss.write(reply)
 		}
-		if done {
+		s.busy.Add(-1)
+		if werr != nil || done {
 			return
 		}
 	}
@@ -517,6 +524,10 @@ func (s *Server) acceptLoop(ctx context.Context, transport string, ln net.Listen
 			continue
 		}
 		delay = 0
+		if s.draining.Load() {
+			c.Close()
+			continue
+		}
 		release, ok := s.gate.enter(c.RemoteAddr())
 		if !ok {
 			s.stats.droppedSessions.Add(1)
@@ -591,8 +602,28 @@ func (s *Server) nacm() *NACM {
 // NETCONF ones. The exchange is not a session (kill-session cannot reach
 // it) and close-session only answers <ok/>.
 func (s *Server) Exchange(ctx context.Context, user string, rpc []byte) []byte {
+	s.busy.Add(1)
+	defer s.busy.Add(-1)
 	reply, _ := s.handle(ctx, &session{id: s.nextID.Add(1), user: user}, rpc)
 	return reply
+}
+
+// Drain prepares a shutdown (SIGTERM): from now on new connections are
+// closed at once, and Drain returns when no RPC is being answered — a
+// quote in the TPM finishes and its reply is written — or when ctx ends.
+// The caller then stops the servers, which ends the sessions.
+func (s *Server) Drain(ctx context.Context) error {
+	s.draining.Store(true)
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for s.busy.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("netconf: %d RPCs still running: %w", s.busy.Load(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
 }
 
 // MapCertToName maps a verified client chain to a user name with the

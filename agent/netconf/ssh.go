@@ -19,6 +19,9 @@ type SSHConfig struct {
 	// AuthorizedKeys maps a user name to the public keys it may log in with.
 	// Passwords are not accepted.
 	AuthorizedKeys map[string][]ssh.PublicKey
+	// KeysFor, when set, replaces AuthorizedKeys: it is asked at each
+	// login, so a reload changes the keys without ending any session.
+	KeysFor func(user string) []ssh.PublicKey
 	// HandshakeTimeout bounds the SSH handshake (default 10 s).
 	HandshakeTimeout time.Duration
 }
@@ -53,7 +56,11 @@ func (s *Server) ServeSSH(ctx context.Context, ln net.Listener, c SSHConfig) err
 	cfg := &ssh.ServerConfig{
 		Config: ssh.Config{KeyExchanges: sshKeyExchanges, Ciphers: sshCiphers, MACs: sshMACs},
 		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			for _, k := range c.AuthorizedKeys[meta.User()] {
+			keys := c.AuthorizedKeys[meta.User()]
+			if c.KeysFor != nil {
+				keys = c.KeysFor(meta.User())
+			}
+			for _, k := range keys {
 				if string(k.Marshal()) == string(key.Marshal()) {
 					return &ssh.Permissions{}, nil
 				}

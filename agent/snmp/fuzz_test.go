@@ -25,11 +25,12 @@ func fuzzServer(t testing.TB) (*Server, *userKeys) {
 		vals.Set(alg.SHA256, i, make([]byte, 32))
 	}
 	s := &Server{cfg: Config{Attester: &attester.Attester{}, EngineBoots: 1, CacheFor: time.Hour}, engineID: engine,
-		users: map[string]userKeys{"riv": k}, start: time.Now(),
+		start: time.Now(),
 		status: func(context.Context) (*attester.Status, error) {
 			return &attester.Status{PCRs: vals, Logs: []attester.LogStatus{{Type: attester.LogBIOS, Entries: 3, LastDigest: []byte{1}}}}, nil
 		}}
 	s.cfg.Logger = slog.New(slog.DiscardHandler)
+	s.users.Store(&map[string]userKeys{"riv": k})
 	return s, &k
 }
 

@@ -57,7 +57,7 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	engineID []byte
-	users    map[string]userKeys
+	users    atomic.Pointer[map[string]userKeys]
 	start    time.Time
 	salt     atomic.Uint64
 	status   func(context.Context) (*attester.Status, error)
@@ -110,7 +110,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Server{cfg: cfg, engineID: cfg.EngineID, users: map[string]userKeys{}, start: time.Now(), status: cfg.Attester.Status}
+	s := &Server{cfg: cfg, engineID: cfg.EngineID, start: time.Now(), status: cfg.Attester.Status}
 	if len(s.engineID) == 0 {
 		name := cfg.Name
 		if name == "" {
@@ -122,20 +122,34 @@ func New(cfg Config) (*Server, error) {
 	if len(s.engineID) < 5 || len(s.engineID) > 32 {
 		return nil, fmt.Errorf("snmp: engine ID of %d bytes, want 5-32", len(s.engineID))
 	}
-	for _, u := range cfg.Users {
-		if u.Name == "" || len(u.Name) > 32 {
-			return nil, fmt.Errorf("snmp: user name %q must have 1-32 characters", u.Name)
-		}
-		k, err := localize(u, s.engineID)
-		if err != nil {
-			return nil, err
-		}
-		s.users[u.Name] = k
+	if err := s.SetUsers(cfg.Users); err != nil {
+		return nil, err
 	}
 	var seed [8]byte
 	rand.Read(seed[:])
 	s.salt.Store(binary.BigEndian.Uint64(seed[:]))
 	return s, nil
+}
+
+// SetUsers replaces the USM users (a reload): requests already being
+// answered finish with the keys they started with.
+func (s *Server) SetUsers(users []User) error {
+	if len(users) == 0 {
+		return errors.New("snmp: at least one user is required (authPriv only)")
+	}
+	m := make(map[string]userKeys, len(users))
+	for _, u := range users {
+		if u.Name == "" || len(u.Name) > 32 {
+			return fmt.Errorf("snmp: user name %q must have 1-32 characters", u.Name)
+		}
+		k, err := localize(u, s.engineID)
+		if err != nil {
+			return err
+		}
+		m[u.Name] = k
+	}
+	s.users.Store(&m)
+	return nil
 }
 
 // EngineID returns the engine ID managers discover.
@@ -290,7 +304,7 @@ func (s *Server) process(ctx context.Context, pkt []byte) ([]byte, error) {
 		s.unknownEngineIDs.Add(1)
 		return s.report(in, nil, mibdef.UsmStatsUnknownEngineIDs, s.unknownEngineIDs.Load())
 	}
-	keys, ok := s.users[string(in.user)]
+	keys, ok := (*s.users.Load())[string(in.user)]
 	if !ok {
 		s.unknownUserNames.Add(1)
 		return s.report(in, nil, mibdef.UsmStatsUnknownUserNames, s.unknownUserNames.Load())

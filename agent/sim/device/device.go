@@ -19,7 +19,6 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
-	"net"
 	"slices"
 	"testing"
 	"time"
@@ -27,14 +26,14 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/openriv/riv/agent/attester"
+	"github.com/openriv/riv/agent/daemon"
 	"github.com/openriv/riv/agent/logsrc"
 	"github.com/openriv/riv/agent/netconf"
-	"github.com/openriv/riv/agent/restconf"
+	"github.com/openriv/riv/agent/sim/router"
 	"github.com/openriv/riv/agent/snmp"
 	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/tpm"
-	"github.com/openriv/riv/agent/sim/router"
 )
 
 // Options configure a device.
@@ -104,8 +103,7 @@ type Device struct {
 	ClientCA     *identity.CA
 	ClientCert   tls.Certificate
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	daemon *daemon.Daemon
 }
 
 // Start boots and serves a device until Close.
@@ -136,7 +134,7 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Device{TPM: tp, Logs: logsrc.NewMemory(), Serial: o.Serial, User: o.User, RuntimeLog: o.RuntimeLog, done: make(chan struct{})}
+	d := &Device{TPM: tp, Logs: logsrc.NewMemory(), Serial: o.Serial, User: o.User, RuntimeLog: o.RuntimeLog}
 	fail := func(err error) (*Device, error) { tp.Close(); return nil, err }
 	if d.Boot, err = router.BootImage(ctx, tp, o.Image); err != nil {
 		return fail(err)
@@ -228,81 +226,31 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 	if d.ClientCert, err = clientCert(d.ClientCA, o.User, now); err != nil {
 		return fail(err)
 	}
-	d.Server, err = netconf.New(netconf.Config{
-		Attester: d.Attester, Logger: o.Logger, RESTCONF: restconf.Capabilities,
-		NACM: netconf.NACM{Groups: map[string][]string{"verifiers": {o.User}}, Rules: []netconf.Rule{{Group: "verifiers", Operation: "*", Action: "permit"}}},
-	})
-	if err != nil {
-		return fail(err)
-	}
 	signer, err := tp.Signer(idKey)
 	if err != nil {
 		return fail(err)
 	}
-	// Every listener opened so far is closed when a later step fails.
-	var opened []io.Closer
-	failOpen := func(err error) (*Device, error) {
-		for _, c := range opened {
-			c.Close()
-		}
-		return fail(err)
-	}
-	listen := func(addr string) (net.Listener, error) {
-		ln, err := net.Listen("tcp", orDefault(addr))
-		if err == nil {
-			opened = append(opened, ln)
-		}
-		return ln, err
-	}
-	sshLn, err := listen(o.SSHAddr)
-	if err != nil {
-		return failOpen(err)
-	}
-	tlsLn, err := listen(o.TLSAddr)
-	if err != nil {
-		return failOpen(err)
-	}
-	rcLn, err := listen(o.RESTCONFAddr)
-	if err != nil {
-		return failOpen(err)
-	}
-	snmpConn, err := net.ListenPacket("udp", orDefault(o.SNMPAddr))
-	if err != nil {
-		return failOpen(err)
-	}
-	opened = append(opened, snmpConn)
-	d.SSHAddr, d.TLSAddr, d.RESTCONFAddr, d.SNMPAddr = sshLn.Addr().String(), tlsLn.Addr().String(), rcLn.Addr().String(), snmpConn.LocalAddr().String()
 	d.SNMPUser = snmp.User{Name: o.User, AuthPassword: snmp.Secret(randomPassword()), PrivPassword: snmp.Secret(randomPassword())}
-	snmpd, err := snmp.New(snmp.Config{Attester: d.Attester, Users: []snmp.User{d.SNMPUser}, Name: d.Serial, BootsFile: o.SNMPBootsFile, Logger: o.Logger})
-	if err != nil {
-		return failOpen(err)
-	}
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(d.ClientCA.Cert)
-	tlsCfg := netconf.TLSConfig{
-		Certificate: tls.Certificate{Certificate: [][]byte{idCert.Raw, idCA.Cert.Raw}, PrivateKey: signer, Leaf: idCert},
-		ClientCAs:   clientCAs, CertToName: []netconf.CertToName{{MapType: "common-name"}},
-	}
-	rc, err := restconf.New(restconf.Config{NETCONF: d.Server, TLS: tlsCfg, Logger: o.Logger})
+	d.daemon, err = daemon.Start(daemon.Options{
+		NETCONF:   netconf.Config{Attester: d.Attester},
+		Identity:  tls.Certificate{Certificate: [][]byte{idCert.Raw, idCA.Cert.Raw}, PrivateKey: signer, Leaf: idCert},
+		ClientCAs: clientCAs, CertToName: []netconf.CertToName{{MapType: "common-name"}},
+		Access: daemon.Access{
+			SSHKeys:   map[string][]ssh.PublicKey{o.User: {sshPub}},
+			NACM:      netconf.NACM{Groups: map[string][]string{"verifiers": {o.User}}, Rules: []netconf.Rule{{Group: "verifiers", Operation: "*", Action: "permit"}}},
+			SNMPUsers: []snmp.User{d.SNMPUser},
+		},
+		SNMP:   snmp.Config{Name: d.Serial, BootsFile: o.SNMPBootsFile},
+		Listen: daemon.Listen{NetconfSSH: orDefault(o.SSHAddr), NetconfTLS: orDefault(o.TLSAddr), RESTCONF: orDefault(o.RESTCONFAddr), SNMP: orDefault(o.SNMPAddr)},
+		Logger: o.Logger,
+	})
 	if err != nil {
-		return failOpen(err)
+		return fail(err)
 	}
-	sctx, cancel := context.WithCancel(context.Background())
-	d.cancel = cancel
-	go func() {
-		defer close(d.done)
-		errc := make(chan error, 4)
-		go func() {
-			errc <- d.Server.ServeSSH(sctx, sshLn, netconf.SSHConfig{HostKey: signer, AuthorizedKeys: map[string][]ssh.PublicKey{o.User: {sshPub}}})
-		}()
-		go func() { errc <- d.Server.ServeTLS(sctx, tlsLn, tlsCfg) }()
-		go func() { errc <- rc.Serve(sctx, rcLn) }()
-		go func() { errc <- snmpd.Serve(sctx, snmpConn) }()
-		<-errc
-		<-errc
-		<-errc
-		<-errc
-	}()
+	d.Server = d.daemon.NETCONF
+	d.SSHAddr, d.TLSAddr, d.RESTCONFAddr, d.SNMPAddr = d.daemon.SSHAddr, d.daemon.TLSAddr, d.daemon.RESTCONFAddr, d.daemon.SNMPAddr
 	return d, nil
 }
 
@@ -349,8 +297,7 @@ func (d *Device) IssueClientCert(user string) (tls.Certificate, error) {
 
 // Close stops the servers and releases the TPM.
 func (d *Device) Close() error {
-	d.cancel()
-	<-d.done
+	d.daemon.Close()
 	return d.TPM.Close()
 }
 
