@@ -21,8 +21,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/openriv/riv/agent/netconf"
-	"github.com/openriv/riv/internal/testref"
 	"github.com/openriv/riv/agent/sim/device"
+	"github.com/openriv/riv/internal/testref"
 )
 
 // logBuf collects log lines.

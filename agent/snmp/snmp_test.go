@@ -14,12 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openriv/riv/agent/sim/device"
 	"github.com/openriv/riv/agent/snmp"
 	"github.com/openriv/riv/internal/testref"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/mibdef"
 	"github.com/openriv/riv/pkg/pcr"
-	"github.com/openriv/riv/agent/sim/device"
 )
 
 func startDevice(t *testing.T) *device.Device { return device.StartT(t, device.Options{}) }

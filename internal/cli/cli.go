@@ -113,8 +113,8 @@ type App struct {
 	Name     string
 	Summary  string
 	Commands []*Command
-	// Main, when set, is the program itself (no subcommands): its flags
-	// follow the program name.
+	// Main, when set, is the program itself: its flags follow the
+	// program name. Commands may then name subcommands beside it.
 	Main *Command
 }
 
@@ -146,6 +146,12 @@ func (a *App) Run(args []string, stdout, stderr io.Writer) (code int) {
 		return ExitOK
 	}
 	if a.Main != nil {
+		// A program that is a command itself may have subcommands too
+		// (riv-router --dir D; riv-router measure ...).
+		if cmd, rest := a.find(args); cmd != nil {
+			env.cmd = cmd
+			return env.finish(cmd.Run(env, rest))
+		}
 		env.cmd = a.Main
 		return env.finish(a.Main.Run(env, args))
 	}

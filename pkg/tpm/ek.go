@@ -2,7 +2,10 @@ package tpm
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
@@ -133,4 +136,31 @@ func MakeCredential(ekPublic, name, secret []byte) (blob, encSecret []byte, err 
 		return nil, nil, fmt.Errorf("make credential: %w", err)
 	}
 	return tpm2.CreateCredential(rand.Reader, key, name, secret)
+}
+
+// LoadPersistent loads the key at a persistent handle with the spec its
+// public area implies: what the agent does at start with the keys that
+// provisioning left in the TPM.
+func (tp *TPM) LoadPersistent(ctx context.Context, handle uint32) (*Key, error) {
+	k, err := tp.ReadPublic(ctx, handle, KeySpec{})
+	if err != nil {
+		return nil, err
+	}
+	switch pub := k.Public.Key.(type) {
+	case *ecdsa.PublicKey:
+		switch pub.Curve {
+		case elliptic.P256():
+			k.Spec.Alg = ECCP256
+		case elliptic.P384():
+			k.Spec.Alg = ECCP384
+		default:
+			return nil, fmt.Errorf("key 0x%08x: curve %s is not one RIV uses", handle, pub.Curve.Params().Name)
+		}
+	case *rsa.PublicKey:
+		k.Spec.Alg = RSA2048
+	default:
+		return nil, fmt.Errorf("key 0x%08x: %T is not a signing key RIV uses", handle, pub)
+	}
+	k.Spec.Restricted = k.Public.Has(quote.AttrRestricted)
+	return k, nil
 }

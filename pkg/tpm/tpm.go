@@ -10,6 +10,7 @@ package tpm
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -142,6 +143,32 @@ func (tp *TPM) Shutdown(ctx context.Context) error {
 	return tp.do(ctx, func(t transport.TPM) error {
 		if _, err := (tpm2.Shutdown{ShutdownType: tpm2.TPMSUClear}).Execute(t); err != nil {
 			return fmt.Errorf("shutdown: %w", err)
+		}
+		return nil
+	})
+}
+
+// ResetLockout is TPM2_DictionaryAttackLockReset with the lockout
+// hierarchy's empty authorization, as a TPM leaves the factory: a TPM
+// stopped without TPM2_Shutdown counts an authorization failure
+// (Part 1 §19.8.6), and after a few such stops refuses its keys
+// (TPM_RC_LOCKOUT). For the testbed's TPMs, which are killed as often as
+// stopped; a device owner sets a lockout password.
+func (tp *TPM) ResetLockout(ctx context.Context) error {
+	return tp.do(ctx, func(t transport.TPM) error {
+		// go-tpm has no command type for it: header, the lockout handle,
+		// and a password session with an empty password.
+		cmd := []byte{0x80, 0x02, 0, 0, 0, 27, 0, 0, 0x01, 0x39, 0x40, 0, 0, 0x0a,
+			0, 0, 0, 9, 0x40, 0, 0, 0x09, 0, 0, 0, 0, 0}
+		rsp, err := t.Send(cmd)
+		if err != nil {
+			return fmt.Errorf("dictionary attack lock reset: %w", err)
+		}
+		if len(rsp) < 10 {
+			return errors.New("dictionary attack lock reset: short response")
+		}
+		if rc := tpm2.TPMRC(binary.BigEndian.Uint32(rsp[6:10])); rc != tpm2.TPMRCSuccess {
+			return fmt.Errorf("dictionary attack lock reset: %w", rc)
 		}
 		return nil
 	})

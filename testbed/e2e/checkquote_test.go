@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openriv/riv/agent/sim/device"
 	client "github.com/openriv/riv/collector/client/netconf"
 	"github.com/openriv/riv/internal/testref"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/pcr"
-	"github.com/openriv/riv/agent/sim/device"
 )
 
 // TestCheckquoteWithExposedIAK fetches a quote and the IAK certificate over

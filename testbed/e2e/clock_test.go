@@ -9,9 +9,9 @@ import (
 
 	"github.com/veraison/ear"
 
-	"github.com/openriv/riv/pkg/tpm/tpmtest"
 	"github.com/openriv/riv/agent/sim/device"
 	"github.com/openriv/riv/agent/sim/router"
+	"github.com/openriv/riv/pkg/tpm/tpmtest"
 )
 
 // TestTPMStateRollback is item A2 end to end, on swtpm: the TPM's state is

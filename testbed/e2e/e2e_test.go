@@ -17,16 +17,16 @@ import (
 
 	"github.com/veraison/ear"
 
+	"github.com/openriv/riv/agent/sim/attack"
+	"github.com/openriv/riv/agent/sim/device"
+	"github.com/openriv/riv/agent/sim/router"
+	"github.com/openriv/riv/agent/sim/vendor"
 	"github.com/openriv/riv/collector/client/netconf"
 	"github.com/openriv/riv/collector/verifier"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/rim"
 	"github.com/openriv/riv/pkg/tpm"
-	"github.com/openriv/riv/agent/sim/attack"
-	"github.com/openriv/riv/agent/sim/device"
-	"github.com/openriv/riv/agent/sim/router"
-	"github.com/openriv/riv/agent/sim/vendor"
 )
 
 type env struct {

@@ -15,12 +15,12 @@ import (
 	"github.com/veraison/ear"
 
 	"github.com/openriv/riv/agent/attester"
-	"github.com/openriv/riv/collector/verifier"
-	"github.com/openriv/riv/pkg/alg"
-	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/agent/sim/attack"
 	"github.com/openriv/riv/agent/sim/device"
 	"github.com/openriv/riv/agent/sim/router"
+	"github.com/openriv/riv/collector/verifier"
+	"github.com/openriv/riv/pkg/alg"
+	"github.com/openriv/riv/pkg/eventlog"
 )
 
 // reportIn rewrites a runtime log as a device reporting its template

@@ -12,13 +12,13 @@ import (
 
 	"github.com/veraison/ear"
 
-	"github.com/openriv/riv/collector/verifier"
-	"github.com/openriv/riv/pkg/identity"
-	"github.com/openriv/riv/pkg/rim"
 	"github.com/openriv/riv/agent/sim/attack"
 	"github.com/openriv/riv/agent/sim/device"
 	"github.com/openriv/riv/agent/sim/router"
 	"github.com/openriv/riv/agent/sim/vendor"
+	"github.com/openriv/riv/collector/verifier"
+	"github.com/openriv/riv/pkg/identity"
+	"github.com/openriv/riv/pkg/rim"
 )
 
 // TestIdentityAttacks: a device presenting another device's IDevID

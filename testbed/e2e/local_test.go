@@ -13,11 +13,11 @@ import (
 
 	"github.com/veraison/ear"
 
+	"github.com/openriv/riv/agent/sim/device"
+	"github.com/openriv/riv/agent/sim/router"
 	"github.com/openriv/riv/collector/verifier"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/identity"
-	"github.com/openriv/riv/agent/sim/device"
-	"github.com/openriv/riv/agent/sim/router"
 )
 
 // TestLocalIdentity is item A8: the owner enrolled an LDevID and LAK; the

@@ -13,12 +13,12 @@ import (
 
 	"github.com/veraison/ear"
 
+	"github.com/openriv/riv/agent/sim/attack"
+	"github.com/openriv/riv/agent/sim/router"
 	"github.com/openriv/riv/collector/client/netconf"
 	"github.com/openriv/riv/collector/verifier"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/pcr"
-	"github.com/openriv/riv/agent/sim/attack"
-	"github.com/openriv/riv/agent/sim/router"
 )
 
 // TestRuntimeRollback is item A3: a router booted on image 2.0 runs, at

@@ -23,11 +23,11 @@ import (
 
 	"github.com/veraison/ear"
 
+	"github.com/openriv/riv/agent/sim/device"
 	"github.com/openriv/riv/collector/verifier"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/rim"
-	"github.com/openriv/riv/agent/sim/device"
 )
 
 // TestMain doubles as the device process of BenchmarkPoll: with

@@ -9,13 +9,13 @@ import (
 
 	"github.com/veraison/ear"
 
+	"github.com/openriv/riv/agent/sim/device"
+	"github.com/openriv/riv/agent/sim/router"
 	"github.com/openriv/riv/collector/client/netconf"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/pcr"
 	"github.com/openriv/riv/pkg/tpm/tpmtest"
-	"github.com/openriv/riv/agent/sim/device"
-	"github.com/openriv/riv/agent/sim/router"
 )
 
 // mitm sits between the verifier and a real agent session and changes

@@ -17,14 +17,14 @@ import (
 	"time"
 
 	"github.com/openriv/riv/agent/attester"
-	"github.com/openriv/riv/internal/cli"
-	"github.com/openriv/riv/pkg/endpoint"
-	"github.com/openriv/riv/pkg/identity"
-	"github.com/openriv/riv/pkg/tpm"
 	"github.com/openriv/riv/agent/sim/attack"
 	"github.com/openriv/riv/agent/sim/device"
 	"github.com/openriv/riv/agent/sim/router"
 	"github.com/openriv/riv/agent/sim/vendor"
+	"github.com/openriv/riv/internal/cli"
+	"github.com/openriv/riv/pkg/endpoint"
+	"github.com/openriv/riv/pkg/identity"
+	"github.com/openriv/riv/pkg/tpm"
 )
 
 // runDev is `riv-agent dev --dir DIR`: a zero-setup device on the
@@ -75,17 +75,9 @@ func runDev(env *cli.Env, args []string) error {
 	defer stop()
 
 	genuine := router.DefaultImage(*version)
-	img := genuine
-	switch *atk {
-	case "none", "unknown-binary":
-	case "tampered-kernel":
-		img = attack.TamperKernel(genuine)
-	case "debug-mode":
-		img = attack.DebugMode(genuine)
-	case "rollback":
-		img = router.DefaultImage("1.0")
-	default:
-		return cli.Usage("dev: unknown attack %q", *atk)
+	img, err := attack.BootImage(*atk, genuine)
+	if err != nil {
+		return cli.Usage("dev: %v", err)
 	}
 	now := time.Now()
 	mfr, err := identity.NewCA("RIV Dev Manufacturer", now, 10*365*24*time.Hour)
@@ -109,7 +101,7 @@ func runDev(env *cli.Env, args []string) error {
 	}
 	defer d.Close()
 	if *atk == "unknown-binary" {
-		if err := d.MeasureFile(ctx, "/tmp/.cache/xmrig", []byte("a miner the vendor never shipped")); err != nil {
+		if err := d.MeasureFile(ctx, attack.UnknownBinary, attack.UnknownBinaryContent); err != nil {
 			return err
 		}
 	}

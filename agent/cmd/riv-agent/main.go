@@ -2,6 +2,8 @@
 //
 //	riv-agent provision --tpm SPEC --dir DIR --serial S --model M [--alg ecc-p256|ecc-p384|rsa-2048] [--local]
 //	                    --ca-cert CA.pem --ca-key CA-KEY.pem --tpm-ca VENDOR-CA.pem [--tpm-ca ...]
+//	riv-agent serve [--config FILE] [--ready-file FILE]
+//	riv-agent config check [--json] FILE
 //	riv-agent dev --dir DIR [flags]
 //	riv-agent version
 //
@@ -9,7 +11,8 @@
 // LDevID and LAK) in the TPM at persistent handles, enrolls them with the
 // given CA — CSR, TPM2_Certify evidence, EK certificate check and
 // credential activation — and writes the certificates to DIR. Running it
-// again on a provisioned device changes nothing. dev is the one-process
+// again on a provisioned device changes nothing. serve is the production
+// mode: the agent of a router, from its config file (agent/config). dev is the one-process
 // quick start: a simulated router with its TPM serving NETCONF, RESTCONF
 // and SNMP. Every command takes --help; the exit codes are those of every
 // RIV binary (internal/cli).
@@ -37,6 +40,9 @@ var app = &cli.App{
 	Commands: []*cli.Command{
 		{Name: "provision", Args: "--tpm SPEC --dir DIR --serial S --model M --ca-cert F --ca-key F --tpm-ca F [--alg A] [--local]",
 			Summary: "create and enroll the device identity (IDevID/IAK, or LDevID/LAK) in the TPM", Run: runProvision},
+		{Name: "serve", Args: "[--config FILE] [--ready-file FILE]", Summary: "run the attester of this router from its config file until SIGTERM (SIGHUP reloads)",
+			Help: serveHelp, Run: runServe},
+		{Name: "config check", Args: "[--json] FILE", Summary: "validate a serve config file and every file it names", Help: configCheckHelp, Run: runConfigCheck},
 		{Name: "dev", Args: "--dir DIR [flags]", Summary: "run a simulated router (TPM simulator) serving NETCONF, RESTCONF and SNMPv3 until SIGTERM",
 			Help: devHelp, Run: runDev},
 	},

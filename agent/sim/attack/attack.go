@@ -6,11 +6,12 @@ package attack
 import (
 	"context"
 	"crypto/x509"
+	"fmt"
 	"time"
 
+	"github.com/openriv/riv/agent/sim/router"
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/tpm"
-	"github.com/openriv/riv/agent/sim/router"
 )
 
 // Image attacks change the image before boot.
@@ -82,4 +83,31 @@ func first(s []string) string {
 		return ""
 	}
 	return s[0]
+}
+
+// Names are the attacks a whole router can boot with (riv-agent dev
+// --attack, riv-router --attack).
+var Names = []string{"none", "tampered-kernel", "debug-mode", "rollback", "unknown-binary"}
+
+// UnknownBinary is what the unknown-binary attack runs after boot: a miner
+// the vendor never shipped.
+const UnknownBinary = "/tmp/.cache/xmrig"
+
+// UnknownBinaryContent is its content.
+var UnknownBinaryContent = []byte("a miner the vendor never shipped")
+
+// BootImage returns the image a router with attack boots instead of
+// genuine (unknown-binary boots genuine and runs UnknownBinary after).
+func BootImage(name string, genuine *router.Image) (*router.Image, error) {
+	switch name {
+	case "none", "unknown-binary":
+		return genuine, nil
+	case "tampered-kernel":
+		return TamperKernel(genuine), nil
+	case "debug-mode":
+		return DebugMode(genuine), nil
+	case "rollback":
+		return router.DefaultImage("1.0"), nil
+	}
+	return nil, fmt.Errorf("unknown attack %q (want one of %v)", name, Names)
 }

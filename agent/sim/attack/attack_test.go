@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openriv/riv/agent/sim/router"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/pcr"
 	"github.com/openriv/riv/pkg/tpm"
-	"github.com/openriv/riv/agent/sim/router"
 )
 
 var all = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}

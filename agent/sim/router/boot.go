@@ -3,7 +3,9 @@ package router
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"slices"
 	"unicode/utf16"
 
 	"github.com/openriv/riv/pkg/alg"
@@ -189,36 +191,101 @@ func BootImage(ctx context.Context, tp *tpm.TPM, img *Image) (*Boot, error) {
 	if boot.UEFILog, err = eventlog.WriteTCG(boot.UEFI); err != nil {
 		return nil, err
 	}
+	return boot, bootNOS(ctx, tp, img, boot)
+}
 
-	// The NOS: boot_aggregate, then every package file and the startup
-	// configuration, measured into PCR 10 as ima-ng entries.
-	n := &netequip{ctx: ctx, tp: tp, banks: banks}
-	if img.RuntimeOff {
-		boot.Netequip = &eventlog.Log{Format: eventlog.FormatIMA, Banks: []alg.ID{alg.SHA1}}
-		return boot, nil
-	}
-	agg, err := bootAggregate(ctx, tp)
+// ErrUnreproducible says a captured firmware log cannot be extended into
+// a TPM from outside the firmware.
+var ErrUnreproducible = errors.New("firmware log cannot be reproduced in a TPM")
+
+// BootFirmwareLog boots img with a captured firmware log in place of the
+// simulated firmware: every event of raw is extended into tp, in each of
+// the log's banks, so that raw replays to tp's PCRs, and the NOS then
+// measures into PCR 10 as BootImage's does. tp must be freshly reset and
+// have exactly the log's banks allocated. A log that starts from
+// locality 3 or 4 (a StartupLocality event other than 0: PCR 0 then
+// starts at 3 or 4, which no extend reaches), that extends PCR 10 (the
+// NOS's), or whose banks tp lacks is ErrUnreproducible.
+func BootFirmwareLog(ctx context.Context, tp *tpm.TPM, raw []byte, img *Image) (*Boot, error) {
+	l, err := eventlog.ParseTCG(raw)
 	if err != nil {
 		return nil, err
 	}
-	if err := n.measure("boot_aggregate", agg, alg.SHA256); err != nil {
+	banks, err := tp.Banks(ctx)
+	if err != nil {
 		return nil, err
+	}
+	for _, b := range l.Banks {
+		if !slices.Contains(banks, b) {
+			return nil, fmt.Errorf("%w: the log has a %v bank the TPM has not allocated", ErrUnreproducible, b)
+		}
+	}
+	for _, b := range banks {
+		if !slices.Contains(l.Banks, b) {
+			return nil, fmt.Errorf("%w: the TPM has a %v bank the log has no digests for", ErrUnreproducible, b)
+		}
+	}
+	for _, e := range l.Events {
+		if e.Type == uint32(eventlog.EvNoAction) {
+			if loc, ok := startupLocality(e.Data); ok && loc != 0 {
+				return nil, fmt.Errorf("%w: the firmware started the TPM from locality %d (StartupLocality event), so PCR 0 starts at %d", ErrUnreproducible, loc, loc)
+			}
+			continue
+		}
+		if e.PCR < 0 || e.PCR > 23 || e.PCR == NetequipPCR {
+			return nil, fmt.Errorf("%w: event %d extends PCR %d", ErrUnreproducible, e.Seq, e.PCR)
+		}
+		ds := map[alg.ID][]byte{}
+		for _, d := range e.Digests {
+			ds[d.Alg] = d.Value
+		}
+		if err := tp.Extend(ctx, e.PCR, ds); err != nil {
+			return nil, fmt.Errorf("event %d: %w", e.Seq, err)
+		}
+	}
+	boot := &Boot{Banks: banks, UEFI: l, UEFILog: raw}
+	return boot, bootNOS(ctx, tp, img, boot)
+}
+
+// startupLocality decodes a TCG StartupLocality event (PC Client PFP
+// §10.4.5.3): "StartupLocality\0" and one byte.
+func startupLocality(data []byte) (int, bool) {
+	const sig = "StartupLocality\x00"
+	if len(data) != len(sig)+1 || string(data[:len(sig)]) != sig {
+		return 0, false
+	}
+	return int(data[len(sig)]), true
+}
+
+// bootNOS is the NOS's part of a boot: boot_aggregate, then every package
+// file and the startup configuration, measured into PCR 10 as ima-ng
+// entries.
+func bootNOS(ctx context.Context, tp *tpm.TPM, img *Image, boot *Boot) error {
+	n := &netequip{ctx: ctx, tp: tp, banks: boot.Banks}
+	if img.RuntimeOff {
+		boot.Netequip = &eventlog.Log{Format: eventlog.FormatIMA, Banks: []alg.ID{alg.SHA1}}
+		return nil
+	}
+	agg, err := bootAggregate(ctx, tp, boot.Banks)
+	if err != nil {
+		return err
+	}
+	if err := n.measure("boot_aggregate", agg, alg.SHA256); err != nil {
+		return err
 	}
 	for _, p := range img.Packages {
 		for _, f := range p.Files {
 			if err := n.measure(f.Path, alg.SHA256.Sum(f.Content), alg.SHA256); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
 	if err := n.measure("/etc/riv/startup-config", alg.SHA256.Sum(img.StartupConfig), alg.SHA256); err != nil {
-		return nil, err
+		return err
 	}
 	boot.Netequip = &eventlog.Log{Format: eventlog.FormatIMA, Banks: []alg.ID{alg.SHA1}, Events: n.log}
-	if boot.NetequipLog, err = eventlog.WriteIMA(n.log, alg.SHA1); err != nil {
-		return nil, err
-	}
-	return boot, nil
+	boot.NetequipLog, err = eventlog.WriteIMA(n.log, alg.SHA1)
+	return err
 }
 
 // MeasureFile is the NOS measuring a file at run time (an executable it
@@ -257,16 +324,21 @@ func imageLoadEvent(size int, path string) []byte {
 	return append(out, dp...)
 }
 
-// bootAggregate is SHA-256 over PCRs 0–9 of the SHA-256 bank, as IMA's
-// boot_aggregate.
-func bootAggregate(ctx context.Context, tp *tpm.TPM) ([]byte, error) {
-	vals, err := tp.ReadPCRs(ctx, []pcr.Selection{{Bank: alg.SHA256, PCRs: []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}}})
+// bootAggregate is IMA's boot_aggregate: SHA-256 over PCRs 0–9 of the
+// SHA-256 bank (the SHA-1 bank's on a TPM without one, as the kernel
+// takes the first bank it has).
+func bootAggregate(ctx context.Context, tp *tpm.TPM, banks []alg.ID) ([]byte, error) {
+	bank := alg.SHA256
+	if !slices.Contains(banks, bank) {
+		bank = banks[0]
+	}
+	vals, err := tp.ReadPCRs(ctx, []pcr.Selection{{Bank: bank, PCRs: []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}}})
 	if err != nil {
 		return nil, err
 	}
 	h, _ := alg.SHA256.New()
 	for i := 0; i <= 9; i++ {
-		h.Write(vals.Get(alg.SHA256, i))
+		h.Write(vals.Get(bank, i))
 	}
 	return h.Sum(nil), nil
 }
@@ -280,18 +352,26 @@ type netequip struct {
 }
 
 func (n *netequip) measure(name string, fileHash []byte, fileAlg alg.ID) error {
-	banks := append([]alg.ID{alg.SHA1}, n.banks...)
-	e := eventlog.IMAEntryFor(NetequipPCR, fileAlg, fileHash, name, nil, dedupe(banks))
-	ds := map[alg.ID][]byte{}
-	for _, b := range n.banks {
-		ds[b] = e.Digest(b)
-	}
-	if err := n.tp.Extend(n.ctx, NetequipPCR, ds); err != nil {
+	e, err := MeasureIMA(n.ctx, n.tp, n.banks, name, fileHash, fileAlg)
+	if err != nil {
 		return err
 	}
 	e.Seq = len(n.log)
 	n.log = append(n.log, e)
 	return nil
+}
+
+// MeasureIMA is one IMA measurement as the kernel makes it: an ima-ng
+// entry for the file name with its hash, whose template digest (SHA-1 and
+// each of banks) is extended into PCR 10. The entry is returned for the
+// log.
+func MeasureIMA(ctx context.Context, tp *tpm.TPM, banks []alg.ID, name string, fileHash []byte, fileAlg alg.ID) (eventlog.Event, error) {
+	e := eventlog.IMAEntryFor(NetequipPCR, fileAlg, fileHash, name, nil, dedupe(append([]alg.ID{alg.SHA1}, banks...)))
+	ds := map[alg.ID][]byte{}
+	for _, b := range banks {
+		ds[b] = e.Digest(b)
+	}
+	return e, tp.Extend(ctx, NetequipPCR, ds)
 }
 
 func dedupe(in []alg.ID) []alg.ID {

@@ -21,11 +21,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/openriv/riv/agent/sim/router"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/rim"
 	"github.com/openriv/riv/pkg/tpm"
-	"github.com/openriv/riv/agent/sim/router"
 )
 
 // Vendor signs RIMs.
@@ -167,7 +167,18 @@ func (v *Vendor) Sign(img *router.Image, ref *router.Boot, supersedes ...string)
 	if err != nil {
 		return nil, err
 	}
-	vals, err := l.Replay(eventlog.ReplayOptions{Banks: []alg.ID{alg.SHA256, alg.SHA384}})
+	// Reference values in every bank the log has but SHA-1 (which no
+	// appraisal trusts).
+	var banks []alg.ID
+	for _, b := range l.Banks {
+		if b != alg.SHA1 {
+			banks = append(banks, b)
+		}
+	}
+	if len(banks) == 0 {
+		banks = l.Banks
+	}
+	vals, err := l.Replay(eventlog.ReplayOptions{Banks: banks})
 	if err != nil {
 		return nil, err
 	}
@@ -203,15 +214,25 @@ func (v *Vendor) Publish(ctx context.Context, tp *tpm.TPM, dir string, versions 
 		if err != nil {
 			return err
 		}
-		files := map[string][]byte{"image-" + ver + ".cose": s.Image, "base-" + ver + ".cose": s.Base, "pcrs-" + ver + ".corim": s.CoRIM,
-			"support-" + ver + ".rimel": s.Support, "config-" + ver + ".cose": s.Config}
-		for name, p := range s.Packages {
-			files["pkg-"+name+"-"+ver+".cose"] = p
+		if err := s.Write(dir, ver); err != nil {
+			return err
 		}
-		for n, b := range files {
-			if err := os.WriteFile(filepath.Join(dir, n), b, 0o644); err != nil {
-				return err
-			}
+	}
+	return nil
+}
+
+// Write writes the RIMs of image version ver into dir as Publish names
+// them: image-V.cose, base-V.cose, pcrs-V.corim, support-V.rimel,
+// config-V.cose and pkg-NAME-V.cose.
+func (s *RIMs) Write(dir, ver string) error {
+	files := map[string][]byte{"image-" + ver + ".cose": s.Image, "base-" + ver + ".cose": s.Base, "pcrs-" + ver + ".corim": s.CoRIM,
+		"support-" + ver + ".rimel": s.Support, "config-" + ver + ".cose": s.Config}
+	for name, p := range s.Packages {
+		files["pkg-"+name+"-"+ver+".cose"] = p
+	}
+	for n, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), b, 0o644); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -8,13 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openriv/riv/agent/sim/attack"
+	"github.com/openriv/riv/agent/sim/router"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/pcr"
 	"github.com/openriv/riv/pkg/rim"
 	"github.com/openriv/riv/pkg/tpm"
-	"github.com/openriv/riv/agent/sim/attack"
-	"github.com/openriv/riv/agent/sim/router"
 )
 
 func boot(t *testing.T, tp *tpm.TPM, img *router.Image) *router.Boot {

@@ -1,0 +1,759 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/openriv/riv/agent/sim/attack"
+	"github.com/openriv/riv/agent/sim/router"
+	"github.com/openriv/riv/agent/sim/vendor"
+	"github.com/openriv/riv/internal/cli"
+	"github.com/openriv/riv/pkg/alg"
+	"github.com/openriv/riv/pkg/endpoint"
+	"github.com/openriv/riv/pkg/eventlog"
+	"github.com/openriv/riv/pkg/identity"
+	"github.com/openriv/riv/pkg/tpm"
+	"github.com/openriv/riv/testbed/swtpm"
+)
+
+// state is DIR/router.json: what measure and reboot need to know about
+// the running router.
+type state struct {
+	Serial  string   `json:"serial"`
+	Model   string   `json:"model"`
+	Version string   `json:"image_version"`
+	Attack  string   `json:"attack"`
+	BIOSLog string   `json:"bios_log,omitempty"` // the captured log, copied into DIR
+	Banks   []string `json:"banks"`
+	TPM     string   `json:"tpm"` // pkg/tpm spec
+	Ctrl    string   `json:"ctrl"`
+	// The kernel-format logs.
+	BIOS string `json:"bios"`
+	IMA  string `json:"ima"`
+	// Boots counts the boots; reboot waits for it to grow.
+	Boots       int    `json:"boots"`
+	RebootError string `json:"reboot_error,omitempty"`
+}
+
+func readState(dir string) (*state, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "router.json"))
+	if err != nil {
+		return nil, err
+	}
+	var s state
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%s/router.json: %w", dir, err)
+	}
+	return &s, nil
+}
+
+func (s *state) write(dir string) error {
+	b, _ := json.MarshalIndent(s, "", "  ")
+	return writeAtomic(filepath.Join(dir, "router.json"), append(b, '\n'), 0o644)
+}
+
+// bankNames names the TPM banks swtpm_setup allocates for a log.
+func bankNames(banks []alg.ID) ([]string, error) {
+	var out []string
+	for _, b := range banks {
+		switch b {
+		case alg.SHA1, alg.SHA256, alg.SHA384, alg.SHA512:
+			out = append(out, b.String())
+		default:
+			return nil, fmt.Errorf("%w: swtpm cannot allocate a %v bank", router.ErrUnreproducible, b)
+		}
+	}
+	return out, nil
+}
+
+func runRouter(env *cli.Env, args []string) error {
+	fs := env.Flags()
+	dir := fs.String("dir", "", "the router's directory (TPM state, keys, logs, agent.yaml, endpoints.json)")
+	biosLog := fs.String("bios-log", "", "boot a captured TCG firmware log (binary_bios_measurements) instead of the simulated firmware")
+	serial := fs.String("serial", "RTR-0001", "device serial number")
+	version := fs.String("image-version", "2.0", "router image version")
+	atk := fs.String("attack", "none", "boot with an attack: "+strings.Join(attack.Names, ", "))
+	agentBin := fs.String("agent", "", "riv-agent binary (default: beside riv-router, else on PATH)")
+	lineCards := fs.Int("line-cards", 0, "line cards, each with its own TPM")
+	if err := env.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return cli.Usage("unexpected argument %q", fs.Arg(0))
+	}
+	if *dir == "" {
+		return cli.Usage("--dir is required")
+	}
+	if *lineCards != 0 {
+		return cli.Usage("--line-cards: routers with several TPMs are not built yet")
+	}
+	genuine := router.DefaultImage(*version)
+	img, err := attack.BootImage(*atk, genuine)
+	if err != nil {
+		return cli.Usage("%v", err)
+	}
+	if *biosLog != "" && *atk != "none" && *atk != "unknown-binary" {
+		return cli.Usage("--attack %s changes the simulated firmware; with --bios-log only none and unknown-binary apply", *atk)
+	}
+	agent, err := findAgent(*agentBin)
+	if err != nil {
+		return cli.Usage("%v", err)
+	}
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		return cli.Usage("%v", err)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return cli.Usage("%v", err)
+	}
+	unlock, err := lockDir(abs)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	log := slog.New(slog.NewTextHandler(env.Stderr, nil)).With("router", *serial)
+
+	st := &state{Serial: *serial, Model: genuine.Model, Version: *version, Attack: *atk, Banks: []string{"sha256", "sha384"},
+		TPM: "swtpm:" + filepath.Join(abs, "tpm.sock"), Ctrl: filepath.Join(abs, "tpm.ctrl"),
+		BIOS: filepath.Join(abs, "securityfs", "tpm0", "binary_bios_measurements"),
+		IMA:  filepath.Join(abs, "securityfs", "ima", "binary_runtime_measurements")}
+	if old, err := readState(abs); err == nil {
+		st.Boots = old.Boots
+	}
+	if *biosLog != "" {
+		raw, err := os.ReadFile(*biosLog)
+		if err != nil {
+			return cli.Usage("--bios-log: %v", err)
+		}
+		l, err := eventlog.ParseTCG(raw)
+		if err != nil {
+			return cli.Usage("--bios-log %s: %v", *biosLog, err)
+		}
+		if st.Banks, err = bankNames(l.Banks); err != nil {
+			return cli.Failed("--bios-log %s: %v", *biosLog, err)
+		}
+		st.BIOSLog = filepath.Join(abs, "firmware.bin")
+		if err := writeAtomic(st.BIOSLog, raw, 0o644); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{"securityfs/tpm0", "securityfs/ima", "certs", "rims", "users", "snmp", "mfr"} {
+		if err := os.MkdirAll(filepath.Join(abs, d), 0o700); err != nil {
+			return err
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	log.Info("manufacturing the TPM", "banks", strings.Join(st.Banks, ","))
+	tst, err := swtpm.Manufacture(filepath.Join(abs, "tpm"), st.Banks)
+	if err != nil {
+		return cli.Failed("%v", err)
+	}
+	proc, err := swtpm.Start(tst, strings.TrimPrefix(st.TPM, "swtpm:"), st.Ctrl)
+	if err != nil {
+		return cli.Failed("%v", err)
+	}
+	defer proc.Stop()
+	// Stopped, the router shuts its TPM down in order, as its OS would,
+	// after the agent has stopped.
+	defer shutdownTPM(st.TPM)
+	if err := resetLockout(ctx, st.TPM); err != nil {
+		return cli.Failed("%v", err)
+	}
+
+	mfr, err := loadOrCreateCA(filepath.Join(abs, "mfr"), "RIV Testbed Manufacturer")
+	if err != nil {
+		return err
+	}
+	log.Info("provisioning IDevID and IAK", "agent", agent)
+	prov := exec.CommandContext(ctx, agent, "provision", "--tpm", st.TPM, "--dir", filepath.Join(abs, "certs"), "--serial", *serial, "--model", genuine.Model,
+		"--ca-cert", filepath.Join(abs, "mfr", "ca.pem"), "--ca-key", filepath.Join(abs, "mfr", "ca.key"), "--tpm-ca", tst.CARoot, "--tpm-ca", tst.CAIntermediate)
+	if out, err := prov.CombinedOutput(); err != nil {
+		return cli.Failed("riv-agent provision: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+
+	r := &rig{dir: abs, st: st, img: img, agent: agent, log: log}
+	if err := r.boot(ctx); err != nil {
+		return cli.Failed("boot: %v", err)
+	}
+	if err := r.publish(ctx, genuine); err != nil {
+		return cli.Failed("vendor RIMs: %v", err)
+	}
+	creds, err := writeCredentials(abs, *serial)
+	if err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(abs, "manufacturer-ca.pem"), pemCert(mfr.Cert), 0o644); err != nil {
+		return err
+	}
+	if err := r.writeConfig(map[string]string{}); err != nil {
+		return err
+	}
+	addrs, err := r.startAgent()
+	if err != nil {
+		return cli.Failed("%v", err)
+	}
+	defer r.stopAgent()
+	// The agent keeps its addresses across reboots: they go into the
+	// config it is restarted with.
+	if err := r.writeConfig(addrs); err != nil {
+		return err
+	}
+	ep := endpoint.Endpoints{
+		NetconfSSH: addrs["netconf_ssh"], NetconfTLS: addrs["netconf_tls"], RESTCONF: "https://" + addrs["restconf"], SNMP: addrs["snmp"],
+		SSHUser: "riv", SSHPrivateKey: filepath.Join(abs, "ssh_key"), TLSClientCert: filepath.Join(abs, "client.pem"), TLSClientKey: filepath.Join(abs, "client.key"),
+		TrustAnchors: filepath.Join(abs, "manufacturer-ca.pem"), RIMSigner: filepath.Join(abs, "vendor-ca.pem"), RIMs: filepath.Join(abs, "rims"),
+		Serial: *serial, Attack: *atk,
+		SNMPUser: "riv", SNMPAuthProtocol: "SHA-256", SNMPAuthKey: creds.snmpAuth, SNMPPrivProtocol: "AES", SNMPPrivKey: creds.snmpPriv,
+	}
+	if err := ep.Write(filepath.Join(abs, "endpoints.json")); err != nil {
+		return err
+	}
+	log.Info("ready", "netconf_ssh", ep.NetconfSSH, "netconf_tls", ep.NetconfTLS, "restconf", ep.RESTCONF, "snmp", ep.SNMP,
+		"endpoints", filepath.Join(abs, "endpoints.json"))
+
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("stopping")
+			return nil
+		case <-r.agentExited:
+			return cli.Failed("riv-agent serve exited: %s", lastLine(filepath.Join(abs, "agent.log")))
+		case <-usr1:
+			if err := r.reboot(ctx); err != nil {
+				log.Error("reboot failed", "err", err)
+				r.st.RebootError = err.Error()
+			} else {
+				r.st.RebootError = ""
+			}
+			r.st.Boots++
+			if err := r.st.write(abs); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// rig is a running router.
+type rig struct {
+	dir   string
+	st    *state
+	img   *router.Image
+	agent string
+	log   *slog.Logger
+
+	cmd         *exec.Cmd
+	agentExited chan struct{}
+}
+
+// boot runs the measured boot into the (fresh or just reset) TPM and
+// writes the logs where the kernel would.
+func (r *rig) boot(ctx context.Context) error {
+	tp, err := tpm.Open(ctx, r.st.TPM)
+	if err != nil {
+		return err
+	}
+	defer tp.Close()
+	var b *router.Boot
+	if r.st.BIOSLog != "" {
+		raw, err := os.ReadFile(r.st.BIOSLog)
+		if err != nil {
+			return err
+		}
+		b, err = router.BootFirmwareLog(ctx, tp, raw, r.img)
+		if err != nil {
+			return err
+		}
+	} else if b, err = router.BootImage(ctx, tp, r.img); err != nil {
+		return err
+	}
+	if err := writeAtomic(r.st.BIOS, b.UEFILog, 0o644); err != nil {
+		return err
+	}
+	if err := writeIMA(r.st.IMA, b.Banks, b.Netequip.Events, false); err != nil {
+		return err
+	}
+	if r.st.Attack == "unknown-binary" {
+		if err := measure(ctx, tp, r.st, attack.UnknownBinary, attack.UnknownBinaryContent); err != nil {
+			return err
+		}
+	}
+	r.log.Info("booted", "uefi_events", len(b.UEFI.Events), "ima_entries", len(b.Netequip.Events), "bios_log", r.st.BIOSLog != "")
+	return nil
+}
+
+// writeIMA writes IMA entries as the kernel exposes them: the SHA-1
+// template digests in binary_runtime_measurements and each other bank's
+// in binary_runtime_measurements_<bank>; appending, or replacing the
+// files (a boot).
+func writeIMA(path string, banks []alg.ID, evs []eventlog.Event, appendTo bool) error {
+	files := map[string]alg.ID{path: alg.SHA1}
+	for _, b := range banks {
+		if b != alg.SHA1 {
+			files[path+"_"+b.String()] = b
+		}
+	}
+	for p, b := range files {
+		raw, err := eventlog.WriteIMA(evs, b)
+		if err != nil {
+			return err
+		}
+		if !appendTo {
+			if err := writeAtomic(p, raw, 0o644); err != nil {
+				return err
+			}
+			continue
+		}
+		f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		_, err = f.Write(raw)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// measure is IMA measuring a file: PCR 10 first, then the log (the
+// kernel's order: a verifier never sees an entry the TPM lacks).
+func measure(ctx context.Context, tp *tpm.TPM, st *state, name string, content []byte) error {
+	banks, err := tp.Banks(ctx)
+	if err != nil {
+		return err
+	}
+	e, err := router.MeasureIMA(ctx, tp, banks, name, alg.SHA256.Sum(content), alg.SHA256)
+	if err != nil {
+		return err
+	}
+	return writeIMA(st.IMA, banks, []eventlog.Event{e}, true)
+}
+
+// publish has the vendor sign the RIMs of the genuine image: from
+// reference boots on the in-process simulator for the simulated
+// firmware, or for a captured firmware log from the boot itself (the
+// vendor's reference platform is the machine the log came from).
+func (r *rig) publish(ctx context.Context, genuine *router.Image) error {
+	now := time.Now()
+	v, err := vendor.New("RIV Test Networks", "https://rims.example.net", elliptic.P256(), now.Add(-time.Hour), now.Add(365*24*time.Hour))
+	if err != nil {
+		return err
+	}
+	rims := filepath.Join(r.dir, "rims")
+	old, _ := filepath.Glob(filepath.Join(rims, "*"))
+	for _, f := range old {
+		os.Remove(f)
+	}
+	if r.st.BIOSLog != "" {
+		raw, err := os.ReadFile(r.st.BIOSLog)
+		if err != nil {
+			return err
+		}
+		ref := &router.Boot{UEFILog: raw}
+		s, err := v.Sign(genuine, ref)
+		if err != nil {
+			return err
+		}
+		if err := s.Write(rims, genuine.Version); err != nil {
+			return err
+		}
+	} else {
+		sim, err := tpm.Open(ctx, "sim")
+		if err != nil {
+			return err
+		}
+		versions := []string{"1.0"}
+		if genuine.Version != "1.0" {
+			versions = append(versions, genuine.Version)
+		}
+		err = v.Publish(ctx, sim, rims, versions...)
+		sim.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return v.WriteFiles(r.dir)
+}
+
+type credentials struct{ snmpAuth, snmpPriv string }
+
+// writeCredentials creates the operator's side: an SSH key in the
+// agent's authorized keys, a client CA and a TLS client certificate
+// (CN riv), and the SNMP user's passwords. Existing ones are kept.
+func writeCredentials(dir, serial string) (*credentials, error) {
+	if _, err := os.Stat(filepath.Join(dir, "client.pem")); err != nil {
+		_, key, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		blk, err := ssh.MarshalPrivateKey(key, "riv@"+serial)
+		if err != nil {
+			return nil, err
+		}
+		pub, _ := ssh.NewPublicKey(key.Public())
+		opCA, err := identity.NewCA("RIV Testbed Operators", time.Now(), 10*365*24*time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		cert, ckey, err := clientCert(opCA, "riv")
+		if err != nil {
+			return nil, err
+		}
+		for name, b := range map[string][]byte{
+			"ssh_key":       pem.EncodeToMemory(blk),
+			"users/riv.pub": ssh.MarshalAuthorizedKey(pub),
+			"client-ca.pem": pemCert(opCA.Cert),
+			"client.pem":    pemCert(cert),
+			"client.key":    ckey,
+			"snmp/riv.auth": []byte(randomPassword() + "\n"),
+			"snmp/riv.priv": []byte(randomPassword() + "\n"),
+		} {
+			if err := writeFile(filepath.Join(dir, name), b, 0o600); err != nil {
+				return nil, err
+			}
+		}
+	}
+	c := &credentials{}
+	for _, f := range []struct {
+		name string
+		to   *string
+	}{{"snmp/riv.auth", &c.snmpAuth}, {"snmp/riv.priv", &c.snmpPriv}} {
+		b, err := os.ReadFile(filepath.Join(dir, f.name))
+		if err != nil {
+			return nil, err
+		}
+		*f.to = strings.TrimSpace(string(b))
+	}
+	return c, nil
+}
+
+func clientCert(ca *identity.CA, user string) (*x509.Certificate, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 100))
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: user}, NotBefore: time.Now().Add(-time.Minute),
+		NotAfter: time.Now().Add(365 * 24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Signer)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, _ := x509.ParseCertificate(der)
+	k, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k}), nil
+}
+
+// writeConfig writes DIR/agent.yaml; addrs, once the agent has chosen its
+// ports, pins them for the agent's restarts.
+func (r *rig) writeConfig(addrs map[string]string) error {
+	listen := func(k string) string {
+		if a := addrs[k]; a != "" {
+			return a
+		}
+		return "127.0.0.1:0"
+	}
+	d := r.dir
+	cfg := fmt.Sprintf(`# riv-router %[1]s: the agent of a testbed router (riv-agent serve --config).
+tpm: %[2]q
+name: tpm0
+manufacturer: "swtpm (libtpms)"
+logs:
+  bios: %[3]q
+  ima: %[4]q
+identity:
+  idevid: {cert: %[5]q, handle: 0x81020001}
+  iak: {cert: %[6]q, handle: 0x81020000}
+  chain: %[7]q
+listen:
+  netconf_ssh: %[8]q
+  netconf_tls: %[9]q
+  restconf: %[10]q
+  snmp: %[11]q
+device:
+  name: %[12]q
+netconf:
+  users:
+    - name: riv
+      authorized_keys: %[13]q
+tls:
+  client_ca: %[14]q
+  cert_to_name:
+    - map_type: common-name
+nacm:
+  groups:
+    verifiers: [riv]
+  rules:
+    - {group: verifiers, operation: "*", action: permit}
+snmp:
+  users:
+    - name: riv
+      auth_protocol: SHA-256
+      auth_key_file: %[15]q
+      priv_protocol: AES
+      priv_key_file: %[16]q
+  boots_file: %[17]q
+`, d, r.st.TPM, r.st.BIOS, r.st.IMA, filepath.Join(d, "certs", "idevid.pem"), filepath.Join(d, "certs", "iak.pem"), filepath.Join(d, "mfr", "ca.pem"),
+		listen("netconf_ssh"), listen("netconf_tls"), listen("restconf"), listen("snmp"), r.st.Serial,
+		filepath.Join(d, "users", "riv.pub"), filepath.Join(d, "client-ca.pem"), filepath.Join(d, "snmp", "riv.auth"), filepath.Join(d, "snmp", "riv.priv"),
+		filepath.Join(d, "snmp-engine-boots"))
+	if err := writeAtomic(filepath.Join(d, "agent.yaml"), []byte(cfg), 0o600); err != nil {
+		return err
+	}
+	return r.st.write(d)
+}
+
+// startAgent runs riv-agent serve and waits until it serves.
+func (r *rig) startAgent() (map[string]string, error) {
+	ready := filepath.Join(r.dir, "ready.json")
+	os.Remove(ready)
+	logf, err := os.OpenFile(filepath.Join(r.dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(r.agent, "serve", "--config", filepath.Join(r.dir, "agent.yaml"), "--ready-file", ready)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own process group keeps a terminal's Ctrl-C away (riv-router
+	// stops it); Pdeathsig stops it when riv-router dies any other way.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", r.agent, err)
+	}
+	r.cmd, r.agentExited = cmd, make(chan struct{})
+	exited := r.agentExited
+	go func() { cmd.Wait(); close(exited) }()
+	deadline := time.After(time.Minute)
+	for {
+		if b, err := os.ReadFile(ready); err == nil {
+			var addrs map[string]string
+			if err := json.Unmarshal(b, &addrs); err != nil {
+				return nil, fmt.Errorf("%s: %w", ready, err)
+			}
+			return addrs, nil
+		}
+		select {
+		case <-exited:
+			return nil, fmt.Errorf("riv-agent serve exited: %s", lastLine(filepath.Join(r.dir, "agent.log")))
+		case <-deadline:
+			r.stopAgent()
+			return nil, errors.New("riv-agent serve was not ready within a minute")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (r *rig) stopAgent() {
+	if r.cmd == nil {
+		return
+	}
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-r.agentExited:
+	case <-time.After(20 * time.Second):
+		r.cmd.Process.Kill()
+		<-r.agentExited
+	}
+	r.cmd = nil
+}
+
+// reboot is a platform reset with the agent down, as on a router: no
+// verifier can reach the agent while the TPM and logs are half-booted.
+func (r *rig) reboot(ctx context.Context) error {
+	r.log.Info("rebooting")
+	r.stopAgent()
+	// An orderly shutdown first, as the OS does before it resets the
+	// platform: the TPM saves its clock, which stays safe.
+	tp, err := tpm.Open(ctx, r.st.TPM)
+	if err != nil {
+		return err
+	}
+	err = tp.Shutdown(ctx)
+	tp.Close()
+	if err != nil {
+		return err
+	}
+	if err := swtpm.Reset(r.st.Ctrl); err != nil {
+		return err
+	}
+	if err := r.boot(ctx); err != nil {
+		return err
+	}
+	_, err = r.startAgent()
+	return err
+}
+
+// resetLockout clears the dictionary-attack lockout a killed (not shut
+// down) TPM accumulates.
+func resetLockout(ctx context.Context, spec string) error {
+	tp, err := tpm.Open(ctx, spec)
+	if err != nil {
+		return err
+	}
+	defer tp.Close()
+	return tp.ResetLockout(ctx)
+}
+
+func shutdownTPM(spec string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if tp, err := tpm.Open(ctx, spec); err == nil {
+		tp.Shutdown(ctx)
+		tp.Close()
+	}
+}
+
+func findAgent(flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "riv-agent")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("riv-agent")
+	if err != nil {
+		return "", errors.New("riv-agent not found beside riv-router or on PATH (use --agent)")
+	}
+	return p, nil
+}
+
+// loadOrCreateCA keeps a CA in dir (ca.pem, ca.key) across runs.
+func loadOrCreateCA(dir, name string) (*identity.CA, error) {
+	certFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key")
+	if cb, err := os.ReadFile(certFile); err == nil {
+		kb, err := os.ReadFile(keyFile)
+		if err != nil {
+			return nil, err
+		}
+		cblk, _ := pem.Decode(cb)
+		kblk, _ := pem.Decode(kb)
+		if cblk == nil || kblk == nil {
+			return nil, fmt.Errorf("%s: not a PEM CA", dir)
+		}
+		c, err := x509.ParseCertificate(cblk.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		k, err := x509.ParsePKCS8PrivateKey(kblk.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		signer, ok := k.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("%s: not a signing key", keyFile)
+		}
+		return &identity.CA{Cert: c, Signer: signer}, nil
+	}
+	ca, err := identity.NewCA(name, time.Now(), 20*365*24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(ca.Signer)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		return nil, err
+	}
+	return ca, writeFile(certFile, pemCert(ca.Cert), 0o644)
+}
+
+func pemCert(c *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
+
+func randomPassword() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func writeFile(path string, b []byte, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, mode)
+}
+
+// writeAtomic replaces path so that a reader (the agent) sees the old
+// file or the new one, never half of one.
+func writeAtomic(path string, b []byte, mode os.FileMode) error {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, b, mode); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// lastLine is the last line of a log file, for an error message.
+func lastLine(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log)"
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
+}
+
+// lockDir holds DIR/.lock (flock) while the router runs, with its pid in
+// it: reboot signals that process, and a second riv-router on DIR is
+// refused.
+func lockDir(dir string) (func(), error) {
+	path := filepath.Join(dir, ".lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, cli.Usage("lock %s: %v", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := io.ReadAll(io.LimitReader(f, 32))
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, cli.Usage("%s is in use by another riv-router (pid %s)", dir, strings.TrimSpace(string(holder)))
+		}
+		return nil, cli.Usage("lock %s: %v", path, err)
+	}
+	f.Truncate(0)
+	fmt.Fprintf(f, "%d\n", os.Getpid())
+	return func() { f.Close() }, nil
+}
