@@ -36,7 +36,8 @@ var (
 	binErr  error
 )
 
-// bin returns the path of a RIV binary (rivctl, riv-agent, riv-demo) or
+// bin returns the path of a RIV binary (rivctl, riv-agent, riv-demo,
+// riv-router) or
 // veraison's arc, built from this tree (arc from tools/go.mod).
 func bin(t *testing.T, name string) string {
 	t.Helper()
@@ -49,6 +50,7 @@ func bin(t *testing.T, name string) string {
 			{".", "rivctl", "./collector/cmd/rivctl"},
 			{".", "riv-agent", "./agent/cmd/riv-agent"},
 			{".", "riv-demo", "./testbed/cmd/riv-demo"},
+			{".", "riv-router", "./testbed/cmd/riv-router"},
 			{"tools", "arc", "github.com/veraison/ear/arc"},
 		} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, b[1]), b[2])

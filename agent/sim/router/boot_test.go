@@ -2,9 +2,14 @@ package router
 
 import (
 	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/openriv/riv/internal/testref"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/pcr"
@@ -153,4 +158,118 @@ func TestMeasureFileAppends(t *testing.T) {
 		t.Errorf("%d netequip entries, want 11", len(b.Netequip.Events))
 	}
 	checkReplay(t, tp, b)
+}
+
+// TestBootFirmwareLog extends captured firmware logs of real machines
+// into swtpm and checks the TPM then holds the PCR values published with
+// the log (independently of RIV's replay), and that the served logs
+// replay to the TPM, IMA included.
+func TestBootFirmwareLog(t *testing.T) {
+	for _, name := range []string{"cos-101-amd-sev", "arch-linux-workstation"} {
+		t.Run(name, func(t *testing.T) {
+			raw := testref.Read(t, "eventlogs", "uefi", "go-tpm-tools", name+".bin")
+			var want struct {
+				PCRs map[string]map[string]string `json:"pcrs"`
+			}
+			if err := json.Unmarshal(testref.Read(t, "eventlogs", "uefi", "go-tpm-tools", name+".pcrs.json"), &want); err != nil {
+				t.Fatal(err)
+			}
+			l, err := eventlog.ParseTCG(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var banks []string
+			for _, b := range l.Banks {
+				banks = append(banks, b.String())
+			}
+			sw := tpmtest.StartSwtpm(t, banks...)
+			ctx := context.Background()
+			tp, err := tpm.Open(ctx, sw.Spec())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tp.Close()
+			b, err := BootFirmwareLog(ctx, tp, raw, DefaultImage("2.0"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checked := 0
+			for bankName, pcrs := range want.PCRs {
+				bank, err := alg.ParseHash(bankName)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for idx, hexv := range pcrs {
+					i, _ := strconv.Atoi(idx)
+					if i == NetequipPCR {
+						continue
+					}
+					got, err := tp.ReadPCRs(ctx, []pcr.Selection{{Bank: bank, PCRs: []int{i}}})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if g := hex.EncodeToString(got.Get(bank, i)); g != hexv {
+						t.Errorf("%s PCR %d = %s, published %s", bankName, i, g, hexv)
+					}
+					checked++
+				}
+			}
+			if checked < 8 {
+				t.Fatalf("only %d published PCRs compared", checked)
+			}
+			ne, err := eventlog.Parse(b.NetequipLog, eventlog.FormatAuto)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ima := pcr.Values{}
+			got, err := tp.ReadPCRs(ctx, []pcr.Selection{{Bank: alg.SHA256, PCRs: []int{NetequipPCR}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ima.Set(alg.SHA256, NetequipPCR, got.Get(alg.SHA256, NetequipPCR))
+			if res, err := ne.Verify(ima); err != nil || !res.OK() {
+				t.Errorf("IMA log vs TPM: %v %+v", err, res)
+			}
+		})
+	}
+}
+
+// TestBootFirmwareLogUnreproducible: logs no extend from outside the
+// firmware can reproduce are refused with the reason.
+func TestBootFirmwareLogUnreproducible(t *testing.T) {
+	ctx := context.Background()
+	// dell1: the firmware started the TPM from locality 3.
+	dell := testref.Read(t, "eventlogs", "uefi", "ibmtss", "dell1.bin")
+	l, err := eventlog.ParseTCG(dell)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var banks []string
+	for _, b := range l.Banks {
+		banks = append(banks, b.String())
+	}
+	sw := tpmtest.StartSwtpm(t, banks...)
+	tp, err := tpm.Open(ctx, sw.Spec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	_, err = BootFirmwareLog(ctx, tp, dell, DefaultImage("2.0"))
+	if !errors.Is(err, ErrUnreproducible) || !strings.Contains(err.Error(), "locality 3") {
+		t.Errorf("dell1: %v", err)
+	}
+	// A log with banks the TPM lacks (and the reverse).
+	sw2 := tpmtest.StartSwtpm(t, "sha256", "sha384")
+	tp2, err := tpm.Open(ctx, sw2.Spec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp2.Close()
+	_, err = BootFirmwareLog(ctx, tp2, testref.Read(t, "eventlogs", "uefi", "go-tpm-tools", "arch-linux-workstation.bin"), DefaultImage("2.0"))
+	if !errors.Is(err, ErrUnreproducible) || !strings.Contains(err.Error(), "bank") {
+		t.Errorf("bank mismatch: %v", err)
+	}
+	if _, err := BootFirmwareLog(ctx, tp2, []byte("not a log"), DefaultImage("2.0")); err == nil {
+		t.Error("garbage booted")
+	}
 }

@@ -1,0 +1,218 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/veraison/ear"
+
+	"github.com/openriv/riv/collector/verifier"
+	"github.com/openriv/riv/internal/testref"
+	"github.com/openriv/riv/pkg/alg"
+)
+
+// Routers built the real way (issue 12): riv-router manufactures an
+// swtpm, provisions it with riv-agent provision, boots it and runs
+// riv-agent serve; rivctl appraises it over NETCONF-TLS.
+
+// startRouter runs riv-router in its own directory until the test ends
+// and returns the directory.
+func startRouter(t *testing.T, args ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command(bin(t, "riv-router"), append([]string{"--dir", dir}, args...)...)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		<-exited
+	})
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(dir, "endpoints.json")); err == nil {
+			return dir
+		}
+		select {
+		case <-exited:
+			t.Fatalf("riv-router %v exited:\n%s", args, errb.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("riv-router %v: no endpoints.json after 90 s\n%s", args, errb.String())
+		}
+	}
+}
+
+type verdict struct {
+	Status   string   `json:"status"`
+	Reasons  []string `json:"reasons"`
+	Rebooted bool     `json:"rebooted"`
+	Error    string   `json:"error"`
+}
+
+// attestTLS appraises the router in dir over NETCONF-TLS.
+func attestTLS(t *testing.T, dir string, extra ...string) (int, verdict) {
+	t.Helper()
+	code, out, stderr := runBin(t, "rivctl", append(append([]string{"attest", "--json", "--transport", "tls"}, extra...), filepath.Join(dir, "endpoints.json"))...)
+	var v verdict
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("rivctl attest: %v\nstdout %s\nstderr %s", err, out, stderr)
+	}
+	return code, v
+}
+
+// TestRouterFirmwareLogs boots captured firmware logs of two different
+// machines (an HP and a Lenovo laptop, secure boot on) into swtpm: each
+// router is affirming over NETCONF-TLS from riv-agent serve.
+func TestRouterFirmwareLogs(t *testing.T) {
+	for _, log := range []string{"hp1.bin", "p511.bin"} {
+		t.Run(log, func(t *testing.T) {
+			t.Parallel()
+			dir := startRouter(t, "--bios-log", testref.Path(t, "eventlogs", "uefi", "ibmtss", log), "--serial", "RTR-"+strings.TrimSuffix(log, ".bin"))
+			code, v := attestTLS(t, dir)
+			if code != 0 || v.Status != "affirming" {
+				t.Fatalf("exit %d, %+v", code, v)
+			}
+			// The log the agent serves is the captured one, byte for byte.
+			served, _ := os.ReadFile(filepath.Join(dir, "securityfs", "tpm0", "binary_bios_measurements"))
+			if !bytes.Equal(served, testref.Read(t, "eventlogs", "uefi", "ibmtss", log)) {
+				t.Error("the served firmware log is not the captured one")
+			}
+		})
+	}
+}
+
+// TestRouterRuntimeAndReboot: a file measured at run time, the way IMA
+// does, appears by name in the next verdict; a reboot is a re-attestation
+// from the fresh boot's log, with the same identity. One verifier keeps
+// the device's state across the polls, as the collector does.
+func TestRouterRuntimeAndReboot(t *testing.T) {
+	dir := startRouter(t, "--serial", "RTR-RUN")
+	ep, err := verifier.ReadEndpoints(filepath.Join(dir, "endpoints.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := verifier.LoadPool(ep.TrustAnchors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rimPool, err := verifier.LoadPool(ep.RIMSigner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, _, err := verifier.LoadRIMs(ep.RIMs, rimPool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	v := verifier.New(verifier.Policy{Anchors: pool, RIMs: idx, Banks: []alg.ID{alg.SHA256, alg.SHA384}}, key)
+	target, err := verifier.TargetOf(ep, "tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	appraise := func() *verifier.Result {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		r, err := v.AppraiseTarget(ctx, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	r1 := appraise()
+	if r1.Status != ear.TrustTierAffirming {
+		t.Fatalf("clean boot: %v %v", r1.Status, r1.Reasons)
+	}
+	evil := filepath.Join(t.TempDir(), "evil")
+	os.WriteFile(evil, []byte("#!/bin/sh\necho pwned\n"), 0o755)
+	if code, out, stderr := runBin(t, "riv-router", "measure", "--dir", dir, "--as", "/usr/local/sbin/backdoor", evil); code != 0 {
+		t.Fatalf("measure: exit %d %s %s", code, out, stderr)
+	}
+	r2 := appraise()
+	if r2.Status == ear.TrustTierAffirming || !strings.Contains(strings.Join(r2.Reasons, "\n"), "/usr/local/sbin/backdoor") {
+		t.Fatalf("after the run-time measurement: %v %v", r2.Status, r2.Reasons)
+	}
+	if code, out, stderr := runBin(t, "riv-router", "reboot", "--dir", dir); code != 0 {
+		t.Fatalf("reboot: exit %d %s %s", code, out, stderr)
+	}
+	r3 := appraise()
+	if r3.Status != ear.TrustTierAffirming || !r3.Rebooted || r3.Clock.ResetCount != r1.Clock.ResetCount+1 {
+		t.Fatalf("after the reboot: %v rebooted=%v resetCount %d -> %d %v", r3.Status, r3.Rebooted, r1.Clock.ResetCount, r3.Clock.ResetCount, r3.Reasons)
+	}
+	// measure and reboot need a running router.
+	idle := t.TempDir()
+	if code, _, stderr := runBin(t, "riv-router", "reboot", "--dir", idle); code != 2 && code != 3 {
+		t.Errorf("reboot of no router: exit %d %s", code, stderr)
+	}
+}
+
+// TestAgentConfigCheck runs riv-agent config check on the config
+// riv-router wrote, and on broken copies of it: the one line on stderr
+// names the file, the line and the key.
+func TestAgentConfigCheck(t *testing.T) {
+	dir := startRouter(t, "--serial", "RTR-CFG")
+	good, err := os.ReadFile(filepath.Join(dir, "agent.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out, stderr := runBin(t, "riv-agent", "config", "check", filepath.Join(dir, "agent.yaml")); code != 0 || !strings.Contains(out, ": ok") {
+		t.Fatalf("good config: exit %d %s %s", code, out, stderr)
+	}
+	lines := strings.Split(string(good), "\n")
+	lineOf := func(prefix string) int {
+		for i, l := range lines {
+			if strings.HasPrefix(strings.TrimSpace(l), prefix) {
+				return i + 1
+			}
+		}
+		t.Fatalf("no %q in agent.yaml", prefix)
+		return 0
+	}
+	for _, tc := range []struct {
+		name, old, new, want string
+	}{
+		{"unknown key", "name: tpm0\n", "name: tpm0\nbogus_key: 1\n", "bogus_key: unknown key"},
+		{"bad log path", filepath.Join(dir, "securityfs", "tpm0"), filepath.Join(dir, "nowhere"), "logs.bios: " + filepath.Join(dir, "nowhere")},
+		{"missing certificate", filepath.Join(dir, "certs", "iak.pem"), filepath.Join(dir, "certs", "gone.pem"), "identity.iak.cert: " + filepath.Join(dir, "certs", "gone.pem") + ": no such file or directory"},
+		{"not a certificate", filepath.Join(dir, "certs", "idevid.pem"), filepath.Join(dir, "agent.yaml"), "identity.idevid.cert: " + filepath.Join(dir, "agent.yaml") + ": no PEM certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := filepath.Join(t.TempDir(), "agent.yaml")
+			text := strings.Replace(string(good), tc.old, tc.new, 1)
+			if text == string(good) {
+				t.Fatalf("%q not in the config", tc.old)
+			}
+			os.WriteFile(bad, []byte(text), 0o600)
+			code, _, stderr := runBin(t, "riv-agent", "config", "check", bad)
+			if code != 2 || !strings.Contains(stderr, tc.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+				t.Errorf("exit %d, stderr %q; want 2 and %q", code, stderr, tc.want)
+			}
+		})
+	}
+	// The unknown key's line is the line it is on.
+	text := strings.Replace(string(good), "name: tpm0\n", "name: tpm0\nbogus_key: 1\n", 1)
+	bad := filepath.Join(t.TempDir(), "agent.yaml")
+	os.WriteFile(bad, []byte(text), 0o600)
+	_, _, stderr := runBin(t, "riv-agent", "config", "check", bad)
+	if want := bad + ":" + itoa(lineOf("name: tpm0")+1) + ": bogus_key: unknown key"; !strings.Contains(stderr, want) {
+		t.Errorf("stderr %q, want %q", stderr, want)
+	}
+}
+
+func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
