@@ -7,7 +7,7 @@ DEMO_ARGS ?=
 # Debian packages the tests and the demo use (NOTES.md).
 DEB_PKGS  := gcc libssl-dev curl swtpm swtpm-tools tpm2-tools libyang2-tools snmp snmpd smitools \
              python3-ncclient python3-pysnmp4 yangcli ssh-audit
-BINARIES  := rivctl riv-agent riv-demo
+BINARIES  := rivctl riv-agent riv-demo riv-router
 # What `version` prints: the nearest tag and commit.
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/openriv/riv/internal/cli.Version=$(VERSION)
@@ -36,13 +36,14 @@ build: setup ## build the binaries into bin/
 	@mkdir -p bin
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/rivctl ./collector/cmd/rivctl
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/riv-demo ./testbed/cmd/riv-demo
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/riv-router ./testbed/cmd/riv-router
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/riv-agent ./agent/cmd/riv-agent
 
 test: setup lint ## run every test (fuzz seed corpora included)
 	$(GO) test -count=1 -timeout 20m ./...
 
 demo: build ## run the demo on its embedded defaults
-	./bin/riv-demo --agent bin/riv-agent $(DEMO_ARGS)
+	./bin/riv-demo --agent bin/riv-agent --router bin/riv-router $(DEMO_ARGS)
 
 bench: setup ## run the benchmarks (see docs/BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./pkg/...

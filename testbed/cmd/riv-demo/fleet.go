@@ -22,10 +22,11 @@ import (
 	"github.com/openriv/riv/pkg/alg"
 )
 
-// router is one simulated router of the demo: its own riv-agent process
-// with its own TPM.
+// router is one router of the demo: its own riv-router process, with its
+// own swtpm and riv-agent serve.
 type router struct {
 	name, attack, transport string
+	biosLog                 string // a captured firmware log to boot, under the repository
 	want                    ear.TrustTier
 	dir                     string
 	cmd                     *exec.Cmd
@@ -37,12 +38,13 @@ var fleet = []*router{
 	{name: "rtr-clean", attack: "none", transport: "tls", want: ear.TrustTierAffirming},
 	{name: "rtr-kernel", attack: "tampered-kernel", transport: "ssh", want: ear.TrustTierContraindicated},
 	{name: "rtr-miner", attack: "unknown-binary", transport: "ssh", want: ear.TrustTierWarning},
+	{name: "rtr-hp", attack: "none", transport: "tls", want: ear.TrustTierAffirming, biosLog: "testdata/reference/eventlogs/uefi/ibmtss/hp1.bin"},
 }
 
 // runFleet starts the routers, appraises them every interval, prints the
 // verdicts, and stops everything on Ctrl-C. With once it returns after one
 // round: an error unless every verdict is the expected one.
-func runFleet(agent string, once bool, interval time.Duration) error {
+func runFleet(routerBin, agent, root string, once bool, interval time.Duration) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	base, err := os.MkdirTemp("", "riv-demo-")
@@ -51,17 +53,22 @@ func runFleet(agent string, once bool, interval time.Duration) error {
 	}
 	defer os.RemoveAll(base)
 	start := time.Now()
-	fmt.Printf("Starting %d simulated routers (riv-agent dev, in-process TPM simulator each)...\n", len(fleet))
+	fmt.Printf("Starting %d routers (riv-router: swtpm, riv-agent provision, measured boot, riv-agent serve)...\n", len(fleet))
 	for i, r := range fleet {
 		r.dir = filepath.Join(base, r.name)
-		r.cmd = exec.Command(agent, "dev", "--dir", r.dir, "--serial", fmt.Sprintf("RTR-%04d", i+1), "--attack", r.attack)
+		args := []string{"--dir", r.dir, "--serial", fmt.Sprintf("RTR-%04d", i+1), "--attack", r.attack, "--agent", agent}
+		if r.biosLog != "" {
+			args = append(args, "--bios-log", filepath.Join(root, r.biosLog))
+		}
+		r.cmd = exec.Command(routerBin, args...)
 		r.cmd.Stderr = nil
 		// Its own process group keeps a terminal's Ctrl-C from reaching
 		// it before riv-demo stops it; Pdeathsig stops it when riv-demo
-		// dies any other way (kill -9 included), so no agent outlives it.
+		// dies any other way (kill -9 included), so no router outlives it
+		// (nor its swtpm and agent, which riv-router holds the same way).
 		r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 		if err := r.cmd.Start(); err != nil {
-			return fmt.Errorf("start %s: %w", agent, err)
+			return fmt.Errorf("start %s: %w", routerBin, err)
 		}
 	}
 	defer func() {

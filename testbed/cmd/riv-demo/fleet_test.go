@@ -2,20 +2,25 @@ package main
 
 import (
 	"os/exec"
+
+	"github.com/openriv/riv/internal/testref"
 	"path/filepath"
 	"testing"
 	"time"
 )
 
-// TestFleetOnce is `make demo DEMO_ARGS=--once`: three riv-agent
-// processes, one appraisal round, every verdict as expected.
+// TestFleetOnce is `make demo DEMO_ARGS=--once`: four riv-router
+// processes (each its swtpm and riv-agent serve), one appraisal round,
+// every verdict as expected.
 func TestFleetOnce(t *testing.T) {
-	agent := filepath.Join(t.TempDir(), "riv-agent")
-	if out, err := exec.Command("go", "build", "-o", agent, "github.com/openriv/riv/agent/cmd/riv-agent").CombinedOutput(); err != nil {
-		t.Fatalf("build riv-agent: %v\n%s", err, out)
+	bin := t.TempDir()
+	for _, b := range []string{"agent/cmd/riv-agent", "testbed/cmd/riv-router"} {
+		if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, filepath.Base(b)), "github.com/openriv/riv/"+b).CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", b, err, out)
+		}
 	}
 	start := time.Now()
-	if err := runFleet(agent, true, time.Second); err != nil {
+	if err := runFleet(filepath.Join(bin, "riv-router"), filepath.Join(bin, "riv-agent"), testref.Root(t), true, time.Second); err != nil {
 		t.Fatalf("runFleet(once) = %v", err)
 	}
 	if d := time.Since(start); d > 60*time.Second {

@@ -33,8 +33,8 @@ import (
 var app = &cli.App{
 	Name:    "riv-demo",
 	Summary: "RIV on a simulated fleet (or its evidence libraries on real data)",
-	Main: &cli.Command{Args: "[--once] [--interval D] [--agent BIN] | --libraries [--reference DIR] [--tpm SPEC]",
-		Summary: "start three simulated routers (riv-agent dev) and appraise them over NETCONF",
+	Main: &cli.Command{Args: "[--once] [--interval D] [--agent BIN] [--router BIN] | --libraries [--reference DIR] [--tpm SPEC]",
+		Summary: "start four routers (riv-router on swtpm) and appraise them over NETCONF",
 		Help: `The routers are child processes; they stop with riv-demo, also when it is
 killed (they get SIGTERM when their parent dies). --libraries instead
 replays the reference logs, boots a log into a TPM and verifies a fresh
@@ -49,7 +49,8 @@ func runMain(env *cli.Env, args []string) error {
 	ref := fs.String("reference", "testdata/reference", "reference data `DIR` (for --libraries)")
 	tpmSpec := fs.String("tpm", "sim", "`TPM` to boot into for --libraries: sim, swtpm:PATH or swtpm:HOST:PORT")
 	libraries := fs.Bool("libraries", false, "show the evidence libraries on the reference data instead of the fleet")
-	agent := fs.String("agent", "bin/riv-agent", "riv-agent `BINARY` for the simulated routers")
+	agent := fs.String("agent", "bin/riv-agent", "riv-agent `BINARY` the routers run")
+	routerBin := fs.String("router", "bin/riv-router", "riv-router `BINARY` that builds and runs each router")
 	once := fs.Bool("once", false, "one appraisal round, then exit: status 0 when every verdict is the expected one")
 	interval := fs.Duration("interval", 10*time.Second, "time between appraisal rounds")
 	if err := env.Parse(fs, args); err != nil {
@@ -61,7 +62,8 @@ func runMain(env *cli.Env, args []string) error {
 	if *libraries {
 		return run(*ref, *tpmSpec)
 	}
-	return runFleet(*agent, *once, *interval)
+	root, _ := os.Getwd()
+	return runFleet(*routerBin, *agent, root, *once, *interval)
 }
 
 func run(ref, tpmSpec string) error {
