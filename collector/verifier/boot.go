@@ -22,8 +22,8 @@ func (p *poll) referenceValues() {
 	if p.bios == nil {
 		return
 	}
-	if st.boot == nil || st.bootRIMs != p.v.Policy.RIMs {
-		st.boot, st.bootRIMs = p.v.bootFindings(p.bios, p.bv, p.banks, p.model), p.v.Policy.RIMs
+	if st.boot == nil || st.bootRIMs != p.rims {
+		st.boot, st.bootRIMs = p.v.bootFindings(p.rims, p.bios, p.bv, p.banks, p.model), p.rims
 	}
 	p.r.merge(st.boot)
 }
@@ -33,7 +33,7 @@ func (p *poll) referenceValues() {
 // against the CoSWID RIMs, the quoted PCRs against signed PCR CoRIMs, the
 // log event by event against the base RIMs' support RIMs, and the
 // firmware configuration.
-func (v *Verifier) bootFindings(bios *eventlog.Log, vals pcr.Values, banks []alg.ID, model string) *Result {
+func (v *Verifier) bootFindings(idx *rim.Index, bios *eventlog.Log, vals pcr.Values, banks []alg.ID, model string) *Result {
 	br := &Result{}
 	bios.CheckDigests(banks...)
 	for _, e := range bios.Events {
@@ -41,11 +41,11 @@ func (v *Verifier) bootFindings(bios *eventlog.Log, vals pcr.Values, banks []alg
 			br.claim(&br.Vector.Executables, ear.ContraindicatedRuntimeClaim, fmt.Sprintf("executables: bios event %d (PCR %d) lies about what was measured: %s", e.Seq, e.PCR, e.Anomaly))
 		}
 	}
-	vouched := v.checkPCRReferences(br, vals, banks[0], model)
-	for i := range v.checkSupportRIMs(br, bios, banks[0], model) {
+	vouched := v.checkPCRReferences(idx, br, vals, banks[0], model)
+	for i := range v.checkSupportRIMs(idx, br, bios, banks[0], model) {
 		vouched[i] = true
 	}
-	v.appraiseBoot(br, bios, banks, vouched)
+	v.appraiseBoot(idx, br, bios, banks, vouched)
 	return br
 }
 
@@ -71,7 +71,7 @@ var derivedTypes = map[eventlog.EventType]bool{
 // value a signed PCR CoRIM or support RIM vouches for (vouched). What
 // nothing vouches for is a finding, in a code PCR a contraindicated one.
 // The firmware configuration is read only from data bound to its digest.
-func (v *Verifier) appraiseBoot(r *Result, l *eventlog.Log, banks []alg.ID, vouched map[int]bool) {
+func (v *Verifier) appraiseBoot(idx *rim.Index, r *Result, l *eventlog.Log, banks []alg.ID, vouched map[int]bool) {
 	tv := &r.Vector
 	bank := banks[0]
 	bad, approved := false, 0
@@ -89,9 +89,9 @@ func (v *Verifier) appraiseBoot(r *Result, l *eventlog.Log, banks []alg.ID, vouc
 		}
 		d := e.Digest(bank)
 		what := describeBoot(e)
-		if m := v.Policy.RIMs.Lookup(bank, d); len(m) > 0 {
+		if m := idx.Lookup(bank, d); len(m) > 0 {
 			approved++
-			if c, ok := v.Policy.RIMs.Current(m); !ok {
+			if c, ok := idx.Current(m); !ok {
 				r.claim(&tv.Executables, ear.UnsafeRuntimeClaim, fmt.Sprintf("executables: PCR %d event %d (%s) is %s %s, superseded by a newer signed RIM (rollback)", e.PCR, e.Seq, what, c.Name, c.Ver))
 				bad = true
 			}
@@ -169,9 +169,9 @@ func claimPCR(r *Result, i int, reason string) {
 // whose value a reference vouches for. The run-time PCR is left out: its
 // value grows with every file the NOS measures, and its entries are
 // appraised one by one.
-func (v *Verifier) checkPCRReferences(r *Result, vals pcr.Values, bank alg.ID, model string) map[int]bool {
+func (v *Verifier) checkPCRReferences(idx *rim.Index, r *Result, vals pcr.Values, bank alg.ID, model string) map[int]bool {
 	vouched := map[int]bool{}
-	refs := v.Policy.RIMs.PCRReferences(model)
+	refs := idx.PCRReferences(model)
 	var best *rim.PCRReference
 	var bestDiff []int
 	for _, ref := range refs {
@@ -242,11 +242,11 @@ const maxSupportDiffs = 12
 // PCR; otherwise the differences from the closest one are findings, in
 // words: which PCR, which event, what it measured and what the reference
 // has.
-func (v *Verifier) checkSupportRIMs(r *Result, bios *eventlog.Log, bank alg.ID, model string) map[int]bool {
+func (v *Verifier) checkSupportRIMs(idx *rim.Index, r *Result, bios *eventlog.Log, bank alg.ID, model string) map[int]bool {
 	vouched := map[int]bool{}
 	var best *rim.SupportRIM
 	var bestDiff []pcrDiff
-	supports := v.Policy.RIMs.Supports(model)
+	supports := idx.Supports(model)
 	for _, s := range supports {
 		if !slices.Contains(s.Log.Banks, bank) {
 			continue

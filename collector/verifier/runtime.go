@@ -125,7 +125,7 @@ func (rs *runtimeState) advance(l *eventlog.Log, vals pcr.Values, pol *Policy) {
 		}
 		h := fmt.Sprintf("%s:%x", e.IMA.FileHashAlgName, e.IMA.FileHash[:min(8, len(e.IMA.FileHash))])
 		if slices.Contains(pol.ConfigFiles, name) {
-			if why := pol.configFinding(name, e.IMA.FileHashAlg, e.IMA.FileHash); why != "" {
+			if why := pol.configFinding(rs.rims, name, e.IMA.FileHashAlg, e.IMA.FileHash); why != "" {
 				rs.config.add(fmt.Sprintf("%s (%s, %s) %s", name, where, h, why))
 			}
 			continue
@@ -144,9 +144,9 @@ func (rs *runtimeState) advance(l *eventlog.Log, vals pcr.Values, pol *Policy) {
 // configFinding says why a measured configuration is not approved ("" when
 // it is): a signed RIM that is still current lists its digest, or the
 // operator's allow-list does.
-func (pol *Policy) configFinding(path string, a alg.ID, h []byte) string {
-	if m := pol.RIMs.Lookup(a, h); len(m) > 0 {
-		if c, ok := pol.RIMs.Current(m); ok {
+func (pol *Policy) configFinding(idx *rim.Index, path string, a alg.ID, h []byte) string {
+	if m := idx.Lookup(a, h); len(m) > 0 {
+		if c, ok := idx.Current(m); ok {
 			return ""
 		} else {
 			return fmt.Sprintf("is %s %s, superseded by a newer signed RIM", c.Name, c.Ver)

@@ -144,7 +144,7 @@ func (p *poll) clock() bool {
 // a retrieval of its own. A log the device announces but cannot deliver
 // is a claim; false means one ended the poll.
 func (p *poll) fetchLogs(ctx context.Context) (bool, error) {
-	need := p.st.requests(p.sup, p.banks, p.v.Policy.RIMs)
+	need := p.st.requests(p.sup, p.banks, p.rims)
 	p.runtime = map[string]*eventlog.Log{}
 	for _, req := range need {
 		var l *eventlog.Log

@@ -165,41 +165,77 @@ func LoadRIMs(dir string, anchors *x509.CertPool) (*rim.Index, int, error) {
 	}
 	idx := rim.NewIndex()
 	n := 0
-	var others []string
+	var others []rimFile
 	for _, ent := range ents {
 		if !ent.Type().IsRegular() {
 			continue
 		}
 		f := filepath.Join(dir, ent.Name())
-		switch filepath.Ext(f) {
-		case ".cose", ".corim":
-		default:
-			others = append(others, f)
-			continue
+		signed := filepath.Ext(f) == ".cose" || filepath.Ext(f) == ".corim"
+		if !signed {
+			if st, err := os.Stat(f); err != nil || st.Size() > maxSupportRIM {
+				continue
+			}
 		}
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return nil, 0, err
 		}
-		r, err := rim.Verify(b, rim.VerifyOptions{Roots: anchors})
-		if err != nil {
-			return nil, 0, fmt.Errorf("RIM %s: %w", f, err)
+		if !signed {
+			others = append(others, rimFile{name: ent.Name(), raw: b})
+			continue
 		}
-		switch {
-		case r.Tag != nil:
-			if err := idx.Add(r.Tag); err != nil && !strings.Contains(err.Error(), "twice") {
-				return nil, 0, fmt.Errorf("RIM %s: %w", f, err)
-			}
-		case r.PCRRef != nil:
-			ref := *r.PCRRef
-			ref.Source = ent.Name()
-			idx.AddPCRs(ref)
-		default:
-			return nil, 0, fmt.Errorf("RIM %s: a signed %s payload is neither a CoSWID nor a CoRIM", f, r.Signed.ContentType)
+		if _, err := indexSigned(idx, rimFile{name: ent.Name(), raw: b}, anchors); err != nil {
+			return nil, 0, fmt.Errorf("RIM %s: %w", f, err)
 		}
 		n++
 	}
-	for _, base := range idx.Bases() {
+	if err := attachSupports(idx, idx.Bases(), others); err != nil {
+		return nil, 0, fmt.Errorf("%w (in %s)", err, dir)
+	}
+	return idx, n, nil
+}
+
+// rimFile is a RIM's bytes and the name it came under.
+type rimFile struct {
+	name string
+	raw  []byte
+}
+
+// indexSigned verifies a signed RIM against the vendor anchors and adds
+// it to idx: a CoSWID by its file hashes, a CoRIM by its PCR reference
+// values.
+func indexSigned(idx *rim.Index, f rimFile, anchors *x509.CertPool) (*rim.Result, error) {
+	r, err := rim.Verify(f.raw, rim.VerifyOptions{Roots: anchors})
+	if err != nil {
+		return nil, err
+	}
+	return r, indexVerified(idx, f, r)
+}
+
+// indexVerified adds a verified RIM to idx.
+func indexVerified(idx *rim.Index, f rimFile, r *rim.Result) error {
+	switch {
+	case r.Tag != nil:
+		if err := idx.Add(r.Tag); err != nil && !strings.Contains(err.Error(), "twice") {
+			return err
+		}
+	case r.PCRRef != nil:
+		ref := *r.PCRRef
+		ref.Source = f.name
+		idx.AddPCRs(ref)
+	default:
+		return fmt.Errorf("a signed %s payload is neither a CoSWID nor a CoRIM", r.Signed.ContentType)
+	}
+	return nil
+}
+
+// attachSupports gives each of bases (verified base RIMs in idx) its
+// support RIMs: the candidates whose hashes it lists. A support RIM it
+// lists that no candidate is is an error: it may not silently shrink the
+// reference values.
+func attachSupports(idx *rim.Index, bases []*rim.Tag, cands []rimFile) error {
+	for _, base := range bases {
 		done := map[string]bool{}
 		for _, fh := range base.Files() {
 			if !fh.Alg.IsHash() || done[fh.Path] {
@@ -207,27 +243,22 @@ func LoadRIMs(dir string, anchors *x509.CertPool) (*rim.Index, int, error) {
 			}
 			done[fh.Path] = true
 			found := false
-			for _, f := range others {
-				st, err := os.Stat(f)
-				if err != nil || st.Size() > maxSupportRIM || (fh.Size > 0 && st.Size() != fh.Size) {
+			for _, c := range cands {
+				if (fh.Size > 0 && int64(len(c.raw)) != fh.Size) || string(fh.Alg.Sum(c.raw)) != string(fh.Hash) {
 					continue
 				}
-				b, err := os.ReadFile(f)
-				if err != nil || string(fh.Alg.Sum(b)) != string(fh.Hash) {
-					continue
-				}
-				if err := idx.AddSupport(base, fh.Path, filepath.Base(f), b); err != nil {
-					return nil, 0, fmt.Errorf("support RIM %s: %w", f, err)
+				if err := idx.AddSupport(base, fh.Path, c.name, c.raw); err != nil {
+					return fmt.Errorf("support RIM %s: %w", c.name, err)
 				}
 				found = true
 				break
 			}
 			if !found {
-				return nil, 0, fmt.Errorf("base RIM %s (%s %s) lists the support RIM %s, which is in no file of %s", base.TagID.String(), base.SoftwareName, base.SoftwareVersion, fh.Path, dir)
+				return fmt.Errorf("base RIM %s (%s %s) lists the support RIM %s, which is in no file given", base.TagID.String(), base.SoftwareName, base.SoftwareVersion, fh.Path)
 			}
 		}
 	}
-	return idx, n, nil
+	return nil
 }
 
 // Endpoints is the endpoints.json contract.

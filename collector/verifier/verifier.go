@@ -62,6 +62,11 @@ type Policy struct {
 	OwnerAnchors *x509.CertPool
 	// RIMs are the verified vendor reference values.
 	RIMs *rim.Index
+	// RIMAnchors are the vendor CAs that sign RIMs. With them, the RIMs a
+	// device carries (riv-software-inventory) are fetched, verified
+	// against them and added to the reference values (RFC 9683 Step 0B);
+	// nil fetches none.
+	RIMAnchors *x509.CertPool
 	// Banks to quote, in preference order; the first the TPM allocates is
 	// used, or with MultiBank every one it allocates.
 	Banks     []alg.ID
@@ -105,6 +110,10 @@ type Verifier struct {
 
 	mu    sync.Mutex
 	state map[string]*deviceState
+	// rims is Policy.RIMs with the in-band RIMs verified so far
+	// (inband.go); rimSeen what was concluded of each fetched RIM.
+	rims    *rim.Index
+	rimSeen map[string]rimVerdict
 	// verified caches identity verdicts by certificate pair: chain
 	// building with P-384 CA signatures costs milliseconds, and a device's
 	// certificates change once in years. An entry holds until the
@@ -126,7 +135,8 @@ func New(p Policy, key crypto.Signer) *Verifier {
 	if p.RIMs == nil {
 		p.RIMs = rim.NewIndex()
 	}
-	return &Verifier{Policy: p, Key: key, Build: "riv-collector", state: map[string]*deviceState{}, verified: map[[64]byte]cachedIdentity{}}
+	return &Verifier{Policy: p, Key: key, Build: "riv-collector", state: map[string]*deviceState{}, verified: map[[64]byte]cachedIdentity{},
+		rims: p.RIMs, rimSeen: map[string]rimVerdict{}}
 }
 
 // Result is one appraisal.
@@ -204,6 +214,7 @@ type poll struct {
 	st     *deviceState
 	sup    *netconf.Support
 
+	rims  *rim.Index        // the reference values of this appraisal
 	model string            // the device model its certificates name
 	ak    *x509.Certificate // the attestation key the quote must be by
 	akRef string            // its certificate name
@@ -234,6 +245,10 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 	if p.ak == nil {
 		return v.finish(p.r, nil)
 	}
+	if err := p.inbandRIMs(ctx); err != nil {
+		return nil, err
+	}
+	p.rims = v.RIMIndex()
 	ok, err := p.challenge(ctx)
 	if err != nil {
 		return nil, err
@@ -272,7 +287,7 @@ func (p *poll) challenge(ctx context.Context) (bool, error) {
 	// poll left off; if the quote shows a reboot they are fetched again
 	// from the start.
 	v.mu.Lock()
-	p.reqs = v.state[p.device].requests(p.sup, p.banks, v.Policy.RIMs)
+	p.reqs = v.state[p.device].requests(p.sup, p.banks, p.rims)
 	v.mu.Unlock()
 	var quotes []netconf.Quote
 	var logs []netconf.LogResult

@@ -2,6 +2,7 @@ package rim
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/openriv/riv/pkg/alg"
@@ -104,3 +105,35 @@ func (x *Index) Current(m []Match) (Match, bool) {
 
 // Tag returns an indexed tag.
 func (x *Index) Tag(id string) *Tag { return x.tags[id] }
+
+// Clone returns a copy of x that can be added to without changing x: the
+// verifier adds RIMs it fetched from devices to a clone and swaps it in,
+// while appraisals in progress keep reading the index they started with.
+// Tags and reference values are shared (they are never changed).
+func (x *Index) Clone() *Index {
+	c := &Index{tags: make(map[string]*Tag, len(x.tags)), order: slices.Clone(x.order), files: make(map[string][]Match, len(x.files)),
+		superseded: make(map[string][]string, len(x.superseded)), pcrRefs: slices.Clone(x.pcrRefs), supports: slices.Clone(x.supports)}
+	for k, v := range x.tags {
+		c.tags[k] = v
+	}
+	for k, v := range x.files {
+		c.files[k] = slices.Clone(v)
+	}
+	for k, v := range x.superseded {
+		c.superseded[k] = slices.Clone(v)
+	}
+	return c
+}
+
+// Product is the product a tag's software-meta names ("" for none).
+func (t *Tag) Product() string {
+	if t.SoftwareMetas == nil {
+		return ""
+	}
+	for _, m := range *t.SoftwareMetas {
+		if m.Product != "" {
+			return m.Product
+		}
+	}
+	return ""
+}

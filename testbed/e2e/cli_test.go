@@ -338,9 +338,9 @@ func TestCLIConventions(t *testing.T) {
 }
 
 // TestDemoAgentsDieWithIt: killing riv-demo (SIGKILL: no clean-up of its
-// own) stops its riv-agent processes (F.9).
+// own) stops its routers, and theirs their agents and swtpms (F.9).
 func TestDemoAgentsDieWithIt(t *testing.T) {
-	cmd := exec.Command(bin(t, "riv-demo"), "--agent", bin(t, "riv-agent"), "--interval", "1h")
+	cmd := exec.Command(bin(t, "riv-demo"), "--agent", bin(t, "riv-agent"), "--router", bin(t, "riv-router"), "--reference", testref.Dir(t), "--interval", "1h")
 	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -348,11 +348,15 @@ func TestDemoAgentsDieWithIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
+	// Four routers, each with its swtpm and riv-agent serve.
 	var agents []int
-	for deadline := time.Now().Add(30 * time.Second); len(agents) < 3; time.Sleep(100 * time.Millisecond) {
-		agents = childrenOf(cmd.Process.Pid)
+	for deadline := time.Now().Add(60 * time.Second); len(agents) < 12; time.Sleep(100 * time.Millisecond) {
+		agents = nil
+		for _, r := range childrenOf(cmd.Process.Pid) {
+			agents = append(append(agents, r), childrenOf(r)...)
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("riv-demo has %d agents after 30 s\n%s", len(agents), out.String())
+			t.Fatalf("riv-demo has %d routers, agents and swtpms after 60 s\n%s", len(agents), out.String())
 		}
 	}
 	cmd.Process.Kill()

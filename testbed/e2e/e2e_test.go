@@ -173,7 +173,7 @@ func TestRIMChangeReappraisesBoot(t *testing.T) {
 	defer d.Close()
 	want := []ear.TrustTier{ear.TrustTierAffirming, ear.TrustTierContraindicated, ear.TrustTierAffirming}
 	for i, rims := range []*rim.Index{e.index, rim.NewIndex(), e.index} {
-		e.v.Policy.RIMs = rims
+		e.v.SetRIMs(rims)
 		r := e.appraiseSSH(t, d)
 		reasons := strings.Join(r.Reasons, "\n")
 		if r.Status != want[i] {

@@ -32,6 +32,8 @@ const (
 	nsKS  = "urn:ietf:params:xml:ns:yang:ietf-keystore"
 	// nsYangLib is RFC 8525's ietf-yang-library.
 	nsYangLib = "urn:ietf:params:xml:ns:yang:ietf-yang-library"
+	// nsInventory is RIV's software inventory (yang/riv-software-inventory).
+	nsInventory = "urn:openriv:params:xml:ns:yang:riv-software-inventory"
 )
 
 // Client is a NETCONF session to one agent.
@@ -195,6 +197,10 @@ type Certificate struct {
 type Support struct {
 	Certificates []Certificate
 	Banks        []alg.ID
+	// Inventory lists the device's software components and the digests
+	// of the signed RIMs it carries for them (riv-software-inventory),
+	// without their content; nil when it serves no inventory.
+	Inventory []Component
 	// LogTypes are "bios", "ima" and "netequip_boot" as the device
 	// announces them; nil when it serves no YANG library (the verifier
 	// then asks for bios and netequip_boot).
@@ -225,9 +231,18 @@ func (c *Client) Support(ctx context.Context) (*Support, error) {
 			Name     string   `xml:"name"`
 			Features []string `xml:"feature"`
 		} `xml:"data>yang-library>module-set>module"`
+		Components []struct {
+			TagID string `xml:"tag-id"`
+			RIMs  []struct {
+				Digest    string `xml:"digest"`
+				MediaType string `xml:"media-type"`
+				FileName  string `xml:"file-name"`
+			} `xml:"rim"`
+		} `xml:"data>software-inventory>component"`
 	}
 	err := c.do(ctx, `<get><filter type="subtree"><rats-support-structures xmlns="`+nsTPM+`"/><keystore xmlns="`+nsKS+`"/>`+
 		`<yang-library xmlns="`+nsYangLib+`"><module-set><module><name>ietf-tpm-remote-attestation</name><feature/></module></module-set></yang-library>`+
+		`<software-inventory xmlns="`+nsInventory+`"><component><tag-id/><rim><digest/><media-type/><file-name/></rim></component></software-inventory>`+
 		`</filter></get>`, func(body []byte) error {
 		if err := xml.Unmarshal(wrap(body), &r); err != nil {
 			return fmt.Errorf("decode rats-support-structures: %w", err)
@@ -261,6 +276,13 @@ func (c *Client) Support(ctx context.Context) (*Support, error) {
 			out.Banks = append(out.Banks, b)
 		}
 	}
+	for _, c := range r.Components {
+		comp := Component{TagID: strings.TrimSpace(c.TagID)}
+		for _, rr := range c.RIMs {
+			comp.RIMs = append(comp.RIMs, RIMRef{Digest: strings.TrimSpace(rr.Digest), MediaType: strings.TrimSpace(rr.MediaType), FileName: strings.TrimSpace(rr.FileName)})
+		}
+		out.Inventory = append(out.Inventory, comp)
+	}
 	for _, m := range r.Modules {
 		if strings.TrimSpace(m.Name) != "ietf-tpm-remote-attestation" {
 			continue
@@ -271,6 +293,85 @@ func (c *Client) Support(ctx context.Context) (*Support, error) {
 			case "bios", "ima", "netequip_boot":
 				out.LogTypes = append(out.LogTypes, f)
 			}
+		}
+	}
+	return out, nil
+}
+
+// Component is one installed software component: its CoSWID tag-id and
+// the RIMs the device carries for it.
+type Component struct {
+	TagID string
+	RIMs  []RIMRef
+}
+
+// RIMRef names one RIM the device carries, by the SHA-256 of its bytes
+// (hex) as the device reports it: untrusted until the bytes are fetched
+// and hashed.
+type RIMRef struct {
+	Digest, MediaType, FileName string
+}
+
+// RIMFile is a RIM fetched from the device.
+type RIMFile struct {
+	TagID string
+	RIMRef
+	Content []byte
+}
+
+// maxRIMBytes bounds the RIMs one fetch returns (a reply is bounded by
+// the session's message limit too).
+const maxRIMBytes = 64 << 20
+
+// RIMs fetches the RIMs of the components tagIDs (RFC 9683 Step 0B: the
+// verifier gets the device's signed reference values from the device)
+// with one <get> whose subtree filter selects just those components.
+func (c *Client) RIMs(ctx context.Context, tagIDs []string) ([]RIMFile, error) {
+	if len(tagIDs) == 0 {
+		return nil, nil
+	}
+	Progress(ctx, "in-band RIMs")
+	var f strings.Builder
+	f.WriteString(`<get><filter type="subtree"><software-inventory xmlns="` + nsInventory + `">`)
+	for _, id := range tagIDs {
+		f.WriteString("<component><tag-id>")
+		xml.EscapeText(&f, []byte(id))
+		f.WriteString("</tag-id><rim/></component>")
+	}
+	f.WriteString(`</software-inventory></filter></get>`)
+	var r struct {
+		Components []struct {
+			TagID string `xml:"tag-id"`
+			RIMs  []struct {
+				Digest    string `xml:"digest"`
+				MediaType string `xml:"media-type"`
+				FileName  string `xml:"file-name"`
+				Content   string `xml:"content"`
+			} `xml:"rim"`
+		} `xml:"data>software-inventory>component"`
+	}
+	err := c.do(ctx, f.String(), func(body []byte) error {
+		if err := xml.Unmarshal(wrap(body), &r); err != nil {
+			return fmt.Errorf("decode software-inventory: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []RIMFile
+	total := 0
+	for _, comp := range r.Components {
+		for _, rr := range comp.RIMs {
+			b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(rr.Content))
+			if err != nil {
+				return nil, fmt.Errorf("RIM %s of %s: content: %w", rr.Digest, comp.TagID, err)
+			}
+			if total += len(b); total > maxRIMBytes {
+				return nil, fmt.Errorf("the RIMs of %d components exceed %d bytes", len(tagIDs), maxRIMBytes)
+			}
+			out = append(out, RIMFile{TagID: strings.TrimSpace(comp.TagID), Content: b,
+				RIMRef: RIMRef{Digest: strings.TrimSpace(rr.Digest), MediaType: strings.TrimSpace(rr.MediaType), FileName: strings.TrimSpace(rr.FileName)}})
 		}
 	}
 	return out, nil

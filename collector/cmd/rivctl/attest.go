@@ -21,6 +21,7 @@ import (
 	"github.com/openriv/riv/collector/verifier"
 	"github.com/openriv/riv/internal/cli"
 	"github.com/openriv/riv/pkg/alg"
+	"github.com/openriv/riv/pkg/rim"
 )
 
 const attestHelp = `Targets are endpoints.json files (as riv-agent dev writes them), given
@@ -108,8 +109,8 @@ func cmdAttest(env *cli.Env, args []string) error {
 		}
 		ep := &verifier.Endpoints{NetconfSSH: *sshAddr, NetconfTLS: *tlsAddr, SSHUser: *user, SSHPrivateKey: *sshKey,
 			TLSClientCert: *tlsCert, TLSClientKey: *tlsKey, TrustAnchors: *anchors, OwnerAnchors: *ownerAnchors, RIMSigner: *rimAnchors, RIMs: *rims}
-		if ep.TrustAnchors == "" || ep.RIMSigner == "" || ep.RIMs == "" {
-			return badInput("attest: --anchors, --rim-anchors and --rims are required with --netconf-ssh/--netconf-tls")
+		if ep.TrustAnchors == "" || ep.RIMSigner == "" {
+			return badInput("attest: --anchors and --rim-anchors are required with --netconf-ssh/--netconf-tls (--rims too for a device that carries no RIMs)")
 		}
 		if *tlsAddr != "" {
 			o.transport = "tls"
@@ -211,11 +212,15 @@ func loadPolicy(ep *verifier.Endpoints) (*verifier.Policy, error) {
 	if err != nil {
 		return nil, badInput("attest: RIM anchors: %v", err)
 	}
-	idx, _, err := verifier.LoadRIMs(ep.RIMs, rimPool)
-	if err != nil {
-		return nil, badInput("attest: RIMs: %v", err)
+	// Local RIMs are optional: the RIMs a device carries are fetched from
+	// it and verified against the same anchors.
+	idx := rim.NewIndex()
+	if ep.RIMs != "" {
+		if idx, _, err = verifier.LoadRIMs(ep.RIMs, rimPool); err != nil {
+			return nil, badInput("attest: RIMs: %v", err)
+		}
 	}
-	pol := &verifier.Policy{Anchors: pool, RIMs: idx, Banks: []alg.ID{alg.SHA256, alg.SHA384}}
+	pol := &verifier.Policy{Anchors: pool, RIMs: idx, RIMAnchors: rimPool, Banks: []alg.ID{alg.SHA256, alg.SHA384}}
 	if ep.OwnerAnchors != "" {
 		if pol.OwnerAnchors, err = verifier.LoadPool(ep.OwnerAnchors); err != nil {
 			return nil, badInput("attest: owner anchors: %v", err)

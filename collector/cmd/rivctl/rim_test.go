@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openriv/riv/agent/sim/vendor"
 	"github.com/openriv/riv/internal/testref"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/pcr"
-	"github.com/openriv/riv/agent/sim/vendor"
 )
 
 func TestRIMCommands(t *testing.T) {

@@ -26,7 +26,7 @@ import (
 // own swtpm and riv-agent serve.
 type router struct {
 	name, attack, transport string
-	biosLog                 string // a captured firmware log to boot, under the repository
+	biosLog                 string // a captured firmware log to boot, under the reference data
 	want                    ear.TrustTier
 	dir                     string
 	cmd                     *exec.Cmd
@@ -38,13 +38,13 @@ var fleet = []*router{
 	{name: "rtr-clean", attack: "none", transport: "tls", want: ear.TrustTierAffirming},
 	{name: "rtr-kernel", attack: "tampered-kernel", transport: "ssh", want: ear.TrustTierContraindicated},
 	{name: "rtr-miner", attack: "unknown-binary", transport: "ssh", want: ear.TrustTierWarning},
-	{name: "rtr-hp", attack: "none", transport: "tls", want: ear.TrustTierAffirming, biosLog: "testdata/reference/eventlogs/uefi/ibmtss/hp1.bin"},
+	{name: "rtr-hp", attack: "none", transport: "tls", want: ear.TrustTierAffirming, biosLog: "eventlogs/uefi/ibmtss/hp1.bin"},
 }
 
 // runFleet starts the routers, appraises them every interval, prints the
 // verdicts, and stops everything on Ctrl-C. With once it returns after one
 // round: an error unless every verdict is the expected one.
-func runFleet(routerBin, agent, root string, once bool, interval time.Duration) error {
+func runFleet(routerBin, agent, reference string, once bool, interval time.Duration) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	base, err := os.MkdirTemp("", "riv-demo-")
@@ -58,16 +58,22 @@ func runFleet(routerBin, agent, root string, once bool, interval time.Duration) 
 		r.dir = filepath.Join(base, r.name)
 		args := []string{"--dir", r.dir, "--serial", fmt.Sprintf("RTR-%04d", i+1), "--attack", r.attack, "--agent", agent}
 		if r.biosLog != "" {
-			args = append(args, "--bios-log", filepath.Join(root, r.biosLog))
+			args = append(args, "--bios-log", filepath.Join(reference, r.biosLog))
 		}
 		r.cmd = exec.Command(routerBin, args...)
-		r.cmd.Stderr = nil
+		logf, err := os.Create(r.dir + ".log")
+		if err != nil {
+			return err
+		}
+		r.cmd.Stderr = logf
 		// Its own process group keeps a terminal's Ctrl-C from reaching
 		// it before riv-demo stops it; Pdeathsig stops it when riv-demo
 		// dies any other way (kill -9 included), so no router outlives it
 		// (nor its swtpm and agent, which riv-router holds the same way).
 		r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-		if err := r.cmd.Start(); err != nil {
+		err = r.cmd.Start()
+		logf.Close()
+		if err != nil {
 			return fmt.Errorf("start %s: %w", routerBin, err)
 		}
 	}
@@ -87,7 +93,9 @@ func runFleet(routerBin, agent, root string, once bool, interval time.Duration) 
 	for _, r := range fleet {
 		ep, err := waitEndpoints(ctx, filepath.Join(r.dir, "endpoints.json"), 45*time.Second)
 		if err != nil {
-			return fmt.Errorf("%s: %w", r.name, err)
+			b, _ := os.ReadFile(r.dir + ".log")
+			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+			return fmt.Errorf("%s: %w: %s", r.name, err, lines[len(lines)-1])
 		}
 		if r.target, err = verifier.TargetOf(ep, r.transport); err != nil {
 			return err

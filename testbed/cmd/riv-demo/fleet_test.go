@@ -20,7 +20,7 @@ func TestFleetOnce(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	if err := runFleet(filepath.Join(bin, "riv-router"), filepath.Join(bin, "riv-agent"), testref.Root(t), true, time.Second); err != nil {
+	if err := runFleet(filepath.Join(bin, "riv-router"), filepath.Join(bin, "riv-agent"), testref.Dir(t), true, time.Second); err != nil {
 		t.Fatalf("runFleet(once) = %v", err)
 	}
 	if d := time.Since(start); d > 60*time.Second {

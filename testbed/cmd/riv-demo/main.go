@@ -46,7 +46,7 @@ func main() { os.Exit(app.Run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func runMain(env *cli.Env, args []string) error {
 	fs := env.Flags()
-	ref := fs.String("reference", "testdata/reference", "reference data `DIR` (for --libraries)")
+	ref := fs.String("reference", "testdata/reference", "reference data `DIR` (the firmware log one router boots; the logs --libraries replays)")
 	tpmSpec := fs.String("tpm", "sim", "`TPM` to boot into for --libraries: sim, swtpm:PATH or swtpm:HOST:PORT")
 	libraries := fs.Bool("libraries", false, "show the evidence libraries on the reference data instead of the fleet")
 	agent := fs.String("agent", "bin/riv-agent", "riv-agent `BINARY` the routers run")
@@ -62,8 +62,7 @@ func runMain(env *cli.Env, args []string) error {
 	if *libraries {
 		return run(*ref, *tpmSpec)
 	}
-	root, _ := os.Getwd()
-	return runFleet(*routerBin, *agent, root, *once, *interval)
+	return runFleet(*routerBin, *agent, *ref, *once, *interval)
 }
 
 func run(ref, tpmSpec string) error {
