@@ -1,14 +1,17 @@
 // Package yang holds the YANG modules RIV implements: the official IETF
 // modules, unchanged with their notices (SOURCES.md gives their origin),
-// embedded so that the agent serves them with <get-schema> and validates
-// its input against them without any file beside the binary.
+// and the project's own riv-* modules (riv-software-inventory), embedded
+// so that the agent serves them with <get-schema> and validates its input
+// against them without any file beside the binary.
 package yang
 
 import (
 	"embed"
 	"io/fs"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 )
 
 //go:embed *.yang
@@ -21,8 +24,10 @@ type Module struct {
 	Text     string // the file, byte for byte
 }
 
-// Modules returns every embedded module, sorted by name.
-func Modules() []Module {
+// modules reads the embedded files once: the agent looks modules up on
+// every <get> (netconf-state lists the schemas it serves), and reading
+// them copied the whole directory, about a megabyte, per lookup.
+var modules = sync.OnceValue(func() []Module {
 	ents, _ := fs.ReadDir(files, ".")
 	var out []Module
 	for _, e := range ents {
@@ -39,11 +44,14 @@ func Modules() []Module {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
-}
+})
+
+// Modules returns every embedded module, sorted by name.
+func Modules() []Module { return slices.Clone(modules()) }
 
 // Find returns the module name at revision ("" for the only one there is).
 func Find(name, revision string) (Module, bool) {
-	for _, m := range Modules() {
+	for _, m := range modules() {
 		if m.Name == name && (revision == "" || m.Revision == revision) {
 			return m, true
 		}

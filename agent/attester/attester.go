@@ -92,12 +92,46 @@ type Config struct {
 	MaxQueuedPerClient, MaxQueued int
 	// MaxLogEntries caps one log-retrieval reply (default 10000).
 	MaxLogEntries int
+	// Node is the compute node of the TPM above (RFC 9684 compute-nodes:
+	// the control card), named when the device has LineCards.
+	Node Node
+	// LineCards are the device's further TPMs, one per line card or
+	// second control card, each on its own compute node: the device then
+	// implements the mtpm feature, a challenge may name the certificates
+	// of the TPMs it wants quotes from, and log-retrieval the TPMs whose
+	// logs it wants.
+	LineCards []Card
+}
+
+// Node is a compute node of a composite device.
+type Node struct {
+	ID, Name, Location string
+}
+
+// Card is one further TPM of the device with its own keys and logs.
+type Card struct {
+	Node          Node
+	TPM           *tpm.TPM
+	TPMName       string
+	Manufacturer  string
+	HardwareBased bool
+	Certificates  []Certificate
+	Logs          Source
+	LogTypes      []LogType
+	BootTime      time.Time
+}
+
+// unit is one TPM of the device as the attester serves it.
+type unit struct {
+	Card
+	banks []alg.ID
 }
 
 // Attester answers RFC 9684 requests.
 type Attester struct {
 	cfg   Config
 	banks []alg.ID
+	units []*unit // the TPM of cfg first, then the line cards'
 	now   func() time.Time
 
 	queue    *queue
@@ -161,12 +195,102 @@ func New(ctx context.Context, cfg Config) (*Attester, error) {
 		return nil, fmt.Errorf("attester: %w", err)
 	}
 	a := &Attester{cfg: cfg, banks: banks, now: time.Now, inflight: map[string]*call{}}
+	a.units = []*unit{{Card: Card{Node: cfg.Node, TPM: cfg.TPM, TPMName: cfg.TPMName, Manufacturer: cfg.Manufacturer, HardwareBased: cfg.HardwareBased,
+		Certificates: cfg.Certificates, Logs: cfg.Logs, LogTypes: cfg.LogTypes, BootTime: cfg.BootTime}, banks: banks}}
+	if len(cfg.LineCards) > 0 && cfg.Node.ID == "" {
+		return nil, errors.New("attester: a device with line cards names the compute node of its first TPM (Config.Node)")
+	}
+	names, nodes, certs := map[string]bool{cfg.TPMName: true}, map[string]bool{cfg.Node.ID: true}, map[string]bool{}
+	for _, c := range cfg.Certificates {
+		certs[c.Name] = true
+	}
+	for i, c := range cfg.LineCards {
+		switch {
+		case c.TPM == nil || c.Logs == nil:
+			return nil, fmt.Errorf("attester: line card %d: TPM and log source are required", i)
+		case c.TPMName == "" || names[c.TPMName]:
+			return nil, fmt.Errorf("attester: line card %d: TPM name %q is empty or taken", i, c.TPMName)
+		case c.Node.ID == "" || nodes[c.Node.ID]:
+			return nil, fmt.Errorf("attester: line card %d: compute node %q is empty or taken", i, c.Node.ID)
+		}
+		names[c.TPMName], nodes[c.Node.ID] = true, true
+		hasAK := false
+		for _, cert := range c.Certificates {
+			if certs[cert.Name] {
+				// certificate-name is unique on the device: it alone
+				// names the TPM a challenge wants.
+				return nil, fmt.Errorf("attester: line card %s: certificate name %q is taken", c.TPMName, cert.Name)
+			}
+			certs[cert.Name] = true
+			hasAK = hasAK || (cert.Type != CertEK && cert.Key != nil)
+		}
+		if !hasAK {
+			return nil, fmt.Errorf("attester: line card %s: no attestation-key certificate with its TPM key", c.TPMName)
+		}
+		for _, t := range c.LogTypes {
+			if t != LogBIOS && t != LogIMA && t != LogNetequip {
+				return nil, fmt.Errorf("attester: line card %s: unknown log type %q", c.TPMName, t)
+			}
+		}
+		if c.BootTime.IsZero() {
+			c.BootTime = cfg.BootTime
+		}
+		b, err := c.TPM.Banks(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("attester: line card %s: %w", c.TPMName, err)
+		}
+		a.units = append(a.units, &unit{Card: c, banks: b})
+	}
 	a.queue = newQueue(cfg.QuotesPerSecond, cfg.QuoteBurst, cfg.MaxQueuedPerClient, cfg.MaxQueued, func() time.Time { return a.now() })
 	return a, nil
 }
 
-// Keeps reports whether the device keeps logs of type t.
-func (a *Attester) Keeps(t LogType) bool { return slices.Contains(a.cfg.LogTypes, t) }
+// Keeps reports whether the device keeps logs of type t (on any TPM).
+func (a *Attester) Keeps(t LogType) bool {
+	for _, u := range a.units {
+		if slices.Contains(u.LogTypes, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// LogTypes are the log types the device keeps on any of its TPMs, in
+// the order of the first TPM's, then the line cards'.
+func (a *Attester) LogTypes() []LogType {
+	var out []LogType
+	for _, u := range a.units {
+		for _, t := range u.LogTypes {
+			if !slices.Contains(out, t) {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+// MultiTPM reports whether the device has several TPMs (the mtpm
+// feature).
+func (a *Attester) MultiTPM() bool { return len(a.units) > 1 }
+
+// TPMInfo describes one TPM for rats-support-structures.
+type TPMInfo struct {
+	Name          string
+	Node          Node
+	Manufacturer  string
+	HardwareBased bool
+	Banks         []alg.ID
+	Certificates  []Certificate
+}
+
+// TPMs lists the device's TPMs: the first one's, then the line cards'.
+func (a *Attester) TPMs() []TPMInfo {
+	out := make([]TPMInfo, len(a.units))
+	for i, u := range a.units {
+		out[i] = TPMInfo{Name: u.TPMName, Node: u.Node, Manufacturer: u.Manufacturer, HardwareBased: u.HardwareBased, Banks: u.banks, Certificates: u.Certificates}
+	}
+	return out
+}
 
 // Banks returns the TPM's allocated PCR banks (attester-supported-algos).
 func (a *Attester) Banks() []alg.ID { return a.banks }
@@ -174,8 +298,10 @@ func (a *Attester) Banks() []alg.ID { return a.banks }
 // Config returns the configuration (read-only use).
 func (a *Attester) Config() *Config { return &a.cfg }
 
-func (a *Attester) upTime() uint32 {
-	d := a.now().Sub(a.cfg.BootTime)
+func (a *Attester) upTime() uint32 { return a.upTimeOf(a.units[0]) }
+
+func (a *Attester) upTimeOf(u *unit) uint32 {
+	d := a.now().Sub(u.BootTime)
 	if d < 0 {
 		return 0
 	}
@@ -226,6 +352,7 @@ type Challenge struct {
 // Response is one tpm20-attestation-response entry.
 type Response struct {
 	CertificateName string
+	TPMName         string // the TPM that quoted (for the transport's logs; not in the reply)
 	QuoteData       []byte // TPMS_ATTEST, as the TPM returned it
 	QuoteSignature  []byte // TPMT_SIGNATURE, as the TPM returned it
 	UpTime          uint32
@@ -293,54 +420,65 @@ func (a *Attester) Attest(ctx context.Context, ch Challenge) ([]Response, error)
 	return c.res, c.err
 }
 
+// supports reports whether every TPM of the device allocates bank b
+// (attester-supported-algos is one list for the device).
 func (a *Attester) supports(b alg.ID) bool {
-	for _, x := range a.banks {
-		if x == b {
-			return true
+	for _, u := range a.units {
+		if !slices.Contains(u.banks, b) {
+			return false
 		}
 	}
-	return false
+	return true
+}
+
+// akKey is an attestation key and the TPM holding it.
+type akKey struct {
+	Certificate
+	u *unit
 }
 
 // akCerts resolves certificate-name entries to attestation keys; none
-// means every attestation-key certificate.
-func (a *Attester) akCerts(names []string) ([]Certificate, error) {
-	var out []Certificate
-	if len(names) == 0 {
-		for _, c := range a.cfg.Certificates {
-			if c.Type != CertEK && c.Key != nil {
-				out = append(out, c)
-			}
-		}
-		return out, nil
-	}
+// means every attestation-key certificate of every TPM.
+func (a *Attester) akCerts(names []string) ([]akKey, error) {
+	var out []akKey
 	for _, n := range names {
 		found := false
-		for _, c := range a.cfg.Certificates {
-			if c.Name == n && c.Type != CertEK && c.Key != nil {
-				out = append(out, c)
-				found = true
+		for _, u := range a.units {
+			for _, c := range u.Certificates {
+				if c.Name == n && c.Type != CertEK && c.Key != nil {
+					out = append(out, akKey{c, u})
+					found = true
+				}
 			}
 		}
 		if !found {
 			return nil, invalid(pathChallenge+"/tpm:certificate-name", msgAIKCert)
 		}
 	}
+	if len(names) == 0 {
+		for _, u := range a.units {
+			for _, c := range u.Certificates {
+				if c.Type != CertEK && c.Key != nil {
+					out = append(out, akKey{c, u})
+				}
+			}
+		}
+	}
 	return out, nil
 }
 
-func (a *Attester) quote(ctx context.Context, ch Challenge, keys []Certificate) ([]Response, error) {
+func (a *Attester) quote(ctx context.Context, ch Challenge, keys []akKey) ([]Response, error) {
 	var out []Response
 	for _, k := range keys {
-		attest, sig, err := a.cfg.TPM.Quote(ctx, k.Key, ch.Nonce, ch.Selection)
+		attest, sig, err := k.u.TPM.Quote(ctx, k.Key, ch.Nonce, ch.Selection)
 		if err != nil {
-			return nil, &RPCError{Type: "application", Tag: "operation-failed", Message: "TPM2_Quote failed: " + err.Error()}
+			return nil, &RPCError{Type: "application", Tag: "operation-failed", Message: "TPM2_Quote failed on " + k.u.TPMName + ": " + err.Error()}
 		}
-		vals, err := a.cfg.TPM.ReadPCRs(ctx, ch.Selection)
+		vals, err := k.u.TPM.ReadPCRs(ctx, ch.Selection)
 		if err != nil {
-			return nil, &RPCError{Type: "application", Tag: "operation-failed", Message: "TPM2_PCR_Read failed: " + err.Error()}
+			return nil, &RPCError{Type: "application", Tag: "operation-failed", Message: "TPM2_PCR_Read failed on " + k.u.TPMName + ": " + err.Error()}
 		}
-		out = append(out, Response{CertificateName: k.Name, QuoteData: attest, QuoteSignature: sig, UpTime: a.upTime(), UnsignedPCRs: vals})
+		out = append(out, Response{CertificateName: k.Name, TPMName: k.u.TPMName, QuoteData: attest, QuoteSignature: sig, UpTime: a.upTimeOf(k.u), UnsignedPCRs: vals})
 	}
 	return out, nil
 }
@@ -376,46 +514,79 @@ func (a *Attester) RetrieveLogs(ctx context.Context, t LogType, sels []LogSelect
 	if len(sels) == 0 {
 		sels = []LogSelector{{}}
 	}
-	ent, err := a.cfg.Logs.Log(ctx, t)
-	if err != nil {
-		return nil, &RPCError{Type: "application", Tag: "operation-failed", Message: fmt.Sprintf("%s log unavailable: %v", t, err)}
-	}
+	entries := map[*unit]*Entries{}
 	var out []NodeLog
 	for _, s := range sels {
-		if len(s.Names) > 0 && !contains(s.Names, a.cfg.TPMName) {
-			continue
-		}
-		start := 0
-		switch {
-		case s.LastIndexNumber != nil:
-			start = indexAfter(ent.Log.Events, *s.LastIndexNumber)
-		case s.LastEntryValue != nil:
-			i := entryAfter(ent.Log.Events, s.LastEntryValue)
-			if i < 0 {
-				return nil, invalid(pathLogSelector+"/tpm:last-entry-value", "no log entry has that value")
+		// A name no TPM has selects nothing (the selection is an AND).
+		for _, u := range a.selected(s.Names) {
+			if !slices.Contains(u.LogTypes, t) {
+				continue
 			}
-			start = i
-		case s.Timestamp != nil:
-			start = len(ent.Log.Events)
-			for i, tm := range ent.Times {
-				if tm.After(*s.Timestamp) {
-					start = i
-					break
+			ent := entries[u]
+			if ent == nil {
+				var err error
+				if ent, err = u.Logs.Log(ctx, t); err != nil {
+					return nil, &RPCError{Type: "application", Tag: "operation-failed", Message: fmt.Sprintf("%s log of %s unavailable: %v", t, u.TPMName, err)}
 				}
+				entries[u] = ent
 			}
+			nl, err := a.selectEntries(u, t, ent, s)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, nl)
 		}
-		n := len(ent.Log.Events) - start
-		if s.Quantity != nil && int(*s.Quantity) < n {
-			n = int(*s.Quantity)
-		}
-		if n > a.cfg.MaxLogEntries {
-			n = a.cfg.MaxLogEntries
-		}
-		l := *ent.Log
-		l.Events = ent.Log.Events[start : start+n]
-		out = append(out, NodeLog{Name: a.cfg.TPMName, UpTime: a.upTime(), Type: t, Log: &l})
 	}
 	return out, nil
+}
+
+// selected are the TPMs a log-selector's names choose: those named, or
+// with none every hardware-based TPM (RFC 9684) — every TPM when none is
+// (a testbed of software TPMs).
+func (a *Attester) selected(names []string) []*unit {
+	var out []*unit
+	for _, u := range a.units {
+		if slices.Contains(names, u.TPMName) || (len(names) == 0 && u.HardwareBased) {
+			out = append(out, u)
+		}
+	}
+	if len(names) == 0 && len(out) == 0 {
+		return a.units
+	}
+	return out
+}
+
+// selectEntries applies one selector to a TPM's log.
+func (a *Attester) selectEntries(u *unit, t LogType, ent *Entries, s LogSelector) (NodeLog, error) {
+	start := 0
+	switch {
+	case s.LastIndexNumber != nil:
+		start = indexAfter(ent.Log.Events, *s.LastIndexNumber)
+	case s.LastEntryValue != nil:
+		i := entryAfter(ent.Log.Events, s.LastEntryValue)
+		if i < 0 {
+			return NodeLog{}, invalid(pathLogSelector+"/tpm:last-entry-value", "no log entry has that value")
+		}
+		start = i
+	case s.Timestamp != nil:
+		start = len(ent.Log.Events)
+		for i, tm := range ent.Times {
+			if tm.After(*s.Timestamp) {
+				start = i
+				break
+			}
+		}
+	}
+	n := len(ent.Log.Events) - start
+	if s.Quantity != nil && int(*s.Quantity) < n {
+		n = int(*s.Quantity)
+	}
+	if n > a.cfg.MaxLogEntries {
+		n = a.cfg.MaxLogEntries
+	}
+	l := *ent.Log
+	l.Events = ent.Log.Events[start : start+n]
+	return NodeLog{Name: u.TPMName, UpTime: a.upTimeOf(u), Type: t, Log: &l}, nil
 }
 
 func contains(s []string, v string) bool {

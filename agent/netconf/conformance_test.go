@@ -14,8 +14,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/openriv/riv/agent/attester"
-	"github.com/openriv/riv/pkg/schema"
 	"github.com/openriv/riv/agent/sim/device"
+	"github.com/openriv/riv/pkg/schema"
 	"github.com/openriv/riv/yang"
 )
 

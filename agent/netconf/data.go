@@ -158,10 +158,15 @@ func localName(v string) string {
 	return v
 }
 
-// operational is the operational datastore: the state, the YANG library
-// (with the deprecated modules-state) and NETCONF monitoring.
+// operational is the operational datastore: the state, the software
+// inventory, the YANG library (with the deprecated modules-state) and
+// NETCONF monitoring.
 func (s *Server) operational() []*Node {
-	out := append(s.stateTree(), s.yangLibrary(), s.modulesState(), s.monitoring())
+	out := s.stateTree()
+	if inv := s.softwareInventory(); inv != nil {
+		out = append(out, inv)
+	}
+	out = append(out, s.yangLibrary(), s.modulesState(), s.monitoring())
 	if len(s.cfg.RESTCONF) > 0 {
 		out = append(out, s.restconfState())
 	}

@@ -15,11 +15,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/openriv/riv/agent/sim/device"
 	"github.com/openriv/riv/internal/testref"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/pcr"
 	"github.com/openriv/riv/pkg/quote"
-	"github.com/openriv/riv/agent/sim/device"
+	"github.com/openriv/riv/pkg/schema"
 )
 
 func startDevice(t *testing.T) *device.Device {
@@ -56,11 +57,18 @@ func yanglint(t *testing.T, d *device.Device, args ...string) {
 
 func yanglintRun(t *testing.T, d *device.Device, args ...string) (string, error) {
 	t.Helper()
+	return yanglintSchema(t, d.Server.Schema(), args...)
+}
+
+// yanglintSchema runs yanglint with the modules and features implemented
+// in set.
+func yanglintSchema(t *testing.T, set *schema.Set, args ...string) (string, error) {
+	t.Helper()
 	bin := testref.NeedTool(t, "yanglint")
 	Y := testref.YangDir(t)
 	mods := []string{"-p", Y}
 	var files []string
-	for _, m := range d.Server.Schema().Modules() {
+	for _, m := range set.Modules() {
 		if m.Implemented {
 			mods = append(mods, "-F", m.Name+":"+strings.Join(m.Features, ","))
 			files = append(files, filepath.Join(Y, m.Name+"@"+m.Revision+".yang"))

@@ -19,8 +19,10 @@ import (
 
 // implemented are the modules the agent implements and the features it
 // supports of each; the attestation module's features are the log types
-// the device keeps (RFC 9684 §3.1.1.1).
-func implemented(logs []attester.LogType, restconf bool) map[string][]string {
+// the device keeps (RFC 9684 §3.1.1.1). The project's
+// riv-software-inventory is implemented by an agent that serves an
+// inventory.
+func implemented(logs []attester.LogType, restconf, inventory bool) map[string][]string {
 	var feats []string
 	for _, t := range logs {
 		feats = append(feats, string(t))
@@ -40,6 +42,9 @@ func implemented(logs []attester.LogType, restconf bool) map[string][]string {
 	if restconf {
 		m["ietf-restconf-monitoring"] = []string{}
 	}
+	if inventory {
+		m["riv-software-inventory"] = []string{}
+	}
 	return m
 }
 
@@ -49,9 +54,9 @@ var schemas sync.Map // string -> *schema.Set
 
 // compileSchema compiles the embedded modules as this agent implements
 // them.
-func compileSchema(logs []attester.LogType, restconf bool) (*schema.Set, error) {
-	impl := implemented(logs, restconf)
-	key := strings.Join(impl["ietf-tpm-remote-attestation"], ",") + fmt.Sprintf(";restconf=%v", restconf)
+func compileSchema(logs []attester.LogType, restconf, inventory bool) (*schema.Set, error) {
+	impl := implemented(logs, restconf, inventory)
+	key := strings.Join(impl["ietf-tpm-remote-attestation"], ",") + fmt.Sprintf(";restconf=%v;inventory=%v", restconf, inventory)
 	if s, ok := schemas.Load(key); ok {
 		return s.(*schema.Set), nil
 	}

@@ -5,12 +5,14 @@
 // <get-config>, <get-data> (RFC 8526) with max-depth and config-filter,
 // with-defaults (RFC 6243), <get-schema> (RFC 6022) from the modules
 // embedded in the binary, <close-session>, <kill-session>, subtree
-// filters, the RFC 9684 RPCs, the YANG library (RFC 8525) and NETCONF
-// monitoring, and NACM (RFC 8341) with default-deny on the attestation
-// RPCs. Every RPC's input is validated against the modules (pkg/schema),
-// with the errors RFC 7950 §8.3.1 and §15 name. Operations the modules
-// define but the agent does not carry out (edit-config, lock, ...) are
-// refused with operation-not-supported.
+// filters, the RFC 9684 RPCs, the YANG library (RFC 8525), NETCONF
+// monitoring, the software inventory and its RIMs (the project's
+// riv-software-inventory, when Config.Inventory is set), and NACM (RFC
+// 8341) with default-deny on the attestation RPCs. Every RPC's input is
+// validated against the modules (pkg/schema), with the errors RFC 7950
+// §8.3.1 and §15 name. Operations the modules define but the agent does
+// not carry out (edit-config, lock, ...) are refused with
+// operation-not-supported.
 package netconf
 
 import (
@@ -28,6 +30,7 @@ import (
 	"time"
 
 	"github.com/openriv/riv/agent/attester"
+	"github.com/openriv/riv/agent/inventory"
 	"github.com/openriv/riv/pkg/frame"
 	"github.com/openriv/riv/pkg/schema"
 )
@@ -50,7 +53,13 @@ type Config struct {
 	// on the same datastore: ietf-restconf-monitoring is then implemented
 	// and restconf-state served (RFC 8040 §9.1).
 	RESTCONF []string
-	Logger   *slog.Logger
+	// Inventory, when set, returns the software inventory to serve now:
+	// riv-software-inventory is then implemented. It is called for each
+	// retrieval, so a reload (inventory.Store.Reload) is served from the
+	// next request on, in every open session. It may return nil (served
+	// as an empty inventory).
+	Inventory func() *inventory.Inventory
+	Logger    *slog.Logger
 }
 
 // Limits bound what one peer can hold (OpenSSH's MaxStartups and
@@ -120,6 +129,8 @@ type Server struct {
 		impl, importOnly []*schema.Module
 		contentID        string
 	}
+
+	inventory atomic.Pointer[renderedInventory]
 }
 
 // stats are the counters of ietf-netconf-monitoring's statistics.
@@ -147,7 +158,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	cfg.Limits.defaults()
-	sch, err := compileSchema(cfg.Attester.Config().LogTypes, len(cfg.RESTCONF) > 0)
+	sch, err := compileSchema(cfg.Attester.Config().LogTypes, len(cfg.RESTCONF) > 0, cfg.Inventory != nil)
 	if err != nil {
 		return nil, fmt.Errorf("netconf: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/openriv/riv/agent/netconf"
 	"github.com/openriv/riv/pkg/schema"
@@ -26,7 +27,10 @@ const maxSegments = 32
 
 // resolve parses an RFC 8040 §3.5.3 api-path after /restconf/data/ and
 // resolves it in the schema: the first step names its module, a list
-// entry gives every key, a leaf-list cannot be addressed alone.
+// entry gives every key, a leaf-list cannot be addressed alone. The last
+// step may name a list without keys: the resource is then every entry of
+// the list (component=TAGID/rim, the RIMs of one component), which RFC
+// 8040 leaves undefined and servers commonly answer with the list.
 func (s *Server) resolve(raw string) ([]step, error) {
 	if raw == "" {
 		return nil, nil
@@ -73,6 +77,7 @@ func (s *Server) resolve(raw string) ([]step, error) {
 			}
 		}
 		switch {
+		case sn.Kind == schema.List && !hasKeys && i == len(parts)-1:
 		case sn.Kind == schema.List && len(sn.Keys) == 0:
 			return nil, fmt.Errorf("list %s has no key and cannot be addressed", name)
 		case sn.Kind == schema.List && len(st.keys) != len(sn.Keys):
@@ -136,13 +141,16 @@ func (q *request) data(rawPath string) {
 			return
 		}
 	}
-	// The NETCONF retrieval the request stands for: the whole datastore,
-	// or the top-level node the path starts at.
-	filter := ""
-	if len(steps) > 0 {
-		top := steps[0].sn
-		filter = "<" + top.Name + ` xmlns="` + top.Module.Namespace + `"/>`
+	whole := len(steps) > 0 && wholeList(steps[len(steps)-1])
+	if whole && !q.json {
+		// Several entries are several XML documents; JSON has the array.
+		q.fail(&rcError{status: http.StatusNotAcceptable, Type: "protocol", Tag: "invalid-value",
+			Message: "every entry of a list has no XML representation: ask for application/yang-data+json, or name one entry"})
+		return
 	}
+	// The NETCONF retrieval the request stands for: the whole datastore,
+	// or the path as a subtree filter.
+	filter := pathFilter(steps)
 	wdParam := ""
 	if wd != "" {
 		wdParam = `<with-defaults xmlns="urn:ietf:params:xml:ns:yang:ietf-netconf-with-defaults">` + wd + `</with-defaults>`
@@ -203,25 +211,28 @@ func (q *request) data(rawPath string) {
 			b.WriteString(sb.String())
 		}
 	} else {
-		target := q.s.find(data, steps)
-		if target == nil {
+		targets := q.s.find(data, steps)
+		if len(targets) == 0 {
 			q.fail(&rcError{status: http.StatusNotFound, Type: "protocol", Tag: "invalid-value", Message: "no data at " + rawPath})
 			return
 		}
 		sn := steps[len(steps)-1].sn
-		target = q.s.view(target, sn, depth, fields)
+		for i, t := range targets {
+			targets[i] = q.s.view(t, sn, depth, fields)
+		}
 		if q.json {
 			var parent *schema.Node
 			if len(steps) > 1 {
 				parent = steps[len(steps)-2].sn
 			}
 			b.WriteByte('{')
-			// The target is named with its module (RFC 8040 §3.5.3).
-			err = q.s.schema.WriteJSON(&b, parent, []*schema.XML{target}, nil)
+			// The target is named with its module (RFC 8040 §3.5.3); a
+			// list's entries are one array.
+			err = q.s.schema.WriteJSON(&b, parent, targets, nil)
 			b.WriteByte('}')
 		} else {
 			var sb strings.Builder
-			target.Encode(&sb, "", true)
+			targets[0].Encode(&sb, "", true)
 			b.WriteString(sb.String())
 		}
 	}
@@ -230,11 +241,17 @@ func (q *request) data(rawPath string) {
 		return
 	}
 	// RFC 8040 §3.4.1: the entity tag of this representation, and when
-	// the data last changed (the agent's data does not change while it
-	// runs). A client that has it gets 304.
+	// the data last changed: the start, or a reload of the software
+	// inventory. A client that has it gets 304. Last-Modified has whole
+	// seconds, too coarse for a reload within the second a client last
+	// fetched: the entity tag is the validator to rely on.
+	modified := q.s.started
+	if m := q.s.cfg.NETCONF.Modified().UTC().Truncate(time.Second); m.After(modified) {
+		modified = m
+	}
 	tag := etag(b.Bytes())
 	q.w.Header().Set("ETag", tag)
-	q.w.Header().Set("Last-Modified", q.s.started.Format(http.TimeFormat))
+	q.w.Header().Set("Last-Modified", modified.Format(http.TimeFormat))
 	if inm := q.r.Header.Get("If-None-Match"); inm != "" {
 		for _, t := range strings.Split(inm, ",") {
 			if t = strings.TrimSpace(t); t == tag || t == "*" {
@@ -243,7 +260,7 @@ func (q *request) data(rawPath string) {
 			}
 		}
 	} else if ims := q.r.Header.Get("If-Modified-Since"); ims != "" {
-		if t, err := http.ParseTime(ims); err == nil && !q.s.started.After(t) {
+		if t, err := http.ParseTime(ims); err == nil && !modified.After(t) {
 			q.w.WriteHeader(http.StatusNotModified)
 			return
 		}
@@ -251,29 +268,95 @@ func (q *request) data(rawPath string) {
 	q.send(http.StatusOK, b.String())
 }
 
+// wholeList reports whether the step names every entry of a list.
+func wholeList(st step) bool { return st.sn.Kind == schema.List && st.keys == nil }
+
 // find walks the retrieved data along the path, choosing list entries by
 // their keys compared as values of the key's type (an identity key
-// matches whatever prefix names it).
-func (s *Server) find(data *schema.XML, steps []step) *schema.XML {
+// matches whatever prefix names it). It returns the target, or every
+// entry of a list the last step names without keys; none when there is
+// no data there.
+func (s *Server) find(data *schema.XML, steps []step) []*schema.XML {
 	cur := data
-	for _, st := range steps {
-		var next *schema.XML
+	for i, st := range steps {
+		var next []*schema.XML
 		for _, c := range cur.Children {
 			if c.Name != st.sn.Name || c.NS != st.sn.Module.Namespace {
 				continue
 			}
-			if st.sn.Kind == schema.List && !s.keysMatch(c, st) {
+			if st.sn.Kind == schema.List && !wholeList(st) && !s.keysMatch(c, st) {
 				continue
 			}
-			next = c
-			break
+			next = append(next, c)
+			if !wholeList(st) {
+				break
+			}
 		}
-		if next == nil {
+		if len(next) == 0 {
 			return nil
 		}
-		cur = next
+		if i == len(steps)-1 {
+			return next
+		}
+		cur = next[0]
 	}
-	return cur
+	return nil
+}
+
+// pathFilter is the subtree filter (RFC 6241 §6) of the data a path
+// addresses, "" for the whole datastore. It follows the path down as far
+// as a filter can say the same: through containers, and through list
+// entries whose keys are strings, matched by content; a list keyed
+// otherwise (an identity, whose text depends on its prefix; a number,
+// with more than one way to write it) ends it, and find picks the entry
+// by typed comparison. So fetching one component's RIMs renders that
+// component alone, not the whole inventory.
+func pathFilter(steps []step) string {
+	var b, closing strings.Builder
+	var tails []string
+	ns := ""
+	for _, st := range steps {
+		b.WriteString("<" + st.sn.Name)
+		if st.sn.Module.Namespace != ns {
+			ns = st.sn.Module.Namespace
+			b.WriteString(` xmlns="`)
+			xml.EscapeText(&b, []byte(ns))
+			b.WriteByte('"')
+		}
+		deeper := st.sn.Kind == schema.Container
+		if st.sn.Kind == schema.List && !wholeList(st) && stringKeys(st) {
+			b.WriteByte('>')
+			for i, k := range st.sn.Keys {
+				b.WriteString("<" + k + ">")
+				xml.EscapeText(&b, []byte(st.keys[i]))
+				b.WriteString("</" + k + ">")
+			}
+			deeper = true
+		} else if deeper {
+			b.WriteByte('>')
+		}
+		if !deeper {
+			b.WriteString("/>")
+			break
+		}
+		tails = append(tails, "</"+st.sn.Name+">")
+	}
+	for i := len(tails) - 1; i >= 0; i-- {
+		closing.WriteString(tails[i])
+	}
+	return b.String() + closing.String()
+}
+
+// stringKeys reports whether every key of the list step is a string
+// whose value a content match compares exactly (it trims white space).
+func stringKeys(st step) bool {
+	for i, k := range st.sn.Keys {
+		kn := st.sn.Child("", k)
+		if kn == nil || kn.Type == nil || kn.Type.Kind != "string" || strings.TrimSpace(st.keys[i]) != st.keys[i] || st.keys[i] == "" {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Server) keysMatch(entry *schema.XML, st step) bool {

@@ -17,16 +17,18 @@ var fuzzSet = sync.OnceValues(func() (*schema.Set, error) {
 	return schema.Compile(srcs, schema.Options{Implement: map[string][]string{
 		"ietf-tpm-remote-attestation": {"bios", "ima", "netequip_boot"}, "ietf-tcg-algs": {"tpm20"},
 		"ietf-keystore": {"central-keystore-supported", "asymmetric-keys"}, "ietf-crypto-types": {"hidden-private-keys"},
-		"ietf-yang-library": {}, "ietf-datastores": {}, "ietf-restconf-monitoring": {}}})
+		"ietf-yang-library": {}, "ietf-datastores": {}, "ietf-restconf-monitoring": {}, "riv-software-inventory": {}}})
 })
 
 // FuzzParsePath: the parts of a data URI a client controls — the path and
 // the fields expression — resolve against the schema or give an error,
-// never a panic.
+// never a panic, and a path that resolves makes a well-formed filter.
 func FuzzParsePath(f *testing.F) {
 	for _, s := range []string{"", "ietf-tpm-remote-attestation:rats-support-structures/tpms/tpm=tpm0",
 		"ietf-keystore:keystore/asymmetric-keys/asymmetric-key=a%2Fb", "ietf-yang-library:yang-library/module-set=riv/module=x",
-		"a:b", "ietf-tpm-remote-attestation:rats-support-structures/tpms/tpm=%zz", strings.Repeat("x/", 40)} {
+		"a:b", "ietf-tpm-remote-attestation:rats-support-structures/tpms/tpm=%zz", strings.Repeat("x/", 40),
+		"riv-software-inventory:software-inventory/component=3c1f4a52-7d0e-5b9a-8c41-0d2e6f7a8b01/rim",
+		"riv-software-inventory:software-inventory/component=a%3Cb%26/rim=00/content"} {
 		f.Add(s, "tpms/tpm(name;status)")
 	}
 	set, err := fuzzSet()
@@ -44,6 +46,12 @@ func FuzzParsePath(f *testing.F) {
 			target = steps[len(steps)-1].sn
 		}
 		parseFields(fields, set, target)
+		// The path becomes a well-formed subtree filter, whatever its keys.
+		if f := pathFilter(steps); f != "" {
+			if _, err := schema.ParseXML([]byte("<filter>"+f+"</filter>"), schema.Limits{}); err != nil {
+				t.Fatalf("path %q became the malformed filter %q: %v", p, f, err)
+			}
+		}
 	})
 }
 

@@ -8,7 +8,9 @@
 // schema) or XML.
 //
 // Resources: /.well-known/host-meta, /restconf, /restconf/data[/path]
-// (GET, HEAD; the agent has no writable configuration) with the query
+// (GET, HEAD; the agent has no writable configuration; a list named
+// without keys as the path's last step is every entry, as a JSON array:
+// component=TAGID/rim of riv-software-inventory) with the query
 // parameters content, depth, fields and with-defaults (RFC 8040 §4.8;
 // any other, or one given twice, is a 400), ETag and Last-Modified
 // (§3.4.1, with If-None-Match and If-Modified-Since),

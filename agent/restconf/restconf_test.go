@@ -20,13 +20,13 @@ import (
 	"testing"
 
 	"github.com/openriv/riv/agent/netconf"
+	"github.com/openriv/riv/agent/sim/device"
 	"github.com/openriv/riv/internal/testref"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/pcr"
 	"github.com/openriv/riv/pkg/quote"
 	"github.com/openriv/riv/pkg/schema"
-	"github.com/openriv/riv/agent/sim/device"
 )
 
 func sha256Sum(b []byte) []byte { h := sha256.Sum256(b); return h[:] }
@@ -79,12 +79,19 @@ func do(t *testing.T, c *http.Client, d *device.Device, method, path, accept, ct
 // agent implements them (the modules and features of its schema).
 func yanglint(t *testing.T, d *device.Device, kind, file string, extra ...string) {
 	t.Helper()
+	yanglintSchema(t, d.Server.Schema(), kind, file, extra...)
+}
+
+// yanglintSchema validates with the modules and features implemented in
+// set.
+func yanglintSchema(t *testing.T, set *schema.Set, kind, file string, extra ...string) {
+	t.Helper()
 	bin := testref.NeedTool(t, "yanglint")
 	Y := testref.YangDir(t)
 	args := append([]string{"-t", kind}, extra...)
 	args = append(args, "-p", Y)
 	var files []string
-	for _, m := range d.Server.Schema().Modules() {
+	for _, m := range set.Modules() {
 		if m.Implemented {
 			args = append(args, "-F", m.Name+":"+strings.Join(m.Features, ","))
 			files = append(files, filepath.Join(Y, m.Name+"@"+m.Revision+".yang"))
@@ -248,7 +255,7 @@ func TestErrors(t *testing.T) {
 	}{
 		{"unknown resource", "GET", "/restconf/nothing", js, "", "", 404, "invalid-value"},
 		{"unknown data", "GET", "/restconf/data/ietf-tpm-remote-attestation:rats-support-structures/tpms/tpm=tpm9", js, "", "", 404, "invalid-value"},
-		{"list without key", "GET", "/restconf/data/ietf-tpm-remote-attestation:rats-support-structures/tpms/tpm", js, "", "", 400, "invalid-value"},
+		{"list without key", "GET", "/restconf/data/ietf-tpm-remote-attestation:rats-support-structures/tpms/tpm/name", js, "", "", 400, "invalid-value"},
 		{"unqualified first segment", "GET", "/restconf/data/rats-support-structures", js, "", "", 400, "invalid-value"},
 		{"unknown module", "GET", "/restconf/data/foo:bar", js, "", "", 400, "invalid-value"},
 		{"write", "PUT", "/restconf/data/ietf-tpm-remote-attestation:rats-support-structures", js, js, "{}", 405, "operation-not-supported"},

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/openriv/riv/agent/attester"
 	"github.com/openriv/riv/agent/config"
 	"github.com/openriv/riv/agent/daemon"
+	"github.com/openriv/riv/agent/inventory"
 	"github.com/openriv/riv/agent/logsrc"
 	"github.com/openriv/riv/agent/netconf"
 	"github.com/openriv/riv/agent/provision"
@@ -93,6 +95,18 @@ func runServe(env *cli.Env, args []string) error {
 	if err != nil {
 		return cli.Unreachable("serve: %v", err)
 	}
+	// The software inventory and its RIMs, as the NOS installs them; a
+	// reload reads the directory again.
+	var inv atomic.Pointer[inventory.Inventory]
+	var invFn func() *inventory.Inventory
+	if cfg.Inventory != "" {
+		i, err := inventory.Load(cfg.Inventory)
+		if err != nil {
+			return cli.Usage("serve: inventory: %v", err)
+		}
+		inv.Store(i)
+		invFn = inv.Load
+	}
 	clientCAs, err := certPool(cfg.TLS.ClientCA)
 	if err != nil {
 		return cli.Usage("serve: tls.client_ca: %v", err)
@@ -102,7 +116,7 @@ func runServe(env *cli.Env, args []string) error {
 		return cli.Usage("serve: %v", err)
 	}
 	d, err := daemon.Start(daemon.Options{
-		NETCONF: netconf.Config{Attester: att, IdleTimeout: cfg.NETCONF.IdleTimeout, MaxMessageSize: cfg.Limits.MaxMessageSize,
+		NETCONF: netconf.Config{Attester: att, Inventory: invFn, IdleTimeout: cfg.NETCONF.IdleTimeout, MaxMessageSize: cfg.Limits.MaxMessageSize,
 			Limits: netconf.Limits{MaxSessionsPerUser: cfg.Limits.MaxSessionsPerUser}},
 		Identity: id.tls, ClientCAs: clientCAs, CertToName: ctn, Access: access,
 		SNMP: snmp.Config{Name: snmpName(cfg, id.tls.Leaf), BootsFile: cfg.SNMP.BootsFile,
@@ -128,6 +142,13 @@ func runServe(env *cli.Env, args []string) error {
 		select {
 		case <-hup:
 			reload(*file, cfg, d, log)
+			if cfg.Inventory != "" {
+				if i, err := inventory.Load(cfg.Inventory); err != nil {
+					log.Error("inventory reload refused; the served inventory is kept", "err", err)
+				} else {
+					inv.Store(i)
+				}
+			}
 			continue
 		case <-ctx.Done():
 		}
@@ -201,6 +222,11 @@ func runConfigCheck(env *cli.Env, args []string) error {
 	if cfg.Identity.Chain != "" {
 		if _, err := readCerts(cfg.Identity.Chain); err != nil {
 			return cli.Usage("%s: identity.chain: %v", file, err)
+		}
+	}
+	if cfg.Inventory != "" {
+		if _, err := inventory.Load(cfg.Inventory); err != nil {
+			return cli.Usage("%s: inventory: %v", file, err)
 		}
 	}
 	if _, err := certPool(cfg.TLS.ClientCA); err != nil {

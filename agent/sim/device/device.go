@@ -27,6 +27,7 @@ import (
 
 	"github.com/openriv/riv/agent/attester"
 	"github.com/openriv/riv/agent/daemon"
+	"github.com/openriv/riv/agent/inventory"
 	"github.com/openriv/riv/agent/logsrc"
 	"github.com/openriv/riv/agent/netconf"
 	"github.com/openriv/riv/agent/sim/router"
@@ -66,6 +67,9 @@ type Options struct {
 	// IAK.
 	Local   bool
 	OwnerCA *identity.CA
+	// Inventory, when set, is the software inventory the device serves
+	// (riv-software-inventory) with the RIMs it carries.
+	Inventory func() *inventory.Inventory
 	// Lie, when set, rewrites every log the agent serves: a compromised
 	// NOS or agent reporting what it likes (attack scenarios). The TPM
 	// still holds what was really measured.
@@ -234,7 +238,7 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(d.ClientCA.Cert)
 	d.daemon, err = daemon.Start(daemon.Options{
-		NETCONF:   netconf.Config{Attester: d.Attester},
+		NETCONF:   netconf.Config{Attester: d.Attester, Inventory: o.Inventory},
 		Identity:  tls.Certificate{Certificate: [][]byte{idCert.Raw, idCA.Cert.Raw}, PrivateKey: signer, Leaf: idCert},
 		ClientCAs: clientCAs, CertToName: []netconf.CertToName{{MapType: "common-name"}},
 		Access: daemon.Access{

@@ -27,6 +27,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/openriv/riv/agent/inventory"
 	"github.com/openriv/riv/agent/sim/attack"
 	"github.com/openriv/riv/agent/sim/router"
 	"github.com/openriv/riv/agent/sim/vendor"
@@ -202,6 +203,18 @@ func runRouter(env *cli.Env, args []string) error {
 	}
 	if err := r.publish(ctx, genuine); err != nil {
 		return cli.Failed("vendor RIMs: %v", err)
+	}
+	// The NOS installs each component's signed RIMs with it: those of
+	// the version booted (a rollback carries the old RIMs).
+	installed := img.Version
+	if err := os.RemoveAll(filepath.Join(abs, "inventory")); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(abs, "inventory"), 0o755); err != nil {
+		return err
+	}
+	if err := inventory.InstallFlat(filepath.Join(abs, "inventory"), filepath.Join(abs, "rims"), installed); err != nil {
+		return cli.Failed("install the inventory: %v", err)
 	}
 	creds, err := writeCredentials(abs, *serial)
 	if err != nil {
@@ -527,10 +540,11 @@ snmp:
       priv_protocol: AES
       priv_key_file: %[16]q
   boots_file: %[17]q
+inventory: %[18]q
 `, d, r.st.TPM, r.st.BIOS, r.st.IMA, filepath.Join(d, "certs", "idevid.pem"), filepath.Join(d, "certs", "iak.pem"), filepath.Join(d, "mfr", "ca.pem"),
 		listen("netconf_ssh"), listen("netconf_tls"), listen("restconf"), listen("snmp"), r.st.Serial,
 		filepath.Join(d, "users", "riv.pub"), filepath.Join(d, "client-ca.pem"), filepath.Join(d, "snmp", "riv.auth"), filepath.Join(d, "snmp", "riv.priv"),
-		filepath.Join(d, "snmp-engine-boots"))
+		filepath.Join(d, "snmp-engine-boots"), filepath.Join(d, "inventory"))
 	if err := writeAtomic(filepath.Join(d, "agent.yaml"), []byte(cfg), 0o600); err != nil {
 		return err
 	}

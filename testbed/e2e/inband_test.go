@@ -1,0 +1,174 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/veraison/ear"
+
+	"github.com/openriv/riv/agent/inventory"
+	"github.com/openriv/riv/agent/sim/device"
+	"github.com/openriv/riv/agent/sim/router"
+	"github.com/openriv/riv/agent/sim/vendor"
+	"github.com/openriv/riv/collector/verifier"
+	"github.com/openriv/riv/pkg/alg"
+	"github.com/openriv/riv/pkg/rim"
+	"github.com/openriv/riv/pkg/tpm"
+)
+
+// In-band RIMs (RFC 9683 Step 0B): the verifier has no RIMs of its own,
+// only the vendor's anchor; the device carries its vendor's signed RIMs in
+// riv-software-inventory and the verifier fetches, verifies and uses them.
+// Each RIM a device could lie with must be caught.
+
+// publishFor has vend sign the RIMs of images at versions (as the vendor
+// publishes them) into a fresh flat directory.
+func publishFor(t *testing.T, vend *vendor.Vendor, versions ...string) string {
+	t.Helper()
+	tp, err := tpm.Open(context.Background(), "sim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	flat := t.TempDir()
+	if err := vend.Publish(context.Background(), tp, flat, versions...); err != nil {
+		t.Fatal(err)
+	}
+	return flat
+}
+
+// installed lays out the inventory a NOS with image version ver installs
+// from a flat RIM directory, and loads it.
+func installed(t *testing.T, flat, ver string) *inventory.Inventory {
+	t.Helper()
+	dir := t.TempDir()
+	if err := inventory.InstallFlat(dir, flat, ver); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := inventory.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inv
+}
+
+// inbandVerifier trusts the manufacturer and the vendor's RIM anchor and
+// holds no RIMs.
+func inbandVerifier(mfr *x509.Certificate, rimRoots *x509.CertPool) *verifier.Verifier {
+	anchors := x509.NewCertPool()
+	anchors.AddCert(mfr)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return verifier.New(verifier.Policy{Anchors: anchors, RIMs: rim.NewIndex(), RIMAnchors: rimRoots, Banks: []alg.ID{alg.SHA256}}, key)
+}
+
+func appraiseWith(t *testing.T, v *verifier.Verifier, d *device.Device) *verifier.Result {
+	t.Helper()
+	e := &env{v: v}
+	return e.appraiseSSH(t, d)
+}
+
+func TestInbandRIMs(t *testing.T) {
+	e := newEnv(t)
+	flat := publishFor(t, e.vend, "1.0", "2.0")
+	genuine := installed(t, flat, "2.0")
+
+	// A genuine router carrying its RIMs: affirming with none local, and
+	// the RIMs fetched once (the second poll asks for nothing).
+	v := inbandVerifier(e.mfr.Cert, e.vend.Roots())
+	d := device.StartT(t, device.Options{Serial: "RTR-IB1", ManufacturerCA: e.mfr, Inventory: func() *inventory.Inventory { return genuine }})
+	r := appraiseWith(t, v, d)
+	if r.Status != ear.TrustTierAffirming {
+		t.Fatalf("genuine device with in-band RIMs: %v %v", r.Status, r.Reasons)
+	}
+	before := v.RIMIndex()
+	if r := appraiseWith(t, v, d); r.Status != ear.TrustTierAffirming || v.RIMIndex() != before {
+		t.Errorf("second poll: %v %v, index replaced %v", r.Status, r.Reasons, v.RIMIndex() != before)
+	}
+	// Without in-band RIMs and none local, the same device is not
+	// affirming: the RIMs did the vouching.
+	bare := inbandVerifier(e.mfr.Cert, nil)
+	if r := appraiseWith(t, bare, d); r.Status == ear.TrustTierAffirming {
+		t.Errorf("no RIMs at all: affirming")
+	}
+	d.Close()
+
+	// A rollback: a device booting the superseded 1.0 image with the 1.0
+	// RIMs, after the verifier has seen 2.0's (which supersede them): the
+	// verdict a rollback gets with local RIMs (a warning, see
+	// TestEndToEnd), not an affirmation.
+	old := installed(t, flat, "1.0")
+	d = device.StartT(t, device.Options{Serial: "RTR-IB2", ManufacturerCA: e.mfr, Image: router.DefaultImage("1.0"), Inventory: func() *inventory.Inventory { return old }})
+	r = appraiseWith(t, v, d)
+	if r.Status != ear.TrustTierWarning || !strings.Contains(strings.Join(r.Reasons, "\n"), "superseded by a newer signed RIM (rollback)") {
+		t.Errorf("rollback to superseded RIMs: %v %v", r.Status, r.Reasons)
+	}
+	d.Close()
+
+	for _, tc := range []struct {
+		name   string
+		inv    func(t *testing.T) *inventory.Inventory
+		reason string
+	}{
+		{"signed by an unknown key", func(t *testing.T) *inventory.Inventory {
+			rogue, err := vendor.New("RIV Test Networks", "https://rims.example.net", elliptic.P256(), time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return installed(t, publishFor(t, rogue, "2.0"), "2.0")
+		}, "not signed by a trusted vendor"},
+		{"for another product", func(t *testing.T) *inventory.Inventory {
+			img := router.DefaultImage("2.0")
+			img.Model = "rtr-9000"
+			tp, err := tpm.Open(context.Background(), "sim")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref, err := router.BootImage(context.Background(), tp, img)
+			tp.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := e.vend.Sign(img, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			other := t.TempDir()
+			if err := s.Write(other, "2.0"); err != nil {
+				t.Fatal(err)
+			}
+			return installed(t, other, "2.0")
+		}, `is for the product "rtr-9000", not this device's "rtr-1000"`},
+		{"bytes that are not the digest listed", func(t *testing.T) *inventory.Inventory {
+			// The agent's inventory lists a digest; the content it serves
+			// is another RIM's (a compromised NOS swapping RIMs).
+			inv := installed(t, flat, "2.0")
+			c := *inv.Components[0]
+			c.RIMs = append([]inventory.RIM(nil), c.RIMs...)
+			c.RIMs[0].Content = inv.Components[1].RIMs[0].Content
+			forged := *inv
+			forged.Components = append([]*inventory.Component{&c}, inv.Components[1:]...)
+			return &forged
+		}, "not the digest"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inv := tc.inv(t)
+			v := inbandVerifier(e.mfr.Cert, e.vend.Roots())
+			d := device.StartT(t, device.Options{Serial: "RTR-IB3", ManufacturerCA: e.mfr, Inventory: func() *inventory.Inventory { return inv }})
+			defer d.Close()
+			r := appraiseWith(t, v, d)
+			if r.Status != ear.TrustTierContraindicated || !strings.Contains(strings.Join(r.Reasons, "\n"), tc.reason) {
+				t.Fatalf("%v %v; want contraindicated, %q", r.Status, r.Reasons, tc.reason)
+			}
+			// Still so on the next poll, without fetching again.
+			if r := appraiseWith(t, v, d); r.Status != ear.TrustTierContraindicated {
+				t.Errorf("second poll: %v %v", r.Status, r.Reasons)
+			}
+		})
+	}
+}
