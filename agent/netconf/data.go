@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/xml"
+	"github.com/openriv/riv/agent/attester"
 	devid "github.com/openriv/riv/pkg/identity"
 	"strconv"
 	"strings"
@@ -71,34 +72,54 @@ func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 // reference.
 func (s *Server) stateTree() []*Node {
 	a := s.cfg.Attester
-	cfg := a.Config()
-	certs := El("certificates")
-	for _, c := range cfg.Certificates {
-		e := El("certificate", Leaf("name", c.Name))
-		if c.KeystoreRef != "" {
-			e.Add(Leaf("keystore-ref", c.KeystoreRef))
-		}
-		if c.Type != "" {
-			e.Add(Leaf("type", string(c.Type)))
-		}
-		certs.Add(e)
+	tpms := El("tpms")
+	var nodes *Node
+	if a.MultiTPM() {
+		nodes = El("compute-nodes")
 	}
-	tpm := El("tpm",
-		Leaf("name", cfg.TPMName),
-		Leaf("hardware-based", strconv.FormatBool(cfg.HardwareBased)),
-	)
-	if cfg.Manufacturer != "" {
-		tpm.Add(Leaf("manufacturer", cfg.Manufacturer))
-	}
-	tpm.Add(identity("firmware-version", "taa", NSTAA, "tpm20"))
-	for _, b := range a.Banks() {
-		bank := El("tpm20-pcr-bank", identity("tpm20-hash-algo", "taa", NSTAA, hashIdentity(b)))
-		for i := 0; i < 24; i++ {
-			bank.Add(Leaf("pcr-index", strconv.Itoa(i)))
+	var allCerts []attester.Certificate
+	for _, t := range a.TPMs() {
+		allCerts = append(allCerts, t.Certificates...)
+		certs := El("certificates")
+		for _, c := range t.Certificates {
+			e := El("certificate", Leaf("name", c.Name))
+			if c.KeystoreRef != "" {
+				e.Add(Leaf("keystore-ref", c.KeystoreRef))
+			}
+			if c.Type != "" {
+				e.Add(Leaf("type", string(c.Type)))
+			}
+			certs.Add(e)
 		}
-		tpm.Add(bank)
+		tpm := El("tpm",
+			Leaf("name", t.Name),
+			Leaf("hardware-based", strconv.FormatBool(t.HardwareBased)),
+		)
+		if nodes != nil {
+			n := El("compute-node", Leaf("node-id", t.Node.ID))
+			if t.Node.Name != "" {
+				n.Add(Leaf("node-name", t.Node.Name))
+			}
+			if t.Node.Location != "" {
+				n.Add(Leaf("node-location", t.Node.Location))
+			}
+			nodes.Add(n)
+			tpm.Add(Leaf("compute-node", t.Node.ID))
+		}
+		if t.Manufacturer != "" {
+			tpm.Add(Leaf("manufacturer", t.Manufacturer))
+		}
+		tpm.Add(identity("firmware-version", "taa", NSTAA, "tpm20"))
+		for _, b := range t.Banks {
+			bank := El("tpm20-pcr-bank", identity("tpm20-hash-algo", "taa", NSTAA, hashIdentity(b)))
+			for i := 0; i < 24; i++ {
+				bank.Add(Leaf("pcr-index", strconv.Itoa(i)))
+			}
+			tpm.Add(bank)
+		}
+		tpm.Add(Leaf("status", "operational"), certs)
+		tpms.Add(tpm)
 	}
-	tpm.Add(Leaf("status", "operational"), certs)
 	algos := El("attester-supported-algos")
 	for _, name := range s.signingAlgs() {
 		algos.Add(identity("tpm20-asymmetric-signing", "taa", NSTAA, name))
@@ -106,11 +127,15 @@ func (s *Server) stateTree() []*Node {
 	for _, b := range a.Banks() {
 		algos.Add(identity("tpm20-hash", "taa", NSTAA, hashIdentity(b)))
 	}
-	rats := El("rats-support-structures", El("tpms", tpm), algos).InNS(NSTPM)
+	rats := El("rats-support-structures")
+	if nodes != nil {
+		rats.Add(nodes)
+	}
+	rats.Add(tpms, algos).InNS(NSTPM)
 
 	keys := El("asymmetric-keys")
 	seen := map[string]bool{}
-	for _, c := range cfg.Certificates {
+	for _, c := range allCerts {
 		if c.KeystoreRef == "" || seen[c.KeystoreRef] || c.Cert == nil {
 			continue
 		}
@@ -133,7 +158,11 @@ func (s *Server) stateTree() []*Node {
 func (s *Server) signingAlgs() []string {
 	seen := map[string]bool{}
 	var out []string
-	for _, c := range s.cfg.Attester.Config().Certificates {
+	var certs []attester.Certificate
+	for _, t := range s.cfg.Attester.TPMs() {
+		certs = append(certs, t.Certificates...)
+	}
+	for _, c := range certs {
 		if c.Key == nil {
 			continue
 		}

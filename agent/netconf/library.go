@@ -22,10 +22,15 @@ import (
 // the device keeps (RFC 9684 §3.1.1.1). The project's
 // riv-software-inventory is implemented by an agent that serves an
 // inventory.
-func implemented(logs []attester.LogType, restconf, inventory bool) map[string][]string {
+func implemented(logs []attester.LogType, restconf, inventory, mtpm bool) map[string][]string {
 	var feats []string
 	for _, t := range logs {
 		feats = append(feats, string(t))
+	}
+	if mtpm {
+		// Several TPMs: compute-nodes, compute-node per TPM, and
+		// certificate-name in a challenge (RFC 9684 feature mtpm).
+		feats = append(feats, "mtpm")
 	}
 	m := map[string][]string{
 		"ietf-tpm-remote-attestation": feats,
@@ -54,8 +59,8 @@ var schemas sync.Map // string -> *schema.Set
 
 // compileSchema compiles the embedded modules as this agent implements
 // them.
-func compileSchema(logs []attester.LogType, restconf, inventory bool) (*schema.Set, error) {
-	impl := implemented(logs, restconf, inventory)
+func compileSchema(logs []attester.LogType, restconf, inventory, mtpm bool) (*schema.Set, error) {
+	impl := implemented(logs, restconf, inventory, mtpm)
 	key := strings.Join(impl["ietf-tpm-remote-attestation"], ",") + fmt.Sprintf(";restconf=%v;inventory=%v", restconf, inventory)
 	if s, ok := schemas.Load(key); ok {
 		return s.(*schema.Set), nil

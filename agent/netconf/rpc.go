@@ -397,6 +397,10 @@ func (s *Server) opChallenge(ctx context.Context, ss *session, in *schema.Elem) 
 	if len(ch.Selection) == 0 {
 		ch.Selection = []pcr.Selection{{Bank: alg.SHA256, PCRs: allPCRs}}
 	}
+	// Only with mtpm: the schema refuses certificate-name otherwise.
+	for _, n := range c.All("certificate-name") {
+		ch.CertificateNames = append(ch.CertificateNames, strings.TrimSpace(n.Value))
+	}
 	res, err := s.cfg.Attester.Attest(ctx, ch)
 	if err != nil {
 		return "", err

@@ -158,7 +158,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	cfg.Limits.defaults()
-	sch, err := compileSchema(cfg.Attester.Config().LogTypes, len(cfg.RESTCONF) > 0, cfg.Inventory != nil)
+	sch, err := compileSchema(cfg.Attester.LogTypes(), len(cfg.RESTCONF) > 0, cfg.Inventory != nil, cfg.Attester.MultiTPM())
 	if err != nil {
 		return nil, fmt.Errorf("netconf: %w", err)
 	}

@@ -46,11 +46,11 @@ func (p *poll) identity(ctx context.Context, peerKey crypto.PublicKey) error {
 			continue
 		}
 		if peerKey != nil && samePub(c.Cert.PublicKey, peerKey) {
-			idCert = c.Cert
+			idCert, p.tpm = c.Cert, c.TPM
 			break
 		}
 		if peerKey == nil && idCert == nil && c.Cert.KeyUsage&x509.KeyUsageDigitalSignature != 0 {
-			idCert = c.Cert
+			idCert, p.tpm = c.Cert, c.TPM
 		}
 	}
 	// An owner-enrolled identity (LDevID) chains to the owner anchors;
@@ -60,12 +60,15 @@ func (p *poll) identity(ctx context.Context, peerKey crypto.PublicKey) error {
 	if local {
 		akType, roots = typeLAK, v.Policy.OwnerAnchors
 	}
+	// The attestation key is the one in the identity's TPM: on a device
+	// with line cards, the others are theirs (lineCards).
 	var akCert *x509.Certificate
 	for _, c := range sup.Certificates {
-		if c.Type == akType && akCert == nil {
-			akCert, p.akRef = c.Cert, c.Name
+		if c.Type == akType && akCert == nil && (c.TPM == p.tpm || p.tpm == "") {
+			akCert, p.akRef, p.tpm = c.Cert, c.Name, c.TPM
 		}
 	}
+	p.idCert, p.roots, p.local, p.akType = idCert, roots, local, akType
 	if akCert == nil {
 		r.claim(&tv.InstanceIdentity, ear.UnrecognizedInstanceClaim, fmt.Sprintf("instance-identity: the device lists no %s", akType))
 		return nil

@@ -155,6 +155,21 @@ type Result struct {
 	Clock     quote.ClockInfo
 	EAR       []byte // signed JWT
 	Time      time.Time
+	// TPMs are the appraisals of each TPM of a device with several (RFC
+	// 9684 mtpm: line cards), the identity's TPM first; the fields above
+	// are then the device's aggregate: every claim the worst any TPM got,
+	// and the reasons of each TPM prefixed with its name. One EAR submod
+	// per TPM. Nil for a device with one TPM.
+	TPMs []TPMResult
+}
+
+// TPMResult is the appraisal of one TPM of a device.
+type TPMResult struct {
+	Name    string
+	Status  ear.TrustTier
+	Vector  ear.TrustVector
+	Reasons []string
+	Clock   quote.ClockInfo
 }
 
 // claim records a trust claim for one vector component, keeping the worst.
@@ -217,6 +232,13 @@ type poll struct {
 	rims  *rim.Index        // the reference values of this appraisal
 	model string            // the device model its certificates name
 	ak    *x509.Certificate // the attestation key the quote must be by
+	tpm   string            // the TPM it is in (as the device names it)
+	// The transport identity and how it was judged, for the line cards'
+	// attestation keys.
+	idCert *x509.Certificate
+	roots  *x509.CertPool
+	local  bool
+	akType string
 	akRef string            // its certificate name
 	banks []alg.ID          // quoted, in the order requested; banks[0] is appraised
 	sel   []pcr.Selection
@@ -249,21 +271,47 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 		return nil, err
 	}
 	p.rims = v.RIMIndex()
-	ok, err := p.challenge(ctx)
-	if err != nil {
+	cards := p.lineCards()
+	if len(p.sup.TPMs) > 1 {
+		if !p.scope(netconf.Scope{CertificateName: p.akRef, TPM: p.tpm}) {
+			p.r.claim(&p.r.Vector.InstanceIdentity, ear.VerifierMalfunctionClaim, "instance-identity: the device has several TPMs and this transport cannot address one")
+			return v.finish(p.r, nil)
+		}
+	}
+	if err := p.appraiseTPM(ctx); err != nil {
 		return nil, err
 	}
-	if !ok {
+	if len(p.sup.TPMs) < 2 {
 		return v.finish(p.r, p.nonce)
 	}
+	// One appraisal per line card, each of its own TPM: its own quote,
+	// logs, clock and kept state, against the same RIMs.
+	subs := []TPMResult{{Name: p.tpm, Vector: p.r.Vector, Reasons: p.r.Reasons, Clock: p.r.Clock}}
+	for _, c := range cards {
+		if err := c.appraiseCard(ctx); err != nil {
+			return nil, err
+		}
+		subs = append(subs, TPMResult{Name: c.tpm, Vector: c.r.Vector, Reasons: c.r.Reasons, Clock: c.r.Clock})
+		p.r.Rebooted = p.r.Rebooted || c.r.Rebooted
+	}
+	return v.finishTPMs(p.r, subs, p.nonce)
+}
+
+// appraiseTPM is the appraisal of the poll's TPM: the challenge, its
+// logs, their replay, reference values and run-time policy.
+func (p *poll) appraiseTPM(ctx context.Context) error {
+	ok, err := p.challenge(ctx)
+	if err != nil || !ok {
+		return err
+	}
 	if ok, err = p.fetchLogs(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	if ok && p.replay() {
 		p.referenceValues()
 		p.runtimePolicy()
 	}
-	return v.finish(p.r, p.nonce)
+	return nil
 }
 
 // challenge sends a fresh nonce for the policy's banks, with the log
@@ -361,11 +409,71 @@ var quotedPCRs = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
 // finish sets the status from the vector and signs the EAR.
 func (v *Verifier) finish(r *Result, nonce []byte) (*Result, error) {
 	ar := ear.NewAttestationResult("tpm0", v.Build, "openriv")
-	ap := ar.Submods["tpm0"]
-	*ap.TrustVector = r.Vector
+	r.Status = v.submod(ar.Submods["tpm0"], r.Vector)
+	return v.sign(r, ar, nonce)
+}
+
+// finishTPMs is finish for a device with several TPMs: one submod per
+// TPM, named by it, and the device's aggregate in r.
+func (v *Verifier) finishTPMs(r *Result, subs []TPMResult, nonce []byte) (*Result, error) {
+	ar := ear.NewAttestationResult(subs[0].Name, v.Build, "openriv")
+	r.Reasons = nil
+	r.Vector = ear.TrustVector{}
+	worst := ear.TrustTierAffirming
+	for i := range subs {
+		sm := ar.Submods[subs[i].Name]
+		if sm == nil {
+			sm = newSubmod()
+			ar.Submods[subs[i].Name] = sm
+		}
+		subs[i].Status = v.submod(sm, subs[i].Vector)
+		if tierRank(subs[i].Status) > tierRank(worst) {
+			worst = subs[i].Status
+		}
+		r.merge(&Result{Vector: subs[i].Vector})
+		for _, reason := range subs[i].Reasons {
+			r.Reasons = append(r.Reasons, subs[i].Name+": "+reason)
+		}
+	}
+	// The device's aggregate as a submod of its own: every claim the
+	// worst a TPM got, and the worst status.
+	agg := newSubmod()
+	ar.Submods[deviceSubmod] = agg
+	v.submod(agg, r.Vector)
+	*agg.Status = worst
+	r.TPMs, r.Status = subs, worst
+	return v.sign(r, ar, nonce)
+}
+
+// deviceSubmod names the aggregate submod of a device with several TPMs.
+const deviceSubmod = "device"
+
+func newSubmod() *ear.Appraisal {
+	st := ear.TrustTierNone
+	return &ear.Appraisal{TrustVector: &ear.TrustVector{}, Status: &st}
+}
+
+// tierRank orders statuses from affirming to contraindicated, "none"
+// (nothing could be affirmed) between affirming and warning.
+func tierRank(t ear.TrustTier) int {
+	switch t {
+	case ear.TrustTierAffirming:
+		return 0
+	case ear.TrustTierNone:
+		return 1
+	case ear.TrustTierWarning:
+		return 2
+	}
+	return 3
+}
+
+// submod sets a submod's trust vector, policy and status, and returns
+// the status.
+func (v *Verifier) submod(ap *ear.Appraisal, vec ear.TrustVector) ear.TrustTier {
+	*ap.TrustVector = vec
 	policy := v.Policy.Name
 	ap.AppraisalPolicyID = &policy
-	ar.UpdateStatusFromTrustVector()
+	ap.UpdateStatusFromTrustVector()
 	// AR4SI puts unexpected evidence (1) and a verifier malfunction (-1)
 	// in the "none" tier, below affirming, so the tier of the vector
 	// alone would affirm a device whose logs could not be replayed, or
@@ -373,7 +481,7 @@ func (v *Verifier) finish(r *Result, nonce []byte) (*Result, error) {
 	// stricter: evidence a genuine agent never sends is contraindicated,
 	// and affirming needs an affirmed identity and affirmed executables.
 	st := *ap.Status
-	for _, c := range vectorClaims(&r.Vector) {
+	for _, c := range vectorClaims(&vec) {
 		switch *c {
 		case ear.UnexpectedEvidenceClaim:
 			st = ear.TrustTierContraindicated
@@ -383,11 +491,15 @@ func (v *Verifier) finish(r *Result, nonce []byte) (*Result, error) {
 			}
 		}
 	}
-	if st == ear.TrustTierAffirming && (!r.Vector.InstanceIdentity.IsAffirming() || !r.Vector.Executables.IsAffirming()) {
+	if st == ear.TrustTierAffirming && (!vec.InstanceIdentity.IsAffirming() || !vec.Executables.IsAffirming()) {
 		st = ear.TrustTierNone
 	}
 	*ap.Status = st
-	r.Status = st
+	return st
+}
+
+// sign sets the EAR's nonce and signs it into r.EAR.
+func (v *Verifier) sign(r *Result, ar *ear.AttestationResult, nonce []byte) (*Result, error) {
 	if nonce != nil {
 		n := fmt.Sprintf("%x", nonce)
 		ar.Nonce = &n

@@ -62,9 +62,6 @@ func runServe(env *cli.Env, args []string) error {
 	if err != nil {
 		return cli.Usage("serve: %v", err)
 	}
-	if len(cfg.LineCards) > 0 {
-		return cli.Usage("serve: %s: line_cards: several TPMs in one agent are not supported yet", *file)
-	}
 	access, err := loadAccess(cfg)
 	if err != nil {
 		return cli.Usage("serve: %s: %v", *file, err)
@@ -87,11 +84,20 @@ func runServe(env *cli.Env, args []string) error {
 	if err != nil {
 		return cli.Failed("serve: %v", err)
 	}
-	att, err := attester.New(octx, attester.Config{
+	cards, err := openLineCards(octx, cfg)
+	if err != nil {
+		return err
+	}
+	acfg := attester.Config{
 		TPM: tp, TPMName: cfg.Name, Manufacturer: cfg.Manufacturer, HardwareBased: hardwareBased(cfg.HardwareBased, cfg.TPM),
 		Certificates: id.certs, Logs: &logsrc.Files{Paths: logPaths(cfg.Logs)}, LogTypes: logTypes(cfg.Logs),
-		BootTime: bootTime(), QuotesPerSecond: cfg.Limits.QuotesPerSecond, QuoteBurst: int(2 * cfg.Limits.QuotesPerSecond),
-	})
+		BootTime: bootTime(), QuotesPerSecond: cfg.Limits.QuotesPerSecond, QuoteBurst: max(1, int(2*cfg.Limits.QuotesPerSecond)),
+		LineCards: cards,
+	}
+	if len(cards) > 0 {
+		acfg.Node = attester.Node{ID: controlNode, Name: controlNode}
+	}
+	att, err := attester.New(octx, acfg)
 	if err != nil {
 		return cli.Unreachable("serve: %v", err)
 	}
@@ -164,6 +170,41 @@ func runServe(env *cli.Env, args []string) error {
 	return nil
 }
 
+// controlNode is the compute node of the main TPM on a device with line
+// cards; each card's node is named as the card.
+const controlNode = "control"
+
+// openLineCards opens each line card's TPM (shared, as the main one) and
+// loads its attestation key.
+func openLineCards(ctx context.Context, cfg *config.Config) ([]attester.Card, error) {
+	var out []attester.Card
+	for i, lc := range cfg.LineCards {
+		key := fmt.Sprintf("line_cards[%d]", i)
+		tp, err := tpm.OpenShared(ctx, lc.TPM)
+		if err != nil {
+			return nil, cli.Unreachable("serve: %s: TPM %s: %v", key, lc.TPM, err)
+		}
+		cert, err := provision.LoadCert(lc.IAK.Cert)
+		if err != nil {
+			return nil, cli.Usage("serve: %s.iak.cert: %v", key, err)
+		}
+		k, err := tp.LoadPersistent(ctx, lc.IAK.Handle)
+		if err != nil {
+			return nil, cli.Failed("serve: %s.iak: %v (was the card provisioned?)", key, err)
+		}
+		if e, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !e.Equal(k.Public.Key) || !k.Spec.Restricted {
+			return nil, cli.Failed("serve: %s.iak: %s does not certify the restricted key at handle 0x%08x", key, lc.IAK.Cert, lc.IAK.Handle)
+		}
+		name := lc.Name + "-iak"
+		out = append(out, attester.Card{
+			Node: attester.Node{ID: lc.Name, Name: lc.Name}, TPM: tp, TPMName: lc.Name, HardwareBased: hardwareBased(lc.HardwareBased, lc.TPM),
+			Certificates: []attester.Certificate{{Name: name, Type: attester.CertIAK, Cert: cert, Key: k, KeystoreRef: name}},
+			Logs:         &logsrc.Files{Paths: logPaths(lc.Logs)}, LogTypes: logTypes(lc.Logs), BootTime: bootTime(),
+		})
+	}
+	return out, nil
+}
+
 // reload applies what SIGHUP may change; a file that does not validate
 // changes nothing.
 func reload(file string, old *config.Config, d *daemon.Daemon, log *slog.Logger) {
@@ -184,7 +225,9 @@ func reload(file string, old *config.Config, d *daemon.Daemon, log *slog.Logger)
 		was, now any
 	}{
 		{"tpm", old.TPM, cfg.TPM}, {"logs", old.Logs, cfg.Logs}, {"listen", old.Listen, cfg.Listen},
-		{"identity", fmt.Sprint(old.Identity), fmt.Sprint(cfg.Identity)}, {"tls", fmt.Sprint(old.TLS), fmt.Sprint(cfg.TLS)},
+		{"identity", identityText(old.Identity), identityText(cfg.Identity)}, {"tls", fmt.Sprint(old.TLS), fmt.Sprint(cfg.TLS)},
+		{"line_cards", fmt.Sprintf("%+v", old.LineCards), fmt.Sprintf("%+v", cfg.LineCards)}, {"inventory", old.Inventory, cfg.Inventory},
+		{"limits", old.Limits, cfg.Limits}, {"device", old.Device, cfg.Device}, {"name", old.Name, cfg.Name},
 	} {
 		if c.was != c.now {
 			restart = append(restart, c.key)
@@ -195,6 +238,18 @@ func reload(file string, old *config.Config, d *daemon.Daemon, log *slog.Logger)
 		return
 	}
 	log.Info("reloaded users, NACM and SNMP users", "config", file)
+}
+
+// identityText is the identity section by value (its optional keys are
+// pointers, which fmt would print as addresses).
+func identityText(id config.Identity) string {
+	deref := func(k *config.Key) string {
+		if k == nil {
+			return "-"
+		}
+		return fmt.Sprint(*k)
+	}
+	return fmt.Sprint(id.IDevID, id.IAK, deref(id.LDevID), deref(id.LAK), id.Chain, id.Use)
 }
 
 func runConfigCheck(env *cli.Env, args []string) error {
@@ -232,8 +287,10 @@ func runConfigCheck(env *cli.Env, args []string) error {
 	if _, err := certPool(cfg.TLS.ClientCA); err != nil {
 		return cli.Usage("%s: tls.client_ca: %v", file, err)
 	}
-	if len(cfg.LineCards) > 0 {
-		return cli.Usage("%s: line_cards: several TPMs in one agent are not supported yet", file)
+	for i, lc := range cfg.LineCards {
+		if _, err := provision.LoadCert(lc.IAK.Cert); err != nil {
+			return cli.Usage("%s: line_cards[%d].iak.cert: %v", file, i, err)
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(env.Stdout)

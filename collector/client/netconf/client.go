@@ -44,6 +44,25 @@ type Client struct {
 	HostKey crypto.PublicKey
 	// PeerCerts are the TLS server certificates (TLS only).
 	PeerCerts []*x509.Certificate
+	// scope narrows challenges and log retrievals to one TPM of a device
+	// with several (Scoped).
+	scope Scope
+}
+
+// Scope names one TPM of a device with several (RFC 9684 mtpm): the
+// certificate a challenge asks a quote by, and the TPM whose logs are
+// retrieved.
+type Scope struct {
+	CertificateName, TPM string
+}
+
+// Scoped returns a client on the same session whose challenges ask only
+// for a quote by sc.CertificateName and whose log retrievals select only
+// sc.TPM's logs.
+func (c *Client) Scoped(sc Scope) *Client {
+	n := *c
+	n.scope = sc
+	return &n
 }
 
 // DialSSH opens NETCONF over SSH with the default stage deadlines.
@@ -188,6 +207,13 @@ type Certificate struct {
 	Name string
 	Type string
 	Cert *x509.Certificate
+	// TPM is the name of the TPM listing it.
+	TPM string
+}
+
+// TPM is one TPM the device lists, on its compute node (mtpm).
+type TPM struct {
+	Name, ComputeNode string
 }
 
 // Support is what a device says it supports: its certificates, the PCR
@@ -196,7 +222,9 @@ type Certificate struct {
 // library). All of it is untrusted until the quote binds it.
 type Support struct {
 	Certificates []Certificate
-	Banks        []alg.ID
+	// TPMs are the device's TPMs in the order it lists them.
+	TPMs  []TPM
+	Banks []alg.ID
 	// Inventory lists the device's software components and the digests
 	// of the signed RIMs it carries for them (riv-software-inventory),
 	// without their content; nil when it serves no inventory.
@@ -213,11 +241,15 @@ func (c *Client) Support(ctx context.Context) (*Support, error) {
 	Progress(ctx, "identity and capabilities")
 	var r struct {
 		RSS struct {
-			Certs []struct {
-				Name string `xml:"name"`
-				Ref  string `xml:"keystore-ref"`
-				Type string `xml:"type"`
-			} `xml:"tpms>tpm>certificates>certificate"`
+			TPMs []struct {
+				Name  string `xml:"name"`
+				Node  string `xml:"compute-node"`
+				Certs []struct {
+					Name string `xml:"name"`
+					Ref  string `xml:"keystore-ref"`
+					Type string `xml:"type"`
+				} `xml:"certificates>certificate"`
+			} `xml:"tpms>tpm"`
 			Hashes []string `xml:"attester-supported-algos>tpm20-hash"`
 		} `xml:"data>rats-support-structures"`
 		Keys []struct {
@@ -253,7 +285,18 @@ func (c *Client) Support(ctx context.Context) (*Support, error) {
 		return nil, err
 	}
 	out := &Support{}
-	for _, rc := range r.RSS.Certs {
+	type tpmCert struct {
+		Name, Ref, Type, TPM string
+	}
+	var certs []tpmCert
+	for _, t := range r.RSS.TPMs {
+		name := strings.TrimSpace(t.Name)
+		out.TPMs = append(out.TPMs, TPM{Name: name, ComputeNode: strings.TrimSpace(t.Node)})
+		for _, c := range t.Certs {
+			certs = append(certs, tpmCert{Name: c.Name, Ref: c.Ref, Type: c.Type, TPM: name})
+		}
+	}
+	for _, rc := range certs {
 		for _, k := range r.Keys {
 			if k.Name != rc.Ref {
 				continue
@@ -267,7 +310,7 @@ func (c *Client) Support(ctx context.Context) (*Support, error) {
 				if err != nil || len(certs) == 0 {
 					return nil, fmt.Errorf("certificate %s: %v", rc.Name, err)
 				}
-				out.Certificates = append(out.Certificates, Certificate{Name: rc.Name, Type: strings.TrimSpace(rc.Type), Cert: certs[0]})
+				out.Certificates = append(out.Certificates, Certificate{Name: rc.Name, Type: strings.TrimSpace(rc.Type), Cert: certs[0], TPM: rc.TPM})
 			}
 		}
 	}
@@ -411,14 +454,14 @@ type Quote struct {
 // Challenge runs tpm20-challenge-response-attestation.
 func (c *Client) Challenge(ctx context.Context, nonce []byte, sel []pcr.Selection) ([]Quote, error) {
 	var quotes []Quote
-	err := c.do(ctx, challengeRPC(nonce, sel), func(body []byte) (err error) {
+	err := c.do(ctx, challengeRPC(nonce, sel, c.scope), func(body []byte) (err error) {
 		quotes, err = DecodeChallenge(body)
 		return err
 	})
 	return quotes, err
 }
 
-func challengeRPC(nonce []byte, sel []pcr.Selection) string {
+func challengeRPC(nonce []byte, sel []pcr.Selection, sc Scope) string {
 	var b strings.Builder
 	b.WriteString(`<tpm20-challenge-response-attestation xmlns="` + nsTPM + `"><tpm20-attestation-challenge><nonce-value>`)
 	b.WriteString(base64.StdEncoding.EncodeToString(nonce))
@@ -429,6 +472,11 @@ func challengeRPC(nonce []byte, sel []pcr.Selection) string {
 			b.WriteString("<pcr-index>" + strconv.Itoa(p) + "</pcr-index>")
 		}
 		b.WriteString(`</tpm20-pcr-selection>`)
+	}
+	if sc.CertificateName != "" {
+		b.WriteString("<certificate-name>")
+		xml.EscapeText(&b, []byte(sc.CertificateName))
+		b.WriteString("</certificate-name>")
 	}
 	b.WriteString(`</tpm20-attestation-challenge></tpm20-challenge-response-attestation>`)
 	return b.String()
@@ -455,9 +503,9 @@ type LogResult struct {
 // session's; a log that failed has its own Err.
 func (c *Client) Collect(ctx context.Context, nonce []byte, sel []pcr.Selection, logs []LogRequest) ([]Quote, []LogResult, error) {
 	Progress(ctx, "quote and logs")
-	bodies := []string{challengeRPC(nonce, sel)}
+	bodies := []string{challengeRPC(nonce, sel, c.scope)}
 	for _, l := range logs {
-		bodies = append(bodies, logRPC(l.Type, l.After))
+		bodies = append(bodies, logRPC(l.Type, l.After, c.scope.TPM))
 	}
 	var quotes []Quote
 	out := make([]LogResult, len(logs))
@@ -523,7 +571,7 @@ func (c *Client) logs(ctx context.Context, logType string, after *uint64, pages 
 	for range pages {
 		var l *eventlog.Log
 		var u uint32
-		err := c.do(ctx, logRPC(logType, after), func(body []byte) (err error) {
+		err := c.do(ctx, logRPC(logType, after, c.scope.TPM), func(body []byte) (err error) {
 			l, u, err = DecodeLogs(body, logType)
 			return err
 		})
@@ -559,9 +607,15 @@ func nextPage(l *eventlog.Log, logType string, after *uint64) (*uint64, error) {
 	return &last, nil
 }
 
-// logRPC asks for one page of logType after event number after.
-func logRPC(logType string, after *uint64) string {
+// logRPC asks for one page of logType after event number after, of the
+// TPM named tpm ("": the device's only one).
+func logRPC(logType string, after *uint64, tpm string) string {
 	sel := "<log-selector>"
+	if tpm != "" {
+		var b strings.Builder
+		xml.EscapeText(&b, []byte(tpm))
+		sel += "<name>" + b.String() + "</name>"
+	}
 	if after != nil {
 		sel += "<last-index-number>" + strconv.FormatUint(*after, 10) + "</last-index-number>"
 	}

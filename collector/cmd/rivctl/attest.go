@@ -281,6 +281,15 @@ type verdict struct {
 	Rebooted    bool             `json:"rebooted,omitempty"`
 	Target      string           `json:"target"`
 	Error       string           `json:"error,omitempty"`
+	// TPMs are the verdicts of each TPM of a device with line cards.
+	TPMs []tpmVerdict `json:"tpms,omitempty"`
+}
+
+type tpmVerdict struct {
+	Name        string           `json:"name"`
+	Status      string           `json:"status"`
+	Reasons     []string         `json:"reasons"`
+	TrustVector *ear.TrustVector `json:"trust_vector"`
 }
 
 // report prints the device's line (or object) and returns its exit code
@@ -300,6 +309,10 @@ func (d *device) report(out io.Writer, asJSON, verbose bool) (int, error) {
 		v.Device, v.Serial, v.Status, v.EAR, v.Rebooted = r.Device, r.Serial, r.Status.String(), string(r.EAR), r.Rebooted
 		v.TrustVector = &r.Vector
 		v.Reasons = append(v.Reasons, r.Reasons...)
+		for i := range r.TPMs {
+			t := &r.TPMs[i]
+			v.TPMs = append(v.TPMs, tpmVerdict{Name: t.Name, Status: t.Status.String(), Reasons: append([]string{}, t.Reasons...), TrustVector: &t.Vector})
+		}
 		if r.Status != ear.TrustTierAffirming {
 			code, err = cli.ExitFailed, fmt.Errorf("%s: %s", v.Device, r.Status)
 			if len(r.Reasons) > 0 {
@@ -330,6 +343,9 @@ func (d *device) report(out io.Writer, asJSON, verbose bool) (int, error) {
 		}
 		for _, reason := range v.Reasons {
 			fmt.Fprintf(out, "  - %s\n", reason)
+		}
+		for _, t := range v.TPMs {
+			fmt.Fprintf(out, "  TPM %s: %s\n", t.Name, strings.ToUpper(t.Status))
 		}
 		if v.Rebooted {
 			fmt.Fprintf(out, "  (device rebooted since the last appraisal: re-attested from a fresh log)\n")

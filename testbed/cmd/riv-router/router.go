@@ -54,6 +54,8 @@ type state struct {
 	// The kernel-format logs.
 	BIOS string `json:"bios"`
 	IMA  string `json:"ima"`
+	// Cards are the line cards, each with its own TPM and logs.
+	Cards []card `json:"cards,omitempty"`
 	// Boots counts the boots; reboot waits for it to grow.
 	Boots       int    `json:"boots"`
 	RebootError string `json:"reboot_error,omitempty"`
@@ -74,6 +76,16 @@ func readState(dir string) (*state, error) {
 func (s *state) write(dir string) error {
 	b, _ := json.MarshalIndent(s, "", "  ")
 	return writeAtomic(filepath.Join(dir, "router.json"), append(b, '\n'), 0o644)
+}
+
+// card is a line card: its TPM, logs and what it boots.
+type card struct {
+	Name   string `json:"name"`
+	TPM    string `json:"tpm"`
+	Ctrl   string `json:"ctrl"`
+	BIOS   string `json:"bios"`
+	IMA    string `json:"ima"`
+	Attack string `json:"attack"`
 }
 
 // bankNames names the TPM banks swtpm_setup allocates for a log.
@@ -98,7 +110,8 @@ func runRouter(env *cli.Env, args []string) error {
 	version := fs.String("image-version", "2.0", "router image version")
 	atk := fs.String("attack", "none", "boot with an attack: "+strings.Join(attack.Names, ", "))
 	agentBin := fs.String("agent", "", "riv-agent binary (default: beside riv-router, else on PATH)")
-	lineCards := fs.Int("line-cards", 0, "line cards, each with its own TPM")
+	lineCards := fs.Int("line-cards", 0, "line cards, each with its own TPM (swtpm), provisioned IAK and measured boot")
+	cardAttack := fs.String("card-attack", "none", "boot the last line card with an attack: "+strings.Join(attack.Names, ", "))
 	if err := env.Parse(fs, args); err != nil {
 		return err
 	}
@@ -108,8 +121,11 @@ func runRouter(env *cli.Env, args []string) error {
 	if *dir == "" {
 		return cli.Usage("--dir is required")
 	}
-	if *lineCards != 0 {
-		return cli.Usage("--line-cards: routers with several TPMs are not built yet")
+	if *lineCards < 0 || *lineCards > 8 {
+		return cli.Usage("--line-cards %d: want 0 to 8", *lineCards)
+	}
+	if _, err := attack.BootImage(*cardAttack, router.DefaultImage(*version)); err != nil {
+		return cli.Usage("--card-attack: %v", err)
 	}
 	genuine := router.DefaultImage(*version)
 	img, err := attack.BootImage(*atk, genuine)
@@ -143,6 +159,20 @@ func runRouter(env *cli.Env, args []string) error {
 		IMA:  filepath.Join(abs, "securityfs", "ima", "binary_runtime_measurements")}
 	if old, err := readState(abs); err == nil {
 		st.Boots = old.Boots
+	}
+	for i := 1; i <= *lineCards; i++ {
+		name := fmt.Sprintf("lc%d", i)
+		c := card{Name: name, TPM: "swtpm:" + filepath.Join(abs, name+".sock"), Ctrl: filepath.Join(abs, name+".ctrl"),
+			BIOS: filepath.Join(abs, name, "securityfs", "tpm0", "binary_bios_measurements"), IMA: filepath.Join(abs, name, "securityfs", "ima", "binary_runtime_measurements"), Attack: "none"}
+		if i == *lineCards {
+			c.Attack = *cardAttack
+		}
+		for _, d := range []string{filepath.Dir(c.BIOS), filepath.Dir(c.IMA)} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return err
+			}
+		}
+		st.Cards = append(st.Cards, c)
 	}
 	if *biosLog != "" {
 		raw, err := os.ReadFile(*biosLog)
@@ -191,10 +221,36 @@ func runRouter(env *cli.Env, args []string) error {
 		return err
 	}
 	log.Info("provisioning IDevID and IAK", "agent", agent)
-	prov := exec.CommandContext(ctx, agent, "provision", "--tpm", st.TPM, "--dir", filepath.Join(abs, "certs"), "--serial", *serial, "--model", genuine.Model,
-		"--ca-cert", filepath.Join(abs, "mfr", "ca.pem"), "--ca-key", filepath.Join(abs, "mfr", "ca.key"), "--tpm-ca", tst.CARoot, "--tpm-ca", tst.CAIntermediate)
-	if out, err := prov.CombinedOutput(); err != nil {
-		return cli.Failed("riv-agent provision: %v: %s", err, strings.TrimSpace(string(out)))
+	provision := func(spec, certs string, ca *swtpm.State) error {
+		prov := exec.CommandContext(ctx, agent, "provision", "--tpm", spec, "--dir", certs, "--serial", *serial, "--model", genuine.Model,
+			"--ca-cert", filepath.Join(abs, "mfr", "ca.pem"), "--ca-key", filepath.Join(abs, "mfr", "ca.key"), "--tpm-ca", ca.CARoot, "--tpm-ca", ca.CAIntermediate)
+		if out, err := prov.CombinedOutput(); err != nil {
+			return cli.Failed("riv-agent provision: %v: %s", err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	if err := provision(st.TPM, filepath.Join(abs, "certs"), tst); err != nil {
+		return err
+	}
+	// Each line card: its own TPM from the factory, its own IAK (issued
+	// for the chassis' serial number: the card is part of the device).
+	for _, c := range st.Cards {
+		cst, err := swtpm.Manufacture(filepath.Join(abs, c.Name, "tpm"), st.Banks)
+		if err != nil {
+			return cli.Failed("%s: %v", c.Name, err)
+		}
+		cp, err := swtpm.Start(cst, strings.TrimPrefix(c.TPM, "swtpm:"), c.Ctrl)
+		if err != nil {
+			return cli.Failed("%s: %v", c.Name, err)
+		}
+		defer cp.Stop()
+		defer shutdownTPM(c.TPM)
+		if err := resetLockout(ctx, c.TPM); err != nil {
+			return cli.Failed("%s: %v", c.Name, err)
+		}
+		if err := provision(c.TPM, filepath.Join(abs, c.Name, "certs"), cst); err != nil {
+			return err
+		}
 	}
 
 	r := &rig{dir: abs, st: st, img: img, agent: agent, log: log}
@@ -319,6 +375,37 @@ func (r *rig) boot(ctx context.Context) error {
 		}
 	}
 	r.log.Info("booted", "uefi_events", len(b.UEFI.Events), "ima_entries", len(b.Netequip.Events), "bios_log", r.st.BIOSLog != "")
+	for _, c := range r.st.Cards {
+		if err := r.bootCard(ctx, c); err != nil {
+			return fmt.Errorf("%s: %w", c.Name, err)
+		}
+	}
+	return nil
+}
+
+// bootCard runs a line card's measured boot: the simulated firmware and
+// image, or its attack.
+func (r *rig) bootCard(ctx context.Context, c card) error {
+	img, err := attack.BootImage(c.Attack, router.DefaultImage(r.st.Version))
+	if err != nil {
+		return err
+	}
+	tp, err := tpm.Open(ctx, c.TPM)
+	if err != nil {
+		return err
+	}
+	defer tp.Close()
+	b, err := router.BootImage(ctx, tp, img)
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(c.BIOS, b.UEFILog, 0o644); err != nil {
+		return err
+	}
+	if err := writeIMA(c.IMA, b.Banks, b.Netequip.Events, false); err != nil {
+		return err
+	}
+	r.log.Info("booted line card", "card", c.Name, "attack", c.Attack)
 	return nil
 }
 
@@ -541,7 +628,7 @@ snmp:
       priv_key_file: %[16]q
   boots_file: %[17]q
 inventory: %[18]q
-`, d, r.st.TPM, r.st.BIOS, r.st.IMA, filepath.Join(d, "certs", "idevid.pem"), filepath.Join(d, "certs", "iak.pem"), filepath.Join(d, "mfr", "ca.pem"),
+`+r.lineCardsConfig(), d, r.st.TPM, r.st.BIOS, r.st.IMA, filepath.Join(d, "certs", "idevid.pem"), filepath.Join(d, "certs", "iak.pem"), filepath.Join(d, "mfr", "ca.pem"),
 		listen("netconf_ssh"), listen("netconf_tls"), listen("restconf"), listen("snmp"), r.st.Serial,
 		filepath.Join(d, "users", "riv.pub"), filepath.Join(d, "client-ca.pem"), filepath.Join(d, "snmp", "riv.auth"), filepath.Join(d, "snmp", "riv.priv"),
 		filepath.Join(d, "snmp-engine-boots"), filepath.Join(d, "inventory"))
@@ -549,6 +636,20 @@ inventory: %[18]q
 		return err
 	}
 	return r.st.write(d)
+}
+
+// lineCardsConfig is agent.yaml's line_cards section.
+func (r *rig) lineCardsConfig() string {
+	if len(r.st.Cards) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("line_cards:\n")
+	for _, c := range r.st.Cards {
+		fmt.Fprintf(&b, "  - name: %q\n    tpm: %q\n    logs: {bios: %q, ima: %q}\n    iak: {cert: %q, handle: 0x81020000}\n",
+			c.Name, c.TPM, c.BIOS, c.IMA, filepath.Join(r.dir, c.Name, "certs", "iak.pem"))
+	}
+	return b.String()
 }
 
 // startAgent runs riv-agent serve and waits until it serves.
@@ -612,22 +713,24 @@ func (r *rig) reboot(ctx context.Context) error {
 	r.stopAgent()
 	// An orderly shutdown first, as the OS does before it resets the
 	// platform: the TPM saves its clock, which stays safe.
-	tp, err := tpm.Open(ctx, r.st.TPM)
-	if err != nil {
-		return err
-	}
-	err = tp.Shutdown(ctx)
-	tp.Close()
-	if err != nil {
-		return err
-	}
-	if err := swtpm.Reset(r.st.Ctrl); err != nil {
-		return err
+	for _, u := range append([]card{{TPM: r.st.TPM, Ctrl: r.st.Ctrl}}, r.st.Cards...) {
+		tp, err := tpm.Open(ctx, u.TPM)
+		if err != nil {
+			return err
+		}
+		err = tp.Shutdown(ctx)
+		tp.Close()
+		if err != nil {
+			return err
+		}
+		if err := swtpm.Reset(u.Ctrl); err != nil {
+			return err
+		}
 	}
 	if err := r.boot(ctx); err != nil {
 		return err
 	}
-	_, err = r.startAgent()
+	_, err := r.startAgent()
 	return err
 }
 
