@@ -239,10 +239,10 @@ type poll struct {
 	roots  *x509.CertPool
 	local  bool
 	akType string
-	akRef string            // its certificate name
-	banks []alg.ID          // quoted, in the order requested; banks[0] is appraised
-	sel   []pcr.Selection
-	nonce []byte
+	akRef  string   // its certificate name
+	banks  []alg.ID // quoted, in the order requested; banks[0] is appraised
+	sel    []pcr.Selection
+	nonce  []byte
 
 	attest *quote.Attest
 	sig    *quote.Signature
