@@ -6,7 +6,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -216,3 +218,78 @@ func TestAgentConfigCheck(t *testing.T) {
 }
 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+// TestRouterLineCards: a router with two line cards, each its own swtpm
+// and IAK; the second booted a tampered kernel. Over NETCONF-TLS the
+// verdict has one entry per TPM: the control card and the first line card
+// affirming, the tampered card contraindicated with reasons naming it,
+// and the device contraindicated; the EAR has a submod per TPM and the
+// device's aggregate.
+func TestRouterLineCards(t *testing.T) {
+	dir := startRouter(t, "--serial", "RTR-LC", "--line-cards", "2", "--card-attack", "tampered-kernel")
+	code, out, stderr := runBin(t, "rivctl", "attest", "--json", "--transport", "tls", filepath.Join(dir, "endpoints.json"))
+	var v struct {
+		verdict
+		EAR  string `json:"ear"`
+		TPMs []struct {
+			Name    string   `json:"name"`
+			Status  string   `json:"status"`
+			Reasons []string `json:"reasons"`
+		} `json:"tpms"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("rivctl attest: %v\n%s\n%s", err, out, stderr)
+	}
+	if code != 1 || v.Status != "contraindicated" {
+		t.Fatalf("exit %d, status %s, reasons %v", code, v.Status, v.Reasons)
+	}
+	got := map[string]string{}
+	for _, tp := range v.TPMs {
+		got[tp.Name] = tp.Status
+		if tp.Name == "lc2" && !strings.Contains(strings.Join(tp.Reasons, "\n"), "vmlinuz") {
+			t.Errorf("lc2's reasons do not name the tampered kernel: %v", tp.Reasons)
+		}
+		if tp.Name != "lc2" && len(tp.Reasons) > 0 {
+			t.Errorf("%s has reasons %v", tp.Name, tp.Reasons)
+		}
+	}
+	if want := map[string]string{"tpm0": "affirming", "lc1": "affirming", "lc2": "contraindicated"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("per-TPM verdicts %v, want %v", got, want)
+	}
+	for _, r := range v.Reasons {
+		if !strings.HasPrefix(r, "lc2: ") {
+			t.Errorf("device reason %q does not name the card", r)
+		}
+	}
+	parts := strings.Split(v.EAR, ".")
+	if len(parts) != 3 {
+		t.Fatalf("EAR %q", v.EAR)
+	}
+	claims, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ar struct {
+		Submods map[string]struct {
+			Status string `json:"ear.status"`
+		} `json:"submods"`
+	}
+	if err := json.Unmarshal(claims, &ar); err != nil {
+		t.Fatal(err)
+	}
+	sub := map[string]string{}
+	for k, s := range ar.Submods {
+		sub[k] = s.Status
+	}
+	if want := map[string]string{"device": "contraindicated", "tpm0": "affirming", "lc1": "affirming", "lc2": "contraindicated"}; fmt.Sprint(sub) != fmt.Sprint(want) {
+		t.Errorf("EAR submods %v, want %v", sub, want)
+	}
+	// A reboot resets every card's TPM; the next poll re-attests each.
+	if code, out, stderr := runBin(t, "riv-router", "reboot", "--dir", dir); code != 0 {
+		t.Fatalf("reboot: exit %d %s %s", code, out, stderr)
+	}
+	code, out, _ = runBin(t, "rivctl", "attest", "--json", "--transport", "tls", filepath.Join(dir, "endpoints.json"))
+	if err := json.Unmarshal([]byte(out), &v); err != nil || code != 1 || len(v.TPMs) != 3 {
+		t.Fatalf("after reboot: exit %d %v %s", code, err, out)
+	}
+}
