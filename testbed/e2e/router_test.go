@@ -4,24 +4,30 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/veraison/ear"
+	"golang.org/x/crypto/ssh"
 
+	"github.com/openriv/riv/collector/client/netconf"
 	"github.com/openriv/riv/collector/verifier"
 	"github.com/openriv/riv/internal/testref"
 	"github.com/openriv/riv/pkg/alg"
+	"github.com/openriv/riv/pkg/pcr"
 )
 
 // Routers built the real way (issue 12): riv-router manufactures an
@@ -292,4 +298,133 @@ func TestRouterLineCards(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &v); err != nil || code != 1 || len(v.TPMs) != 3 {
 		t.Fatalf("after reboot: exit %d %v %s", code, err, out)
 	}
+}
+
+// TestAgentReloadAndDrain: SIGHUP makes riv-agent serve apply a changed
+// config — a NACM rule, a new NETCONF user, a changed SNMP password —
+// without ending the sessions open; a config that does not validate is
+// refused with the old one kept; SIGTERM drains and exits 0.
+func TestAgentReloadAndDrain(t *testing.T) {
+	dir := startRouter(t, "--serial", "RTR-HUP")
+	st := readRouterState(t, dir)
+	ep, err := verifier.ReadEndpoints(filepath.Join(dir, "endpoints.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := verifier.LoadSSHKey(ep.SSHPrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sess, err := netconf.DialSSH(ctx, ep.NetconfSSH, ep.SSHUser, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	nonce := make([]byte, 32)
+	rand.Read(nonce)
+	sel := []pcr.Selection{{Bank: alg.SHA256, PCRs: []int{0, 10}}}
+	if _, err := sess.Challenge(ctx, nonce, sel); err != nil {
+		t.Fatalf("challenge before the reload: %v", err)
+	}
+	snmpName := func(pass string) (string, error) {
+		out, err := exec.Command(testref.NeedTool(t, "snmpget"), "-v3", "-l", "authPriv", "-u", "riv", "-a", "SHA-256", "-A", pass,
+			"-x", "AES", "-X", ep.SNMPPrivKey, "-m", "", "-On", "-r", "0", "-t", "2", ep.SNMP, "1.3.6.1.2.1.1.5.0").CombinedOutput()
+		return string(out), err
+	}
+	if out, err := snmpName(ep.SNMPAuthKey); err != nil || !strings.Contains(out, "RTR-HUP") {
+		t.Fatalf("snmpget before the reload: %v %s", err, out)
+	}
+
+	// The new config: verifiers may no longer quote, a new user ops
+	// with its own key, a new SNMP auth password.
+	cfgPath := filepath.Join(dir, "agent.yaml")
+	orig, _ := os.ReadFile(cfgPath)
+	_, opsKey, _ := ed25519.GenerateKey(rand.Reader)
+	opsPub, _ := ssh.NewPublicKey(opsKey.Public())
+	os.WriteFile(filepath.Join(dir, "users", "ops.pub"), ssh.MarshalAuthorizedKey(opsPub), 0o600)
+	os.WriteFile(filepath.Join(dir, "snmp", "riv.auth"), []byte("a-new-auth-password\n"), 0o600)
+	cfg := strings.Replace(string(orig), `{group: verifiers, operation: "*", action: permit}`, `{group: verifiers, operation: "*", action: deny}`, 1)
+	cfg = strings.Replace(cfg, "netconf:\n  users:\n", "netconf:\n  users:\n    - name: ops\n      authorized_keys: "+strconv.Quote(filepath.Join(dir, "users", "ops.pub"))+"\n", 1)
+	if cfg == string(orig) {
+		t.Fatal("config not changed")
+	}
+	os.WriteFile(cfgPath, []byte(cfg), 0o600)
+	hup := func(want string) {
+		t.Helper()
+		before, _ := os.ReadFile(filepath.Join(dir, "agent.log"))
+		if err := syscall.Kill(st.AgentPID, syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			now, _ := os.ReadFile(filepath.Join(dir, "agent.log"))
+			if strings.Contains(string(now[len(before):]), want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the agent's log after SIGHUP:\n%s", want, now[len(before):])
+			}
+		}
+	}
+	hup("reloaded users, NACM and SNMP users")
+	// The open session is still there, and NACM now denies it.
+	_, err = sess.Challenge(ctx, nonce, sel)
+	var re *netconf.RPCError
+	if !errors.As(err, &re) || len(re.Errors) == 0 || string(re.Errors[0].Tag) != "access-denied" {
+		t.Fatalf("challenge on the open session after the reload: %v, want access-denied", err)
+	}
+	ops, err := netconf.DialSSH(ctx, ep.NetconfSSH, "ops", opsKey)
+	if err != nil {
+		t.Fatalf("the new user cannot log in: %v", err)
+	}
+	ops.Close()
+	if out, err := snmpName(ep.SNMPAuthKey); err == nil {
+		t.Errorf("the old SNMP password still works: %s", out)
+	}
+	if out, err := snmpName("a-new-auth-password"); err != nil || !strings.Contains(out, "RTR-HUP") {
+		t.Errorf("snmpget with the new password: %v %s", err, out)
+	}
+	// A config that does not validate changes nothing.
+	os.WriteFile(cfgPath, []byte(cfg+"bogus: 1\n"), 0o600)
+	hup("reload refused")
+	if _, err := netconf.DialSSH(ctx, ep.NetconfSSH, "ops", opsKey); err != nil {
+		t.Errorf("after a refused reload the running config changed: %v", err)
+	}
+	os.WriteFile(cfgPath, orig, 0o600)
+
+	// SIGTERM: the agent drains and exits 0 (riv-router reports an agent
+	// that exits otherwise).
+	if err := syscall.Kill(st.AgentPID, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		log, _ := os.ReadFile(filepath.Join(dir, "agent.log"))
+		if strings.Contains(string(log), "draining") && strings.Contains(string(log), "msg=stopped") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no drain in the agent's log:\n%s", log)
+		}
+	}
+	if _, err := sess.Challenge(ctx, nonce, sel); err == nil {
+		t.Error("the session outlived the agent")
+	}
+}
+
+type routerState struct {
+	AgentPID int `json:"agent_pid"`
+}
+
+func readRouterState(t *testing.T, dir string) routerState {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "router.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st routerState
+	if err := json.Unmarshal(b, &st); err != nil || st.AgentPID == 0 {
+		t.Fatalf("router.json: %v %s", err, b)
+	}
+	return st
 }

@@ -56,6 +56,9 @@ type state struct {
 	IMA  string `json:"ima"`
 	// Cards are the line cards, each with its own TPM and logs.
 	Cards []card `json:"cards,omitempty"`
+	// AgentPID is the running riv-agent serve's (for signals: SIGHUP
+	// reloads its configuration).
+	AgentPID int `json:"agent_pid,omitempty"`
 	// Boots counts the boots; reboot waits for it to grow.
 	Boots       int    `json:"boots"`
 	RebootError string `json:"reboot_error,omitempty"`
@@ -679,7 +682,8 @@ func (r *rig) startAgent() (map[string]string, error) {
 			if err := json.Unmarshal(b, &addrs); err != nil {
 				return nil, fmt.Errorf("%s: %w", ready, err)
 			}
-			return addrs, nil
+			r.st.AgentPID = cmd.Process.Pid
+			return addrs, r.st.write(r.dir)
 		}
 		select {
 		case <-exited:
