@@ -7,10 +7,15 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -427,4 +432,99 @@ func readRouterState(t *testing.T, dir string) routerState {
 		t.Fatalf("router.json: %v %s", err, b)
 	}
 	return st
+}
+
+// TestRouterInventory: the router's software inventory over RESTCONF
+// (mutual TLS with the IDevID as server identity), a RIM fetched by
+// tag-id that rivctl rim verify accepts against the vendor's anchor, and
+// an appraisal with no local RIMs at all, from the RIMs the router
+// carries.
+func TestRouterInventory(t *testing.T) {
+	dir := startRouter(t, "--serial", "RTR-INV")
+	ep, err := verifier.ReadEndpoints(filepath.Join(dir, "endpoints.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.LoadX509KeyPair(ep.TLSClientCert, ep.TLSClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, err := verifier.LoadPool(ep.TrustAnchors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An IDevID names a device, not a host: verify the chain, not a name.
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			leaf, err := x509.ParseCertificate(raw[0])
+			if err != nil {
+				return err
+			}
+			_, err = leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+			return err
+		}}}}
+	get := func(path string, into any) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", ep.RESTCONF+"/restconf/data/"+path, nil)
+		req.Header.Set("Accept", "application/yang-data+json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %s %s", path, resp.Status, b)
+		}
+		if err := json.Unmarshal(b, into); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+	}
+	var inv struct {
+		SI struct {
+			Components []struct {
+				TagID string `json:"tag-id"`
+				Name  string `json:"software-name"`
+			} `json:"component"`
+		} `json:"riv-software-inventory:software-inventory"`
+	}
+	get("riv-software-inventory:software-inventory", &inv)
+	tag := ""
+	for _, c := range inv.SI.Components {
+		if strings.HasSuffix(c.Name, "-image") {
+			tag = c.TagID
+		}
+	}
+	if len(inv.SI.Components) < 4 || tag == "" {
+		t.Fatalf("inventory: %+v", inv.SI.Components)
+	}
+	var rims struct {
+		RIMs []struct {
+			Digest    string `json:"digest"`
+			MediaType string `json:"media-type"`
+			Content   []byte `json:"content"`
+		} `json:"riv-software-inventory:rim"`
+	}
+	get("riv-software-inventory:software-inventory/component="+url.PathEscape(tag)+"/rim", &rims)
+	if len(rims.RIMs) != 1 || rims.RIMs[0].MediaType != "application/swid+cose" {
+		t.Fatalf("RIMs of %s: %+v", tag, rims.RIMs)
+	}
+	f := filepath.Join(t.TempDir(), "image.cose")
+	os.WriteFile(f, rims.RIMs[0].Content, 0o600)
+	if code, out, stderr := runBin(t, "rivctl", "rim", "verify", "--anchors", ep.RIMSigner, f); code != 0 {
+		t.Fatalf("rivctl rim verify: exit %d %s %s", code, out, stderr)
+	}
+	if code, _, _ := runBin(t, "rivctl", "rim", "verify", "--anchors", ep.TrustAnchors, f); code != 1 {
+		t.Errorf("rivctl rim verify against the manufacturer's CA: exit %d, want 1", code)
+	}
+	// No RIM directory: the verdict comes from the in-band RIMs.
+	ep.RIMs = ""
+	noRIMs := filepath.Join(t.TempDir(), "endpoints.json")
+	if err := ep.Write(noRIMs); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runBin(t, "rivctl", "attest", "--json", "--transport", "tls", noRIMs)
+	if code != 0 || !strings.Contains(out, `"status":"affirming"`) {
+		t.Fatalf("attest with in-band RIMs only: exit %d %s %s", code, out, stderr)
+	}
 }
