@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/veraison/ear"
 
@@ -161,6 +162,39 @@ func (p *poll) inbandRIMs(ctx context.Context) error {
 	}
 	v.rims = idx
 	return nil
+}
+
+// DefaultInventoryRecheck is how old a device's inventory may be before
+// a poll that found something unrecognized fetches it again: software
+// installed since brings its RIMs, which the next poll then uses, instead
+// of waiting for the hourly refresh of the device's certificates.
+const DefaultInventoryRecheck = time.Minute
+
+// recheckInventory makes the next poll fetch the device's inventory
+// (with its certificates) when this one found something no RIM vouches
+// for and the inventory it used is older than Verifier.InventoryRecheck.
+func (p *poll) recheckInventory() {
+	if len(p.sup.Inventory) == 0 || p.v.Policy.RIMAnchors == nil {
+		return
+	}
+	unrecognized := false
+	for _, c := range vectorClaims(&p.r.Vector) {
+		if c.IsWarning() || c.IsContraindicated() {
+			unrecognized = true
+		}
+	}
+	if !unrecognized {
+		return
+	}
+	p.v.mu.Lock()
+	defer p.v.mu.Unlock()
+	after := p.v.InventoryRecheck
+	if after == 0 {
+		after = DefaultInventoryRecheck
+	}
+	if st := p.v.state[p.device]; st != nil && time.Since(st.supTime) > after {
+		st.supTime = time.Time{}
+	}
 }
 
 // maxInbandComponents bounds the components whose RIMs one poll fetches;

@@ -103,6 +103,9 @@ type Verifier struct {
 	Reuse bool
 	conns map[string]*pooled
 
+	// InventoryRecheck: see DefaultInventoryRecheck (0 means it).
+	InventoryRecheck time.Duration
+
 	// ClaimProfile selects the EAR claim names: "veraison" (default,
 	// veraison/ear's "ear.status", ...) or "draft-03"
 	// (draft-ietf-rats-ear-03's "ear_status", ...).
@@ -281,6 +284,7 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 	if err := p.appraiseTPM(ctx); err != nil {
 		return nil, err
 	}
+	p.recheckInventory()
 	if len(p.sup.TPMs) < 2 {
 		return v.finish(p.r, p.nonce)
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,5 +171,65 @@ func TestInbandRIMs(t *testing.T) {
 				t.Errorf("second poll: %v %v", r.Status, r.Reasons)
 			}
 		})
+	}
+}
+
+// TestInbandNewPackage: a package installed after the device was first
+// appraised brings its signed RIM with it; the poll that first sees its
+// file running warns, and makes the next one fetch the inventory again,
+// which then vouches for it.
+func TestInbandNewPackage(t *testing.T) {
+	e := newEnv(t)
+	flat := publishFor(t, e.vend, "2.0")
+	dir := t.TempDir()
+	if err := inventory.InstallFlat(dir, flat, "2.0"); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := inventory.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur atomic.Pointer[inventory.Inventory]
+	cur.Store(inv)
+	v := inbandVerifier(e.mfr.Cert, e.vend.Roots())
+	v.InventoryRecheck = time.Nanosecond
+	d := device.StartT(t, device.Options{Serial: "RTR-PKG", ManufacturerCA: e.mfr, Inventory: cur.Load})
+	for i := range 2 {
+		if r := appraiseWith(t, v, d); r.Status != ear.TrustTierAffirming {
+			t.Fatalf("poll %d: %v %v", i+1, r.Status, r.Reasons)
+		}
+	}
+	// The NOS installs bgp-extras 1.0 (its signed CoSWID with it) and runs
+	// its binary.
+	binary := []byte("bgp-extras daemon")
+	tag, err := rim.NewTag(rim.TagSpec{TagID: e.vend.TagID("package", "bgp-extras", "1.0"), Name: "bgp-extras", Version: "1.0",
+		Vendor: e.vend.Name, VendorRegID: e.vend.RegID, Product: "rtr-1000", Files: []rim.File{{Path: "/usr/bin/bgp-extras", Content: binary}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := tag.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := rim.SignCOSE(payload, rim.ContentTypeCoSWID, e.vend.Signer, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inventory.Install(dir, "bgp-extras", map[string][]byte{"bgp-extras-1.0.cose": signed}); err != nil {
+		t.Fatal(err)
+	}
+	if inv, err = inventory.Load(dir); err != nil {
+		t.Fatal(err)
+	}
+	cur.Store(inv)
+	if err := d.MeasureFile(context.Background(), "/usr/bin/bgp-extras", binary); err != nil {
+		t.Fatal(err)
+	}
+	r := appraiseWith(t, v, d)
+	if r.Status != ear.TrustTierWarning || !strings.Contains(strings.Join(r.Reasons, "\n"), "/usr/bin/bgp-extras") {
+		t.Fatalf("the poll that first sees it: %v %v", r.Status, r.Reasons)
+	}
+	if r := appraiseWith(t, v, d); r.Status != ear.TrustTierAffirming {
+		t.Errorf("the next poll, with the new inventory: %v %v", r.Status, r.Reasons)
 	}
 }
