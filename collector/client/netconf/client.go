@@ -239,6 +239,23 @@ type Support struct {
 // reference and the attestation module's features in one <get>.
 func (c *Client) Support(ctx context.Context) (*Support, error) {
 	Progress(ctx, "identity and capabilities")
+	var out *Support
+	err := c.do(ctx, supportRPC, func(body []byte) (err error) {
+		out, err = DecodeSupport(body)
+		return err
+	})
+	return out, err
+}
+
+// supportRPC gets rats-support-structures, the keystore, the attestation
+// module's features and the inventory summary in one <get>.
+const supportRPC = `<get><filter type="subtree"><rats-support-structures xmlns="` + nsTPM + `"/><keystore xmlns="` + nsKS + `"/>` +
+	`<yang-library xmlns="` + nsYangLib + `"><module-set><module><name>ietf-tpm-remote-attestation</name><feature/></module></module-set></yang-library>` +
+	`<software-inventory xmlns="` + nsInventory + `"><component><tag-id/><rim><digest/><media-type/><file-name/></rim></component></software-inventory>` +
+	`</filter></get>`
+
+// DecodeSupport decodes the reply to supportRPC (a <get>'s inner body).
+func DecodeSupport(body []byte) (*Support, error) {
 	var r struct {
 		RSS struct {
 			TPMs []struct {
@@ -272,17 +289,8 @@ func (c *Client) Support(ctx context.Context) (*Support, error) {
 			} `xml:"rim"`
 		} `xml:"data>software-inventory>component"`
 	}
-	err := c.do(ctx, `<get><filter type="subtree"><rats-support-structures xmlns="`+nsTPM+`"/><keystore xmlns="`+nsKS+`"/>`+
-		`<yang-library xmlns="`+nsYangLib+`"><module-set><module><name>ietf-tpm-remote-attestation</name><feature/></module></module-set></yang-library>`+
-		`<software-inventory xmlns="`+nsInventory+`"><component><tag-id/><rim><digest/><media-type/><file-name/></rim></component></software-inventory>`+
-		`</filter></get>`, func(body []byte) error {
-		if err := xml.Unmarshal(wrap(body), &r); err != nil {
-			return fmt.Errorf("decode rats-support-structures: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
+	if err := xml.Unmarshal(wrap(body), &r); err != nil {
+		return nil, fmt.Errorf("decode rats-support-structures: %w", err)
 	}
 	out := &Support{}
 	type tpmCert struct {
@@ -382,6 +390,16 @@ func (c *Client) RIMs(ctx context.Context, tagIDs []string) ([]RIMFile, error) {
 		f.WriteString("</tag-id><rim/></component>")
 	}
 	f.WriteString(`</software-inventory></filter></get>`)
+	var out []RIMFile
+	err := c.do(ctx, f.String(), func(body []byte) (err error) {
+		out, err = DecodeRIMs(body)
+		return err
+	})
+	return out, err
+}
+
+// DecodeRIMs decodes the reply to a RIMs <get> (its inner body).
+func DecodeRIMs(body []byte) ([]RIMFile, error) {
 	var r struct {
 		Components []struct {
 			TagID string `xml:"tag-id"`
@@ -393,14 +411,8 @@ func (c *Client) RIMs(ctx context.Context, tagIDs []string) ([]RIMFile, error) {
 			} `xml:"rim"`
 		} `xml:"data>software-inventory>component"`
 	}
-	err := c.do(ctx, f.String(), func(body []byte) error {
-		if err := xml.Unmarshal(wrap(body), &r); err != nil {
-			return fmt.Errorf("decode software-inventory: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
+	if err := xml.Unmarshal(wrap(body), &r); err != nil {
+		return nil, fmt.Errorf("decode software-inventory: %w", err)
 	}
 	var out []RIMFile
 	total := 0
@@ -411,7 +423,7 @@ func (c *Client) RIMs(ctx context.Context, tagIDs []string) ([]RIMFile, error) {
 				return nil, fmt.Errorf("RIM %s of %s: content: %w", rr.Digest, comp.TagID, err)
 			}
 			if total += len(b); total > maxRIMBytes {
-				return nil, fmt.Errorf("the RIMs of %d components exceed %d bytes", len(tagIDs), maxRIMBytes)
+				return nil, fmt.Errorf("the RIMs of %d components exceed %d bytes", len(r.Components), maxRIMBytes)
 			}
 			out = append(out, RIMFile{TagID: strings.TrimSpace(comp.TagID), Content: b,
 				RIMRef: RIMRef{Digest: strings.TrimSpace(rr.Digest), MediaType: strings.TrimSpace(rr.MediaType), FileName: strings.TrimSpace(rr.FileName)}})
