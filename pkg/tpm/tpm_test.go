@@ -355,3 +355,52 @@ func TestSharedSwtpm(t *testing.T) {
 		t.Error("the in-process simulator was opened shared")
 	}
 }
+
+// BenchmarkQuoteShared is the cost of holding a shared TPM (OpenShared:
+// the agent of `riv-agent serve`, which dials the device or swtpm socket
+// for every operation so that IMA and other programs get their turn)
+// against keeping one connection (Open), interleaved so noise hits both
+// alike: one TPM2_Quote of PCRs 0-10 on swtpm each.
+func BenchmarkQuoteShared(b *testing.B) {
+	sw := tpmtest.StartSwtpm(b)
+	ctx := context.Background()
+	held, err := Open(ctx, sw.Spec())
+	if err != nil {
+		b.Fatal(err)
+	}
+	k, err := held.CreateKey(ctx, KeySpec{Alg: ECCP256, Restricted: true, Label: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if k, err = held.Persist(ctx, k, 0x81020010); err != nil {
+		b.Fatal(err)
+	}
+	held.Close()
+	sel := []pcr.Selection{{Bank: alg.SHA256, PCRs: []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}}
+	nonce := make([]byte, 32)
+	var heldT, sharedT time.Duration
+	for b.Loop() {
+		tp, err := Open(ctx, sw.Spec())
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, _, err := tp.Quote(ctx, k, nonce, sel); err != nil {
+			b.Fatal(err)
+		}
+		heldT += time.Since(t1)
+		tp.Close()
+		st, err := OpenShared(ctx, sw.Spec())
+		if err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		if _, _, err := st.Quote(ctx, k, nonce, sel); err != nil {
+			b.Fatal(err)
+		}
+		sharedT += time.Since(t2)
+	}
+	b.ReportMetric(float64(heldT.Microseconds())/float64(b.N), "held-µs/quote")
+	b.ReportMetric(float64(sharedT.Microseconds())/float64(b.N), "shared-µs/quote")
+	b.ReportMetric(float64(sharedT)/float64(heldT), "x-held")
+}
