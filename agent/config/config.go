@@ -562,6 +562,16 @@ func (l Logs) validate(key string) error {
 			return err
 		}
 	}
+	// The kernel's per-bank files beside the IMA log are read too.
+	if l.IMA != "" {
+		for _, suffix := range []string{"_sha1", "_sha256", "_sha384", "_sha512", "_sm3"} {
+			if _, err := os.Stat(l.IMA + suffix); err == nil {
+				if err := readable(key+".ima", l.IMA+suffix); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	return nil
 }
 
