@@ -292,8 +292,20 @@ func (a *Attester) TPMs() []TPMInfo {
 	return out
 }
 
-// Banks returns the TPM's allocated PCR banks (attester-supported-algos).
-func (a *Attester) Banks() []alg.ID { return a.banks }
+// Banks returns the PCR banks a challenge may select
+// (attester-supported-algos): those every TPM of the device allocates.
+func (a *Attester) Banks() []alg.ID {
+	if len(a.units) < 2 {
+		return a.banks
+	}
+	var out []alg.ID
+	for _, b := range a.banks {
+		if a.supports(b) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
 
 // Config returns the configuration (read-only use).
 func (a *Attester) Config() *Config { return &a.cfg }
@@ -441,7 +453,14 @@ type akKey struct {
 // means every attestation-key certificate of every TPM.
 func (a *Attester) akCerts(names []string) ([]akKey, error) {
 	var out []akKey
+	// A name given twice is one quote: certificate-name is unique in the
+	// output.
+	seen := map[string]bool{}
 	for _, n := range names {
+		if seen[n] {
+			continue
+		}
+		seen[n] = true
 		found := false
 		for _, u := range a.units {
 			for _, c := range u.Certificates {
@@ -521,6 +540,10 @@ func (a *Attester) RetrieveLogs(ctx context.Context, t LogType, sels []LogSelect
 		for _, u := range a.selected(s.Names) {
 			if !slices.Contains(u.LogTypes, t) {
 				continue
+			}
+			if _, dup := entries[u]; dup {
+				// node-data is unique by name: one selector per TPM.
+				return nil, invalid(pathLogSelector, fmt.Sprintf("two log-selectors select the TPM %s", u.TPMName))
 			}
 			ent := entries[u]
 			if ent == nil {

@@ -75,15 +75,9 @@ func (c *poll) appraiseCard(ctx context.Context) error {
 		r.claim(&tv.InstanceIdentity, ear.UntrustworthyInstanceClaim, "instance-identity: the device's identity is unknown, so no card can be bound to it")
 		return nil
 	}
-	ir := c.v.verifyPair(c.idCert, c.ak, c.roots, c.local)
-	if !ir.OK {
-		for _, reason := range ir.Reasons {
-			r.claim(&tv.InstanceIdentity, ear.UntrustworthyInstanceClaim, "instance-identity: "+reason)
-		}
+	if !c.claimPair(c.v.verifyPair(c.idCert, c.ak, c.roots, c.local)) {
 		return nil
 	}
-	r.claim(&tv.InstanceIdentity, ear.TrustworthyInstanceClaim, "")
-	r.claim(&tv.Hardware, ear.GenuineHardwareClaim, "")
 	if !c.scope(netconf.Scope{CertificateName: c.akRef, TPM: c.tpm}) {
 		r.claim(&tv.InstanceIdentity, ear.VerifierMalfunctionClaim, "instance-identity: this transport cannot address the TPM")
 		return nil

@@ -79,16 +79,25 @@ func (p *poll) identity(ctx context.Context, peerKey crypto.PublicKey) error {
 	}
 	ir := v.verifyPair(idCert, akCert, roots, local)
 	r.Serial, p.model = ir.Serial, ir.Model
+	if p.claimPair(ir) {
+		p.ak = akCert
+	}
+	return nil
+}
+
+// claimPair turns the verdict on an identity and attestation key pair
+// into claims; true when the pair is trustworthy.
+func (p *poll) claimPair(ir *identity.Result) bool {
+	r, tv := p.r, &p.r.Vector
 	if !ir.OK {
 		for _, reason := range ir.Reasons {
 			r.claim(&tv.InstanceIdentity, ear.UntrustworthyInstanceClaim, "instance-identity: "+reason)
 		}
-		return nil
+		return false
 	}
 	r.claim(&tv.InstanceIdentity, ear.TrustworthyInstanceClaim, "")
 	r.claim(&tv.Hardware, ear.GenuineHardwareClaim, "")
-	p.ak = akCert
-	return nil
+	return true
 }
 
 // support returns the device's certificate list, banks and log types,

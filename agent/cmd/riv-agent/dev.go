@@ -5,14 +5,10 @@ import (
 	"crypto/elliptic"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -22,6 +18,7 @@ import (
 	"github.com/openriv/riv/agent/sim/router"
 	"github.com/openriv/riv/agent/sim/vendor"
 	"github.com/openriv/riv/internal/cli"
+	"github.com/openriv/riv/internal/lockdir"
 	"github.com/openriv/riv/pkg/endpoint"
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/tpm"
@@ -62,7 +59,7 @@ func runDev(env *cli.Env, args []string) error {
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return cli.Usage("dev: %v", err)
 	}
-	unlock, err := lockDir(*dir)
+	unlock, err := lockdir.Lock(*dir, "riv-agent dev")
 	if err != nil {
 		return err
 	}
@@ -164,28 +161,4 @@ func writeRIMs(ctx context.Context, vend *vendor.Vendor, genuine *router.Image, 
 
 func pemCert(c *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-}
-
-// lockDir takes an exclusive lock on DIR/.lock for as long as the device
-// runs: a second dev on the same directory would overwrite the running
-// device's keys and endpoints. The lock is the kernel's (flock), so it
-// goes with the process however it ends; the file records the holder's
-// pid for the error message.
-func lockDir(dir string) (func(), error) {
-	path := filepath.Join(dir, ".lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, cli.Usage("dev: lock %s: %v", path, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		holder, _ := io.ReadAll(io.LimitReader(f, 32))
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, cli.Usage("dev: %s is in use by another riv-agent dev (pid %s)", dir, strings.TrimSpace(string(holder)))
-		}
-		return nil, cli.Usage("dev: lock %s: %v", path, err)
-	}
-	f.Truncate(0)
-	fmt.Fprintf(f, "%d\n", os.Getpid())
-	return func() { f.Close() }, nil
 }

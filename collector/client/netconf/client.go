@@ -280,14 +280,7 @@ func DecodeSupport(body []byte) (*Support, error) {
 			Name     string   `xml:"name"`
 			Features []string `xml:"feature"`
 		} `xml:"data>yang-library>module-set>module"`
-		Components []struct {
-			TagID string `xml:"tag-id"`
-			RIMs  []struct {
-				Digest    string `xml:"digest"`
-				MediaType string `xml:"media-type"`
-				FileName  string `xml:"file-name"`
-			} `xml:"rim"`
-		} `xml:"data>software-inventory>component"`
+		Components []xmlComponent `xml:"data>software-inventory>component"`
 	}
 	if err := xml.Unmarshal(wrap(body), &r); err != nil {
 		return nil, fmt.Errorf("decode rats-support-structures: %w", err)
@@ -398,18 +391,22 @@ func (c *Client) RIMs(ctx context.Context, tagIDs []string) ([]RIMFile, error) {
 	return out, err
 }
 
+// xmlComponent is a software-inventory component as the summary and the
+// RIM fetches select it (content only in the latter).
+type xmlComponent struct {
+	TagID string `xml:"tag-id"`
+	RIMs  []struct {
+		Digest    string `xml:"digest"`
+		MediaType string `xml:"media-type"`
+		FileName  string `xml:"file-name"`
+		Content   string `xml:"content"`
+	} `xml:"rim"`
+}
+
 // DecodeRIMs decodes the reply to a RIMs <get> (its inner body).
 func DecodeRIMs(body []byte) ([]RIMFile, error) {
 	var r struct {
-		Components []struct {
-			TagID string `xml:"tag-id"`
-			RIMs  []struct {
-				Digest    string `xml:"digest"`
-				MediaType string `xml:"media-type"`
-				FileName  string `xml:"file-name"`
-				Content   string `xml:"content"`
-			} `xml:"rim"`
-		} `xml:"data>software-inventory>component"`
+		Components []xmlComponent `xml:"data>software-inventory>component"`
 	}
 	if err := xml.Unmarshal(wrap(body), &r); err != nil {
 		return nil, fmt.Errorf("decode software-inventory: %w", err)

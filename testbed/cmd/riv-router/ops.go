@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/openriv/riv/internal/cli"
+	"github.com/openriv/riv/internal/lockdir"
 	"github.com/openriv/riv/pkg/tpm"
 )
 
@@ -111,7 +112,7 @@ func runReboot(env *cli.Env, args []string) error {
 // runningPID returns the pid of the riv-router holding dir, or an
 // unreachable error when none does.
 func runningPID(dir string) (int, error) {
-	path := filepath.Join(dir, ".lock")
+	path := filepath.Join(dir, lockdir.Name)
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, cli.Unreachable("no router runs in %s: %v", dir, err)

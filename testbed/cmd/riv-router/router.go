@@ -14,7 +14,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/big"
 	"os"
@@ -32,12 +31,13 @@ import (
 	"github.com/openriv/riv/agent/sim/router"
 	"github.com/openriv/riv/agent/sim/vendor"
 	"github.com/openriv/riv/internal/cli"
+	"github.com/openriv/riv/internal/lockdir"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/endpoint"
 	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/tpm"
-	"github.com/openriv/riv/testbed/swtpm"
+	"github.com/openriv/riv/pkg/tpm/swtpm"
 )
 
 // state is DIR/router.json: what measure and reboot need to know about
@@ -149,7 +149,7 @@ func runRouter(env *cli.Env, args []string) error {
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return cli.Usage("%v", err)
 	}
-	unlock, err := lockDir(abs)
+	unlock, err := lockdir.Lock(abs, "riv-router")
 	if err != nil {
 		return err
 	}
@@ -855,26 +855,4 @@ func lastLine(path string) string {
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	return lines[len(lines)-1]
-}
-
-// lockDir holds DIR/.lock (flock) while the router runs, with its pid in
-// it: reboot signals that process, and a second riv-router on DIR is
-// refused.
-func lockDir(dir string) (func(), error) {
-	path := filepath.Join(dir, ".lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, cli.Usage("lock %s: %v", path, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		holder, _ := io.ReadAll(io.LimitReader(f, 32))
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, cli.Usage("%s is in use by another riv-router (pid %s)", dir, strings.TrimSpace(string(holder)))
-		}
-		return nil, cli.Usage("lock %s: %v", path, err)
-	}
-	f.Truncate(0)
-	fmt.Fprintf(f, "%d\n", os.Getpid())
-	return func() { f.Close() }, nil
 }

@@ -1,6 +1,7 @@
-// Package swtpm runs swtpm (libtpms) as the TPM of a testbed router: it
-// manufactures one — an EK with its certificate from a project-local
-// swtpm-localca, as a TPM vendor does — starts it on unix sockets as a
+// Package swtpm runs swtpm (libtpms), a real TPM 2.0 implementation, for
+// the testbed's routers and the tests: it manufactures one — an EK with
+// its certificate from a project-local swtpm-localca, as a TPM vendor does
+// — or sets one up with chosen PCR banks, starts it on unix sockets as a
 // child process, and resets it for a reboot through its control channel.
 package swtpm
 
@@ -74,6 +75,20 @@ func Manufacture(dir string, banks []string) (*State, error) {
 	return st, nil
 }
 
+// Setup allocates the PCR banks of a fresh TPM in stateDir (swtpm_setup
+// --pcr-banks), without certificates.
+func Setup(stateDir string, banks []string) error {
+	setup, err := exec.LookPath("swtpm_setup")
+	if err != nil {
+		return fmt.Errorf("swtpm_setup not installed (make setup installs swtpm-tools): %w", err)
+	}
+	out, err := exec.Command(setup, "--tpm2", "--tpmstate", stateDir, "--pcr-banks", strings.Join(banks, ","), "--overwrite").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("swtpm_setup: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
 // Process is a running swtpm.
 type Process struct {
 	Sock, CtrlSock string
@@ -88,6 +103,13 @@ func (p *Process) Spec() string { return "swtpm:" + p.Sock }
 // sock and ctrl. The process is this one's child and gets SIGTERM when
 // this one dies.
 func Start(st *State, sock, ctrl string) (*Process, error) {
+	return Run(filepath.Join(st.Dir, "state"), sock, ctrl, filepath.Join(st.Dir, "swtpm.log"))
+}
+
+// Run runs swtpm on the state in stateDir (a fresh one when it is empty)
+// with its command and control sockets at sock and ctrl, logging to
+// logFile ("": to this process's stderr).
+func Run(stateDir, sock, ctrl, logFile string) (*Process, error) {
 	for _, s := range []string{sock, ctrl} {
 		if len(s) > maxSocketPath {
 			return nil, fmt.Errorf("socket path %s is %d bytes, longer than a unix socket takes (%d): use a shorter directory", s, len(s), maxSocketPath)
@@ -99,9 +121,15 @@ func Start(st *State, sock, ctrl string) (*Process, error) {
 		return nil, fmt.Errorf("swtpm not installed (make setup installs it): %w", err)
 	}
 	p := &Process{Sock: sock, CtrlSock: ctrl, exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, "socket", "--tpm2", "--tpmstate", "dir="+filepath.Join(st.Dir, "state"),
-		"--server", "type=unixio,path="+sock, "--ctrl", "type=unixio,path="+ctrl,
-		"--flags", "not-need-init,startup-clear", "--log", "file="+filepath.Join(st.Dir, "swtpm.log"))
+	args := []string{"socket", "--tpm2", "--tpmstate", "dir=" + stateDir,
+		"--server", "type=unixio,path=" + sock, "--ctrl", "type=unixio,path=" + ctrl, "--flags", "not-need-init,startup-clear"}
+	if logFile != "" {
+		args = append(args, "--log", "file="+logFile)
+	}
+	p.cmd = exec.Command(bin, args...)
+	if logFile == "" {
+		p.cmd.Stderr = os.Stderr
+	}
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start swtpm: %w", err)
@@ -113,7 +141,7 @@ func Start(st *State, sock, ctrl string) (*Process, error) {
 	for time.Now().Before(deadline) {
 		select {
 		case <-p.exited:
-			return nil, fmt.Errorf("swtpm exited at start (see %s)", filepath.Join(st.Dir, "swtpm.log"))
+			return nil, fmt.Errorf("swtpm on %s exited at start", stateDir)
 		default:
 		}
 		if c, err := net.Dial("unix", sock); err == nil {
@@ -124,6 +152,12 @@ func Start(st *State, sock, ctrl string) (*Process, error) {
 	}
 	p.Stop()
 	return nil, errors.New("swtpm did not open its socket within 10 s")
+}
+
+// Kill ends swtpm at once (a power loss).
+func (p *Process) Kill() {
+	p.cmd.Process.Kill()
+	<-p.exited
 }
 
 // Stop ends swtpm as a power-off does, after it has saved its state.
