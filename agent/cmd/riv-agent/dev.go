@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/openriv/riv/agent/attester"
+	"github.com/openriv/riv/agent/inventory"
 	"github.com/openriv/riv/agent/sim/attack"
 	"github.com/openriv/riv/agent/sim/device"
 	"github.com/openriv/riv/agent/sim/router"
@@ -29,8 +30,9 @@ import (
 const devHelp = `Boots a simulated router on the in-process TPM simulator (or swtpm) —
 measured boot, vendor-signed RIMs for its image, IDevID/IAK from a
 throwaway manufacturer CA — and serves it on 127.0.0.1 until SIGTERM or
-SIGINT. DIR receives the keys, certificates, RIMs and endpoints.json that
-rivctl attest and the collector read; it is locked while the device runs,
+SIGINT. DIR receives the keys, certificates, RIMs (also served in-band as
+the software inventory, DIR/inventory) and endpoints.json that rivctl
+attest and the collector read; it is locked while the device runs,
 so a second dev on the same DIR is refused.`
 
 func runDev(env *cli.Env, args []string) error {
@@ -91,7 +93,23 @@ func runDev(env *cli.Env, args []string) error {
 	if err := vend.WriteFiles(*dir); err != nil {
 		return err
 	}
-	d, err := device.Start(ctx, device.Options{TPM: *tpmSpec, Serial: *serial, Image: img, ManufacturerCA: mfr, Logger: log, SSHAddr: *sshAddr, TLSAddr: *tlsAddr, RESTCONFAddr: *rcAddr, SNMPAddr: *snmpAddr,
+	// The software inventory the NOS installs: the RIMs of the version it
+	// booted, which the verifier may fetch from the device (in-band).
+	invDir := filepath.Join(*dir, "inventory")
+	if err := os.RemoveAll(invDir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(invDir, 0o700); err != nil {
+		return err
+	}
+	if err := inventory.InstallFlat(invDir, filepath.Join(*dir, "rims"), img.Version); err != nil {
+		return err
+	}
+	inv, err := inventory.Load(invDir)
+	if err != nil {
+		return err
+	}
+	d, err := device.Start(ctx, device.Options{Inventory: func() *inventory.Inventory { return inv }, TPM: *tpmSpec, Serial: *serial, Image: img, ManufacturerCA: mfr, Logger: log, SSHAddr: *sshAddr, TLSAddr: *tlsAddr, RESTCONFAddr: *rcAddr, SNMPAddr: *snmpAddr,
 		Local: *local, RuntimeLog: attester.LogType(*runtimeLog), SNMPBootsFile: filepath.Join(*dir, "snmp-engine-boots")})
 	if err != nil {
 		return err
