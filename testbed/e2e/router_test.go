@@ -505,6 +505,22 @@ func TestRouterInventory(t *testing.T) {
 			Content   []byte `json:"content"`
 		} `json:"riv-software-inventory:rim"`
 	}
+	// The component fetched by tag-id is valid riv-software-inventory
+	// data (yanglint, with the embedded modules): as the device serves
+	// it, in the one-entry tree it came from.
+	var comp map[string]json.RawMessage
+	get("riv-software-inventory:software-inventory/component="+url.PathEscape(tag), &comp)
+	entries, ok := comp["riv-software-inventory:component"]
+	if !ok {
+		t.Fatalf("component %s: keys %v", tag, comp)
+	}
+	doc := filepath.Join(t.TempDir(), "component.json")
+	os.WriteFile(doc, []byte(`{"riv-software-inventory:software-inventory":{"component":`+string(entries)+`}}`), 0o600)
+	yang := filepath.Join(testref.Root(t), "yang")
+	if out, err := exec.Command(testref.NeedTool(t, "yanglint"), "-t", "data", "-p", yang, "-F", "ietf-tcg-algs:tpm20",
+		filepath.Join(yang, "riv-software-inventory@2026-12-01.yang"), doc).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("yanglint on component %s: %v\n%s", tag, err, out)
+	}
 	get("riv-software-inventory:software-inventory/component="+url.PathEscape(tag)+"/rim", &rims)
 	if len(rims.RIMs) != 1 || rims.RIMs[0].MediaType != "application/swid+cose" {
 		t.Fatalf("RIMs of %s: %+v", tag, rims.RIMs)
