@@ -544,3 +544,39 @@ func TestRouterInventory(t *testing.T) {
 		t.Fatalf("attest with in-band RIMs only: exit %d %s %s", code, out, stderr)
 	}
 }
+
+// TestRouterOwnerIdentity: with --local the owner enrols an LDevID and LAK
+// after the manufacturer's keys; riv-agent serve then identifies with the
+// LDevID (its TLS certificate is the owner CA's), lists the LAK beside the
+// IAK, and the router is affirming over both transports against the
+// owner's anchor.
+func TestRouterOwnerIdentity(t *testing.T) {
+	dir := startRouter(t, "--serial", "RTR-OWN", "--local")
+	ep, err := verifier.ReadEndpoints(filepath.Join(dir, "endpoints.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ep.OwnerAnchors == "" {
+		t.Fatal("no owner_anchors in endpoints.json")
+	}
+	for _, via := range []string{"tls", "ssh"} {
+		code, out, stderr := runBin(t, "rivctl", "attest", "--json", "--transport", via, filepath.Join(dir, "endpoints.json"))
+		if code != 0 || !strings.Contains(out, `"status":"affirming"`) {
+			t.Errorf("over %s: exit %d %s %s", via, code, out, stderr)
+		}
+	}
+	cert, err := tls.LoadX509KeyPair(ep.TLSClientCert, ep.TLSClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An LDevID names a device, not a host: the issuer is what is checked.
+	conn, err := tls.Dial("tcp", ep.NetconfTLS, &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	leaf := conn.ConnectionState().PeerCertificates[0]
+	if got := strings.Join(leaf.Issuer.Organization, ",") + "/" + leaf.Issuer.CommonName; !strings.Contains(got, "Owner") {
+		t.Errorf("the TLS identity is issued by %q, want the owner's CA", got)
+	}
+}

@@ -61,6 +61,9 @@ type state struct {
 	AgentPID int `json:"agent_pid,omitempty"`
 	// Boots counts the boots; reboot waits for it to grow.
 	Boots       int    `json:"boots"`
+	// Local: the owner's LDevID/LAK are enrolled and the LDevID is the
+	// transport identity.
+	Local bool `json:"local,omitempty"`
 	RebootError string `json:"reboot_error,omitempty"`
 }
 
@@ -114,6 +117,7 @@ func runRouter(env *cli.Env, args []string) error {
 	atk := fs.String("attack", "none", "boot with an attack: "+strings.Join(attack.Names, ", "))
 	agentBin := fs.String("agent", "", "riv-agent binary (default: beside riv-router, else on PATH)")
 	lineCards := fs.Int("line-cards", 0, "line cards, each with its own TPM (swtpm), provisioned IAK and measured boot")
+	local := fs.Bool("local", false, "also enrol the owner's LDevID and LAK (a testbed owner CA) and identify with the LDevID")
 	cardAttack := fs.String("card-attack", "none", "boot the last line card with an attack: "+strings.Join(attack.Names, ", "))
 	if err := env.Parse(fs, args); err != nil {
 		return err
@@ -163,6 +167,7 @@ func runRouter(env *cli.Env, args []string) error {
 	if old, err := readState(abs); err == nil {
 		st.Boots = old.Boots
 	}
+	st.Local = *local
 	for i := 1; i <= *lineCards; i++ {
 		name := fmt.Sprintf("lc%d", i)
 		c := card{Name: name, TPM: "swtpm:" + filepath.Join(abs, name+".sock"), Ctrl: filepath.Join(abs, name+".ctrl"),
@@ -224,16 +229,30 @@ func runRouter(env *cli.Env, args []string) error {
 		return err
 	}
 	log.Info("provisioning IDevID and IAK", "agent", agent)
-	provision := func(spec, certs string, ca *swtpm.State) error {
-		prov := exec.CommandContext(ctx, agent, "provision", "--tpm", spec, "--dir", certs, "--serial", *serial, "--model", genuine.Model,
-			"--ca-cert", filepath.Join(abs, "mfr", "ca.pem"), "--ca-key", filepath.Join(abs, "mfr", "ca.key"), "--tpm-ca", ca.CARoot, "--tpm-ca", ca.CAIntermediate)
-		if out, err := prov.CombinedOutput(); err != nil {
+	provision := func(spec, certs string, ca *swtpm.State, caDir string, extra ...string) error {
+		args := append([]string{"provision", "--tpm", spec, "--dir", certs, "--serial", *serial, "--model", genuine.Model,
+			"--ca-cert", filepath.Join(caDir, "ca.pem"), "--ca-key", filepath.Join(caDir, "ca.key"), "--tpm-ca", ca.CARoot, "--tpm-ca", ca.CAIntermediate}, extra...)
+		if out, err := exec.CommandContext(ctx, agent, args...).CombinedOutput(); err != nil {
 			return cli.Failed("riv-agent provision: %v: %s", err, strings.TrimSpace(string(out)))
 		}
 		return nil
 	}
-	if err := provision(st.TPM, filepath.Join(abs, "certs"), tst); err != nil {
+	if err := provision(st.TPM, filepath.Join(abs, "certs"), tst, filepath.Join(abs, "mfr")); err != nil {
 		return err
+	}
+	if st.Local {
+		// The owner enrols its own identity and attestation key (RFC 9683
+		// §2.2) with its CA, after the manufacturer's.
+		owner, err := loadOrCreateCA(filepath.Join(abs, "owner"), "RIV Testbed Owner")
+		if err != nil {
+			return err
+		}
+		if err := writeFile(filepath.Join(abs, "owner-ca.pem"), pemCert(owner.Cert), 0o644); err != nil {
+			return err
+		}
+		if err := provision(st.TPM, filepath.Join(abs, "certs"), tst, filepath.Join(abs, "owner"), "--local"); err != nil {
+			return err
+		}
 	}
 	// Each line card: its own TPM from the factory, its own IAK (issued
 	// for the chassis' serial number: the card is part of the device).
@@ -251,7 +270,7 @@ func runRouter(env *cli.Env, args []string) error {
 		if err := resetLockout(ctx, c.TPM); err != nil {
 			return cli.Failed("%s: %v", c.Name, err)
 		}
-		if err := provision(c.TPM, filepath.Join(abs, c.Name, "certs"), cst); err != nil {
+		if err := provision(c.TPM, filepath.Join(abs, c.Name, "certs"), cst, filepath.Join(abs, "mfr")); err != nil {
 			return err
 		}
 	}
@@ -301,6 +320,9 @@ func runRouter(env *cli.Env, args []string) error {
 		TrustAnchors: filepath.Join(abs, "manufacturer-ca.pem"), RIMSigner: filepath.Join(abs, "vendor-ca.pem"), RIMs: filepath.Join(abs, "rims"),
 		Serial: *serial, Attack: *atk,
 		SNMPUser: "riv", SNMPAuthProtocol: "SHA-256", SNMPAuthKey: creds.snmpAuth, SNMPPrivProtocol: "AES", SNMPPrivKey: creds.snmpPriv,
+	}
+	if st.Local {
+		ep.OwnerAnchors = filepath.Join(abs, "owner-ca.pem")
 	}
 	if err := ep.Write(filepath.Join(abs, "endpoints.json")); err != nil {
 		return err
@@ -602,7 +624,7 @@ identity:
   idevid: {cert: %[5]q, handle: 0x81020001}
   iak: {cert: %[6]q, handle: 0x81020000}
   chain: %[7]q
-listen:
+`+r.localIdentity()+`listen:
   netconf_ssh: %[8]q
   netconf_tls: %[9]q
   restconf: %[10]q
@@ -631,7 +653,7 @@ snmp:
       priv_key_file: %[16]q
   boots_file: %[17]q
 inventory: %[18]q
-`+r.lineCardsConfig(), d, r.st.TPM, r.st.BIOS, r.st.IMA, filepath.Join(d, "certs", "idevid.pem"), filepath.Join(d, "certs", "iak.pem"), filepath.Join(d, "mfr", "ca.pem"),
+`+r.lineCardsConfig(), d, r.st.TPM, r.st.BIOS, r.st.IMA, filepath.Join(d, "certs", "idevid.pem"), filepath.Join(d, "certs", "iak.pem"), r.chainFile(),
 		listen("netconf_ssh"), listen("netconf_tls"), listen("restconf"), listen("snmp"), r.st.Serial,
 		filepath.Join(d, "users", "riv.pub"), filepath.Join(d, "client-ca.pem"), filepath.Join(d, "snmp", "riv.auth"), filepath.Join(d, "snmp", "riv.priv"),
 		filepath.Join(d, "snmp-engine-boots"), filepath.Join(d, "inventory"))
@@ -639,6 +661,24 @@ inventory: %[18]q
 		return err
 	}
 	return r.st.write(d)
+}
+
+// chainFile is the CA sent with the transport identity: the owner's for
+// an LDevID, the manufacturer's for the IDevID.
+func (r *rig) chainFile() string {
+	if r.st.Local {
+		return filepath.Join(r.dir, "owner", "ca.pem")
+	}
+	return filepath.Join(r.dir, "mfr", "ca.pem")
+}
+
+// localIdentity is the owner's keys in agent.yaml's identity section.
+func (r *rig) localIdentity() string {
+	if !r.st.Local {
+		return ""
+	}
+	return fmt.Sprintf("  ldevid: {cert: %q, handle: 0x81020003}\n  lak: {cert: %q, handle: 0x81020002}\n  use: ldevid\n",
+		filepath.Join(r.dir, "certs", "ldevid.pem"), filepath.Join(r.dir, "certs", "lak.pem"))
 }
 
 // lineCardsConfig is agent.yaml's line_cards section.
