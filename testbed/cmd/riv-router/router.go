@@ -60,10 +60,10 @@ type state struct {
 	// reloads its configuration).
 	AgentPID int `json:"agent_pid,omitempty"`
 	// Boots counts the boots; reboot waits for it to grow.
-	Boots       int    `json:"boots"`
+	Boots int `json:"boots"`
 	// Local: the owner's LDevID/LAK are enrolled and the LDevID is the
 	// transport identity.
-	Local bool `json:"local,omitempty"`
+	Local       bool   `json:"local,omitempty"`
 	RebootError string `json:"reboot_error,omitempty"`
 }
 
