@@ -79,7 +79,11 @@ func (p *poll) inbandRIMs(ctx context.Context) error {
 		for _, ref := range c.RIMs {
 			d := strings.ToLower(ref.Digest)
 			listed[d] = ref
-			if vd, seen := v.rimSeen[d]; !seen {
+			if vd, seen := v.rimSeen[productKey(d, p.model)]; seen {
+				// A RIM for another product is that for this device's
+				// model only: a device of the product it is for may use it.
+				r.claim(&tv.Configuration, ear.UnexpectedEvidenceClaim, vd.reason)
+			} else if vd, seen := v.rimSeen[d]; !seen {
 				fetch = true
 			} else if !vd.ok {
 				r.claim(&tv.Configuration, ear.UnexpectedEvidenceClaim, vd.reason)
@@ -139,10 +143,14 @@ func (p *poll) inbandRIMs(ctx context.Context) error {
 		res, err := rim.Verify(f.raw, rim.VerifyOptions{Roots: v.Policy.RIMAnchors})
 		if err == nil {
 			if prod := productOf(res); prod != "" && p.model != "" && prod != p.model {
-				fail(d, fmt.Sprintf("configuration: in-band RIM %s is for the product %q, not this device's %q", f.name, prod, p.model))
+				delete(verdicts, d)
+				fail(productKey(d, p.model), fmt.Sprintf("configuration: in-band RIM %s is for the product %q, not this device's %q", f.name, prod, p.model))
 				continue
 			}
-			err = indexVerified(idx, f, res)
+			if err := indexVerified(idx, f, res); err != nil {
+				fail(d, fmt.Sprintf("configuration: in-band RIM %s: %v", f.name, err))
+				continue
+			}
 		}
 		if err != nil {
 			fail(d, fmt.Sprintf("configuration: in-band RIM %s: not signed by a trusted vendor: %v", f.name, err))
@@ -200,6 +208,9 @@ func (p *poll) recheckInventory() {
 // maxInbandComponents bounds the components whose RIMs one poll fetches;
 // the rest come in the next polls.
 const maxInbandComponents = 256
+
+// productKey keys the verdict on a RIM for another product than model's.
+func productKey(digest, model string) string { return digest + "|" + model }
 
 func hexSum(b []byte) string {
 	s := sha256.Sum256(b)

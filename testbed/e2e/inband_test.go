@@ -124,26 +124,7 @@ func TestInbandRIMs(t *testing.T) {
 			return installed(t, publishFor(t, rogue, "2.0"), "2.0")
 		}, "not signed by a trusted vendor"},
 		{"for another product", func(t *testing.T) *inventory.Inventory {
-			img := router.DefaultImage("2.0")
-			img.Model = "rtr-9000"
-			tp, err := tpm.Open(context.Background(), "sim")
-			if err != nil {
-				t.Fatal(err)
-			}
-			ref, err := router.BootImage(context.Background(), tp, img)
-			tp.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, err := e.vend.Sign(img, ref)
-			if err != nil {
-				t.Fatal(err)
-			}
-			other := t.TempDir()
-			if err := s.Write(other, "2.0"); err != nil {
-				t.Fatal(err)
-			}
-			return installed(t, other, "2.0")
+			return installed(t, otherProduct(t, e.vend), "2.0")
 		}, `is for the product "rtr-9000", not this device's "rtr-1000"`},
 		{"bytes that are not the digest listed", func(t *testing.T) *inventory.Inventory {
 			// The agent's inventory lists a digest; the content it serves
@@ -232,4 +213,51 @@ func TestInbandNewPackage(t *testing.T) {
 	if r := appraiseWith(t, v, d); r.Status != ear.TrustTierAffirming {
 		t.Errorf("the next poll, with the new inventory: %v %v", r.Status, r.Reasons)
 	}
+}
+
+// otherProduct has vend sign the RIMs of image 2.0 of the rtr-9000, into
+// a flat directory.
+func otherProduct(t *testing.T, vend *vendor.Vendor) string {
+	t.Helper()
+	img := router.DefaultImage("2.0")
+	img.Model = "rtr-9000"
+	tp, err := tpm.Open(context.Background(), "sim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := router.BootImage(context.Background(), tp, img)
+	tp.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := vend.Sign(img, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := s.Write(dir, "2.0"); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestInbandProductPerModel: a RIM refused because it is for another
+// product than the device's stays refused for that device, and is good
+// for a device of the product it is for, appraised by the same verifier.
+func TestInbandProductPerModel(t *testing.T) {
+	e := newEnv(t)
+	inv := installed(t, otherProduct(t, e.vend), "2.0")
+	v := inbandVerifier(e.mfr.Cert, e.vend.Roots())
+	d := device.StartT(t, device.Options{Serial: "RTR-1K", ManufacturerCA: e.mfr, Inventory: func() *inventory.Inventory { return inv }})
+	if r := appraiseWith(t, v, d); r.Status != ear.TrustTierContraindicated {
+		t.Fatalf("rtr-1000 carrying rtr-9000 RIMs: %v %v", r.Status, r.Reasons)
+	}
+	d.Close()
+	img := router.DefaultImage("2.0")
+	img.Model = "rtr-9000"
+	d = device.StartT(t, device.Options{Serial: "RTR-9K", ManufacturerCA: e.mfr, Image: img, Inventory: func() *inventory.Inventory { return inv }})
+	if r := appraiseWith(t, v, d); r.Status != ear.TrustTierAffirming {
+		t.Errorf("rtr-9000 carrying its own RIMs, after an rtr-1000 carried them: %v %v", r.Status, r.Reasons)
+	}
+	d.Close()
 }
