@@ -45,7 +45,7 @@ func (v *Verifier) bootFindings(idx *rim.Index, bios *eventlog.Log, vals pcr.Val
 	for i := range v.checkSupportRIMs(idx, br, bios, banks[0], model) {
 		vouched[i] = true
 	}
-	v.appraiseBoot(idx, br, bios, banks, vouched)
+	v.appraiseBoot(idx, model, br, bios, banks, vouched)
 	return br
 }
 
@@ -71,7 +71,7 @@ var derivedTypes = map[eventlog.EventType]bool{
 // value a signed PCR CoRIM or support RIM vouches for (vouched). What
 // nothing vouches for is a finding, in a code PCR a contraindicated one.
 // The firmware configuration is read only from data bound to its digest.
-func (v *Verifier) appraiseBoot(idx *rim.Index, r *Result, l *eventlog.Log, banks []alg.ID, vouched map[int]bool) {
+func (v *Verifier) appraiseBoot(idx *rim.Index, model string, r *Result, l *eventlog.Log, banks []alg.ID, vouched map[int]bool) {
 	tv := &r.Vector
 	bank := banks[0]
 	bad, approved := false, 0
@@ -89,7 +89,7 @@ func (v *Verifier) appraiseBoot(idx *rim.Index, r *Result, l *eventlog.Log, bank
 		}
 		d := e.Digest(bank)
 		what := describeBoot(e)
-		if m := idx.Lookup(bank, d); len(m) > 0 {
+		if m := idx.LookupFor(bank, d, model); len(m) > 0 {
 			approved++
 			if c, ok := idx.Current(m); !ok {
 				r.claim(&tv.Executables, ear.UnsafeRuntimeClaim, fmt.Sprintf("executables: PCR %d event %d (%s) is %s %s, superseded by a newer signed RIM (rollback)", e.PCR, e.Seq, what, c.Name, c.Ver))

@@ -36,19 +36,58 @@ func (p *poll) scope(sc netconf.Scope) bool {
 	return true
 }
 
+// maxTPMs bounds the TPMs a device may list: each is a challenge.
+const maxTPMs = 64
+
 // lineCards are the polls of the device's other TPMs, each with the
 // attestation key of the identity's kind (IAK, or LAK for an owner
-// identity) it lists. A TPM that lists none is a claim on the device.
+// identity) it lists. What the device says of its TPMs is checked first,
+// and a TPM that fails is left out with a claim on the device: a name
+// that is empty, taken twice or the aggregate's, more TPMs than
+// maxTPMs, and above all an attestation key that two TPMs present — one
+// TPM's quotes would then stand for the other's.
 func (p *poll) lineCards() []*poll {
 	if len(p.sup.TPMs) < 2 {
 		return nil
 	}
-	var out []*poll
+	bad := func(reason string) { p.dev.claim(&p.dev.Vector.InstanceIdentity, ear.UnexpectedEvidenceClaim, reason) }
+	names := map[string]int{}
 	for _, t := range p.sup.TPMs {
-		if t.Name == p.tpm {
+		names[t.Name]++
+	}
+	if len(p.sup.TPMs) > maxTPMs {
+		bad(fmt.Sprintf("instance-identity: the device lists %d TPMs, more than %d", len(p.sup.TPMs), maxTPMs))
+	}
+	// Who presents which attestation key.
+	keyOf := map[string]string{} // TPM name -> its AK's key
+	holders := map[string][]string{}
+	for _, cert := range p.sup.Certificates {
+		if cert.Type != p.akType || cert.Cert == nil {
 			continue
 		}
-		c := &poll{v: p.v, r: &Result{Device: p.device, Serial: p.r.Serial, Time: time.Now()}, device: p.device + "/" + t.Name, s: p.s,
+		k := string(cert.Cert.RawSubjectPublicKeyInfo)
+		if _, seen := keyOf[cert.TPM]; seen {
+			continue
+		}
+		keyOf[cert.TPM] = k
+		holders[k] = append(holders[k], cert.TPM)
+	}
+	var out []*poll
+	for i, t := range p.sup.TPMs {
+		switch {
+		case t.Name == p.tpm:
+			continue
+		case i >= maxTPMs:
+			continue
+		case t.Name == "" || t.Name == deviceSubmod || names[t.Name] > 1:
+			bad(fmt.Sprintf("instance-identity: a TPM is named %q, which is empty, reserved or not unique", t.Name))
+			continue
+		}
+		if h := holders[keyOf[t.Name]]; keyOf[t.Name] != "" && len(h) > 1 {
+			bad(fmt.Sprintf("instance-identity: the TPMs %q present the same attestation key: one TPM's quotes would stand for another's", h))
+			continue
+		}
+		c := &poll{v: p.v, r: &Result{Device: p.device, Serial: p.r.Serial, Time: time.Now()}, device: cardKey(p.device, t.Name), s: p.s, dev: &Result{},
 			sup: p.sup, model: p.model, rims: p.rims, tpm: t.Name, idCert: p.idCert, roots: p.roots, local: p.local, akType: p.akType}
 		for _, cert := range p.sup.Certificates {
 			if cert.TPM == t.Name && cert.Type == p.akType {
@@ -59,6 +98,48 @@ func (p *poll) lineCards() []*poll {
 		out = append(out, c)
 	}
 	return out
+}
+
+// cardKey is where a line card's state is kept: beside the device's,
+// under a key no device name can be (names do not hold NUL).
+func cardKey(device, tpm string) string { return device + "\x00" + tpm }
+
+// rememberCards compares the device's line cards with those of the last
+// appraisal since its last reboot: a card that is gone, or whose
+// attestation key changed, is a claim on the device (a card swapped for
+// another while running, or a lie about what is in the chassis). A
+// reboot starts the record afresh: cards are replaced powered off.
+func (p *poll) rememberCards(cards []*poll) {
+	now := map[string]string{}
+	for _, c := range cards {
+		if c.ak != nil {
+			now[c.tpm] = string(c.ak.RawSubjectPublicKeyInfo)
+		}
+	}
+	p.v.mu.Lock()
+	defer p.v.mu.Unlock()
+	st := p.v.state[p.device]
+	if st == nil {
+		return
+	}
+	for name, key := range st.cards {
+		switch k, ok := now[name]; {
+		case !ok:
+			p.dev.claim(&p.dev.Vector.Hardware, ear.UnsafeHardwareClaim, fmt.Sprintf("hardware: the line card %q of the last appraisal is gone, and the device has not rebooted", name))
+		case k != key:
+			p.dev.claim(&p.dev.Vector.InstanceIdentity, ear.UntrustworthyInstanceClaim, fmt.Sprintf("instance-identity: the attestation key of the line card %q changed since the last appraisal, and the device has not rebooted", name))
+		}
+	}
+	// Until the next reboot the first key of each card is the one it
+	// must keep, and a card that went stays missed.
+	if st.cards == nil {
+		st.cards = map[string]string{}
+	}
+	for name, key := range now {
+		if _, ok := st.cards[name]; !ok {
+			st.cards[name] = key
+		}
+	}
 }
 
 // appraiseCard appraises one line card: its attestation key must chain

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/veraison/ear"
@@ -130,6 +131,12 @@ func (v *Verifier) support(ctx context.Context, device string, s Session, peerKe
 		// nothing verified of the one before carries over — logs, PCR
 		// values, clock.
 		v.state[device] = &deviceState{sup: sup, supTime: time.Now()}
+		// Its line cards' states go with it.
+		for k := range v.state {
+			if strings.HasPrefix(k, device+"\x00") {
+				delete(v.state, k)
+			}
+		}
 	}
 	v.mu.Unlock()
 	return sup, nil

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -24,21 +23,31 @@ type RIMSource interface {
 
 var _ RIMSource = (*netconf.Client)(nil)
 
-// Media types of the RIMs a device carries (docs/software-inventory.md).
-const (
-	mediaCoSWID  = "application/swid+cose"
-	mediaCoRIM   = "application/rim+cose"
-	mediaSupport = "application/vnd.tcg.pcclient-rim-support"
-)
-
-// rimVerdict is what the verifier concluded about one RIM it fetched,
-// cached by the digest of its bytes: a good RIM is in the index, a bad
-// one is not fetched again and its reason is given on every poll of a
-// device that still carries it.
+// rimVerdict is what the verifier concluded of one signed RIM from the
+// bytes alone (their SHA-256 is the key): verified against the vendor
+// anchors and indexed, or why not. What depends on a device — the digest
+// it lists, the product it is — is judged per device and never cached
+// here, so one lying device cannot change another's verdict.
 type rimVerdict struct {
-	ok     bool
-	reason string
+	ok      bool
+	reason  string // why not ok
+	name    string // the file name it first came under
+	product string // the product it is for ("" for any)
 }
+
+// Bounds of what in-band RIMs may make the verifier hold and fetch.
+const (
+	// maxSupportPool bounds the unsigned support RIMs kept until a base
+	// RIM lists them (the vendor's reference logs, a few KiB each).
+	maxSupportPool = 4096
+	// maxInbandComponents bounds the components whose RIMs one poll
+	// fetches; the rest come in the next polls.
+	maxInbandComponents = 256
+	// rimBatchBytes is how many bytes of RIMs (by the sizes the device
+	// lists) one fetch asks for: a reply stays well under the session's
+	// message limit.
+	rimBatchBytes = 8 << 20
+)
 
 // RIMIndex returns the reference values appraisals use now: the policy's
 // RIMs and every in-band RIM verified so far.
@@ -54,122 +63,191 @@ func (v *Verifier) RIMIndex() *rim.Index {
 func (v *Verifier) SetRIMs(idx *rim.Index) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.Policy.RIMs, v.rims, v.rimSeen = idx, idx, map[string]rimVerdict{}
+	v.Policy.RIMs, v.rims, v.rimSeen, v.supportPool = idx, idx, map[string]rimVerdict{}, map[string]rimFile{}
 }
 
 // inbandRIMs fetches the RIMs the device lists that the verifier has not
 // seen, by tag-id, and accepts each only after checking that its bytes
 // hash to the digest listed, that it verifies against the vendor anchors
-// (Policy.RIMAnchors), and that it is for this device's product. The
-// accepted ones join the verifier's index (a copy swapped in, shared by
-// every later appraisal: a RIM is the vendor's, not the device's); a
-// RIM that fails is a contraindicated claim with the reason. Without
-// anchors nothing is fetched: an unverifiable RIM would be no evidence.
-func (p *poll) inbandRIMs(ctx context.Context) error {
-	v, r, tv := p.v, p.r, &p.r.Vector
+// (Policy.RIMAnchors) and that it is for this device's product; an
+// unsigned support RIM counts only as the log a verified base RIM lists
+// by hash. Accepted RIMs join the verifier's index (a copy swapped in,
+// shared by every later appraisal: a RIM is the vendor's, and an index
+// lookup only ever returns the RIMs of the device's own product). A RIM
+// that fails is a contraindicated claim on the device (p.dev) with the
+// reason, on every poll while the device lists it. Without anchors
+// nothing is fetched: an unverifiable RIM would be no evidence.
+func (p *poll) inbandRIMs(ctx context.Context) {
+	v := p.v
 	src, ok := p.s.(RIMSource)
 	if !ok || v.Policy.RIMAnchors == nil || len(p.sup.Inventory) == 0 {
-		return nil
+		return
 	}
-	listed := map[string]netconf.RIMRef{} // by digest
-	var want []string
+	listed := map[string]bool{}
+	var want [][]string // batches of tag-ids
+	var batch []string
+	var batchBytes uint64
+	n := 0
 	v.mu.Lock()
+	st := v.state[p.device]
 	for _, c := range p.sup.Inventory {
 		fetch := false
+		var size uint64
 		for _, ref := range c.RIMs {
 			d := strings.ToLower(ref.Digest)
-			listed[d] = ref
-			if vd, seen := v.rimSeen[productKey(d, p.model)]; seen {
-				// A RIM for another product is that for this device's
-				// model only: a device of the product it is for may use it.
-				r.claim(&tv.Configuration, ear.UnexpectedEvidenceClaim, vd.reason)
-			} else if vd, seen := v.rimSeen[d]; !seen {
+			listed[d] = true
+			if st != nil && st.inbandBad[d] != "" {
+				p.devClaim(st.inbandBad[d])
+			} else if vd, seen := v.rimSeen[d]; seen {
+				p.judge(vd)
+			} else if _, pooled := v.supportPool[d]; !pooled {
 				fetch = true
-			} else if !vd.ok {
-				r.claim(&tv.Configuration, ear.UnexpectedEvidenceClaim, vd.reason)
+				size += ref.Size
 			}
 		}
-		if fetch && len(want) < maxInbandComponents {
-			want = append(want, c.TagID)
-		}
-	}
-	v.mu.Unlock()
-	if len(want) == 0 {
-		return nil
-	}
-	files, err := src.RIMs(ctx, want)
-	if err != nil {
-		return fmt.Errorf("%s: in-band RIMs: %w", p.device, err)
-	}
-	var signed, support []rimFile
-	verdicts := map[string]rimVerdict{}
-	fail := func(d, reason string) {
-		verdicts[d] = rimVerdict{reason: reason}
-		r.claim(&tv.Configuration, ear.UnexpectedEvidenceClaim, reason)
-	}
-	for _, f := range files {
-		sum := sha256.Sum256(f.Content)
-		got := hex.EncodeToString(sum[:])
-		name := f.FileName
-		if name == "" {
-			name = f.Digest
-		}
-		what := fmt.Sprintf("in-band RIM %s of component %s", name, f.TagID)
-		if _, ok := listed[strings.ToLower(f.Digest)]; !ok || !strings.EqualFold(f.Digest, got) {
-			fail(got, fmt.Sprintf("configuration: %s: its bytes hash to %s, not the digest %s the device lists", what, got[:16], f.Digest))
+		if !fetch || n == maxInbandComponents {
 			continue
 		}
-		if _, seen := verdicts[got]; seen {
+		n++
+		if len(batch) > 0 && batchBytes+size > rimBatchBytes {
+			want, batch, batchBytes = append(want, batch), nil, 0
+		}
+		batch, batchBytes = append(batch, c.TagID), batchBytes+size
+	}
+	v.mu.Unlock()
+	if len(batch) > 0 {
+		want = append(want, batch)
+	}
+	var files []netconf.RIMFile
+	for _, b := range want {
+		got, err := src.RIMs(ctx, b)
+		if err != nil {
+			// The device did not deliver what it lists (or NACM hides
+			// it): the appraisal goes on with the RIMs the verifier has.
+			p.dev.Reasons = append(p.dev.Reasons, fmt.Sprintf("configuration: the device's RIMs could not be fetched: %v", err))
+			break
+		}
+		files = append(files, got...)
+	}
+	if len(files) == 0 {
+		return
+	}
+	// Check the bytes against the digests listed, then verify the signed
+	// ones, outside the lock (chain building costs milliseconds).
+	type signedRIM struct {
+		f   rimFile
+		d   string
+		res *rim.Result
+		err error
+	}
+	var signed []signedRIM
+	var support []rimFile
+	bad := map[string]string{}
+	for _, f := range files {
+		got := hexSum(f.Content)
+		name := f.FileName
+		if name == "" {
+			name = got[:16]
+		}
+		if !listed[strings.ToLower(f.Digest)] || !strings.EqualFold(f.Digest, got) {
+			reason := fmt.Sprintf("configuration: the device's RIM %q of component %q hashes to %s, not the digest %.64q it lists", name, f.TagID, got[:16], f.Digest)
+			bad[strings.ToLower(f.Digest)] = reason
+			p.devClaim(reason)
 			continue
 		}
 		rf := rimFile{name: name, raw: f.Content}
-		switch f.MediaType {
-		case mediaSupport:
+		// What a RIM is comes from its bytes, not the media type the
+		// device gives: a signed RIM is a COSE_Sign1, anything else can
+		// only be a support RIM.
+		if _, err := rim.DecodeCOSE(f.Content); err == nil {
+			res, err := rim.Verify(f.Content, rim.VerifyOptions{Roots: v.Policy.RIMAnchors})
+			signed = append(signed, signedRIM{rf, got, res, err})
+		} else {
 			support = append(support, rf)
-			verdicts[got] = rimVerdict{ok: true}
-		case mediaCoSWID, mediaCoRIM:
-			signed = append(signed, rf)
-			verdicts[got] = rimVerdict{ok: true}
-		default:
-			fail(got, fmt.Sprintf("configuration: %s: media type %q is not a RIM this verifier reads", what, f.MediaType))
 		}
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	idx := v.rims.Clone()
-	var bases []*rim.Tag
-	for _, f := range signed {
-		d := hexSum(f.raw)
-		res, err := rim.Verify(f.raw, rim.VerifyOptions{Roots: v.Policy.RIMAnchors})
-		if err == nil {
-			if prod := productOf(res); prod != "" && p.model != "" && prod != p.model {
-				delete(verdicts, d)
-				fail(productKey(d, p.model), fmt.Sprintf("configuration: in-band RIM %s is for the product %q, not this device's %q", f.name, prod, p.model))
-				continue
-			}
-			if err := indexVerified(idx, f, res); err != nil {
-				fail(d, fmt.Sprintf("configuration: in-band RIM %s: %v", f.name, err))
-				continue
-			}
+	if st := v.state[p.device]; st != nil && len(bad) > 0 {
+		if st.inbandBad == nil {
+			st.inbandBad = map[string]string{}
 		}
-		if err != nil {
-			fail(d, fmt.Sprintf("configuration: in-band RIM %s: not signed by a trusted vendor: %v", f.name, err))
+		for d, reason := range bad {
+			st.inbandBad[d] = reason
+		}
+	}
+	var idx *rim.Index // a clone, made when something is added
+	add := func() *rim.Index {
+		if idx == nil {
+			idx = v.rims.Clone()
+		}
+		return idx
+	}
+	for _, f := range support {
+		d := hexSum(f.raw)
+		if _, ok := v.supportPool[d]; !ok && len(v.supportPool) < maxSupportPool {
+			v.supportPool[d] = f
+		}
+	}
+	var bases []*rim.Tag
+	for _, s := range signed {
+		if _, seen := v.rimSeen[s.d]; seen {
+			// Another poll verified the same bytes meanwhile.
+			p.judge(v.rimSeen[s.d])
 			continue
 		}
-		if res.Tag != nil && res.Tag.RIM != nil {
-			bases = append(bases, idx.Tag(res.Tag.TagID.String()))
+		vd := rimVerdict{name: s.f.name}
+		if s.err != nil {
+			vd.reason = fmt.Sprintf("configuration: the device's RIM %q is not signed by a trusted vendor: %v", s.f.name, s.err)
+		} else if err := indexVerified(add(), s.f, s.res); err != nil {
+			vd.reason = fmt.Sprintf("configuration: the device's RIM %q: %v", s.f.name, err)
+		} else {
+			vd.ok, vd.product = true, productOf(s.res)
+			if s.res.Tag != nil && s.res.Tag.RIM != nil {
+				bases = append(bases, idx.Tag(s.res.Tag.TagID.String()))
+			}
 		}
+		v.rimSeen[s.d] = vd
+		p.judge(vd)
 	}
 	// A support RIM is unsigned: it counts only as the log a verified
-	// base RIM lists by hash.
-	if err := attachSupports(idx, slices.DeleteFunc(bases, func(t *rim.Tag) bool { return t == nil }), support); err != nil {
-		r.claim(&tv.Configuration, ear.UnexpectedEvidenceClaim, "configuration: in-band RIMs: "+err.Error())
+	// base RIM lists by hash, from this device or an earlier one.
+	var pool []rimFile
+	for _, f := range v.supportPool {
+		pool = append(pool, f)
 	}
-	for d, vd := range verdicts {
-		v.rimSeen[d] = vd
+	for _, b := range bases {
+		if b == nil {
+			continue
+		}
+		if err := attachSupports(idx, []*rim.Tag{b}, pool); err != nil {
+			p.devClaim("configuration: the device's RIMs: " + err.Error())
+		}
 	}
-	v.rims = idx
-	return nil
+	if idx != nil {
+		v.rims = idx
+	}
+}
+
+// judge claims what a cached verdict says about this device: a RIM that
+// failed, or one for another product than the device's.
+func (p *poll) judge(vd rimVerdict) {
+	switch {
+	case !vd.ok:
+		p.devClaim(vd.reason)
+	case vd.product != "" && vd.product != p.model:
+		model := p.model
+		if model == "" {
+			model = "(its certificates name none)"
+		}
+		p.devClaim(fmt.Sprintf("configuration: the device's RIM %q is for the product %q, not this device's %q", vd.name, vd.product, model))
+	}
+}
+
+// devClaim is a contraindicated configuration claim on the device as a
+// whole (not on one of its TPMs).
+func (p *poll) devClaim(reason string) {
+	p.dev.claim(&p.dev.Vector.Configuration, ear.UnexpectedEvidenceClaim, reason)
 }
 
 // DefaultInventoryRecheck is how old a device's inventory may be before
@@ -194,23 +272,16 @@ func (p *poll) recheckInventory() {
 	if !unrecognized {
 		return
 	}
-	p.v.mu.Lock()
-	defer p.v.mu.Unlock()
 	after := p.v.InventoryRecheck
 	if after == 0 {
 		after = DefaultInventoryRecheck
 	}
+	p.v.mu.Lock()
+	defer p.v.mu.Unlock()
 	if st := p.v.state[p.device]; st != nil && time.Since(st.supTime) > after {
 		st.supTime = time.Time{}
 	}
 }
-
-// maxInbandComponents bounds the components whose RIMs one poll fetches;
-// the rest come in the next polls.
-const maxInbandComponents = 256
-
-// productKey keys the verdict on a RIM for another product than model's.
-func productKey(digest, model string) string { return digest + "|" + model }
 
 func hexSum(b []byte) string {
 	s := sha256.Sum256(b)

@@ -49,7 +49,7 @@ func (p *poll) replay() bool {
 				return false
 			}
 		}
-		vals, err := st.runtimeFor(t, banks, p.rims).replay(p.runtime[t], banks)
+		vals, err := st.runtimeFor(t, banks, p.rims, p.model).replay(p.runtime[t], banks)
 		if err != nil {
 			r.claim(&tv.Executables, ear.UnexpectedEvidenceClaim, t+" log: "+err.Error())
 			return false
@@ -158,13 +158,13 @@ func (st *deviceState) biosReplay(bios *eventlog.Log, banks []alg.ID) (pcr.Value
 
 // runtimeFor returns the state of runtime log t, fresh when what was
 // verified before was for other banks or RIMs.
-func (st *deviceState) runtimeFor(t string, banks []alg.ID, rims *rim.Index) *runtimeState {
+func (st *deviceState) runtimeFor(t string, banks []alg.ID, rims *rim.Index, model string) *runtimeState {
 	if st.runtime == nil {
 		st.runtime = map[string]*runtimeState{}
 	}
 	rs := st.runtime[t]
 	if rs == nil || !rs.matches(banks, rims) {
-		rs = &runtimeState{logType: t, banks: slices.Clone(banks), rims: rims}
+		rs = &runtimeState{logType: t, banks: slices.Clone(banks), rims: rims, model: model}
 		st.runtime[t] = rs
 	}
 	return rs

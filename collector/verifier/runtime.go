@@ -32,6 +32,7 @@ type runtimeState struct {
 	logType string
 	banks   []alg.ID
 	rims    *rim.Index // the index the findings were made against
+	model   string     // the device's model: only its RIMs (and product-less ones) apply
 	seen    bool       // last is valid
 	last    uint64     // sequence number of the last verified entry
 	vals    pcr.Values // replay of every verified entry
@@ -125,12 +126,12 @@ func (rs *runtimeState) advance(l *eventlog.Log, vals pcr.Values, pol *Policy) {
 		}
 		h := fmt.Sprintf("%s:%x", e.IMA.FileHashAlgName, e.IMA.FileHash[:min(8, len(e.IMA.FileHash))])
 		if slices.Contains(pol.ConfigFiles, name) {
-			if why := pol.configFinding(rs.rims, name, e.IMA.FileHashAlg, e.IMA.FileHash); why != "" {
+			if why := pol.configFinding(rs.rims, rs.model, name, e.IMA.FileHashAlg, e.IMA.FileHash); why != "" {
 				rs.config.add(fmt.Sprintf("%s (%s, %s) %s", name, where, h, why))
 			}
 			continue
 		}
-		m := rs.rims.Lookup(e.IMA.FileHashAlg, e.IMA.FileHash)
+		m := rs.rims.LookupFor(e.IMA.FileHashAlg, e.IMA.FileHash, rs.model)
 		if len(m) == 0 {
 			rs.unknown.add(fmt.Sprintf("%s (%s)", name, h))
 			continue
@@ -144,8 +145,8 @@ func (rs *runtimeState) advance(l *eventlog.Log, vals pcr.Values, pol *Policy) {
 // configFinding says why a measured configuration is not approved ("" when
 // it is): a signed RIM that is still current lists its digest, or the
 // operator's allow-list does.
-func (pol *Policy) configFinding(idx *rim.Index, path string, a alg.ID, h []byte) string {
-	if m := idx.Lookup(a, h); len(m) > 0 {
+func (pol *Policy) configFinding(idx *rim.Index, model, path string, a alg.ID, h []byte) string {
+	if m := idx.LookupFor(a, h, model); len(m) > 0 {
 		if c, ok := idx.Current(m); ok {
 			return ""
 		} else {

@@ -41,6 +41,14 @@ type deviceState struct {
 	// identity's, after a reboot, or hourly.
 	sup     *netconf.Support
 	supTime time.Time
+	// inbandBad are the RIMs the device lists whose bytes are not what it
+	// said (by the digest listed), with the reason, claimed on every poll
+	// until the device reboots, without fetching them again.
+	inbandBad map[string]string
+	// cards are the line cards of a device with several TPMs, by name,
+	// with their attestation keys: a card that vanishes or whose key
+	// changes between reboots is a claim.
+	cards map[string]string
 }
 
 // Log types of RFC 9684.

@@ -115,8 +115,9 @@ type Verifier struct {
 	state map[string]*deviceState
 	// rims is Policy.RIMs with the in-band RIMs verified so far
 	// (inband.go); rimSeen what was concluded of each fetched RIM.
-	rims    *rim.Index
-	rimSeen map[string]rimVerdict
+	rims        *rim.Index
+	rimSeen     map[string]rimVerdict
+	supportPool map[string]rimFile
 	// verified caches identity verdicts by certificate pair: chain
 	// building with P-384 CA signatures costs milliseconds, and a device's
 	// certificates change once in years. An entry holds until the
@@ -139,7 +140,7 @@ func New(p Policy, key crypto.Signer) *Verifier {
 		p.RIMs = rim.NewIndex()
 	}
 	return &Verifier{Policy: p, Key: key, Build: "riv-collector", state: map[string]*deviceState{}, verified: map[[64]byte]cachedIdentity{},
-		rims: p.RIMs, rimSeen: map[string]rimVerdict{}}
+		rims: p.RIMs, rimSeen: map[string]rimVerdict{}, supportPool: map[string]rimFile{}}
 }
 
 // Result is one appraisal.
@@ -232,7 +233,10 @@ type poll struct {
 	st     *deviceState
 	sup    *netconf.Support
 
-	rims  *rim.Index        // the reference values of this appraisal
+	rims *rim.Index // the reference values of this appraisal
+	// dev holds the claims about the device as a whole (its in-band RIMs,
+	// its set of TPMs), apart from those about one of its TPMs.
+	dev   *Result
 	model string            // the device model its certificates name
 	ak    *x509.Certificate // the attestation key the quote must be by
 	tpm   string            // the TPM it is in (as the device names it)
@@ -263,16 +267,14 @@ type poll struct {
 // binding is the caller's: pass the key the transport authenticated (SSH
 // host key or TLS leaf key) as peerKey.
 func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerKey crypto.PublicKey) (*Result, error) {
-	p := &poll{v: v, r: &Result{Device: device, Time: time.Now()}, device: device, s: s}
+	p := &poll{v: v, r: &Result{Device: device, Time: time.Now()}, device: device, s: s, dev: &Result{}}
 	if err := p.identity(ctx, peerKey); err != nil {
 		return nil, err
 	}
 	if p.ak == nil {
 		return v.finish(p.r, nil)
 	}
-	if err := p.inbandRIMs(ctx); err != nil {
-		return nil, err
-	}
+	p.inbandRIMs(ctx)
 	p.rims = v.RIMIndex()
 	cards := p.lineCards()
 	if len(p.sup.TPMs) > 1 {
@@ -286,19 +288,23 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 	}
 	p.recheckInventory()
 	if len(p.sup.TPMs) < 2 {
+		p.r.merge(p.dev)
 		return v.finish(p.r, p.nonce)
 	}
 	// One appraisal per line card, each of its own TPM: its own quote,
-	// logs, clock and kept state, against the same RIMs.
+	// logs, clock and kept state, against the same RIMs. A card whose
+	// appraisal fails is a claim on that card; the others keep theirs.
+	p.rememberCards(cards)
 	subs := []TPMResult{{Name: p.tpm, Vector: p.r.Vector, Reasons: p.r.Reasons, Clock: p.r.Clock}}
 	for _, c := range cards {
 		if err := c.appraiseCard(ctx); err != nil {
-			return nil, err
+			c.r.claim(&c.r.Vector.InstanceIdentity, ear.UnrecognizedInstanceClaim,
+				"instance-identity: the TPM could not be appraised: "+strings.ReplaceAll(err.Error(), "\x00", "/"))
 		}
 		subs = append(subs, TPMResult{Name: c.tpm, Vector: c.r.Vector, Reasons: c.r.Reasons, Clock: c.r.Clock})
 		p.r.Rebooted = p.r.Rebooted || c.r.Rebooted
 	}
-	return v.finishTPMs(p.r, subs, p.nonce)
+	return v.finishTPMs(p.r, subs, p.dev, p.nonce)
 }
 
 // appraiseTPM is the appraisal of the poll's TPM: the challenge, its
@@ -419,10 +425,12 @@ func (v *Verifier) finish(r *Result, nonce []byte) (*Result, error) {
 
 // finishTPMs is finish for a device with several TPMs: one submod per
 // TPM, named by it, and the device's aggregate in r.
-func (v *Verifier) finishTPMs(r *Result, subs []TPMResult, nonce []byte) (*Result, error) {
+func (v *Verifier) finishTPMs(r *Result, subs []TPMResult, dev *Result, nonce []byte) (*Result, error) {
 	ar := ear.NewAttestationResult(subs[0].Name, v.Build, "openriv")
-	r.Reasons = nil
-	r.Vector = ear.TrustVector{}
+	// The device's own findings first, then each TPM's, named.
+	r.Reasons = slices.Clone(dev.Reasons)
+	r.Vector = aggregate(subs)
+	r.merge(&Result{Vector: dev.Vector})
 	worst := ear.TrustTierAffirming
 	for i := range subs {
 		sm := ar.Submods[subs[i].Name]
@@ -434,7 +442,6 @@ func (v *Verifier) finishTPMs(r *Result, subs []TPMResult, nonce []byte) (*Resul
 		if tierRank(subs[i].Status) > tierRank(worst) {
 			worst = subs[i].Status
 		}
-		r.merge(&Result{Vector: subs[i].Vector})
 		for _, reason := range subs[i].Reasons {
 			r.Reasons = append(r.Reasons, subs[i].Name+": "+reason)
 		}
@@ -443,7 +450,9 @@ func (v *Verifier) finishTPMs(r *Result, subs []TPMResult, nonce []byte) (*Resul
 	// worst a TPM got, and the worst status.
 	agg := newSubmod()
 	ar.Submods[deviceSubmod] = agg
-	v.submod(agg, r.Vector)
+	if st := v.submod(agg, r.Vector); tierRank(st) > tierRank(worst) {
+		worst = st
+	}
 	*agg.Status = worst
 	r.TPMs, r.Status = subs, worst
 	return v.sign(r, ar, nonce)
@@ -455,6 +464,33 @@ const deviceSubmod = "device"
 func newSubmod() *ear.Appraisal {
 	st := ear.TrustTierNone
 	return &ear.Appraisal{TrustVector: &ear.TrustVector{}, Status: &st}
+}
+
+// aggregate is the device's trust vector from its TPMs': for each
+// component the worst warning or contraindication any TPM got; else no
+// claim when some TPM made none (what one TPM never showed is not
+// affirmed for the device); else the affirmation.
+func aggregate(subs []TPMResult) ear.TrustVector {
+	var out ear.TrustVector
+	dst := vectorClaims(&out)
+	for i := range dst {
+		worst, none := ear.NoClaim, false
+		for k := range subs {
+			c := *vectorClaims(&subs[k].Vector)[i]
+			if c == ear.NoClaim {
+				none = true
+				continue
+			}
+			if worst == ear.NoClaim || tierOf(c) > tierOf(worst) {
+				worst = c
+			}
+		}
+		if none && tierOf(worst) <= 1 {
+			worst = ear.NoClaim
+		}
+		*dst[i] = worst
+	}
+	return out
 }
 
 // tierRank orders statuses from affirming to contraindicated, "none"

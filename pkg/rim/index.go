@@ -26,6 +26,8 @@ type Match struct {
 	Name  string // software-name
 	Ver   string // software-version
 	Path  string
+	// Product is the product the tag is for ("" for any).
+	Product string
 }
 
 // NewIndex returns an empty index.
@@ -52,7 +54,7 @@ func (x *Index) Add(t *Tag) error {
 	for _, f := range t.Files() {
 		if f.Alg.IsHash() {
 			k := string(key(nil, f.Alg, f.Hash))
-			x.files[k] = append(x.files[k], Match{TagID: id, Name: t.SoftwareName, Ver: t.SoftwareVersion, Path: f.Path})
+			x.files[k] = append(x.files[k], Match{TagID: id, Name: t.SoftwareName, Ver: t.SoftwareVersion, Path: f.Path, Product: t.Product()})
 		}
 	}
 	sup, _ := t.LinkedTags("supersedes")
@@ -66,6 +68,26 @@ func (x *Index) Add(t *Tag) error {
 func (x *Index) Lookup(a alg.ID, h []byte) []Match {
 	var buf [2 + 64]byte
 	return x.files[string(key(buf[:], a, h))]
+}
+
+// LookupFor returns the tags listing a file hash that are for product
+// model, or for no product: a vendor's RIM for one product never vouches
+// for a file of another. It allocates only when a tag for another
+// product lists the hash.
+func (x *Index) LookupFor(a alg.ID, h []byte, model string) []Match {
+	m := x.Lookup(a, h)
+	for i, c := range m {
+		if c.Product != "" && c.Product != model {
+			out := slices.Clone(m[:i])
+			for _, c := range m[i+1:] {
+				if c.Product == "" || c.Product == model {
+					out = append(out, c)
+				}
+			}
+			return out
+		}
+	}
+	return m
 }
 
 // SupersededBy returns the tag-ids that supersede tagID (transitively), or

@@ -228,7 +228,8 @@ type Support struct {
 	// Inventory lists the device's software components and the digests
 	// of the signed RIMs it carries for them (riv-software-inventory),
 	// without their content; nil when it serves no inventory.
-	Inventory []Component
+	Inventory    []Component
+	hasInventory bool
 	// LogTypes are "bios", "ima" and "netequip_boot" as the device
 	// announces them; nil when it serves no YANG library (the verifier
 	// then asks for bios and netequip_boot).
@@ -244,15 +245,57 @@ func (c *Client) Support(ctx context.Context) (*Support, error) {
 		out, err = DecodeSupport(body)
 		return err
 	})
+	if err != nil || !out.hasInventory {
+		return out, err
+	}
+	// Only a device that implements the inventory is asked for it: some
+	// NETCONF servers answer a filter in a namespace they do not know
+	// with an rpc-error rather than nothing.
+	err = c.do(ctx, inventoryRPC, func(body []byte) (err error) {
+		out.Inventory, err = DecodeInventory(body)
+		return err
+	})
 	return out, err
 }
 
-// supportRPC gets rats-support-structures, the keystore, the attestation
-// module's features and the inventory summary in one <get>.
+// supportRPC gets rats-support-structures, the keystore, and from the
+// YANG library the attestation module's features and whether the device
+// implements riv-software-inventory, in one <get>.
 const supportRPC = `<get><filter type="subtree"><rats-support-structures xmlns="` + nsTPM + `"/><keystore xmlns="` + nsKS + `"/>` +
-	`<yang-library xmlns="` + nsYangLib + `"><module-set><module><name>ietf-tpm-remote-attestation</name><feature/></module></module-set></yang-library>` +
-	`<software-inventory xmlns="` + nsInventory + `"><component><tag-id/><rim><digest/><media-type/><file-name/></rim></component></software-inventory>` +
+	`<yang-library xmlns="` + nsYangLib + `"><module-set><module><name>ietf-tpm-remote-attestation</name><feature/></module>` +
+	`<module><name>riv-software-inventory</name></module></module-set></yang-library>` +
 	`</filter></get>`
+
+// inventoryRPC gets the inventory's summary: each component's tag-id and
+// the digest, media type, name and size of its RIMs, not their content.
+const inventoryRPC = `<get><filter type="subtree"><software-inventory xmlns="` + nsInventory + `"><component><tag-id/>` +
+	`<rim><digest/><media-type/><file-name/><size/></rim></component></software-inventory></filter></get>`
+
+// DecodeInventory decodes the reply to inventoryRPC (its inner body).
+func DecodeInventory(body []byte) ([]Component, error) {
+	var r struct {
+		Components []xmlComponent `xml:"data>software-inventory>component"`
+	}
+	if err := xml.Unmarshal(wrap(body), &r); err != nil {
+		return nil, fmt.Errorf("decode software-inventory: %w", err)
+	}
+	if len(r.Components) > maxComponents {
+		return nil, fmt.Errorf("software-inventory: %d components, more than %d", len(r.Components), maxComponents)
+	}
+	out := []Component{}
+	for _, c := range r.Components {
+		comp := Component{TagID: strings.TrimSpace(c.TagID)}
+		for _, rr := range c.RIMs {
+			comp.RIMs = append(comp.RIMs, rr.ref())
+		}
+		out = append(out, comp)
+	}
+	return out, nil
+}
+
+// maxComponents bounds a device's inventory (the agent's own limit is
+// 4096).
+const maxComponents = 1 << 14
 
 // DecodeSupport decodes the reply to supportRPC (a <get>'s inner body).
 func DecodeSupport(body []byte) (*Support, error) {
@@ -280,7 +323,6 @@ func DecodeSupport(body []byte) (*Support, error) {
 			Name     string   `xml:"name"`
 			Features []string `xml:"feature"`
 		} `xml:"data>yang-library>module-set>module"`
-		Components []xmlComponent `xml:"data>software-inventory>component"`
 	}
 	if err := xml.Unmarshal(wrap(body), &r); err != nil {
 		return nil, fmt.Errorf("decode rats-support-structures: %w", err)
@@ -320,14 +362,10 @@ func DecodeSupport(body []byte) (*Support, error) {
 			out.Banks = append(out.Banks, b)
 		}
 	}
-	for _, c := range r.Components {
-		comp := Component{TagID: strings.TrimSpace(c.TagID)}
-		for _, rr := range c.RIMs {
-			comp.RIMs = append(comp.RIMs, RIMRef{Digest: strings.TrimSpace(rr.Digest), MediaType: strings.TrimSpace(rr.MediaType), FileName: strings.TrimSpace(rr.FileName)})
-		}
-		out.Inventory = append(out.Inventory, comp)
-	}
 	for _, m := range r.Modules {
+		if strings.TrimSpace(m.Name) == "riv-software-inventory" {
+			out.hasInventory = true
+		}
 		if strings.TrimSpace(m.Name) != "ietf-tpm-remote-attestation" {
 			continue
 		}
@@ -354,6 +392,7 @@ type Component struct {
 // and hashed.
 type RIMRef struct {
 	Digest, MediaType, FileName string
+	Size                        uint64 // as the device lists it
 }
 
 // RIMFile is a RIM fetched from the device.
@@ -394,13 +433,21 @@ func (c *Client) RIMs(ctx context.Context, tagIDs []string) ([]RIMFile, error) {
 // xmlComponent is a software-inventory component as the summary and the
 // RIM fetches select it (content only in the latter).
 type xmlComponent struct {
-	TagID string `xml:"tag-id"`
-	RIMs  []struct {
-		Digest    string `xml:"digest"`
-		MediaType string `xml:"media-type"`
-		FileName  string `xml:"file-name"`
-		Content   string `xml:"content"`
-	} `xml:"rim"`
+	TagID string   `xml:"tag-id"`
+	RIMs  []xmlRIM `xml:"rim"`
+}
+
+type xmlRIM struct {
+	Digest    string `xml:"digest"`
+	MediaType string `xml:"media-type"`
+	FileName  string `xml:"file-name"`
+	Size      string `xml:"size"`
+	Content   string `xml:"content"`
+}
+
+func (rr xmlRIM) ref() RIMRef {
+	size, _ := strconv.ParseUint(strings.TrimSpace(rr.Size), 10, 64)
+	return RIMRef{Digest: strings.TrimSpace(rr.Digest), MediaType: strings.TrimSpace(rr.MediaType), FileName: strings.TrimSpace(rr.FileName), Size: size}
 }
 
 // DecodeRIMs decodes the reply to a RIMs <get> (its inner body).
@@ -423,7 +470,7 @@ func DecodeRIMs(body []byte) ([]RIMFile, error) {
 				return nil, fmt.Errorf("the RIMs of %d components exceed %d bytes", len(r.Components), maxRIMBytes)
 			}
 			out = append(out, RIMFile{TagID: strings.TrimSpace(comp.TagID), Content: b,
-				RIMRef: RIMRef{Digest: strings.TrimSpace(rr.Digest), MediaType: strings.TrimSpace(rr.MediaType), FileName: strings.TrimSpace(rr.FileName)}})
+				RIMRef: rr.ref()})
 		}
 	}
 	return out, nil

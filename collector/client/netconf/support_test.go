@@ -19,7 +19,7 @@ const supportBody = `<data xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">` +
 	`</rats-support-structures>` +
 	`<yang-library xmlns="urn:ietf:params:xml:ns:yang:ietf-yang-library"><module-set><module><name>ietf-tpm-remote-attestation</name><feature>bios</feature><feature>ima</feature><feature>mtpm</feature></module></module-set></yang-library>` +
 	`<software-inventory xmlns="urn:openriv:params:xml:ns:yang:riv-software-inventory"><component><tag-id>t1</tag-id>` +
-	`<rim><digest>` + "0000000000000000000000000000000000000000000000000000000000000001" + `</digest><media-type>application/swid+cose</media-type><file-name>a.cose</file-name></rim>` +
+	`<rim><digest>` + "0000000000000000000000000000000000000000000000000000000000000001" + `</digest><media-type>application/swid+cose</media-type><file-name>a.cose</file-name><size>417</size></rim>` +
 	`</component></software-inventory></data>`
 
 func TestDecodeSupport(t *testing.T) {
@@ -28,13 +28,20 @@ func TestDecodeSupport(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Support{
-		TPMs:      []TPM{{Name: "tpm0", ComputeNode: "control"}, {Name: "lc1", ComputeNode: "lc1"}},
-		LogTypes:  []string{"bios", "ima"},
-		Inventory: []Component{{TagID: "t1", RIMs: []RIMRef{{Digest: strings.Repeat("0", 63) + "1", MediaType: "application/swid+cose", FileName: "a.cose"}}}},
+		TPMs:     []TPM{{Name: "tpm0", ComputeNode: "control"}, {Name: "lc1", ComputeNode: "lc1"}},
+		LogTypes: []string{"bios", "ima"},
 	}
 	got.Banks = nil
-	if d := cmp.Diff(want, got); d != "" {
+	if d := cmp.Diff(want, got, cmp.AllowUnexported(Support{})); d != "" {
 		t.Errorf("DecodeSupport (-want +got):\n%s", d)
+	}
+	inv, err := DecodeInventory([]byte(supportBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantInv := []Component{{TagID: "t1", RIMs: []RIMRef{{Digest: strings.Repeat("0", 63) + "1", MediaType: "application/swid+cose", FileName: "a.cose", Size: 417}}}}
+	if d := cmp.Diff(wantInv, inv); d != "" {
+		t.Errorf("DecodeInventory (-want +got):\n%s", d)
 	}
 }
 
@@ -72,6 +79,15 @@ func FuzzDecodeSupport(f *testing.F) {
 					t.Fatal("a certificate entry without its certificate")
 				}
 			}
+		}
+	})
+}
+
+func FuzzDecodeInventory(f *testing.F) {
+	f.Add([]byte(supportBody))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if inv, err := DecodeInventory(b); err == nil && len(inv) > maxComponents {
+			t.Fatalf("%d components", len(inv))
 		}
 	})
 }
