@@ -108,7 +108,11 @@ func (v *Verifier) support(ctx context.Context, device string, s Session, peerKe
 	v.mu.Lock()
 	st := v.state[device]
 	var sup *netconf.Support
-	if st != nil && time.Since(st.supTime) < certRefresh {
+	refresh := v.SupportRefresh
+	if refresh == 0 {
+		refresh = certRefresh
+	}
+	if st != nil && time.Since(st.supTime) < refresh {
 		sup = st.sup
 	}
 	v.mu.Unlock()

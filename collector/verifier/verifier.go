@@ -105,6 +105,9 @@ type Verifier struct {
 
 	// InventoryRecheck: see DefaultInventoryRecheck (0 means it).
 	InventoryRecheck time.Duration
+	// SupportRefresh is how long a device's certificates, TPMs and
+	// inventory are reused between polls (0: an hour).
+	SupportRefresh time.Duration
 
 	// ClaimProfile selects the EAR claim names: "veraison" (default,
 	// veraison/ear's "ear.status", ...) or "draft-03"
@@ -287,6 +290,7 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 		return nil, err
 	}
 	p.recheckInventory()
+	p.rememberCards(cards)
 	if len(p.sup.TPMs) < 2 {
 		p.r.merge(p.dev)
 		return v.finish(p.r, p.nonce)
@@ -294,7 +298,6 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 	// One appraisal per line card, each of its own TPM: its own quote,
 	// logs, clock and kept state, against the same RIMs. A card whose
 	// appraisal fails is a claim on that card; the others keep theirs.
-	p.rememberCards(cards)
 	subs := []TPMResult{{Name: p.tpm, Vector: p.r.Vector, Reasons: p.r.Reasons, Clock: p.r.Clock}}
 	for _, c := range cards {
 		if err := c.appraiseCard(ctx); err != nil {
