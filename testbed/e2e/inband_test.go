@@ -6,6 +6,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -258,6 +260,98 @@ func TestInbandProductPerModel(t *testing.T) {
 	d = device.StartT(t, device.Options{Serial: "RTR-9K", ManufacturerCA: e.mfr, Image: img, Inventory: func() *inventory.Inventory { return inv }})
 	if r := appraiseWith(t, v, d); r.Status != ear.TrustTierAffirming {
 		t.Errorf("rtr-9000 carrying its own RIMs, after an rtr-1000 carried them: %v %v", r.Status, r.Reasons)
+	}
+	d.Close()
+}
+
+// TestInbandLiarThenHonest: what one device lies about its RIMs stays its
+// own: a device that serves a genuine RIM under another's digest, or
+// labels genuine RIMs with a wrong media type, changes nothing for the
+// honest device appraised after it by the same verifier.
+func TestInbandLiarThenHonest(t *testing.T) {
+	e := newEnv(t)
+	genuine := installed(t, publishFor(t, e.vend, "2.0"), "2.0")
+	v := inbandVerifier(e.mfr.Cert, e.vend.Roots())
+	swapped := *genuine
+	c0 := *genuine.Components[0]
+	c0.RIMs = append([]inventory.RIM(nil), c0.RIMs...)
+	c0.RIMs[0].Content = genuine.Components[1].RIMs[0].Content
+	swapped.Components = append([]*inventory.Component{&c0}, genuine.Components[1:]...)
+	d := device.StartT(t, device.Options{Serial: "RTR-LIAR", ManufacturerCA: e.mfr, Inventory: func() *inventory.Inventory { return &swapped }})
+	if r := appraiseWith(t, v, d); r.Status != ear.TrustTierContraindicated || !strings.Contains(strings.Join(r.Reasons, "\n"), "not the digest") {
+		t.Fatalf("the liar: %v %v", r.Status, r.Reasons)
+	}
+	d.Close()
+	// Genuine RIMs, every one labelled text/plain: what a RIM is comes
+	// from its bytes.
+	relabelled := *genuine
+	relabelled.Components = nil
+	for _, c := range genuine.Components {
+		cc := *c
+		cc.RIMs = append([]inventory.RIM(nil), c.RIMs...)
+		for i := range cc.RIMs {
+			cc.RIMs[i].MediaType = "text/plain"
+		}
+		relabelled.Components = append(relabelled.Components, &cc)
+	}
+	d = device.StartT(t, device.Options{Serial: "RTR-LABEL", ManufacturerCA: e.mfr, Inventory: func() *inventory.Inventory { return &relabelled }})
+	if r := appraiseWith(t, v, d); r.Status != ear.TrustTierAffirming {
+		t.Errorf("genuine RIMs with wrong media types: %v %v", r.Status, r.Reasons)
+	}
+	d.Close()
+	d = device.StartT(t, device.Options{Serial: "RTR-HONEST", ManufacturerCA: e.mfr, Inventory: func() *inventory.Inventory { return genuine }})
+	if r := appraiseWith(t, v, d); r.Status != ear.TrustTierAffirming {
+		t.Errorf("the honest device after the liar: %v %v", r.Status, r.Reasons)
+	}
+	d.Close()
+}
+
+// TestInbandTamperedSupportRIM: a support RIM (the vendor's reference
+// event log, unsigned) changed on the device, listed under the digest of
+// its new bytes: the signed base RIM names another hash, so it vouches
+// for nothing, and the device is contraindicated.
+func TestInbandTamperedSupportRIM(t *testing.T) {
+	e := newEnv(t)
+	flat := publishFor(t, e.vend, "2.0")
+	support := filepath.Join(flat, "support-2.0.rimel")
+	raw, err := os.ReadFile(support)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)-1] ^= 1
+	os.WriteFile(support, raw, 0o644)
+	inv := installed(t, flat, "2.0")
+	v := inbandVerifier(e.mfr.Cert, e.vend.Roots())
+	d := device.StartT(t, device.Options{Serial: "RTR-SUP", ManufacturerCA: e.mfr, Inventory: func() *inventory.Inventory { return inv }})
+	r := appraiseWith(t, v, d)
+	if r.Status != ear.TrustTierContraindicated || !strings.Contains(strings.Join(r.Reasons, "\n"), "lists the support RIM") {
+		t.Fatalf("%v %v", r.Status, r.Reasons)
+	}
+}
+
+// TestInbandProductOrder is TestInbandProductPerModel the other way
+// round: the device of the product the RIMs are for first, then a device
+// of another model carrying them.
+func TestInbandProductOrder(t *testing.T) {
+	e := newEnv(t)
+	inv := installed(t, otherProduct(t, e.vend), "2.0")
+	v := inbandVerifier(e.mfr.Cert, e.vend.Roots())
+	img := router.DefaultImage("2.0")
+	img.Model = "rtr-9000"
+	d := device.StartT(t, device.Options{Serial: "RTR-9K", ManufacturerCA: e.mfr, Image: img, Inventory: func() *inventory.Inventory { return inv }})
+	if r := appraiseWith(t, v, d); r.Status != ear.TrustTierAffirming {
+		t.Fatalf("rtr-9000 with its own RIMs: %v %v", r.Status, r.Reasons)
+	}
+	d.Close()
+	d = device.StartT(t, device.Options{Serial: "RTR-1K", ManufacturerCA: e.mfr, Inventory: func() *inventory.Inventory { return inv }})
+	r := appraiseWith(t, v, d)
+	reasons := strings.Join(r.Reasons, "\n")
+	if r.Status != ear.TrustTierContraindicated || !strings.Contains(reasons, `is for the product "rtr-9000", not this device's "rtr-1000"`) {
+		t.Fatalf("rtr-1000 carrying rtr-9000 RIMs after an rtr-9000: %v %v", r.Status, r.Reasons)
+	}
+	// Nothing of the rtr-9000's RIMs vouches for the rtr-1000's files.
+	if !strings.Contains(reasons, "is in no signed RIM") {
+		t.Errorf("the rtr-1000's components were vouched for by another product's RIMs: %v", r.Reasons)
 	}
 	d.Close()
 }
