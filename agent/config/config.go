@@ -183,7 +183,6 @@ type LineCard struct {
 	TPM           string `yaml:"tpm"`
 	Logs          Logs   `yaml:"logs"`
 	IAK           Key    `yaml:"iak"`
-	Chain         string `yaml:"chain"`
 	HardwareBased *bool  `yaml:"hardware_based"`
 }
 
@@ -518,7 +517,7 @@ func (c *Config) Validate() error {
 	if c.Limits.QuotesPerSecond < 0 || c.Limits.MaxSessionsPerUser < 0 || c.Limits.MaxMessageSize < 0 || c.Limits.DrainTimeout < 0 {
 		return keyErr("limits", "must not be negative")
 	}
-	names := map[string]bool{c.Name: true}
+	names, tpms := map[string]bool{c.Name: true}, map[string]bool{}
 	for i, lc := range c.LineCards {
 		k := fmt.Sprintf("line_cards[%d]", i)
 		if !validName(lc.Name) {
@@ -537,11 +536,10 @@ func (c *Config) Validate() error {
 		if err := validKey(k+".iak", lc.IAK); err != nil {
 			return err
 		}
-		if lc.Chain != "" {
-			if err := readable(k+".chain", lc.Chain); err != nil {
-				return err
-			}
+		if lc.TPM == c.TPM || tpms[lc.TPM] {
+			return keyErr(k+".tpm", "%q is the TPM of another card: each card has its own", lc.TPM)
 		}
+		tpms[lc.TPM] = true
 	}
 	return nil
 }

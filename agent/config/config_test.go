@@ -116,6 +116,8 @@ func TestLoadErrors(t *testing.T) {
 		{"missing SNMP key file", edit(dir+"/priv", dir+"/nopriv"), f + ":21: snmp.users[0].priv_key_file: open " + dir + "/nopriv: no such file or directory"},
 		{"wrong type", edit("boots_file: "+dir+"/boots", "boots_file: [a, b]"), f + ":22: snmp.boots_file: cannot unmarshal !!seq into string"},
 		{"not YAML", "tpm: [\n", f + ": line 1: did not find expected node content"},
+		{"a line card on the main TPM", text + "line_cards:\n  - name: lc1\n    tpm: swtpm:" + dir + "/tpm.sock\n    logs: {bios: " + dir + "/bios}\n    iak: {cert: " + dir + "/iak.pem, handle: 0x81020000}\n",
+			f + ":25: line_cards[0].tpm: \"swtpm:" + dir + "/tpm.sock\" is the TPM of another card: each card has its own"},
 		{"both runtime logs", edit("  ima: "+dir+"/ima\n", "  ima: "+dir+"/ima\n  netequip_boot: "+dir+"/ima\n"), f + ":2: logs: ima and netequip_boot both measure into PCR 10: configure one"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

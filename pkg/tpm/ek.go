@@ -157,9 +157,16 @@ func (tp *TPM) LoadPersistent(ctx context.Context, handle uint32) (*Key, error) 
 			return nil, fmt.Errorf("key 0x%08x: curve %s is not one RIV uses", handle, pub.Curve.Params().Name)
 		}
 	case *rsa.PublicKey:
+		if pub.N.BitLen() != 2048 {
+			return nil, fmt.Errorf("key 0x%08x: RSA-%d is not a key size RIV uses", handle, pub.N.BitLen())
+		}
 		k.Spec.Alg = RSA2048
 	default:
 		return nil, fmt.Errorf("key 0x%08x: %T is not a signing key RIV uses", handle, pub)
+	}
+	if !k.Public.Has(quote.AttrSign) || k.Public.Has(quote.AttrDecrypt) {
+		// An EK (restricted decrypt) or a storage key is not a signing key.
+		return nil, fmt.Errorf("key 0x%08x is not a signing key", handle)
 	}
 	k.Spec.Restricted = k.Public.Has(quote.AttrRestricted)
 	return k, nil

@@ -33,6 +33,7 @@ import (
 	"github.com/openriv/riv/internal/testref"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/pcr"
+	"github.com/openriv/riv/pkg/rim"
 )
 
 // Routers built the real way (issue 12): riv-router manufactures an
@@ -295,13 +296,45 @@ func TestRouterLineCards(t *testing.T) {
 	if want := map[string]string{"device": "contraindicated", "tpm0": "affirming", "lc1": "affirming", "lc2": "contraindicated"}; fmt.Sprint(sub) != fmt.Sprint(want) {
 		t.Errorf("EAR submods %v, want %v", sub, want)
 	}
-	// A reboot resets every card's TPM; the next poll re-attests each.
+	// A reboot resets every card's TPM; the next poll of a verifier that
+	// keeps state re-attests each, from its fresh log.
+	ep, err := verifier.ReadEndpoints(filepath.Join(dir, "endpoints.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, _ := verifier.LoadPool(ep.TrustAnchors)
+	rimPool, _ := verifier.LoadPool(ep.RIMSigner)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ver := verifier.New(verifier.Policy{Anchors: pool, RIMs: rim.NewIndex(), RIMAnchors: rimPool, Banks: []alg.ID{alg.SHA256}}, key)
+	target, err := verifier.TargetOf(ep, "tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	appraise := func() *verifier.Result {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		r, err := ver.AppraiseTarget(ctx, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	before := appraise()
 	if code, out, stderr := runBin(t, "riv-router", "reboot", "--dir", dir); code != 0 {
 		t.Fatalf("reboot: exit %d %s %s", code, out, stderr)
 	}
-	code, out, _ = runBin(t, "rivctl", "attest", "--json", "--transport", "tls", filepath.Join(dir, "endpoints.json"))
-	if err := json.Unmarshal([]byte(out), &v); err != nil || code != 1 || len(v.TPMs) != 3 {
-		t.Fatalf("after reboot: exit %d %v %s", code, err, out)
+	after := appraise()
+	if !after.Rebooted || len(after.TPMs) != 3 || len(before.TPMs) != 3 {
+		t.Fatalf("after the reboot: rebooted %v, %d TPMs", after.Rebooted, len(after.TPMs))
+	}
+	for i := range after.TPMs {
+		if after.TPMs[i].Clock.ResetCount != before.TPMs[i].Clock.ResetCount+1 {
+			t.Errorf("%s: resetCount %d -> %d", after.TPMs[i].Name, before.TPMs[i].Clock.ResetCount, after.TPMs[i].Clock.ResetCount)
+		}
+		if want := before.TPMs[i].Status; after.TPMs[i].Status != want {
+			t.Errorf("%s after the reboot: %v, before %v", after.TPMs[i].Name, after.TPMs[i].Status, want)
+		}
 	}
 }
 

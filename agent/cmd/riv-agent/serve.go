@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -219,20 +220,7 @@ func reload(file string, old *config.Config, d *daemon.Daemon, log *slog.Logger)
 		log.Error("reload refused; the running configuration is kept", "err", err)
 		return
 	}
-	var restart []string
-	for _, c := range []struct {
-		key      string
-		was, now any
-	}{
-		{"tpm", old.TPM, cfg.TPM}, {"logs", old.Logs, cfg.Logs}, {"listen", old.Listen, cfg.Listen},
-		{"identity", identityText(old.Identity), identityText(cfg.Identity)}, {"tls", fmt.Sprint(old.TLS), fmt.Sprint(cfg.TLS)},
-		{"line_cards", fmt.Sprintf("%+v", old.LineCards), fmt.Sprintf("%+v", cfg.LineCards)}, {"inventory", old.Inventory, cfg.Inventory},
-		{"limits", old.Limits, cfg.Limits}, {"device", old.Device, cfg.Device}, {"name", old.Name, cfg.Name},
-	} {
-		if c.was != c.now {
-			restart = append(restart, c.key)
-		}
-	}
+	restart := restartKeys(old, cfg)
 	if len(restart) > 0 {
 		log.Warn("reloaded users, NACM and SNMP users; other changes need a restart", "changed", strings.Join(restart, ","))
 		return
@@ -240,16 +228,22 @@ func reload(file string, old *config.Config, d *daemon.Daemon, log *slog.Logger)
 	log.Info("reloaded users, NACM and SNMP users", "config", file)
 }
 
-// identityText is the identity section by value (its optional keys are
-// pointers, which fmt would print as addresses).
-func identityText(id config.Identity) string {
-	deref := func(k *config.Key) string {
-		if k == nil {
-			return "-"
-		}
-		return fmt.Sprint(*k)
+// restartKeys are the top-level keys whose change a reload does not
+// apply: everything but the users, NACM and the SNMP users.
+func restartKeys(old, cur *config.Config) []string {
+	a, b := *old, *cur
+	for _, c := range []*config.Config{&a, &b} {
+		c.NETCONF.Users, c.NACM, c.SNMP.Users = nil, config.NACM{}, nil
 	}
-	return fmt.Sprint(id.IDevID, id.IAK, deref(id.LDevID), deref(id.LAK), id.Chain, id.Use)
+	var out []string
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	for i := range va.NumField() {
+		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			name, _, _ := strings.Cut(va.Type().Field(i).Tag.Get("yaml"), ",")
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 func runConfigCheck(env *cli.Env, args []string) error {
