@@ -314,8 +314,9 @@ func TestCLIConventions(t *testing.T) {
 		cmds [][]string
 	}{
 		{"rivctl", [][]string{{"attest"}, {"eventlog", "replay"}, {"eventlog", "show"}, {"quote", "verify"}, {"rim", "sign", "coswid"}, {"rim", "sign", "corim"}, {"rim", "verify"}, {"rim", "show"}, {"ear", "verify"}, {"ear", "show"}}},
-		{"riv-agent", [][]string{{"provision"}, {"dev"}}},
+		{"riv-agent", [][]string{{"provision"}, {"serve"}, {"config", "check"}, {"dev"}}},
 		{"riv-demo", [][]string{{}}},
+		{"riv-router", [][]string{{}, {"measure"}, {"reboot"}}},
 	} {
 		if code, out, _ := runBin(t, c.bin, "version"); code != 0 || !strings.HasPrefix(out, c.bin+" ") {
 			t.Errorf("%s version: %d %q", c.bin, code, out)
