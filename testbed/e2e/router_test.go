@@ -117,38 +117,7 @@ func TestRouterFirmwareLogs(t *testing.T) {
 // the device's state across the polls, as the collector does.
 func TestRouterRuntimeAndReboot(t *testing.T) {
 	dir := startRouter(t, "--serial", "RTR-RUN")
-	ep, err := verifier.ReadEndpoints(filepath.Join(dir, "endpoints.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := verifier.LoadPool(ep.TrustAnchors)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rimPool, err := verifier.LoadPool(ep.RIMSigner)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx, _, err := verifier.LoadRIMs(ep.RIMs, rimPool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	v := verifier.New(verifier.Policy{Anchors: pool, RIMs: idx, Banks: []alg.ID{alg.SHA256, alg.SHA384}}, key)
-	target, err := verifier.TargetOf(ep, "tls")
-	if err != nil {
-		t.Fatal(err)
-	}
-	appraise := func() *verifier.Result {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		r, err := v.AppraiseTarget(ctx, target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	appraise := stateful(t, dir, true)
 	r1 := appraise()
 	if r1.Status != ear.TrustTierAffirming {
 		t.Fatalf("clean boot: %v %v", r1.Status, r1.Reasons)
@@ -298,28 +267,7 @@ func TestRouterLineCards(t *testing.T) {
 	}
 	// A reboot resets every card's TPM; the next poll of a verifier that
 	// keeps state re-attests each, from its fresh log.
-	ep, err := verifier.ReadEndpoints(filepath.Join(dir, "endpoints.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, _ := verifier.LoadPool(ep.TrustAnchors)
-	rimPool, _ := verifier.LoadPool(ep.RIMSigner)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ver := verifier.New(verifier.Policy{Anchors: pool, RIMs: rim.NewIndex(), RIMAnchors: rimPool, Banks: []alg.ID{alg.SHA256}}, key)
-	target, err := verifier.TargetOf(ep, "tls")
-	if err != nil {
-		t.Fatal(err)
-	}
-	appraise := func() *verifier.Result {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		r, err := ver.AppraiseTarget(ctx, target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	appraise := stateful(t, dir, false)
 	before := appraise()
 	if code, out, stderr := runBin(t, "riv-router", "reboot", "--dir", dir); code != 0 {
 		t.Fatalf("reboot: exit %d %s %s", code, out, stderr)
@@ -611,5 +559,48 @@ func TestRouterOwnerIdentity(t *testing.T) {
 	leaf := conn.ConnectionState().PeerCertificates[0]
 	if got := strings.Join(leaf.Issuer.Organization, ",") + "/" + leaf.Issuer.CommonName; !strings.Contains(got, "Owner") {
 		t.Errorf("the TLS identity is issued by %q, want the owner's CA", got)
+	}
+}
+
+// stateful returns an appraisal over NETCONF-TLS of the router in dir by
+// one verifier that keeps its state between calls, as the collector's
+// does: with localRIMs from the router's RIM directory, else from the
+// RIMs the router carries.
+func stateful(t *testing.T, dir string, localRIMs bool) func() *verifier.Result {
+	t.Helper()
+	ep, err := verifier.ReadEndpoints(filepath.Join(dir, "endpoints.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := verifier.LoadPool(ep.TrustAnchors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rimPool, err := verifier.LoadPool(ep.RIMSigner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := verifier.Policy{Anchors: pool, RIMs: rim.NewIndex(), RIMAnchors: rimPool, Banks: []alg.ID{alg.SHA256, alg.SHA384}}
+	if localRIMs {
+		if pol.RIMs, _, err = verifier.LoadRIMs(ep.RIMs, rimPool); err != nil {
+			t.Fatal(err)
+		}
+		pol.RIMAnchors = nil
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	v := verifier.New(pol, key)
+	target, err := verifier.TargetOf(ep, "tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() *verifier.Result {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		r, err := v.AppraiseTarget(ctx, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
 	}
 }

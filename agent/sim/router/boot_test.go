@@ -174,15 +174,7 @@ func TestBootFirmwareLog(t *testing.T) {
 			if err := json.Unmarshal(testref.Read(t, "eventlogs", "uefi", "go-tpm-tools", name+".pcrs.json"), &want); err != nil {
 				t.Fatal(err)
 			}
-			l, err := eventlog.ParseTCG(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var banks []string
-			for _, b := range l.Banks {
-				banks = append(banks, b.String())
-			}
-			sw := tpmtest.StartSwtpm(t, banks...)
+			sw := swtpmFor(t, raw)
 			ctx := context.Background()
 			tp, err := tpm.Open(ctx, sw.Spec())
 			if err != nil {
@@ -240,15 +232,7 @@ func TestBootFirmwareLogUnreproducible(t *testing.T) {
 	ctx := context.Background()
 	// dell1: the firmware started the TPM from locality 3.
 	dell := testref.Read(t, "eventlogs", "uefi", "ibmtss", "dell1.bin")
-	l, err := eventlog.ParseTCG(dell)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var banks []string
-	for _, b := range l.Banks {
-		banks = append(banks, b.String())
-	}
-	sw := tpmtest.StartSwtpm(t, banks...)
+	sw := swtpmFor(t, dell)
 	tp, err := tpm.Open(ctx, sw.Spec())
 	if err != nil {
 		t.Fatal(err)
@@ -272,4 +256,18 @@ func TestBootFirmwareLogUnreproducible(t *testing.T) {
 	if _, err := BootFirmwareLog(ctx, tp2, []byte("not a log"), DefaultImage("2.0")); err == nil {
 		t.Error("garbage booted")
 	}
+}
+
+// swtpmFor starts an swtpm with exactly the banks of the TCG log raw.
+func swtpmFor(t *testing.T, raw []byte) *tpmtest.Swtpm {
+	t.Helper()
+	l, err := eventlog.ParseTCG(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var banks []string
+	for _, b := range l.Banks {
+		banks = append(banks, b.String())
+	}
+	return tpmtest.StartSwtpm(t, banks...)
 }
