@@ -176,7 +176,7 @@ func (v *Vendor) Sign(img *router.Image, ref *router.Boot, supersedes ...string)
 		}
 	}
 	if len(banks) == 0 {
-		banks = l.Banks
+		return nil, fmt.Errorf("the reference log has SHA-1 digests only: CoRIM has no SHA-1 algorithm for PCR values, and no appraisal trusts SHA-1")
 	}
 	vals, err := l.Replay(eventlog.ReplayOptions{Banks: banks})
 	if err != nil {
