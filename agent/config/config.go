@@ -205,6 +205,10 @@ func Default() *Config {
 	}
 }
 
+// reservedName is the name of the device's aggregate in an attestation
+// result: no TPM may have it.
+const reservedName = "device"
+
 // Error is a problem with one key of the file.
 type Error struct {
 	File string
@@ -358,8 +362,8 @@ func (c *Config) Validate() error {
 	if err := validTPM("tpm", c.TPM); err != nil {
 		return err
 	}
-	if c.Name == "" {
-		return keyErr("name", "must not be empty")
+	if c.Name == "" || c.Name == reservedName {
+		return keyErr("name", "%q: must not be empty or %q (the device's aggregate in a result)", c.Name, reservedName)
 	}
 	if err := c.Logs.validate("logs"); err != nil {
 		return err
@@ -525,6 +529,9 @@ func (c *Config) Validate() error {
 		}
 		if names[lc.Name] {
 			return keyErr(k+".name", "%q is the name of another TPM", lc.Name)
+		}
+		if lc.Name == reservedName || lc.Name == "control" {
+			return keyErr(k+".name", "%q is reserved (the device's aggregate, the main TPM's compute node)", lc.Name)
 		}
 		names[lc.Name] = true
 		if err := validTPM(k+".tpm", lc.TPM); err != nil {

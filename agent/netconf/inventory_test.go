@@ -158,7 +158,7 @@ func TestInventoryRepliesValidate(t *testing.T) {
 		{"unknown tag-id", rimsOf("00000000-0000-0000-0000-000000000000"), "<data></data>", ""},
 		// The collector asks for every component it lacks in one filter.
 		{"rims of two components", `<get><filter type="subtree"><software-inventory ` + invNS + `><component><tag-id>` + platform + `</tag-id><rim/></component><component><tag-id>` +
-			f.v.TagID("package", "frr", "9.1") + `</tag-id><rim/></component></software-inventory></filter></get>`, "pkg-frr-2.0.cose", "get"},
+			f.v.TagID("package", "rtr-1000/frr", "9.1") + `</tag-id><rim/></component></software-inventory></filter></get>`, "pkg-frr-2.0.cose", "get"},
 		{"get-data nonconfig", `<get-data xmlns="urn:ietf:params:xml:ns:yang:ietf-netconf-nmda" xmlns:ds="urn:ietf:params:xml:ns:yang:ietf-datastores"><datastore>ds:operational</datastore><subtree-filter><software-inventory ` + invNS + `/></subtree-filter><config-filter>false</config-filter></get-data>`, "<payload>", "get"},
 		{"get-schema", `<get-schema xmlns="urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"><identifier>riv-software-inventory</identifier></get-schema>`, "module riv-software-inventory", ""},
 	}
@@ -371,7 +371,7 @@ func BenchmarkInventoryFetch(b *testing.B) {
 	f := startInventory(b)
 	ctx := context.Background()
 	whole := []byte(`<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="1"><get><filter type="subtree"><software-inventory ` + invNS + `/></filter></get></rpc>`)
-	one := []byte(`<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="1">` + rimsOf(f.v.TagID("package", "frr", "9.1")) + `</rpc>`)
+	one := []byte(`<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="1">` + rimsOf(f.v.TagID("package", "rtr-1000/frr", "9.1")) + `</rpc>`)
 	sum := []byte(`<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="1">` + summaryFilter() + `</rpc>`)
 	var tWhole, tOne, tSum time.Duration
 	var bytesWhole, bytesOne int

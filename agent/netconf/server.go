@@ -390,12 +390,15 @@ func (s *Server) serve(ctx context.Context, rw io.ReadWriteCloser, p peer) {
 			return
 		}
 		log.Debug("rpc", "bytes", len(msg))
+		// Counted before the check, so that Drain, which sets draining
+		// and then waits for busy, never misses an RPC being begun.
+		s.busy.Add(1)
 		if s.draining.Load() {
 			// Stopping: an RPC that arrives now is not begun (the session
 			// ends, as it would a moment later).
+			s.busy.Add(-1)
 			return
 		}
-		s.busy.Add(1)
 		reply, done := s.handle(sctx, ss, msg)
 		log.Debug("reply", "bytes", len(reply))
 		var werr error
@@ -618,11 +621,11 @@ func (s *Server) nacm() *NACM {
 // NETCONF ones. The exchange is not a session (kill-session cannot reach
 // it) and close-session only answers <ok/>.
 func (s *Server) Exchange(ctx context.Context, user string, rpc []byte) []byte {
+	s.busy.Add(1)
+	defer s.busy.Add(-1)
 	if s.draining.Load() {
 		return rpcErrorReply(nil, &attester.RPCError{Type: "application", Tag: "resource-denied", Message: "the agent is stopping"}, nil)
 	}
-	s.busy.Add(1)
-	defer s.busy.Add(-1)
 	reply, _ := s.handle(ctx, &session{id: s.nextID.Add(1), user: user}, rpc)
 	return reply
 }

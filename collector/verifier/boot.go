@@ -23,7 +23,7 @@ func (p *poll) referenceValues() {
 		return
 	}
 	if st.boot == nil || st.bootRIMs != p.rims {
-		st.boot, st.bootRIMs = p.v.bootFindings(p.rims, p.bios, p.bv, p.banks, p.model), p.rims
+		st.boot, st.bootRIMs = p.v.bootFindings(p.rims, p.bios, p.bv, p.banks, p.rimModel()), p.rims
 	}
 	p.r.merge(st.boot)
 }
@@ -91,7 +91,7 @@ func (v *Verifier) appraiseBoot(idx *rim.Index, model string, r *Result, l *even
 		what := describeBoot(e)
 		if m := idx.LookupFor(bank, d, model); len(m) > 0 {
 			approved++
-			if c, ok := idx.Current(m); !ok {
+			if c, ok := idx.CurrentFor(m, model); !ok {
 				r.claim(&tv.Executables, ear.UnsafeRuntimeClaim, fmt.Sprintf("executables: PCR %d event %d (%s) is %s %s, superseded by a newer signed RIM (rollback)", e.PCR, e.Seq, what, c.Name, c.Ver))
 				bad = true
 			}

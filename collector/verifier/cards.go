@@ -2,6 +2,8 @@ package verifier
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -72,22 +74,25 @@ func (p *poll) lineCards() []*poll {
 		keyOf[cert.TPM] = k
 		holders[k] = append(holders[k], cert.TPM)
 	}
+	if p.tpm == deviceSubmod || names[p.tpm] > 1 {
+		bad(fmt.Sprintf("instance-identity: the identity's TPM is named %q, which is reserved or not unique", p.tpm))
+	}
 	var out []*poll
 	for i, t := range p.sup.TPMs {
 		switch {
-		case t.Name == p.tpm:
-			continue
 		case i >= maxTPMs:
 			continue
+		case t.Name == p.tpm:
+			continue
 		case t.Name == "" || t.Name == deviceSubmod || names[t.Name] > 1:
-			bad(fmt.Sprintf("instance-identity: a TPM is named %q, which is empty, reserved or not unique", t.Name))
+			bad(fmt.Sprintf("instance-identity: a TPM is named %q, which is empty, reserved or not unique", clip(t.Name)))
 			continue
 		}
 		if h := holders[keyOf[t.Name]]; keyOf[t.Name] != "" && len(h) > 1 {
 			bad(fmt.Sprintf("instance-identity: the TPMs %q present the same attestation key: one TPM's quotes would stand for another's", h))
 			continue
 		}
-		c := &poll{v: p.v, r: &Result{Device: p.device, Serial: p.r.Serial, Time: time.Now()}, device: cardKey(p.device, t.Name), s: p.s, dev: &Result{},
+		c := &poll{v: p.v, r: &Result{Device: p.device, Serial: p.r.Serial, Time: time.Now()}, s: p.s, dev: &Result{},
 			sup: p.sup, model: p.model, rims: p.rims, tpm: t.Name, idCert: p.idCert, roots: p.roots, local: p.local, akType: p.akType}
 		for _, cert := range p.sup.Certificates {
 			if cert.TPM == t.Name && cert.Type == p.akType {
@@ -95,14 +100,21 @@ func (p *poll) lineCards() []*poll {
 				break
 			}
 		}
+		// The card's state goes with its key: a card replaced powered
+		// off (another TPM, its own counters) starts afresh.
+		c.device = cardKey(p.device, t.Name, keyOf[t.Name])
 		out = append(out, c)
 	}
 	return out
 }
 
 // cardKey is where a line card's state is kept: beside the device's,
-// under a key no device name can be (names do not hold NUL).
-func cardKey(device, tpm string) string { return device + "\x00" + tpm }
+// under a key no device name can be (names do not hold NUL), for the card
+// and its attestation key.
+func cardKey(device, tpm, key string) string {
+	h := sha256.Sum256([]byte(key))
+	return device + "\x00" + tpm + "\x00" + hex.EncodeToString(h[:8])
+}
 
 // rememberCards compares the device's line cards with those of the last
 // appraisal since its last reboot: a card that is gone, or whose
@@ -164,4 +176,16 @@ func (c *poll) appraiseCard(ctx context.Context) error {
 		return nil
 	}
 	return c.appraiseTPM(ctx)
+}
+
+// noModel stands for the model of a device whose certificates name none:
+// only reference values that name no product apply to it.
+const noModel = "\x00(no model)"
+
+// rimModel is the model the RIM lookups of this poll are for.
+func (p *poll) rimModel() string {
+	if p.model == "" {
+		return noModel
+	}
+	return p.model
 }

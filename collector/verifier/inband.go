@@ -37,9 +37,6 @@ type rimVerdict struct {
 
 // Bounds of what in-band RIMs may make the verifier hold and fetch.
 const (
-	// maxSupportPool bounds the unsigned support RIMs kept until a base
-	// RIM lists them (the vendor's reference logs, a few KiB each).
-	maxSupportPool = 4096
 	// maxInbandComponents bounds the components whose RIMs one poll
 	// fetches; the rest come in the next polls.
 	maxInbandComponents = 256
@@ -63,7 +60,7 @@ func (v *Verifier) RIMIndex() *rim.Index {
 func (v *Verifier) SetRIMs(idx *rim.Index) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.Policy.RIMs, v.rims, v.rimSeen, v.supportPool = idx, idx, map[string]rimVerdict{}, map[string]rimFile{}
+	v.Policy.RIMs, v.rims, v.rimSeen = idx, idx, map[string]rimVerdict{}
 }
 
 // inbandRIMs fetches the RIMs the device lists that the verifier has not
@@ -79,6 +76,9 @@ func (v *Verifier) SetRIMs(idx *rim.Index) {
 // nothing is fetched: an unverifiable RIM would be no evidence.
 func (p *poll) inbandRIMs(ctx context.Context) {
 	v := p.v
+	if p.sup.InventoryErr != nil && v.Policy.RIMAnchors != nil {
+		p.dev.Reasons = append(p.dev.Reasons, fmt.Sprintf("configuration: the device's inventory could not be read: %v", p.sup.InventoryErr))
+	}
 	src, ok := p.s.(RIMSource)
 	if !ok || v.Policy.RIMAnchors == nil || len(p.sup.Inventory) == 0 {
 		return
@@ -100,7 +100,7 @@ func (p *poll) inbandRIMs(ctx context.Context) {
 				p.devClaim(st.inbandBad[d])
 			} else if vd, seen := v.rimSeen[d]; seen {
 				p.judge(vd)
-			} else if _, pooled := v.supportPool[d]; !pooled {
+			} else {
 				fetch = true
 				size += ref.Size
 			}
@@ -119,6 +119,7 @@ func (p *poll) inbandRIMs(ctx context.Context) {
 		want = append(want, batch)
 	}
 	var files []netconf.RIMFile
+	total := 0
 	for _, b := range want {
 		got, err := src.RIMs(ctx, b)
 		if err != nil {
@@ -128,6 +129,13 @@ func (p *poll) inbandRIMs(ctx context.Context) {
 			break
 		}
 		files = append(files, got...)
+		for _, f := range got {
+			total += len(f.Content)
+		}
+		if total > maxInbandBytes {
+			// The rest in the next polls.
+			break
+		}
 	}
 	if len(files) == 0 {
 		return
@@ -142,16 +150,22 @@ func (p *poll) inbandRIMs(ctx context.Context) {
 	}
 	var signed []signedRIM
 	var support []rimFile
-	bad := map[string]string{}
+	bad := map[string]string{} // by the digest listed: this device's
 	for _, f := range files {
 		got := hexSum(f.Content)
 		name := f.FileName
 		if name == "" {
 			name = got[:16]
 		}
-		if !listed[strings.ToLower(f.Digest)] || !strings.EqualFold(f.Digest, got) {
-			reason := fmt.Sprintf("configuration: the device's RIM %q of component %q hashes to %s, not the digest %.64q it lists", name, f.TagID, got[:16], f.Digest)
-			bad[strings.ToLower(f.Digest)] = reason
+		name = clip(name)
+		listedDigest := strings.ToLower(f.Digest)
+		if !listed[listedDigest] {
+			p.devClaim(fmt.Sprintf("configuration: the device served a RIM %q it does not list", name))
+			continue
+		}
+		if listedDigest != got {
+			reason := fmt.Sprintf("configuration: the device's RIM %q of component %q hashes to %s, not the digest %s it lists", name, clip(f.TagID), got[:16], listedDigest[:16])
+			bad[listedDigest] = reason
 			p.devClaim(reason)
 			continue
 		}
@@ -168,14 +182,6 @@ func (p *poll) inbandRIMs(ctx context.Context) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if st := v.state[p.device]; st != nil && len(bad) > 0 {
-		if st.inbandBad == nil {
-			st.inbandBad = map[string]string{}
-		}
-		for d, reason := range bad {
-			st.inbandBad[d] = reason
-		}
-	}
 	var idx *rim.Index // a clone, made when something is added
 	add := func() *rim.Index {
 		if idx == nil {
@@ -183,17 +189,18 @@ func (p *poll) inbandRIMs(ctx context.Context) {
 		}
 		return idx
 	}
-	for _, f := range support {
-		d := hexSum(f.raw)
-		if _, ok := v.supportPool[d]; !ok && len(v.supportPool) < maxSupportPool {
-			v.supportPool[d] = f
+	remember := func(d string, vd rimVerdict) {
+		if vd.ok || len(v.rimSeen) < maxRIMVerdicts {
+			v.rimSeen[d] = vd
+		}
+		if !vd.ok {
+			bad[d] = vd.reason
 		}
 	}
-	var bases []*rim.Tag
 	for _, s := range signed {
-		if _, seen := v.rimSeen[s.d]; seen {
+		if vd, seen := v.rimSeen[s.d]; seen {
 			// Another poll verified the same bytes meanwhile.
-			p.judge(v.rimSeen[s.d])
+			p.judge(vd)
 			continue
 		}
 		vd := rimVerdict{name: s.f.name}
@@ -203,30 +210,91 @@ func (p *poll) inbandRIMs(ctx context.Context) {
 			vd.reason = fmt.Sprintf("configuration: the device's RIM %q: %v", s.f.name, err)
 		} else {
 			vd.ok, vd.product = true, productOf(s.res)
-			if s.res.Tag != nil && s.res.Tag.RIM != nil {
-				bases = append(bases, idx.Tag(s.res.Tag.TagID.String()))
-			}
 		}
-		v.rimSeen[s.d] = vd
+		remember(s.d, vd)
 		p.judge(vd)
 	}
 	// A support RIM is unsigned: it counts only as the log a verified
-	// base RIM lists by hash, from this device or an earlier one.
-	var pool []rimFile
-	for _, f := range v.supportPool {
-		pool = append(pool, f)
-	}
-	for _, b := range bases {
-		if b == nil {
-			continue
+	// base RIM lists by hash — one verified now, or before from another
+	// device whose support RIM did not come with it.
+	if len(support) > 0 {
+		cur := func() *rim.Index {
+			if idx != nil {
+				return idx
+			}
+			return v.rims
 		}
-		if err := attachSupports(idx, []*rim.Tag{b}, pool); err != nil {
-			p.devClaim("configuration: the device's RIMs: " + err.Error())
+		for _, f := range support {
+			d := hexSum(f.raw)
+			attached, err := attachPending(cur(), add, f)
+			switch {
+			case err != nil:
+				remember(d, rimVerdict{name: f.name, reason: fmt.Sprintf("configuration: the device's support RIM %q: %v", f.name, err)})
+				p.devClaim(bad[d])
+			case attached:
+				remember(d, rimVerdict{ok: true, name: f.name})
+			default:
+				reason := fmt.Sprintf("configuration: the device's RIM %q is not signed, and no signed base RIM lists it as its support RIM", f.name)
+				bad[d] = reason
+				p.devClaim(reason)
+			}
+		}
+	}
+	if st := v.state[p.device]; st != nil && len(bad) > 0 {
+		if st.inbandBad == nil {
+			st.inbandBad = map[string]string{}
+		}
+		for d, reason := range bad {
+			if len(st.inbandBad) < maxDeviceBad {
+				st.inbandBad[d] = reason
+			}
 		}
 	}
 	if idx != nil {
 		v.rims = idx
 	}
+}
+
+// attachPending finds the base RIMs in base that list f as their support
+// RIM (by size and hash) and, for each that has none yet, indexes it in
+// the clone add returns. It reports whether a base lists f.
+func attachPending(base *rim.Index, add func() *rim.Index, f rimFile) (bool, error) {
+	listedBy := false
+	for _, b := range base.Bases() {
+		for _, fh := range b.Files() {
+			if !fh.Alg.IsHash() || (fh.Size > 0 && int64(len(f.raw)) != fh.Size) || string(fh.Alg.Sum(f.raw)) != string(fh.Hash) {
+				continue
+			}
+			listedBy = true
+			if base.HasSupport(b, fh.Path) {
+				continue
+			}
+			// Tags are shared between an index and its clones.
+			if err := add().AddSupport(b, fh.Path, f.name, f.raw); err != nil {
+				return true, err
+			}
+		}
+	}
+	return listedBy, nil
+}
+
+// More bounds on what a device can make the verifier hold or do.
+const (
+	// maxInbandBytes bounds the RIM bytes one poll fetches.
+	maxInbandBytes = 64 << 20
+	// maxRIMVerdicts bounds the failed verdicts kept for the fleet (the
+	// good ones are the vendors' RIMs, bounded by what they sign).
+	maxRIMVerdicts = 1 << 16
+	// maxDeviceBad bounds the RIMs of one device remembered as bad.
+	maxDeviceBad = 1024
+)
+
+// clip bounds a name the device chose, for a reason.
+func clip(s string) string {
+	if len(s) > 128 {
+		return s[:128] + "…"
+	}
+	return s
 }
 
 // judge claims what a cached verdict says about this device: a RIM that

@@ -49,7 +49,7 @@ func (p *poll) replay() bool {
 				return false
 			}
 		}
-		vals, err := st.runtimeFor(t, banks, p.rims, p.model).replay(p.runtime[t], banks)
+		vals, err := st.runtimeFor(t, banks, p.rims, p.rimModel()).replay(p.runtime[t], banks)
 		if err != nil {
 			r.claim(&tv.Executables, ear.UnexpectedEvidenceClaim, t+" log: "+err.Error())
 			return false

@@ -136,7 +136,7 @@ func (rs *runtimeState) advance(l *eventlog.Log, vals pcr.Values, pol *Policy) {
 			rs.unknown.add(fmt.Sprintf("%s (%s)", name, h))
 			continue
 		}
-		if c, ok := rs.rims.Current(m); !ok {
+		if c, ok := rs.rims.CurrentFor(m, rs.model); !ok {
 			rs.rollback.add(fmt.Sprintf("%s (%s) is %s %s, superseded by a newer signed RIM", name, where, c.Name, c.Ver))
 		}
 	}
@@ -147,7 +147,7 @@ func (rs *runtimeState) advance(l *eventlog.Log, vals pcr.Values, pol *Policy) {
 // operator's allow-list does.
 func (pol *Policy) configFinding(idx *rim.Index, model, path string, a alg.ID, h []byte) string {
 	if m := idx.LookupFor(a, h, model); len(m) > 0 {
-		if c, ok := idx.Current(m); ok {
+		if c, ok := idx.CurrentFor(m, model); ok {
 			return ""
 		} else {
 			return fmt.Sprintf("is %s %s, superseded by a newer signed RIM", c.Name, c.Ver)

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/veraison/ear"
@@ -217,7 +217,17 @@ func indexSigned(idx *rim.Index, f rimFile, anchors *x509.CertPool) (*rim.Result
 func indexVerified(idx *rim.Index, f rimFile, r *rim.Result) error {
 	switch {
 	case r.Tag != nil:
-		if err := idx.Add(r.Tag); err != nil && !strings.Contains(err.Error(), "twice") {
+		if old := idx.Tag(r.Tag.TagID.String()); old != nil {
+			// The same tag again adds nothing: a copy of the RIM, or one
+			// re-signed with the same product, files and links. A tag-id
+			// that names another product, other files or other links is
+			// a supply-chain error, and what it lists vouches for nothing.
+			if !sameReferences(old, r.Tag) {
+				return fmt.Errorf("its tag-id %s is the id of another signed tag (%s %s) with other reference values", r.Tag.TagID.String(), old.SoftwareName, old.SoftwareVersion)
+			}
+			return nil
+		}
+		if err := idx.Add(r.Tag); err != nil {
 			return err
 		}
 	case r.PCRRef != nil:
@@ -228,6 +238,25 @@ func indexVerified(idx *rim.Index, f rimFile, r *rim.Result) error {
 		return fmt.Errorf("a signed %s payload is neither a CoSWID nor a CoRIM", r.Signed.ContentType)
 	}
 	return nil
+}
+
+// sameReferences reports whether two tags give the same reference
+// values: product, payload files with their hashes, supersedes and
+// patches links, and the TCG RIM binding.
+func sameReferences(a, b *rim.Tag) bool {
+	if a.Product() != b.Product() || !slices.EqualFunc(a.Files(), b.Files(), func(x, y rim.FileHash) bool {
+		return x.Path == y.Path && x.Alg == y.Alg && string(x.Hash) == string(y.Hash) && x.Size == y.Size
+	}) {
+		return false
+	}
+	for _, rel := range []string{"supersedes", "patches"} {
+		la, _ := a.LinkedTags(rel)
+		lb, _ := b.LinkedTags(rel)
+		if !slices.Equal(la, lb) {
+			return false
+		}
+	}
+	return (a.RIM == nil) == (b.RIM == nil) && (a.RIM == nil || a.RIM.PlatformModelName == b.RIM.PlatformModelName)
 }
 
 // attachSupports gives each of bases (verified base RIMs in idx) its

@@ -118,9 +118,8 @@ type Verifier struct {
 	state map[string]*deviceState
 	// rims is Policy.RIMs with the in-band RIMs verified so far
 	// (inband.go); rimSeen what was concluded of each fetched RIM.
-	rims        *rim.Index
-	rimSeen     map[string]rimVerdict
-	supportPool map[string]rimFile
+	rims    *rim.Index
+	rimSeen map[string]rimVerdict
 	// verified caches identity verdicts by certificate pair: chain
 	// building with P-384 CA signatures costs milliseconds, and a device's
 	// certificates change once in years. An entry holds until the
@@ -143,7 +142,7 @@ func New(p Policy, key crypto.Signer) *Verifier {
 		p.RIMs = rim.NewIndex()
 	}
 	return &Verifier{Policy: p, Key: key, Build: "riv-collector", state: map[string]*deviceState{}, verified: map[[64]byte]cachedIdentity{},
-		rims: p.RIMs, rimSeen: map[string]rimVerdict{}, supportPool: map[string]rimFile{}}
+		rims: p.RIMs, rimSeen: map[string]rimVerdict{}}
 }
 
 // Result is one appraisal.
@@ -283,6 +282,7 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 	if len(p.sup.TPMs) > 1 {
 		if !p.scope(netconf.Scope{CertificateName: p.akRef, TPM: p.tpm}) {
 			p.r.claim(&p.r.Vector.InstanceIdentity, ear.VerifierMalfunctionClaim, "instance-identity: the device has several TPMs and this transport cannot address one")
+			p.r.merge(p.dev)
 			return v.finish(p.r, nil)
 		}
 	}

@@ -125,6 +125,28 @@ func (x *Index) Current(m []Match) (Match, bool) {
 	return Match{}, false
 }
 
+// CurrentFor is Current for a device of product model: only the tags for
+// that product (or for none) supersede, so a tag for another product
+// cannot make this one's software a rollback.
+func (x *Index) CurrentFor(m []Match, model string) (Match, bool) {
+	for _, c := range m {
+		current := true
+		for _, by := range x.superseded[c.TagID] {
+			if t := x.tags[by]; t != nil && (t.Product() == "" || t.Product() == model) {
+				current = false
+				break
+			}
+		}
+		if current {
+			return c, true
+		}
+	}
+	if len(m) > 0 {
+		return m[0], false
+	}
+	return Match{}, false
+}
+
 // Tag returns an indexed tag.
 func (x *Index) Tag(id string) *Tag { return x.tags[id] }
 
@@ -147,15 +169,18 @@ func (x *Index) Clone() *Index {
 	return c
 }
 
-// Product is the product a tag's software-meta names ("" for none).
+// Product is the product a tag is for: its software-meta product, or the
+// platform model of its TCG RIM extension ("" for neither).
 func (t *Tag) Product() string {
-	if t.SoftwareMetas == nil {
-		return ""
-	}
-	for _, m := range *t.SoftwareMetas {
-		if m.Product != "" {
-			return m.Product
+	if t.SoftwareMetas != nil {
+		for _, m := range *t.SoftwareMetas {
+			if m.Product != "" {
+				return m.Product
+			}
 		}
+	}
+	if t.RIM != nil {
+		return t.RIM.PlatformModelName
 	}
 	return ""
 }

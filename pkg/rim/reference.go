@@ -68,6 +68,16 @@ func (x *Index) Bases() []*Tag {
 	return out
 }
 
+// HasSupport reports whether base's support RIM at path is indexed.
+func (x *Index) HasSupport(base *Tag, path string) bool {
+	for _, s := range x.supports {
+		if s.Base == base && s.Path == path {
+			return true
+		}
+	}
+	return false
+}
+
 // AddSupport indexes raw as the support RIM that base (an indexed, verified
 // base RIM) lists under path: its hash must be the one base gives, in every
 // algorithm, and it must parse as a TCG event log.

@@ -133,12 +133,14 @@ func (v *Vendor) Sign(img *router.Image, ref *router.Boot, supersedes ...string)
 	}
 	for _, p := range img.Packages {
 		s := base
-		s.TagID, s.Name, s.Version = v.TagID("package", p.Name, p.Version), p.Name, p.Version
+		// The model is in the tag-id: each product's package tag is its
+		// own (a tag-id names one tag).
+		s.TagID, s.Name, s.Version = v.TagID("package", img.Model+"/"+p.Name, p.Version), p.Name, p.Version
 		// A package versioned with the image replaces the older image's:
 		// running its old binaries is a rollback.
 		if p.Version == img.Version {
 			for _, old := range supersedes {
-				s.Supersedes = append(s.Supersedes, v.TagID("package", p.Name, old))
+				s.Supersedes = append(s.Supersedes, v.TagID("package", img.Model+"/"+p.Name, old))
 			}
 		}
 		for _, f := range p.Files {

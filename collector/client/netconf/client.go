@@ -228,7 +228,10 @@ type Support struct {
 	// Inventory lists the device's software components and the digests
 	// of the signed RIMs it carries for them (riv-software-inventory),
 	// without their content; nil when it serves no inventory.
-	Inventory    []Component
+	Inventory []Component
+	// InventoryErr is why a device that implements the inventory did not
+	// give it (an rpc-error); the appraisal goes on without it.
+	InventoryErr error
 	hasInventory bool
 	// LogTypes are "bios", "ima" and "netequip_boot" as the device
 	// announces them; nil when it serves no YANG library (the verifier
@@ -255,6 +258,12 @@ func (c *Client) Support(ctx context.Context) (*Support, error) {
 		out.Inventory, err = DecodeInventory(body)
 		return err
 	})
+	var re *RPCError
+	if errors.As(err, &re) {
+		// An inventory the device will not give (NACM, say) leaves the
+		// appraisal to the RIMs the verifier has.
+		out.Inventory, out.InventoryErr, err = nil, err, nil
+	}
 	return out, err
 }
 
