@@ -77,7 +77,15 @@ func (v *Verifier) SetRIMs(idx *rim.Index) {
 func (p *poll) inbandRIMs(ctx context.Context) {
 	v := p.v
 	if p.sup.InventoryErr != nil && v.Policy.RIMAnchors != nil {
-		p.dev.Reasons = append(p.dev.Reasons, fmt.Sprintf("configuration: the device's inventory could not be read: %v", p.sup.InventoryErr))
+		p.dev.Reasons = append(p.dev.Reasons, clip(fmt.Sprintf("configuration: the device's inventory could not be read: %v", p.sup.InventoryErr)))
+		// Hiding the inventory hides none of the RIMs found bad before.
+		v.mu.Lock()
+		if st := v.state[p.device]; st != nil {
+			for _, reason := range st.inbandBad {
+				p.devClaim(reason)
+			}
+		}
+		v.mu.Unlock()
 	}
 	src, ok := p.s.(RIMSource)
 	if !ok || v.Policy.RIMAnchors == nil || len(p.sup.Inventory) == 0 {
@@ -98,6 +106,8 @@ func (p *poll) inbandRIMs(ctx context.Context) {
 			listed[d] = true
 			if st != nil && st.inbandBad[d] != "" {
 				p.devClaim(st.inbandBad[d])
+			} else if reason := st.pendingFor(d, v.rims); reason != "" {
+				p.devClaim(reason)
 			} else if vd, seen := v.rimSeen[d]; seen {
 				p.judge(vd)
 			} else {
@@ -174,6 +184,9 @@ func (p *poll) inbandRIMs(ctx context.Context) {
 		// device gives: a signed RIM is a COSE_Sign1, anything else can
 		// only be a support RIM.
 		if _, err := rim.DecodeCOSE(f.Content); err == nil {
+			if len(signed) == maxVerifiesPerPoll {
+				continue // the next poll
+			}
 			res, err := rim.Verify(f.Content, rim.VerifyOptions{Roots: v.Policy.RIMAnchors})
 			signed = append(signed, signedRIM{rf, got, res, err})
 		} else {
@@ -189,14 +202,23 @@ func (p *poll) inbandRIMs(ctx context.Context) {
 		}
 		return idx
 	}
+	cur := func() *rim.Index {
+		if idx != nil {
+			return idx
+		}
+		return v.rims
+	}
+	// Verdicts that follow from the bytes alone are kept for the fleet,
+	// within a bound; what depends on what the verifier has indexed (a
+	// tag-id taken by another tag, a support RIM no base lists yet) is
+	// judged again when the index has changed.
 	remember := func(d string, vd rimVerdict) {
-		if vd.ok || len(v.rimSeen) < maxRIMVerdicts {
+		vd.reason = clip(vd.reason)
+		if len(v.rimSeen) < maxRIMVerdicts {
 			v.rimSeen[d] = vd
 		}
-		if !vd.ok {
-			bad[d] = vd.reason
-		}
 	}
+	pending := map[string]string{}
 	for _, s := range signed {
 		if vd, seen := v.rimSeen[s.d]; seen {
 			// Another poll verified the same bytes meanwhile.
@@ -204,69 +226,88 @@ func (p *poll) inbandRIMs(ctx context.Context) {
 			continue
 		}
 		vd := rimVerdict{name: s.f.name}
-		if s.err != nil {
+		switch {
+		case s.err != nil:
 			vd.reason = fmt.Sprintf("configuration: the device's RIM %q is not signed by a trusted vendor: %v", s.f.name, s.err)
-		} else if err := indexVerified(add(), s.f, s.res); err != nil {
-			vd.reason = fmt.Sprintf("configuration: the device's RIM %q: %v", s.f.name, err)
-		} else {
+			remember(s.d, vd)
+		case known(cur(), s.res):
+			// The same reference values as a RIM indexed already (another
+			// copy, or the same tag re-signed): nothing to add.
 			vd.ok, vd.product = true, productOf(s.res)
+			remember(s.d, vd)
+		default:
+			if err := indexVerified(add(), s.f, s.res); err != nil {
+				vd.reason = clip(fmt.Sprintf("configuration: the device's RIM %q: %v", s.f.name, err))
+				pending[s.d] = vd.reason
+			} else {
+				vd.ok, vd.product = true, productOf(s.res)
+				remember(s.d, vd)
+			}
 		}
-		remember(s.d, vd)
 		p.judge(vd)
 	}
 	// A support RIM is unsigned: it counts only as the log a verified
 	// base RIM lists by hash — one verified now, or before from another
 	// device whose support RIM did not come with it.
-	if len(support) > 0 {
-		cur := func() *rim.Index {
-			if idx != nil {
-				return idx
-			}
-			return v.rims
-		}
-		for _, f := range support {
-			d := hexSum(f.raw)
-			attached, err := attachPending(cur(), add, f)
-			switch {
-			case err != nil:
-				remember(d, rimVerdict{name: f.name, reason: fmt.Sprintf("configuration: the device's support RIM %q: %v", f.name, err)})
-				p.devClaim(bad[d])
-			case attached:
-				remember(d, rimVerdict{ok: true, name: f.name})
-			default:
-				reason := fmt.Sprintf("configuration: the device's RIM %q is not signed, and no signed base RIM lists it as its support RIM", f.name)
-				bad[d] = reason
-				p.devClaim(reason)
-			}
-		}
-	}
-	if st := v.state[p.device]; st != nil && len(bad) > 0 {
-		if st.inbandBad == nil {
-			st.inbandBad = map[string]string{}
-		}
-		for d, reason := range bad {
-			if len(st.inbandBad) < maxDeviceBad {
-				st.inbandBad[d] = reason
-			}
+	for _, f := range support {
+		d := hexSum(f.raw)
+		attached, err := attachPending(cur, add, f)
+		switch {
+		case err != nil:
+			pending[d] = clip(fmt.Sprintf("configuration: the device's support RIM %q: %v", f.name, err))
+			p.devClaim(pending[d])
+		case attached:
+			remember(d, rimVerdict{ok: true, name: f.name})
+		default:
+			pending[d] = fmt.Sprintf("configuration: the device's RIM %q is not signed, and no signed base RIM lists it as its support RIM", f.name)
+			p.devClaim(pending[d])
 		}
 	}
 	if idx != nil {
 		v.rims = idx
 	}
+	if st := v.state[p.device]; st != nil {
+		// A digest the device lied about stays its own until it reboots;
+		// what waits on the index is judged again once the index changed.
+		if len(bad) > 0 && st.inbandBad == nil {
+			st.inbandBad = map[string]string{}
+		}
+		for d, reason := range bad {
+			if len(st.inbandBad) < maxDeviceBad {
+				st.inbandBad[d] = clip(reason)
+			}
+		}
+		if len(pending) > 0 {
+			st.inbandPending, st.inbandPendingIdx = pending, v.rims
+		}
+	}
 }
 
-// attachPending finds the base RIMs in base that list f as their support
+// known reports whether a verified RIM's reference values are indexed
+// already: its tag-id with the same references, or the same CoRIM.
+func known(idx *rim.Index, r *rim.Result) bool {
+	switch {
+	case r.Tag != nil:
+		old := idx.Tag(r.Tag.TagID.String())
+		return old != nil && sameReferences(old, r.Tag)
+	case r.PCRRef != nil:
+		return idx.HasPCRs(r.PCRRef.ID)
+	}
+	return false
+}
+
+// attachPending finds the base RIMs in the index that list f as their support
 // RIM (by size and hash) and, for each that has none yet, indexes it in
 // the clone add returns. It reports whether a base lists f.
-func attachPending(base *rim.Index, add func() *rim.Index, f rimFile) (bool, error) {
+func attachPending(cur, add func() *rim.Index, f rimFile) (bool, error) {
 	listedBy := false
-	for _, b := range base.Bases() {
+	for _, b := range cur().Bases() {
 		for _, fh := range b.Files() {
 			if !fh.Alg.IsHash() || (fh.Size > 0 && int64(len(f.raw)) != fh.Size) || string(fh.Alg.Sum(f.raw)) != string(fh.Hash) {
 				continue
 			}
 			listedBy = true
-			if base.HasSupport(b, fh.Path) {
+			if cur().HasSupport(b, fh.Path) {
 				continue
 			}
 			// Tags are shared between an index and its clones.
@@ -282,17 +323,20 @@ func attachPending(base *rim.Index, add func() *rim.Index, f rimFile) (bool, err
 const (
 	// maxInbandBytes bounds the RIM bytes one poll fetches.
 	maxInbandBytes = 64 << 20
-	// maxRIMVerdicts bounds the failed verdicts kept for the fleet (the
-	// good ones are the vendors' RIMs, bounded by what they sign).
+	// maxRIMVerdicts bounds the verdicts kept for the fleet: beyond it a
+	// RIM is verified again each poll it is listed in.
 	maxRIMVerdicts = 1 << 16
+	// maxVerifiesPerPoll bounds the signed RIMs one poll verifies.
+	maxVerifiesPerPoll = 256
 	// maxDeviceBad bounds the RIMs of one device remembered as bad.
 	maxDeviceBad = 1024
 )
 
-// clip bounds a name the device chose, for a reason.
+// clip bounds text the device chose (a name, an error quoting its
+// certificate), for a reason that is kept.
 func clip(s string) string {
-	if len(s) > 128 {
-		return s[:128] + "…"
+	if len(s) > 256 {
+		return s[:256] + "…"
 	}
 	return s
 }

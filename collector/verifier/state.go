@@ -45,10 +45,24 @@ type deviceState struct {
 	// said (by the digest listed), with the reason, claimed on every poll
 	// until the device reboots, without fetching them again.
 	inbandBad map[string]string
+	// inbandPending are the device's RIMs that failed for what the index
+	// held (a tag-id another tag has, a support RIM no base lists), with
+	// the index they were judged against: judged again once it changed.
+	inbandPending    map[string]string
+	inbandPendingIdx *rim.Index
 	// cards are the line cards of a device with several TPMs, by name,
 	// with their attestation keys: a card that vanishes or whose key
 	// changes between reboots is a claim.
 	cards map[string]string
+}
+
+// pendingFor is the reason a RIM of the device failed against idx, if
+// that is still the index.
+func (st *deviceState) pendingFor(d string, idx *rim.Index) string {
+	if st == nil || st.inbandPendingIdx != idx {
+		return ""
+	}
+	return st.inbandPending[d]
 }
 
 // Log types of RFC 9684.

@@ -241,12 +241,19 @@ func indexVerified(idx *rim.Index, f rimFile, r *rim.Result) error {
 }
 
 // sameReferences reports whether two tags give the same reference
-// values: product, payload files with their hashes, supersedes and
-// patches links, and the TCG RIM binding.
+// values: product, payload files with their hashes (in any order),
+// supersedes and patches links, and the TCG RIM binding (platform model,
+// payload type).
 func sameReferences(a, b *rim.Tag) bool {
-	if a.Product() != b.Product() || !slices.EqualFunc(a.Files(), b.Files(), func(x, y rim.FileHash) bool {
-		return x.Path == y.Path && x.Alg == y.Alg && string(x.Hash) == string(y.Hash) && x.Size == y.Size
-	}) {
+	files := func(t *rim.Tag) []string {
+		var out []string
+		for _, f := range t.Files() {
+			out = append(out, fmt.Sprintf("%s\x00%v\x00%x\x00%d", f.Path, f.Alg, f.Hash, f.Size))
+		}
+		slices.Sort(out)
+		return out
+	}
+	if a.Product() != b.Product() || !slices.Equal(files(a), files(b)) {
 		return false
 	}
 	for _, rel := range []string{"supersedes", "patches"} {
@@ -256,7 +263,19 @@ func sameReferences(a, b *rim.Tag) bool {
 			return false
 		}
 	}
-	return (a.RIM == nil) == (b.RIM == nil) && (a.RIM == nil || a.RIM.PlatformModelName == b.RIM.PlatformModelName)
+	if (a.RIM == nil) != (b.RIM == nil) {
+		return false
+	}
+	if a.RIM == nil {
+		return true
+	}
+	pt := func(r *rim.ReferenceMeasurement) int {
+		if r.PayloadType == nil {
+			return -1
+		}
+		return int(*r.PayloadType)
+	}
+	return a.RIM.PlatformModelName == b.RIM.PlatformModelName && pt(a.RIM) == pt(b.RIM)
 }
 
 // attachSupports gives each of bases (verified base RIMs in idx) its

@@ -43,6 +43,16 @@ func (x *Index) AddPCRs(r PCRReference) {
 	}
 }
 
+// HasPCRs reports whether the CoRIM id is indexed.
+func (x *Index) HasPCRs(id string) bool {
+	for _, r := range x.pcrRefs {
+		if r.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
 // PCRReferences returns the PCR reference values for model (every one
 // when model is "").
 func (x *Index) PCRReferences(model string) []PCRReference {

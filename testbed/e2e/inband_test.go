@@ -5,7 +5,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -426,4 +428,60 @@ func TestInbandBaseWithoutSupport(t *testing.T) {
 		t.Errorf("the device with the base and its support: %v %v", r.Status, r.Reasons)
 	}
 	d.Close()
+}
+
+// TestInbandVariants: copies of one genuine RIM that differ only in their
+// unsigned COSE header (anyone can make as many as they like, and each
+// verifies) add nothing: the verifier's index is not replaced for them,
+// so no device's kept appraisal is thrown away.
+func TestInbandVariants(t *testing.T) {
+	e := newEnv(t)
+	flat := publishFor(t, e.vend, "2.0")
+	raw, err := os.ReadFile(filepath.Join(flat, "image-2.0.cose"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A lying agent lists, with the image's RIM, variants of it that are
+	// new at every poll (the agent's own loader refuses a second tag in
+	// a component, so they are added here).
+	var cur atomic.Pointer[inventory.Inventory]
+	variants := func(poll int) {
+		inv := installed(t, flat, "2.0")
+		for _, c := range inv.Components {
+			if !strings.HasSuffix(c.SoftwareName, "-image") {
+				continue
+			}
+			for i := range 20 {
+				msg, err := rim.DecodeCOSE(raw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				msg.Headers.RawUnprotected = nil
+				msg.Headers.Unprotected[int64(-70000-i)] = int64(poll)
+				b, err := msg.MarshalCBOR()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := rim.Verify(b, rim.VerifyOptions{Roots: e.vend.Roots()}); err != nil {
+					t.Fatalf("variant %d does not verify: %v", i, err)
+				}
+				c.RIMs = append(c.RIMs, inventory.RIM{FileName: fmt.Sprintf("image-2.0-v%d.cose", i), MediaType: "application/swid+cose", Digest: sha256.Sum256(b), Content: b})
+			}
+		}
+		cur.Store(inv)
+	}
+	variants(0)
+	v := inbandVerifier(e.mfr.Cert, e.vend.Roots())
+	v.SupportRefresh = time.Nanosecond
+	d := device.StartT(t, device.Options{Serial: "RTR-VAR", ManufacturerCA: e.mfr, Inventory: cur.Load})
+	if r := appraiseWith(t, v, d); r.Status != ear.TrustTierAffirming {
+		t.Fatalf("poll 1: %v %v", r.Status, r.Reasons)
+	}
+	idx := v.RIMIndex()
+	for i := range 2 {
+		variants(i + 1)
+		if r := appraiseWith(t, v, d); r.Status != ear.TrustTierAffirming || v.RIMIndex() != idx {
+			t.Fatalf("poll %d: %v %v, index replaced %v", i+2, r.Status, r.Reasons, v.RIMIndex() != idx)
+		}
+	}
 }
