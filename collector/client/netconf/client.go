@@ -142,10 +142,13 @@ func (d Dialer) dialSSH(ctx context.Context, c *Client, addr string, cfg *ssh.Cl
 		return err
 	}
 	return d.stage(ctx, "NETCONF hello", func(ctx context.Context) (err error) {
+		// Closing the connection ends the channel too; closing stdin
+		// first would race with a write the stage deadline is aborting
+		// (x/crypto/ssh's CloseWrite and Write share the channel's state).
 		c.s, err = openSession(ctx, stdout, stdin, func() error {
-			stdin.Close()
+			err := client.Close()
 			sess.Close()
-			return client.Close()
+			return err
 		})
 		return err
 	})
