@@ -25,7 +25,6 @@ func files(t *testing.T) (dir, text string) {
 			t.Fatal(err)
 		}
 	}
-	tpm := filepath.Join(dir, "tpm.sock")
 	text = strings.ReplaceAll(`tpm: swtpm:D/tpm.sock
 logs:
   bios: D/bios
@@ -49,7 +48,6 @@ snmp:
     - {name: riv, auth_protocol: SHA-256, auth_key_file: D/auth, priv_protocol: AES, priv_key_file: D/priv}
   boots_file: D/boots
 `, "D", dir)
-	_ = tpm
 	return dir, text
 }
 
