@@ -92,7 +92,7 @@ func runServe(env *cli.Env, args []string) error {
 	acfg := attester.Config{
 		TPM: tp, TPMName: cfg.Name, Manufacturer: cfg.Manufacturer, HardwareBased: hardwareBased(cfg.HardwareBased, cfg.TPM),
 		Certificates: id.certs, Logs: &logsrc.Files{Paths: logPaths(cfg.Logs)}, LogTypes: logTypes(cfg.Logs),
-		BootTime: bootTime(), QuotesPerSecond: cfg.Limits.QuotesPerSecond, QuoteBurst: max(1, int(2*cfg.Limits.QuotesPerSecond)),
+		BootTime: bootTime(), QuotesPerSecond: cfg.Limits.QuotesPerSecond, QuoteBurst: quoteBurst(cfg.Limits.QuotesPerSecond),
 		LineCards: cards,
 	}
 	if len(cards) > 0 {
@@ -169,6 +169,15 @@ func runServe(env *cli.Env, args []string) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// quoteBurst lets a client quote twice the rate at once, at least one
+// quote (0 for the attester's default rate, and then its burst).
+func quoteBurst(perSecond float64) int {
+	if perSecond == 0 {
+		return 0
+	}
+	return max(1, int(2*perSecond))
 }
 
 // controlNode is the compute node of the main TPM on a device with line
