@@ -9,7 +9,7 @@ import (
 
 	"github.com/veraison/ear"
 
-	"github.com/openriv/riv/collector/client/netconf"
+	"github.com/openriv/riv/collector/evidence"
 )
 
 // Line cards (RFC 9684 mtpm): a device with several TPMs, each its own
@@ -19,18 +19,10 @@ import (
 // a tampered card is contraindicated with reasons naming it while the
 // others keep their verdicts.
 
-// scoper is a session that can narrow its challenges and log
-// retrievals to one TPM of the device.
-type scoper interface {
-	Scoped(netconf.Scope) *netconf.Client
-}
-
-var _ scoper = (*netconf.Client)(nil)
-
 // scope narrows the poll's session to one TPM; false when the session
 // cannot.
-func (p *poll) scope(sc netconf.Scope) bool {
-	s, ok := p.s.(scoper)
+func (p *poll) scope(sc evidence.Scope) bool {
+	s, ok := p.s.(evidence.Scoper)
 	if !ok {
 		return false
 	}
@@ -171,7 +163,7 @@ func (c *poll) appraiseCard(ctx context.Context) error {
 	if !c.claimPair(c.v.verifyPair(c.idCert, c.ak, c.roots, c.local)) {
 		return nil
 	}
-	if !c.scope(netconf.Scope{CertificateName: c.akRef, TPM: c.tpm}) {
+	if !c.scope(evidence.Scope{CertificateName: c.akRef, TPM: c.tpm}) {
 		r.claim(&tv.InstanceIdentity, ear.VerifierMalfunctionClaim, "instance-identity: this transport cannot address the TPM")
 		return nil
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/veraison/ear"
 
-	"github.com/openriv/riv/collector/client/netconf"
+	"github.com/openriv/riv/collector/evidence"
 	"github.com/openriv/riv/pkg/identity"
 )
 
@@ -104,10 +104,10 @@ func (p *poll) claimPair(ir *identity.Result) bool {
 // support returns the device's certificate list, banks and log types,
 // from the cache while it is fresh and the transport key is still one of
 // its identity certificates'.
-func (v *Verifier) support(ctx context.Context, device string, s Session, peerKey crypto.PublicKey) (*netconf.Support, error) {
+func (v *Verifier) support(ctx context.Context, device string, s Session, peerKey crypto.PublicKey) (*evidence.Support, error) {
 	v.mu.Lock()
 	st := v.state[device]
-	var sup *netconf.Support
+	var sup *evidence.Support
 	refresh := v.SupportRefresh
 	if refresh == 0 {
 		refresh = certRefresh
@@ -150,7 +150,7 @@ func (v *Verifier) support(ctx context.Context, device string, s Session, peerKe
 // device: some key (IDevID, IAK, LDevID, LAK) in both. Certificates are
 // reissued for the same TPM keys, and the owner enrols more; a device
 // none of whose keys carry over is another TPM.
-func sameCertificates(a, b *netconf.Support) bool {
+func sameCertificates(a, b *evidence.Support) bool {
 	for _, ca := range a.Certificates {
 		for _, cb := range b.Certificates {
 			if ca.Cert != nil && cb.Cert != nil && samePub(ca.Cert.PublicKey, cb.Cert.PublicKey) {

@@ -10,18 +10,9 @@ import (
 
 	"github.com/veraison/ear"
 
-	"github.com/openriv/riv/collector/client/netconf"
+	"github.com/openriv/riv/collector/evidence"
 	"github.com/openriv/riv/pkg/rim"
 )
-
-// RIMSource is a session that can fetch the RIMs a device carries
-// (riv-software-inventory): RFC 9683 Step 0B, the Verifier gets the
-// vendor's signed reference values from the device it appraises.
-type RIMSource interface {
-	RIMs(ctx context.Context, tagIDs []string) ([]netconf.RIMFile, error)
-}
-
-var _ RIMSource = (*netconf.Client)(nil)
 
 // rimVerdict is what the verifier concluded of one signed RIM from the
 // bytes alone (their SHA-256 is the key): verified against the vendor
@@ -87,7 +78,7 @@ func (p *poll) inbandRIMs(ctx context.Context) {
 		}
 		v.mu.Unlock()
 	}
-	src, ok := p.s.(RIMSource)
+	src, ok := p.s.(evidence.RIMSource)
 	if !ok || v.Policy.RIMAnchors == nil || len(p.sup.Inventory) == 0 {
 		return
 	}
@@ -128,7 +119,7 @@ func (p *poll) inbandRIMs(ctx context.Context) {
 	if len(batch) > 0 {
 		want = append(want, batch)
 	}
-	var files []netconf.RIMFile
+	var files []evidence.RIMFile
 	total := 0
 	for _, b := range want {
 		got, err := src.RIMs(ctx, b)

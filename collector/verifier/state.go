@@ -9,7 +9,7 @@ import (
 
 	"github.com/veraison/ear"
 
-	"github.com/openriv/riv/collector/client/netconf"
+	"github.com/openriv/riv/collector/evidence"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/pcr"
@@ -39,7 +39,7 @@ type deviceState struct {
 	// What the device supports (certificates, banks, log types),
 	// refetched when the transport presents another key than the cached
 	// identity's, after a reboot, or hourly.
-	sup     *netconf.Support
+	sup     *evidence.Support
 	supTime time.Time
 	// inbandBad are the RIMs the device lists whose bytes are not what it
 	// said (by the digest listed), with the reason, claimed on every poll
@@ -74,7 +74,7 @@ const (
 
 // logTypes are the logs to fetch: those the device announces, or bios and
 // netequip_boot when it announces none (no YANG library).
-func logTypes(sup *netconf.Support) []string {
+func logTypes(sup *evidence.Support) []string {
 	if sup == nil || sup.LogTypes == nil {
 		return []string{logBIOS, logNetequip}
 	}
@@ -90,10 +90,10 @@ func logTypes(sup *netconf.Support) []string {
 // requests returns the log retrievals of the next poll: each log from
 // after the last event kept or verified for these banks and RIMs (from
 // the start otherwise).
-func (st *deviceState) requests(sup *netconf.Support, banks []alg.ID, rims *rim.Index) []netconf.LogRequest {
-	var out []netconf.LogRequest
+func (st *deviceState) requests(sup *evidence.Support, banks []alg.ID, rims *rim.Index) []evidence.LogRequest {
+	var out []evidence.LogRequest
 	for _, t := range logTypes(sup) {
-		req := netconf.LogRequest{Type: t}
+		req := evidence.LogRequest{Type: t}
 		switch {
 		case st == nil:
 		case t == logBIOS:
@@ -181,8 +181,7 @@ func (p *poll) fetchLogs(ctx context.Context) (bool, error) {
 			l, _, err = p.s.Logs(ctx, req.Type, req.After)
 		}
 		if err != nil {
-			var re *netconf.RPCError
-			if errors.As(err, &re) {
+			if errors.Is(err, evidence.ErrRefused) {
 				p.r.claim(&p.r.Vector.Executables, ear.UnexpectedEvidenceClaim, fmt.Sprintf("%s log: the device announces it but answers %v", req.Type, err))
 				return false, nil
 			}

@@ -31,7 +31,7 @@ import (
 
 	"github.com/veraison/ear"
 
-	"github.com/openriv/riv/collector/client/netconf"
+	"github.com/openriv/riv/collector/evidence"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/pcr"
@@ -39,16 +39,10 @@ import (
 	"github.com/openriv/riv/pkg/rim"
 )
 
-// Session is what the verifier needs from a transport.
-type Session interface {
-	// Support is the device's certificates, PCR banks and log types.
-	Support(ctx context.Context) (*netconf.Support, error)
-	Logs(ctx context.Context, logType string, after *uint64) (*eventlog.Log, uint32, error)
-	// Collect is the challenge, then Logs for each request, pipelined.
-	Collect(ctx context.Context, nonce []byte, sel []pcr.Selection, logs []netconf.LogRequest) ([]netconf.Quote, []netconf.LogResult, error)
-}
-
-var _ Session = (*netconf.Client)(nil)
+// Session is what the verifier needs from a transport: any client of
+// collector/client (NETCONF today; RESTCONF and SNMP to come) that returns
+// the transport-neutral evidence types. Appraisal never sees the protocol.
+type Session = evidence.Session
 
 // Policy holds the trust inputs.
 type Policy struct {
@@ -233,7 +227,7 @@ type poll struct {
 	device string
 	s      Session
 	st     *deviceState
-	sup    *netconf.Support
+	sup    *evidence.Support
 
 	rims *rim.Index // the reference values of this appraisal
 	// dev holds the claims about the device as a whole (its in-band RIMs,
@@ -255,9 +249,9 @@ type poll struct {
 
 	attest *quote.Attest
 	sig    *quote.Signature
-	quote  *netconf.Quote
-	reqs   []netconf.LogRequest
-	logs   []netconf.LogResult
+	quote  *evidence.Quote
+	reqs   []evidence.LogRequest
+	logs   []evidence.LogResult
 
 	bios    *eventlog.Log            // the whole bios log (kept part and new events)
 	runtime map[string]*eventlog.Log // new entries of each runtime log
@@ -280,7 +274,7 @@ func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerK
 	p.rims = v.RIMIndex()
 	cards := p.lineCards()
 	if len(p.sup.TPMs) > 1 {
-		if !p.scope(netconf.Scope{CertificateName: p.akRef, TPM: p.tpm}) {
+		if !p.scope(evidence.Scope{CertificateName: p.akRef, TPM: p.tpm}) {
 			p.r.claim(&p.r.Vector.InstanceIdentity, ear.VerifierMalfunctionClaim, "instance-identity: the device has several TPMs and this transport cannot address one")
 			p.r.merge(p.dev)
 			return v.finish(p.r, nil)
@@ -350,8 +344,8 @@ func (p *poll) challenge(ctx context.Context) (bool, error) {
 	v.mu.Lock()
 	p.reqs = v.state[p.device].requests(p.sup, p.banks, p.rims)
 	v.mu.Unlock()
-	var quotes []netconf.Quote
-	var logs []netconf.LogResult
+	var quotes []evidence.Quote
+	var logs []evidence.LogResult
 	for attempt := 0; ; attempt++ {
 		p.nonce = make([]byte, 32)
 		if _, err := rand.Read(p.nonce); err != nil {
@@ -365,8 +359,7 @@ func (p *poll) challenge(ctx context.Context) (bool, error) {
 		// A busy TPM (resource-denied: its quote queue or this client's
 		// rate) is asked again after a backoff with jitter, so that the
 		// collectors and operators sharing it do not retry in step.
-		var re *netconf.RPCError
-		if !errors.As(err, &re) || len(re.Errors) == 0 || string(re.Errors[0].Tag) != "resource-denied" || attempt == maxBusyRetries {
+		if !errors.Is(err, evidence.ErrBusy) || attempt == maxBusyRetries {
 			return false, fmt.Errorf("%s: challenge: %w", p.device, err)
 		}
 		wait := busyBackoff << attempt

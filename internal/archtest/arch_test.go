@@ -71,6 +71,10 @@ func TestImportRules(t *testing.T) {
 			func(d string) bool { return under(d, "agent") }},
 		{"nothing outside the testbed imports it", func(p string) bool { return !under(p, "testbed") },
 			func(d string) bool { return under(d, "testbed") }},
+		{"the evidence types know no transport", func(p string) bool { return under(p, "collector/evidence") },
+			func(d string) bool { return under(d, "collector/client") || under(d, "collector/verifier") }},
+		{"the transport clients know no appraisal", func(p string) bool { return under(p, "collector/client") },
+			func(d string) bool { return under(d, "collector/verifier") }},
 		{"the attester never calls its servers", func(p string) bool { return under(p, "agent/attester") },
 			func(d string) bool {
 				return under(d, "agent/netconf") || under(d, "agent/restconf") || under(d, "agent/snmp")

@@ -18,6 +18,7 @@ import (
 
 	"github.com/openriv/riv/agent/sim/device"
 	"github.com/openriv/riv/collector/client/netconf"
+	"github.com/openriv/riv/collector/evidence"
 	"github.com/openriv/riv/collector/verifier"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/identity"
@@ -44,7 +45,7 @@ func (l *cardLiar) Support(ctx context.Context) (*netconf.Support, error) {
 	return s, err
 }
 
-func (l *cardLiar) Scoped(sc netconf.Scope) *netconf.Client {
+func (l *cardLiar) Scoped(sc evidence.Scope) evidence.Session {
 	return l.Client.Scoped(l.scoped(sc))
 }
 

@@ -20,6 +20,7 @@ import (
 	nc "github.com/nemith/netconf"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/openriv/riv/collector/evidence"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/identity"
@@ -36,6 +37,21 @@ const (
 	nsInventory = "urn:openriv:params:xml:ns:yang:riv-software-inventory"
 )
 
+// The evidence types the client returns are the transport-neutral ones
+// of collector/evidence, which the verifier speaks.
+type (
+	Scope       = evidence.Scope
+	Certificate = evidence.Certificate
+	TPM         = evidence.TPM
+	Support     = evidence.Support
+	Component   = evidence.Component
+	RIMRef      = evidence.RIMRef
+	RIMFile     = evidence.RIMFile
+	Quote       = evidence.Quote
+	LogRequest  = evidence.LogRequest
+	LogResult   = evidence.LogResult
+)
+
 // Client is a NETCONF session to one agent.
 type Client struct {
 	s *session
@@ -49,21 +65,21 @@ type Client struct {
 	scope Scope
 }
 
-// Scope names one TPM of a device with several (RFC 9684 mtpm): the
-// certificate a challenge asks a quote by, and the TPM whose logs are
-// retrieved.
-type Scope struct {
-	CertificateName, TPM string
-}
-
 // Scoped returns a client on the same session whose challenges ask only
 // for a quote by sc.CertificateName and whose log retrievals select only
 // sc.TPM's logs.
-func (c *Client) Scoped(sc Scope) *Client {
+func (c *Client) Scoped(sc Scope) evidence.Session {
 	n := *c
 	n.scope = sc
 	return &n
 }
+
+// The client is a verifier session of every kind.
+var (
+	_ evidence.Session   = (*Client)(nil)
+	_ evidence.Scoper    = (*Client)(nil)
+	_ evidence.RIMSource = (*Client)(nil)
+)
 
 // DialSSH opens NETCONF over SSH with the default stage deadlines.
 func DialSSH(ctx context.Context, addr, user string, key crypto.Signer) (*Client, error) {
@@ -196,6 +212,18 @@ type RPCError struct {
 	Errors nc.RPCErrors
 }
 
+// Is makes an rpc-error evidence.ErrRefused, and one with error-tag
+// resource-denied evidence.ErrBusy too.
+func (e *RPCError) Is(target error) bool {
+	switch target {
+	case evidence.ErrRefused:
+		return true
+	case evidence.ErrBusy:
+		return len(e.Errors) > 0 && string(e.Errors[0].Tag) == "resource-denied"
+	}
+	return false
+}
+
 func (e *RPCError) Error() string {
 	if len(e.Errors) > 0 {
 		return fmt.Sprintf("rpc-error %s: %s", e.Errors[0].Tag, e.Errors[0].Message)
@@ -203,55 +231,17 @@ func (e *RPCError) Error() string {
 	return e.Err.Error()
 }
 
-// Certificate is a certificate the agent lists in rats-support-structures,
-// resolved from ietf-keystore, with its name and RFC 9684 type ("" for a
-// device-identity certificate, which has no type of its own).
-type Certificate struct {
-	Name string
-	Type string
-	Cert *x509.Certificate
-	// TPM is the name of the TPM listing it.
-	TPM string
-}
-
-// TPM is one TPM the device lists, on its compute node (mtpm).
-type TPM struct {
-	Name, ComputeNode string
-}
-
-// Support is what a device says it supports: its certificates, the PCR
-// banks its TPM allocates (attester-supported-algos), and the event logs
-// it keeps (the features of ietf-tpm-remote-attestation in its YANG
-// library). All of it is untrusted until the quote binds it.
-type Support struct {
-	Certificates []Certificate
-	// TPMs are the device's TPMs in the order it lists them.
-	TPMs  []TPM
-	Banks []alg.ID
-	// Inventory lists the device's software components and the digests
-	// of the signed RIMs it carries for them (riv-software-inventory),
-	// without their content; nil when it serves no inventory.
-	Inventory []Component
-	// InventoryErr is why a device that implements the inventory did not
-	// give it (an rpc-error); the appraisal goes on without it.
-	InventoryErr error
-	hasInventory bool
-	// LogTypes are "bios", "ima" and "netequip_boot" as the device
-	// announces them; nil when it serves no YANG library (the verifier
-	// then asks for bios and netequip_boot).
-	LogTypes []string
-}
-
 // Support fetches rats-support-structures, the keystore entries they
 // reference and the attestation module's features in one <get>.
 func (c *Client) Support(ctx context.Context) (*Support, error) {
 	Progress(ctx, "identity and capabilities")
 	var out *Support
+	var hasInventory bool
 	err := c.do(ctx, supportRPC, func(body []byte) (err error) {
-		out, err = DecodeSupport(body)
+		out, hasInventory, err = decodeSupport(body)
 		return err
 	})
-	if err != nil || !out.hasInventory {
+	if err != nil || !hasInventory {
 		return out, err
 	}
 	// Only a device that implements the inventory is asked for it: some
@@ -311,6 +301,14 @@ const maxComponents = 1 << 14
 
 // DecodeSupport decodes the reply to supportRPC (a <get>'s inner body).
 func DecodeSupport(body []byte) (*Support, error) {
+	s, _, err := decodeSupport(body)
+	return s, err
+}
+
+// decodeSupport is DecodeSupport, also reporting whether the device
+// implements riv-software-inventory.
+func decodeSupport(body []byte) (*Support, bool, error) {
+	hasInventory := false
 	var r struct {
 		RSS struct {
 			TPMs []struct {
@@ -337,7 +335,7 @@ func DecodeSupport(body []byte) (*Support, error) {
 		} `xml:"data>yang-library>module-set>module"`
 	}
 	if err := xml.Unmarshal(wrap(body), &r); err != nil {
-		return nil, fmt.Errorf("decode rats-support-structures: %w", err)
+		return nil, false, fmt.Errorf("decode rats-support-structures: %w", err)
 	}
 	out := &Support{}
 	type tpmCert struct {
@@ -359,11 +357,11 @@ func DecodeSupport(body []byte) (*Support, error) {
 			for _, kc := range k.Certs {
 				der, err := base64.StdEncoding.DecodeString(strings.TrimSpace(kc.Data))
 				if err != nil {
-					return nil, fmt.Errorf("certificate %s: %w", rc.Name, err)
+					return nil, false, fmt.Errorf("certificate %s: %w", rc.Name, err)
 				}
 				certs, err := identity.ParseCertsOnlyCMS(der)
 				if err != nil || len(certs) == 0 {
-					return nil, fmt.Errorf("certificate %s: %v", rc.Name, err)
+					return nil, false, fmt.Errorf("certificate %s: %v", rc.Name, err)
 				}
 				out.Certificates = append(out.Certificates, Certificate{Name: rc.Name, Type: strings.TrimSpace(rc.Type), Cert: certs[0], TPM: rc.TPM})
 			}
@@ -376,7 +374,7 @@ func DecodeSupport(body []byte) (*Support, error) {
 	}
 	for _, m := range r.Modules {
 		if strings.TrimSpace(m.Name) == "riv-software-inventory" {
-			out.hasInventory = true
+			hasInventory = true
 		}
 		if strings.TrimSpace(m.Name) != "ietf-tpm-remote-attestation" {
 			continue
@@ -389,29 +387,7 @@ func DecodeSupport(body []byte) (*Support, error) {
 			}
 		}
 	}
-	return out, nil
-}
-
-// Component is one installed software component: its CoSWID tag-id and
-// the RIMs the device carries for it.
-type Component struct {
-	TagID string
-	RIMs  []RIMRef
-}
-
-// RIMRef names one RIM the device carries, by the SHA-256 of its bytes
-// (hex) as the device reports it: untrusted until the bytes are fetched
-// and hashed.
-type RIMRef struct {
-	Digest, MediaType, FileName string
-	Size                        uint64 // as the device lists it
-}
-
-// RIMFile is a RIM fetched from the device.
-type RIMFile struct {
-	TagID string
-	RIMRef
-	Content []byte
+	return out, hasInventory, nil
 }
 
 // maxRIMBytes bounds the RIMs one fetch returns (a reply is bounded by
@@ -511,14 +487,6 @@ func identityOf(b alg.ID) string {
 	return ""
 }
 
-// Quote is one tpm20-attestation-response.
-type Quote struct {
-	CertificateName string
-	Attest, Sig     []byte
-	UpTime          uint32
-	Unsigned        pcr.Values
-}
-
 // Challenge runs tpm20-challenge-response-attestation.
 func (c *Client) Challenge(ctx context.Context, nonce []byte, sel []pcr.Selection) ([]Quote, error) {
 	var quotes []Quote
@@ -548,19 +516,6 @@ func challengeRPC(nonce []byte, sel []pcr.Selection, sc Scope) string {
 	}
 	b.WriteString(`</tpm20-attestation-challenge></tpm20-challenge-response-attestation>`)
 	return b.String()
-}
-
-// LogRequest asks for one log, the entries after After (nil: all).
-type LogRequest struct {
-	Type  string // "bios", "netequip_boot", "ima"
-	After *uint64
-}
-
-// LogResult is one requested log, or why it could not be had.
-type LogResult struct {
-	Log    *eventlog.Log
-	UpTime uint32
-	Err    error
 }
 
 // Collect runs the challenge and the log retrievals pipelined: all the

@@ -2,10 +2,15 @@ package netconf
 
 import (
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	nc "github.com/nemith/netconf"
+
+	"github.com/openriv/riv/collector/evidence"
 )
 
 // supportBody is a <get> reply of a 2-TPM device with an inventory, as
@@ -107,4 +112,26 @@ func FuzzDecodeRIMs(f *testing.F) {
 			t.Fatalf("%d bytes of RIMs decoded, limit %d", total, maxRIMBytes)
 		}
 	})
+}
+
+// TestRPCErrorIs: the client's rpc-errors are the transport-neutral
+// errors the verifier reacts to.
+func TestRPCErrorIs(t *testing.T) {
+	busy := &RPCError{Errors: nc.RPCErrors{{Tag: "resource-denied", Message: "quote queue full"}}}
+	denied := &RPCError{Errors: nc.RPCErrors{{Tag: "access-denied"}}}
+	for _, tc := range []struct {
+		err           error
+		refused, isBz bool
+	}{
+		{fmt.Errorf("challenge: %w", busy), true, true},
+		{denied, true, false},
+		{errors.New("connection reset"), false, false},
+	} {
+		if got := errors.Is(tc.err, evidence.ErrRefused); got != tc.refused {
+			t.Errorf("%v is ErrRefused: %v", tc.err, got)
+		}
+		if got := errors.Is(tc.err, evidence.ErrBusy); got != tc.isBz {
+			t.Errorf("%v is ErrBusy: %v", tc.err, got)
+		}
+	}
 }
