@@ -7,7 +7,7 @@ DEMO_ARGS ?=
 # Debian packages the tests and the demo use (NOTES.md).
 DEB_PKGS  := gcc libssl-dev curl swtpm swtpm-tools tpm2-tools libyang2-tools snmp snmpd smitools \
              python3-ncclient python3-pysnmp4 yangcli ssh-audit
-BINARIES  := rivctl riv-agent riv-demo riv-router
+BINARIES  := rivctl riv-agent riv-demo riv-router riv-collector
 # What `version` prints: the nearest tag and commit.
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/openriv/riv/internal/cli.Version=$(VERSION)
@@ -35,6 +35,7 @@ setup: ## install missing Debian packages (as root) and Go modules
 build: setup ## build the binaries into bin/
 	@mkdir -p bin
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/rivctl ./collector/cmd/rivctl
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/riv-collector ./collector/cmd/riv-collector
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/riv-demo ./testbed/cmd/riv-demo
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/riv-router ./testbed/cmd/riv-router
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/riv-agent ./agent/cmd/riv-agent

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/openriv/riv/collector/client/netconf"
+	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/endpoint"
 	"github.com/openriv/riv/pkg/rim"
 )
@@ -307,6 +308,36 @@ func attachSupports(idx *rim.Index, bases []*rim.Tag, cands []rimFile) error {
 		}
 	}
 	return nil
+}
+
+// PolicyOf is the policy an endpoints.json implies: its manufacturer
+// (and owner) anchors, its RIM signer's anchor for the RIMs the device
+// carries, and the RIMs of its directory when it names one; SHA-256 or
+// SHA-384 quotes.
+func PolicyOf(ep *Endpoints) (*Policy, error) {
+	pool, err := LoadPool(ep.TrustAnchors)
+	if err != nil {
+		return nil, fmt.Errorf("manufacturer anchors: %w", err)
+	}
+	rimPool, err := LoadPool(ep.RIMSigner)
+	if err != nil {
+		return nil, fmt.Errorf("RIM anchors: %w", err)
+	}
+	// Local RIMs are optional: the RIMs a device carries are fetched from
+	// it and verified against the same anchors.
+	idx := rim.NewIndex()
+	if ep.RIMs != "" {
+		if idx, _, err = LoadRIMs(ep.RIMs, rimPool); err != nil {
+			return nil, fmt.Errorf("RIMs: %w", err)
+		}
+	}
+	pol := &Policy{Anchors: pool, RIMs: idx, RIMAnchors: rimPool, Banks: []alg.ID{alg.SHA256, alg.SHA384}}
+	if ep.OwnerAnchors != "" {
+		if pol.OwnerAnchors, err = LoadPool(ep.OwnerAnchors); err != nil {
+			return nil, fmt.Errorf("owner anchors: %w", err)
+		}
+	}
+	return pol, nil
 }
 
 // Endpoints is the endpoints.json contract.

@@ -51,6 +51,7 @@ func bin(t *testing.T, name string) string {
 			{".", "riv-agent", "./agent/cmd/riv-agent"},
 			{".", "riv-demo", "./testbed/cmd/riv-demo"},
 			{".", "riv-router", "./testbed/cmd/riv-router"},
+			{".", "riv-collector", "./collector/cmd/riv-collector"},
 			{"tools", "arc", "github.com/veraison/ear/arc"},
 		} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, b[1]), b[2])
@@ -317,6 +318,7 @@ func TestCLIConventions(t *testing.T) {
 		{"riv-agent", [][]string{{"provision"}, {"serve"}, {"config", "check"}, {"dev"}}},
 		{"riv-demo", [][]string{{}}},
 		{"riv-router", [][]string{{}, {"measure"}, {"reboot"}}},
+		{"riv-collector", [][]string{{"dev"}}},
 	} {
 		if code, out, _ := runBin(t, c.bin, "version"); code != 0 || !strings.HasPrefix(out, c.bin+" ") {
 			t.Errorf("%s version: %d %q", c.bin, code, out)

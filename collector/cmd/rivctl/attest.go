@@ -20,8 +20,6 @@ import (
 	"github.com/openriv/riv/collector/store"
 	"github.com/openriv/riv/collector/verifier"
 	"github.com/openriv/riv/internal/cli"
-	"github.com/openriv/riv/pkg/alg"
-	"github.com/openriv/riv/pkg/rim"
 )
 
 const attestHelp = `Targets are endpoints.json files (as riv-agent dev writes them), given
@@ -204,27 +202,9 @@ func cmdAttest(env *cli.Env, args []string) error {
 }
 
 func loadPolicy(ep *verifier.Endpoints) (*verifier.Policy, error) {
-	pool, err := verifier.LoadPool(ep.TrustAnchors)
+	pol, err := verifier.PolicyOf(ep)
 	if err != nil {
-		return nil, badInput("attest: manufacturer anchors: %v", err)
-	}
-	rimPool, err := verifier.LoadPool(ep.RIMSigner)
-	if err != nil {
-		return nil, badInput("attest: RIM anchors: %v", err)
-	}
-	// Local RIMs are optional: the RIMs a device carries are fetched from
-	// it and verified against the same anchors.
-	idx := rim.NewIndex()
-	if ep.RIMs != "" {
-		if idx, _, err = verifier.LoadRIMs(ep.RIMs, rimPool); err != nil {
-			return nil, badInput("attest: RIMs: %v", err)
-		}
-	}
-	pol := &verifier.Policy{Anchors: pool, RIMs: idx, RIMAnchors: rimPool, Banks: []alg.ID{alg.SHA256, alg.SHA384}}
-	if ep.OwnerAnchors != "" {
-		if pol.OwnerAnchors, err = verifier.LoadPool(ep.OwnerAnchors); err != nil {
-			return nil, badInput("attest: owner anchors: %v", err)
-		}
+		return nil, badInput("attest: %v", err)
 	}
 	return pol, nil
 }

@@ -1,0 +1,259 @@
+// Package api is the collector's HTTP API under /api/v1: the fleet's
+// devices with their latest verdicts, each device's EAR and history, an
+// on-demand attestation, and the EAR signing key as a JWKS. Requests
+// carry a bearer token: the read-only token reads, the admin token also
+// acts. Errors are JSON objects {"error": "..."} with the HTTP status.
+package api
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/veraison/ear"
+
+	"github.com/openriv/riv/collector/scheduler"
+	"github.com/openriv/riv/collector/store"
+)
+
+// Fleet is what the API serves.
+type Fleet interface {
+	Devices() []scheduler.State
+	Device(name string) (scheduler.State, bool)
+	History(ctx context.Context, name string, limit int) ([]store.Record, error)
+	Attest(ctx context.Context, name string) (scheduler.State, error)
+}
+
+var _ Fleet = (*scheduler.Scheduler)(nil)
+
+// Server serves the API.
+type Server struct {
+	Fleet Fleet
+	// AdminToken and ReadToken are the bearer tokens of the two roles.
+	AdminToken, ReadToken string
+	// EARKey is the public key EARs are signed with (for /keys).
+	EARKey *ecdsa.PublicKey
+}
+
+// maxBody bounds a request body (the API takes none larger today).
+const maxBody = 64 << 10
+
+// Handler returns the API's HTTP handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/devices", s.read(s.devices))
+	mux.HandleFunc("GET /api/v1/devices/{name}", s.read(s.device))
+	mux.HandleFunc("GET /api/v1/devices/{name}/ear", s.read(s.ear))
+	mux.HandleFunc("GET /api/v1/devices/{name}/history", s.read(s.history))
+	mux.HandleFunc("POST /api/v1/devices/{name}/attest", s.admin(s.attest))
+	mux.HandleFunc("GET /api/v1/keys", s.keys) // public: relying parties verify EARs with it
+	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
+		fail(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
+	})
+	return http.MaxBytesHandler(mux, maxBody)
+}
+
+// role is what a request's bearer token allows: 0 none, 1 read, 2 admin.
+func (s *Server) role(r *http.Request) int {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		return 0
+	}
+	eq := func(a, b string) bool { return b != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+	switch {
+	case eq(tok, s.AdminToken):
+		return 2
+	case eq(tok, s.ReadToken):
+		return 1
+	}
+	return 0
+}
+
+func (s *Server) read(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.role(r) < 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="riv-collector"`)
+			fail(w, http.StatusUnauthorized, "a bearer token is required")
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		switch s.role(r) {
+		case 0:
+			w.Header().Set("WWW-Authenticate", `Bearer realm="riv-collector"`)
+			fail(w, http.StatusUnauthorized, "a bearer token is required")
+		case 1:
+			fail(w, http.StatusForbidden, "the read-only token cannot act; use the admin token")
+		default:
+			h(w, r)
+		}
+	}
+}
+
+// Device is a device as the API shows it.
+type Device struct {
+	Name        string           `json:"name"`
+	Serial      string           `json:"serial,omitempty"`
+	State       string           `json:"state"`            // "appraised", "unreachable", "pending"
+	Status      string           `json:"status,omitempty"` // the latest verdict
+	TrustVector *ear.TrustVector `json:"trust_vector,omitempty"`
+	Reasons     []string         `json:"reasons,omitempty"`
+	TPMs        []TPM            `json:"tpms,omitempty"`
+	Appraised   *time.Time       `json:"appraised,omitempty"`
+	Error       string           `json:"error,omitempty"`
+	ResetCount  *uint32          `json:"reset_count,omitempty"`
+	Polls       int              `json:"polls"`
+}
+
+// TPM is one TPM's verdict on a device with line cards.
+type TPM struct {
+	Name        string           `json:"name"`
+	Status      string           `json:"status"`
+	TrustVector *ear.TrustVector `json:"trust_vector"`
+	Reasons     []string         `json:"reasons"`
+}
+
+func view(st scheduler.State) Device {
+	d := Device{Name: st.Name, State: "pending", Polls: st.Polls}
+	if r := st.Result; r != nil {
+		t, rc := r.Time, r.Clock.ResetCount
+		d.State, d.Serial, d.Status, d.TrustVector, d.Reasons, d.Appraised, d.ResetCount = "appraised", r.Serial, r.Status.String(), &r.Vector, r.Reasons, &t, &rc
+		for i := range r.TPMs {
+			tp := &r.TPMs[i]
+			d.TPMs = append(d.TPMs, TPM{Name: tp.Name, Status: tp.Status.String(), TrustVector: &tp.Vector, Reasons: tp.Reasons})
+		}
+	}
+	if st.Unreachable != "" {
+		d.State, d.Error = "unreachable", st.Unreachable
+	}
+	return d
+}
+
+func (s *Server) devices(w http.ResponseWriter, r *http.Request) {
+	out := []Device{}
+	for _, st := range s.Fleet.Devices() {
+		out = append(out, view(st))
+	}
+	reply(w, http.StatusOK, map[string]any{"devices": out})
+}
+
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (scheduler.State, bool) {
+	st, ok := s.Fleet.Device(r.PathValue("name"))
+	if !ok {
+		fail(w, http.StatusNotFound, fmt.Sprintf("no device %q", r.PathValue("name")))
+	}
+	return st, ok
+}
+
+func (s *Server) device(w http.ResponseWriter, r *http.Request) {
+	if st, ok := s.lookup(w, r); ok {
+		reply(w, http.StatusOK, view(st))
+	}
+}
+
+func (s *Server) ear(w http.ResponseWriter, r *http.Request) {
+	st, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	if st.Result == nil || len(st.Result.EAR) == 0 {
+		fail(w, http.StatusNotFound, fmt.Sprintf("device %q has no attestation result yet", st.Name))
+		return
+	}
+	w.Header().Set("Content-Type", "application/eat+jwt")
+	w.Write(st.Result.EAR)
+}
+
+func (s *Server) history(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.lookup(w, r); !ok {
+		return
+	}
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			fail(w, http.StatusBadRequest, "limit: want 1 to 10000")
+			return
+		}
+		limit = n
+	}
+	recs, err := s.Fleet.History(r.Context(), r.PathValue("name"), limit)
+	if err != nil {
+		fail(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	type entry struct {
+		ID         int64           `json:"id"`
+		Time       time.Time       `json:"time"`
+		Status     string          `json:"status"`
+		Vector     ear.TrustVector `json:"trust_vector"`
+		Reasons    []string        `json:"reasons"`
+		ResetCount uint32          `json:"reset_count"`
+		Rebooted   bool            `json:"rebooted"`
+		Superseded string          `json:"superseded,omitempty"`
+	}
+	out := []entry{}
+	for _, rec := range recs {
+		out = append(out, entry{rec.ID, rec.Time, rec.Status, rec.Vector, rec.Reasons, rec.ResetCount, rec.Rebooted, rec.Superseded})
+	}
+	reply(w, http.StatusOK, map[string]any{"device": r.PathValue("name"), "history": out})
+}
+
+func (s *Server) attest(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
+	defer cancel()
+	st, err := s.Fleet.Attest(ctx, r.PathValue("name"))
+	switch {
+	case err != nil && errors.Is(err, context.DeadlineExceeded):
+		fail(w, http.StatusGatewayTimeout, "the attestation did not finish in time")
+	case err != nil:
+		fail(w, http.StatusNotFound, err.Error())
+	default:
+		reply(w, http.StatusOK, view(st))
+	}
+}
+
+// keys is the JWKS of the EAR signing key (RFC 7517), with its RFC 7638
+// thumbprint as kid.
+func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
+	k := s.EARKey
+	if k == nil {
+		reply(w, http.StatusOK, map[string]any{"keys": []any{}})
+		return
+	}
+	crv, alg := "P-256", "ES256"
+	if k.Curve == elliptic.P384() {
+		crv, alg = "P-384", "ES384"
+	}
+	size := (k.Curve.Params().BitSize + 7) / 8
+	enc := base64.RawURLEncoding
+	x, y := enc.EncodeToString(k.X.FillBytes(make([]byte, size))), enc.EncodeToString(k.Y.FillBytes(make([]byte, size)))
+	tp := sha256.Sum256([]byte(`{"crv":"` + crv + `","kty":"EC","x":"` + x + `","y":"` + y + `"}`))
+	reply(w, http.StatusOK, map[string]any{"keys": []map[string]string{{"kty": "EC", "crv": crv, "x": x, "y": y, "alg": alg, "use": "sig", "kid": enc.EncodeToString(tp[:])}}})
+}
+
+func reply(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func fail(w http.ResponseWriter, status int, msg string) {
+	reply(w, status, map[string]string{"error": msg})
+}

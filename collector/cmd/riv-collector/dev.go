@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/openriv/riv/collector/api"
+	"github.com/openriv/riv/collector/scheduler"
+	"github.com/openriv/riv/collector/store"
+	"github.com/openriv/riv/collector/verifier"
+	"github.com/openriv/riv/internal/cli"
+	"github.com/openriv/riv/internal/lockdir"
+)
+
+const devHelp = `Polls the devices of the endpoints.json files every interval over
+NETCONF-TLS (NETCONF-SSH for a device without TLS), stores every result in
+DIR/riv.db (SQLite), signs each EAR with DIR/ear-key.pem (created on the
+first start, kept after), and serves the API on 127.0.0.1 over HTTP:
+GET /api/v1/devices, /api/v1/devices/{name}, /api/v1/devices/{name}/ear,
+/api/v1/devices/{name}/history, /api/v1/keys (the EAR key's JWKS, public)
+and POST /api/v1/devices/{name}/attest (admin). Requests carry
+"Authorization: Bearer TOKEN" with a token of DIR/collector.json, which
+is written when the API serves; DIR is locked while the collector runs.`
+
+func runDev(env *cli.Env, args []string) error {
+	fs := env.Flags()
+	dir := fs.String("dir", "", "directory for the store, the EAR key, the tokens and collector.json")
+	var eps cli.Strings
+	fs.Var(&eps, "endpoints", "endpoints.json `FILE` of a device (repeatable; also as arguments)")
+	interval := fs.Duration("interval", 30*time.Second, "time between polls of a device")
+	addr := fs.String("addr", "127.0.0.1:0", "API listen `HOST:PORT` (a 127.0.0.0/8 address: dev serves plain HTTP)")
+	if err := env.Parse(fs, args); err != nil {
+		return err
+	}
+	eps = append(eps, fs.Args()...)
+	if *dir == "" {
+		return cli.Usage("dev: --dir is required")
+	}
+	if *interval < time.Second {
+		return cli.Usage("dev: --interval %v: want at least 1s", *interval)
+	}
+	if host, _, err := net.SplitHostPort(*addr); err != nil || !net.ParseIP(host).IsLoopback() {
+		return cli.Usage("dev: --addr %q: dev serves plain HTTP, only on a loopback address", *addr)
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return cli.Usage("dev: %v", err)
+	}
+	unlock, err := lockdir.Lock(*dir, "riv-collector dev")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	key, err := earKey(filepath.Join(*dir, "ear-key.pem"))
+	if err != nil {
+		return cli.Usage("dev: %v", err)
+	}
+	devices, err := fleetOf(eps, key)
+	if err != nil {
+		return cli.Usage("dev: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	db, err := store.Open(ctx, filepath.Join(*dir, "riv.db"))
+	if err != nil {
+		return cli.Usage("dev: store: %v", err)
+	}
+	defer db.Close()
+	sch := scheduler.New(scheduler.Options{Interval: *interval, Store: db, Logger: log}, devices)
+	admin, read := token(), token()
+	srv := &api.Server{Fleet: sch, AdminToken: admin, ReadToken: read, EARKey: &key.PublicKey}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return cli.Usage("dev: %v", err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 3 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	done := make(chan struct{})
+	go func() { defer close(done); sch.Run(ctx) }()
+	url := "http://" + ln.Addr().String()
+	b, _ := json.MarshalIndent(map[string]string{"url": url, "admin_token": admin, "readonly_token": read}, "", "  ")
+	if err := writeAtomic(filepath.Join(*dir, "collector.json"), append(b, '\n')); err != nil {
+		return cli.Usage("dev: %v", err)
+	}
+	log.Info("serving", "url", url, "devices", len(devices), "interval", *interval, "collector", filepath.Join(*dir, "collector.json"))
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return cli.Usage("dev: API: %v", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	hs.Shutdown(sctx)
+	<-done
+	log.Info("stopped")
+	return nil
+}
+
+// fleetOf builds the devices of endpoints files: a verifier per policy
+// (devices with the same anchors and RIMs share one), each keeping its
+// sessions between polls.
+func fleetOf(files []string, key *ecdsa.PrivateKey) ([]scheduler.Device, error) {
+	verifiers := map[string]*verifier.Verifier{}
+	names := map[string]bool{}
+	var out []scheduler.Device
+	for _, f := range files {
+		ep, err := verifier.ReadEndpoints(f)
+		if err != nil {
+			return nil, err
+		}
+		name := ep.Serial
+		if name == "" {
+			name = strings.TrimSuffix(filepath.Base(filepath.Dir(f)), string(filepath.Separator))
+		}
+		if names[name] {
+			return nil, fmt.Errorf("%s: a second device named %q", f, name)
+		}
+		names[name] = true
+		pk := strings.Join([]string{ep.TrustAnchors, ep.OwnerAnchors, ep.RIMSigner, ep.RIMs}, "\x00")
+		v := verifiers[pk]
+		if v == nil {
+			pol, err := verifier.PolicyOf(ep)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", f, err)
+			}
+			v = verifier.New(*pol, key)
+			v.Reuse = true
+			verifiers[pk] = v
+		}
+		via := "tls"
+		if ep.NetconfTLS == "" {
+			via = "ssh"
+		}
+		t, err := verifier.TargetOf(ep, via)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		t.Name = name
+		out = append(out, scheduler.Device{Name: name, Target: t, Verifier: v})
+	}
+	return out, nil
+}
+
+// earKey loads the EAR signing key, creating it on the first start: the
+// relying parties trust it, so it is never a throwaway.
+func earKey(path string) (*ecdsa.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			return nil, err
+		}
+		return k, writeAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	}
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("%s: no PEM key", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	ek, ok := k.(*ecdsa.PrivateKey)
+	if !ok || (ek.Curve != elliptic.P256() && ek.Curve != elliptic.P384()) {
+		return nil, fmt.Errorf("%s: want an ECDSA P-256 or P-384 key", path)
+	}
+	return ek, nil
+}
+
+func token() string {
+	b := make([]byte, 24)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func writeAtomic(path string, b []byte) error {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,221 @@
+// Package scheduler polls a fleet: each device at its interval with
+// jitter, a bounded number of polls in flight, every result stored, the
+// latest kept for the API. A device that cannot be reached is a state
+// ("unreachable", with the error), retried with backoff, never a verdict;
+// one that answers garbage gets the verifier's contraindicated verdict
+// and never holds up the others.
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/openriv/riv/collector/store"
+	"github.com/openriv/riv/collector/verifier"
+)
+
+// Device is one device to poll.
+type Device struct {
+	Name     string
+	Target   verifier.Target
+	Verifier *verifier.Verifier
+	Interval time.Duration // default Options.Interval
+}
+
+// State is what is known of a device now.
+type State struct {
+	Name string
+	// Result is the latest appraisal (nil before the first).
+	Result *verifier.Result
+	// Unreachable is the error of the last poll when it could not reach
+	// the device; LastPoll is when that poll ended.
+	Unreachable string
+	LastPoll    time.Time
+	Polls       int
+}
+
+// Options configure the scheduler.
+type Options struct {
+	Interval    time.Duration // default 30 s
+	MaxInFlight int           // default 64
+	PollTimeout time.Duration // default 60 s
+	Store       *store.Store  // where every result goes (optional)
+	Logger      *slog.Logger
+}
+
+// Scheduler polls devices until its context ends.
+type Scheduler struct {
+	o       Options
+	mu      sync.Mutex
+	devices map[string]*entry
+	sem     chan struct{}
+}
+
+type entry struct {
+	d     Device
+	state State
+	now   chan chan struct{} // on-demand polls; each is closed when done
+}
+
+// New returns a scheduler for devices.
+func New(o Options, devices []Device) *Scheduler {
+	if o.Interval == 0 {
+		o.Interval = 30 * time.Second
+	}
+	if o.MaxInFlight == 0 {
+		o.MaxInFlight = 64
+	}
+	if o.PollTimeout == 0 {
+		o.PollTimeout = time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Scheduler{o: o, devices: map[string]*entry{}, sem: make(chan struct{}, o.MaxInFlight)}
+	for _, d := range devices {
+		if d.Interval == 0 {
+			d.Interval = o.Interval
+		}
+		s.devices[d.Name] = &entry{d: d, state: State{Name: d.Name}, now: make(chan chan struct{}, 1)}
+	}
+	return s
+}
+
+// Run polls every device until ctx ends.
+func (s *Scheduler) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	s.mu.Lock()
+	for _, e := range s.devices {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.loop(ctx, e) }()
+	}
+	s.mu.Unlock()
+	wg.Wait()
+}
+
+// loop polls one device: at once, then every interval with ±10 % jitter
+// (devices started together drift apart), sooner on demand, and with
+// backoff up to 10 intervals while it cannot be reached.
+func (s *Scheduler) loop(ctx context.Context, e *entry) {
+	var waiting []chan struct{}
+	failures := 0
+	for {
+		ok := s.poll(ctx, e)
+		for _, w := range waiting {
+			close(w)
+		}
+		waiting = nil
+		if ok {
+			failures = 0
+		} else if failures < 4 {
+			failures++
+		}
+		next := e.d.Interval << failures
+		if max := 10 * e.d.Interval; next > max {
+			next = max
+		}
+		next += time.Duration((rand.Float64()*0.2 - 0.1) * float64(next))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(next):
+		case w := <-e.now:
+			waiting = append(waiting, w)
+		}
+	}
+}
+
+// poll appraises the device once; false when it could not be reached.
+func (s *Scheduler) poll(ctx context.Context, e *entry) bool {
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return true
+	}
+	defer func() { <-s.sem }()
+	pctx, cancel := context.WithTimeout(ctx, s.o.PollTimeout)
+	r, err := e.d.Verifier.AppraiseTarget(pctx, e.d.Target)
+	cancel()
+	if ctx.Err() != nil {
+		return true
+	}
+	s.mu.Lock()
+	e.state.LastPoll, e.state.Polls = time.Now(), e.state.Polls+1
+	if err != nil {
+		e.state.Unreachable = err.Error()
+	} else {
+		e.state.Unreachable, e.state.Result = "", r
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.o.Logger.Warn("device unreachable", "device", e.d.Name, "err", err)
+		return false
+	}
+	if s.o.Store != nil {
+		if _, err := s.o.Store.Save(ctx, r); err != nil {
+			s.o.Logger.Error("store result", "device", e.d.Name, "err", err)
+		}
+	}
+	s.o.Logger.Info("appraised", "device", e.d.Name, "status", r.Status.String(), "reasons", len(r.Reasons))
+	return true
+}
+
+// Devices returns every device's state, by name.
+func (s *Scheduler) Devices() []State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]State, 0, len(s.devices))
+	for _, e := range s.devices {
+		out = append(out, e.state)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Device returns one device's state.
+func (s *Scheduler) Device(name string) (State, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.devices[name]
+	if !ok {
+		return State{}, false
+	}
+	return e.state, true
+}
+
+// History is the device's stored results, newest first.
+func (s *Scheduler) History(ctx context.Context, name string, limit int) ([]store.Record, error) {
+	if s.o.Store == nil {
+		return nil, fmt.Errorf("no store")
+	}
+	return s.o.Store.History(ctx, name, limit)
+}
+
+// Attest polls the device now (the next poll starts at once, or waits for
+// the one in flight) and returns its state after it.
+func (s *Scheduler) Attest(ctx context.Context, name string) (State, error) {
+	s.mu.Lock()
+	e, ok := s.devices[name]
+	s.mu.Unlock()
+	if !ok {
+		return State{}, fmt.Errorf("no device %q", name)
+	}
+	done := make(chan struct{})
+	select {
+	case e.now <- done:
+	case <-ctx.Done():
+		return State{}, ctx.Err()
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return State{}, ctx.Err()
+	}
+	st, _ := s.Device(name)
+	return st, nil
+}

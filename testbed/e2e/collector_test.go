@@ -1,0 +1,170 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// riv-collector dev (issue 13, first increment): the zero-setup collector
+// polling real routers, its API with the two roles, signed EARs a relying
+// party checks with the key the API publishes, and state that survives a
+// restart.
+
+type collector struct {
+	URL           string `json:"url"`
+	AdminToken    string `json:"admin_token"`
+	ReadonlyToken string `json:"readonly_token"`
+	cmd           *exec.Cmd
+}
+
+func startCollector(t *testing.T, dir string, args ...string) *collector {
+	t.Helper()
+	os.Remove(filepath.Join(dir, "collector.json"))
+	cmd := exec.Command(bin(t, "riv-collector"), append([]string{"dev", "--dir", dir, "--interval", "2s"}, args...)...)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, err := os.ReadFile(filepath.Join(dir, "collector.json")); err == nil {
+			c := &collector{cmd: cmd}
+			if err := json.Unmarshal(b, c); err != nil || c.URL == "" || c.AdminToken == "" || c.ReadonlyToken == "" {
+				t.Fatalf("collector.json: %v %s", err, b)
+			}
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no collector.json after 30 s\n%s", errb.String())
+		}
+	}
+}
+
+func (c *collector) call(t *testing.T, method, path, token string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, c.URL+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+type apiDevice struct {
+	Name    string   `json:"name"`
+	State   string   `json:"state"`
+	Status  string   `json:"status"`
+	Reasons []string `json:"reasons"`
+	Polls   int      `json:"polls"`
+}
+
+// devices waits until every device has been appraised and returns them.
+func (c *collector) devices(t *testing.T, n int) map[string]apiDevice {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		code, b := c.call(t, "GET", "/api/v1/devices", c.ReadonlyToken)
+		var v struct{ Devices []apiDevice }
+		if code != 200 || json.Unmarshal(b, &v) != nil {
+			t.Fatalf("GET /devices: %d %s", code, b)
+		}
+		out := map[string]apiDevice{}
+		for _, d := range v.Devices {
+			if d.State == "appraised" {
+				out[d.Name] = d
+			}
+		}
+		if len(out) == n {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("devices not all appraised after 60 s: %s", b)
+		}
+	}
+}
+
+func TestCollectorDev(t *testing.T) {
+	clean := startRouter(t, "--serial", "RTR-COL1")
+	bad := startRouter(t, "--serial", "RTR-COL2", "--attack", "tampered-kernel")
+	dir := t.TempDir()
+	eps := []string{filepath.Join(clean, "endpoints.json"), filepath.Join(bad, "endpoints.json")}
+	c := startCollector(t, dir, eps...)
+	devs := c.devices(t, 2)
+	if devs["RTR-COL1"].Status != "affirming" || devs["RTR-COL2"].Status != "contraindicated" || !strings.Contains(strings.Join(devs["RTR-COL2"].Reasons, "\n"), "vmlinuz") {
+		t.Fatalf("verdicts: %+v", devs)
+	}
+	// Roles: no token is 401, the read-only token cannot act (403), the
+	// admin token can; a device that does not exist is 404.
+	if code, _ := c.call(t, "GET", "/api/v1/devices", ""); code != 401 {
+		t.Errorf("no token: %d", code)
+	}
+	if code, _ := c.call(t, "GET", "/api/v1/devices", "not-a-token"); code != 401 {
+		t.Errorf("a wrong token: %d", code)
+	}
+	if code, _ := c.call(t, "POST", "/api/v1/devices/RTR-COL1/attest", c.ReadonlyToken); code != 403 {
+		t.Errorf("attest with the read-only token: %d", code)
+	}
+	if code, _ := c.call(t, "GET", "/api/v1/devices/RTR-NONE", c.ReadonlyToken); code != 404 {
+		t.Errorf("an unknown device: %d", code)
+	}
+	before := devs["RTR-COL1"].Polls
+	code, b := c.call(t, "POST", "/api/v1/devices/RTR-COL1/attest", c.AdminToken)
+	var d apiDevice
+	if code != 200 || json.Unmarshal(b, &d) != nil || d.Polls <= before || d.Status != "affirming" {
+		t.Fatalf("attest now: %d %s (polls before %d)", code, b, before)
+	}
+	// The EAR verifies with the key of /keys, with rivctl and veraison's
+	// arc.
+	code, jwks := c.call(t, "GET", "/api/v1/keys", "")
+	var keys struct{ Keys []json.RawMessage }
+	if code != 200 || json.Unmarshal(jwks, &keys) != nil || len(keys.Keys) != 1 {
+		t.Fatalf("GET /keys: %d %s", code, jwks)
+	}
+	jwk := filepath.Join(t.TempDir(), "ear.jwk")
+	os.WriteFile(jwk, keys.Keys[0], 0o600)
+	code, tok := c.call(t, "GET", "/api/v1/devices/RTR-COL2/ear", c.ReadonlyToken)
+	if code != 200 {
+		t.Fatalf("GET ear: %d %s", code, tok)
+	}
+	jwt := filepath.Join(t.TempDir(), "col2.jwt")
+	os.WriteFile(jwt, tok, 0o600)
+	if code, out, errs := runBin(t, "rivctl", "ear", "verify", "--key", jwk, jwt); code != 1 || !strings.Contains(out, "CONTRAINDICATED") {
+		t.Errorf("rivctl ear verify: %d %s %s", code, out, errs)
+	}
+	if code, out, errs := runBin(t, "arc", "verify", "--alg", "ES256", "--pkey", jwk, jwt); code != 0 {
+		t.Errorf("arc verify: %d %s %s", code, out, errs)
+	}
+	// History, then a restart on the same directory: the same EAR key,
+	// the history kept.
+	code, b = c.call(t, "GET", "/api/v1/devices/RTR-COL1/history", c.ReadonlyToken)
+	var h struct{ History []json.RawMessage }
+	if code != 200 || json.Unmarshal(b, &h) != nil || len(h.History) < 2 {
+		t.Fatalf("history: %d %s", code, b)
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	c.cmd.Wait()
+	c2 := startCollector(t, dir, eps...)
+	if _, jwks2 := c2.call(t, "GET", "/api/v1/keys", ""); !bytes.Equal(jwks, jwks2) {
+		t.Errorf("the EAR key changed across a restart:\n%s\n%s", jwks, jwks2)
+	}
+	c2.devices(t, 2)
+	code, b = c2.call(t, "GET", "/api/v1/devices/RTR-COL1/history", c2.ReadonlyToken)
+	var h2 struct{ History []json.RawMessage }
+	if code != 200 || json.Unmarshal(b, &h2) != nil || len(h2.History) <= len(h.History) {
+		t.Errorf("history after the restart: %d entries, before %d", len(h2.History), len(h.History))
+	}
+}
