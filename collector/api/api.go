@@ -32,6 +32,7 @@ type Fleet interface {
 	Device(name string) (scheduler.State, bool)
 	History(ctx context.Context, name string, limit int) ([]store.Record, error)
 	Attest(ctx context.Context, name string) (scheduler.State, error)
+	Posture() map[string]int
 }
 
 var _ Fleet = (*scheduler.Scheduler)(nil)
@@ -43,6 +44,8 @@ type Server struct {
 	AdminToken, ReadToken string
 	// EARKey is the public key EARs are signed with (for /keys).
 	EARKey *ecdsa.PublicKey
+	// Metrics, when set, is served at /metrics.
+	Metrics http.Handler
 }
 
 // maxBody bounds a request body (the API takes none larger today).
@@ -56,7 +59,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/devices/{name}/ear", s.read(s.ear))
 	mux.HandleFunc("GET /api/v1/devices/{name}/history", s.read(s.history))
 	mux.HandleFunc("POST /api/v1/devices/{name}/attest", s.admin(s.attest))
+	mux.HandleFunc("GET /api/v1/posture", s.read(s.posture))
 	mux.HandleFunc("GET /api/v1/keys", s.keys) // public: relying parties verify EARs with it
+	if s.Metrics != nil {
+		mux.Handle("GET /metrics", s.Metrics)
+	}
 	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
 	})
@@ -149,6 +156,16 @@ func (s *Server) devices(w http.ResponseWriter, r *http.Request) {
 		out = append(out, view(st))
 	}
 	reply(w, http.StatusOK, map[string]any{"devices": out})
+}
+
+// posture is the fleet by state.
+func (s *Server) posture(w http.ResponseWriter, r *http.Request) {
+	p := s.Fleet.Posture()
+	total := 0
+	for _, n := range p {
+		total += n
+	}
+	reply(w, http.StatusOK, map[string]any{"devices": total, "by_state": p})
 }
 
 func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (scheduler.State, bool) {

@@ -46,6 +46,15 @@ type Options struct {
 	PollTimeout time.Duration // default 60 s
 	Store       *store.Store  // where every result goes (optional)
 	Logger      *slog.Logger
+	// Observer, when set, is told of every poll (the metrics).
+	Observer Observer
+}
+
+// Observer is told when a poll starts and how it ended: its verdict, or
+// "unreachable".
+type Observer interface {
+	Started()
+	Done(outcome string, took time.Duration)
 }
 
 // Scheduler polls devices until its context ends.
@@ -138,9 +147,20 @@ func (s *Scheduler) poll(ctx context.Context, e *entry) bool {
 		return true
 	}
 	defer func() { <-s.sem }()
+	if s.o.Observer != nil {
+		s.o.Observer.Started()
+	}
+	start := time.Now()
 	pctx, cancel := context.WithTimeout(ctx, s.o.PollTimeout)
 	r, err := e.d.Verifier.AppraiseTarget(pctx, e.d.Target)
 	cancel()
+	if s.o.Observer != nil {
+		outcome := "unreachable"
+		if err == nil {
+			outcome = r.Status.String()
+		}
+		s.o.Observer.Done(outcome, time.Since(start))
+	}
 	if ctx.Err() != nil {
 		return true
 	}
@@ -174,6 +194,24 @@ func (s *Scheduler) Devices() []State {
 		out = append(out, e.state)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Posture counts the devices by state: their latest verdict
+// ("affirming", "warning", "contraindicated", "none"), "unreachable", or
+// "pending" before the first poll ends.
+func (s *Scheduler) Posture() map[string]int {
+	out := map[string]int{}
+	for _, st := range s.Devices() {
+		switch {
+		case st.Unreachable != "":
+			out["unreachable"]++
+		case st.Result == nil:
+			out["pending"]++
+		default:
+			out[st.Result.Status.String()]++
+		}
+	}
 	return out
 }
 

@@ -107,6 +107,22 @@ func TestCollectorDev(t *testing.T) {
 	if devs["RTR-COL1"].Status != "affirming" || devs["RTR-COL2"].Status != "contraindicated" || !strings.Contains(strings.Join(devs["RTR-COL2"].Reasons, "\n"), "vmlinuz") {
 		t.Fatalf("verdicts: %+v", devs)
 	}
+	// The fleet's posture, and the same in the metrics.
+	code, b := c.call(t, "GET", "/api/v1/posture", c.ReadonlyToken)
+	var posture struct {
+		Devices int            `json:"devices"`
+		ByState map[string]int `json:"by_state"`
+	}
+	if code != 200 || json.Unmarshal(b, &posture) != nil || posture.Devices != 2 || posture.ByState["affirming"] != 1 || posture.ByState["contraindicated"] != 1 {
+		t.Errorf("posture: %d %s", code, b)
+	}
+	code, b = c.call(t, "GET", "/metrics", "")
+	for _, want := range []string{`riv_collector_devices{state="affirming"} 1`, `riv_collector_devices{state="contraindicated"} 1`,
+		`riv_collector_polls_total{outcome="affirming"}`, `riv_collector_poll_duration_seconds_count`, `riv_collector_polls_in_flight`} {
+		if code != 200 || !strings.Contains(string(b), want) {
+			t.Errorf("metrics lack %q (%d)", want, code)
+		}
+	}
 	// Roles: no token is 401, the read-only token cannot act (403), the
 	// admin token can; a device that does not exist is 404.
 	if code, _ := c.call(t, "GET", "/api/v1/devices", ""); code != 401 {
@@ -122,7 +138,7 @@ func TestCollectorDev(t *testing.T) {
 		t.Errorf("an unknown device: %d", code)
 	}
 	before := devs["RTR-COL1"].Polls
-	code, b := c.call(t, "POST", "/api/v1/devices/RTR-COL1/attest", c.AdminToken)
+	code, b = c.call(t, "POST", "/api/v1/devices/RTR-COL1/attest", c.AdminToken)
 	var d apiDevice
 	if code != 200 || json.Unmarshal(b, &d) != nil || d.Polls <= before || d.Status != "affirming" {
 		t.Fatalf("attest now: %d %s (polls before %d)", code, b, before)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/openriv/riv/collector/api"
+	"github.com/openriv/riv/collector/metrics"
 	"github.com/openriv/riv/collector/scheduler"
 	"github.com/openriv/riv/collector/store"
 	"github.com/openriv/riv/collector/verifier"
@@ -34,8 +35,9 @@ NETCONF-TLS (NETCONF-SSH for a device without TLS), stores every result in
 DIR/riv.db (SQLite), signs each EAR with DIR/ear-key.pem (created on the
 first start, kept after), and serves the API on 127.0.0.1 over HTTP:
 GET /api/v1/devices, /api/v1/devices/{name}, /api/v1/devices/{name}/ear,
-/api/v1/devices/{name}/history, /api/v1/keys (the EAR key's JWKS, public)
-and POST /api/v1/devices/{name}/attest (admin). Requests carry
+/api/v1/devices/{name}/history, /api/v1/posture, /api/v1/keys (the EAR
+key's JWKS, public), POST /api/v1/devices/{name}/attest (admin), and the
+Prometheus metrics at /metrics. Requests carry
 "Authorization: Bearer TOKEN" with a token of DIR/collector.json, which
 is written when the API serves; DIR is locked while the collector runs.`
 
@@ -83,9 +85,12 @@ func runDev(env *cli.Env, args []string) error {
 		return cli.Usage("dev: store: %v", err)
 	}
 	defer db.Close()
-	sch := scheduler.New(scheduler.Options{Interval: *interval, Store: db, Logger: log}, devices)
+	var sch *scheduler.Scheduler
+	m := metrics.New(func() map[string]int { return sch.Posture() })
+	sch = scheduler.New(scheduler.Options{Interval: *interval, Store: db, Logger: log, Observer: m}, devices)
 	admin, read := token(), token()
-	srv := &api.Server{Fleet: sch, AdminToken: admin, ReadToken: read, EARKey: &key.PublicKey}
+	// dev's metrics need no token: it serves on a loopback address only.
+	srv := &api.Server{Fleet: sch, AdminToken: admin, ReadToken: read, EARKey: &key.PublicKey, Metrics: m.Handler()}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return cli.Usage("dev: %v", err)
