@@ -24,6 +24,7 @@ import (
 
 	"github.com/openriv/riv/collector/scheduler"
 	"github.com/openriv/riv/collector/store"
+	"github.com/openriv/riv/pkg/endpoint"
 )
 
 // Fleet is what the API serves.
@@ -33,6 +34,8 @@ type Fleet interface {
 	History(ctx context.Context, name string, limit int) ([]store.Record, error)
 	Attest(ctx context.Context, name string) (scheduler.State, error)
 	Posture() map[string]int
+	Add(scheduler.Device) error
+	Remove(name string) error
 }
 
 var _ Fleet = (*scheduler.Scheduler)(nil)
@@ -46,6 +49,9 @@ type Server struct {
 	EARKey *ecdsa.PublicKey
 	// Metrics, when set, is served at /metrics.
 	Metrics http.Handler
+	// NewDevice builds a device to poll from its endpoints.json (POST
+	// /devices); nil refuses the request.
+	NewDevice func(name string, ep *endpoint.Endpoints) (scheduler.Device, error)
 }
 
 // maxBody bounds a request body (the API takes none larger today).
@@ -59,6 +65,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/devices/{name}/ear", s.read(s.ear))
 	mux.HandleFunc("GET /api/v1/devices/{name}/history", s.read(s.history))
 	mux.HandleFunc("POST /api/v1/devices/{name}/attest", s.admin(s.attest))
+	mux.HandleFunc("POST /api/v1/devices", s.admin(s.add))
+	mux.HandleFunc("DELETE /api/v1/devices/{name}", s.admin(s.remove))
 	mux.HandleFunc("GET /api/v1/posture", s.read(s.posture))
 	mux.HandleFunc("GET /api/v1/keys", s.keys) // public: relying parties verify EARs with it
 	if s.Metrics != nil {
@@ -156,6 +164,59 @@ func (s *Server) devices(w http.ResponseWriter, r *http.Request) {
 		out = append(out, view(st))
 	}
 	reply(w, http.StatusOK, map[string]any{"devices": out})
+}
+
+// add starts polling a device given by its endpoints.json (the object,
+// with an optional "name": its serial number otherwise).
+func (s *Server) add(w http.ResponseWriter, r *http.Request) {
+	if s.NewDevice == nil {
+		fail(w, http.StatusMethodNotAllowed, "this collector takes its devices from its configuration")
+		return
+	}
+	var body struct {
+		Name string `json:"name"`
+		endpoint.Endpoints
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", maxBody))
+			return
+		}
+		fail(w, http.StatusBadRequest, "the body is not an endpoints.json object: "+err.Error())
+		return
+	}
+	name := body.Name
+	if name == "" {
+		name = body.Serial
+	}
+	if name == "" || len(name) > 128 || strings.ContainsAny(name, "/\x00") {
+		fail(w, http.StatusBadRequest, "name: want 1-128 characters without '/' (or a serial number)")
+		return
+	}
+	d, err := s.NewDevice(name, &body.Endpoints)
+	if err != nil {
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := s.Fleet.Add(d); err != nil {
+		fail(w, http.StatusConflict, err.Error())
+		return
+	}
+	st, _ := s.Fleet.Device(name)
+	w.Header().Set("Location", "/api/v1/devices/"+name)
+	reply(w, http.StatusCreated, view(st))
+}
+
+// remove stops polling a device; its history stays.
+func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
+	if err := s.Fleet.Remove(r.PathValue("name")); err != nil {
+		fail(w, http.StatusNotFound, err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // posture is the fleet by state.

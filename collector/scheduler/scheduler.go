@@ -63,12 +63,17 @@ type Scheduler struct {
 	mu      sync.Mutex
 	devices map[string]*entry
 	sem     chan struct{}
+	// While Run runs: its context and its wait group, for devices added
+	// later.
+	ctx context.Context
+	wg  *sync.WaitGroup
 }
 
 type entry struct {
-	d     Device
-	state State
-	now   chan chan struct{} // on-demand polls; each is closed when done
+	d      Device
+	state  State
+	now    chan chan struct{} // on-demand polls; each is closed when done
+	cancel context.CancelFunc // ends its loop (Remove)
 }
 
 // New returns a scheduler for devices.
@@ -87,24 +92,67 @@ func New(o Options, devices []Device) *Scheduler {
 	}
 	s := &Scheduler{o: o, devices: map[string]*entry{}, sem: make(chan struct{}, o.MaxInFlight)}
 	for _, d := range devices {
-		if d.Interval == 0 {
-			d.Interval = o.Interval
-		}
-		s.devices[d.Name] = &entry{d: d, state: State{Name: d.Name}, now: make(chan chan struct{}, 1)}
+		s.devices[d.Name] = s.newEntry(d)
 	}
 	return s
+}
+
+func (s *Scheduler) newEntry(d Device) *entry {
+	if d.Interval == 0 {
+		d.Interval = s.o.Interval
+	}
+	return &entry{d: d, state: State{Name: d.Name}, now: make(chan chan struct{}, 1)}
 }
 
 // Run polls every device until ctx ends.
 func (s *Scheduler) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	s.mu.Lock()
+	s.ctx, s.wg = ctx, &wg
 	for _, e := range s.devices {
-		wg.Add(1)
-		go func() { defer wg.Done(); s.loop(ctx, e) }()
+		s.start(e)
 	}
 	s.mu.Unlock()
+	<-ctx.Done()
 	wg.Wait()
+}
+
+// start runs e's loop (s.mu held, Run running).
+func (s *Scheduler) start(e *entry) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	e.cancel = cancel
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.loop(ctx, e) }()
+}
+
+// Add starts polling another device.
+func (s *Scheduler) Add(d Device) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, dup := s.devices[d.Name]; dup {
+		return fmt.Errorf("a device named %q is polled already", d.Name)
+	}
+	e := s.newEntry(d)
+	s.devices[d.Name] = e
+	if s.ctx != nil {
+		s.start(e)
+	}
+	return nil
+}
+
+// Remove stops polling a device; its stored results stay.
+func (s *Scheduler) Remove(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.devices[name]
+	if !ok {
+		return fmt.Errorf("no device %q", name)
+	}
+	if e.cancel != nil {
+		e.cancel()
+	}
+	delete(s.devices, name)
+	return nil
 }
 
 // loop polls one device: at once, then every interval with ±10 % jitter

@@ -164,6 +164,51 @@ func TestCollectorDev(t *testing.T) {
 	if code, out, errs := runBin(t, "arc", "verify", "--alg", "ES256", "--pkey", jwk, jwt); code != 0 {
 		t.Errorf("arc verify: %d %s %s", code, out, errs)
 	}
+	// Devices added and removed through the API (admin): the body is an
+	// endpoints.json object with an optional name.
+	epb, _ := os.ReadFile(eps[0])
+	var epm map[string]any
+	json.Unmarshal(epb, &epm)
+	epm["name"] = "RTR-COL1-API"
+	body, _ := json.Marshal(epm)
+	post := func(token string, b []byte) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", c.URL+"/api/v1/devices", bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, out
+	}
+	if code, _ := post(c.ReadonlyToken, body); code != 403 {
+		t.Errorf("add with the read-only token: %d", code)
+	}
+	for _, bad := range []string{`{"name": "x", "colour": "blue"}`, `not json`, `{"name": "a/b", "netconf_tls": "127.0.0.1:1"}`} {
+		if code, out := post(c.AdminToken, []byte(bad)); code != 400 {
+			t.Errorf("add %s: %d %s", bad, code, out)
+		}
+	}
+	if code, out := post(c.AdminToken, bytes.Repeat([]byte(" "), 100<<10)); code != 413 && code != 400 {
+		t.Errorf("an oversized body: %d %s", code, out)
+	}
+	if code, out := post(c.AdminToken, body); code != 201 {
+		t.Fatalf("add: %d %s", code, out)
+	}
+	if code, _ := post(c.AdminToken, body); code != 409 {
+		t.Errorf("add twice: %d", code)
+	}
+	if got := c.devices(t, 3); got["RTR-COL1-API"].Status != "affirming" {
+		t.Errorf("the added device: %+v", got["RTR-COL1-API"])
+	}
+	if code, _ := c.call(t, "DELETE", "/api/v1/devices/RTR-COL1-API", c.AdminToken); code != 204 {
+		t.Errorf("delete: %d", code)
+	}
+	if code, _ := c.call(t, "DELETE", "/api/v1/devices/RTR-COL1-API", c.AdminToken); code != 404 {
+		t.Errorf("delete twice: %d", code)
+	}
 	// History, then a restart on the same directory: the same EAR key,
 	// the history kept.
 	code, b = c.call(t, "GET", "/api/v1/devices/RTR-COL1/history", c.ReadonlyToken)

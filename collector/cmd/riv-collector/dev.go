@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/openriv/riv/collector/verifier"
 	"github.com/openriv/riv/internal/cli"
 	"github.com/openriv/riv/internal/lockdir"
+	"github.com/openriv/riv/pkg/endpoint"
 )
 
 const devHelp = `Polls the devices of the endpoints.json files every interval over
@@ -36,7 +38,9 @@ DIR/riv.db (SQLite), signs each EAR with DIR/ear-key.pem (created on the
 first start, kept after), and serves the API on 127.0.0.1 over HTTP:
 GET /api/v1/devices, /api/v1/devices/{name}, /api/v1/devices/{name}/ear,
 /api/v1/devices/{name}/history, /api/v1/posture, /api/v1/keys (the EAR
-key's JWKS, public), POST /api/v1/devices/{name}/attest (admin), and the
+key's JWKS, public), POST /api/v1/devices/{name}/attest, POST
+/api/v1/devices (an endpoints.json object) and DELETE
+/api/v1/devices/{name} (admin), and the
 Prometheus metrics at /metrics. Requests carry
 "Authorization: Bearer TOKEN" with a token of DIR/collector.json, which
 is written when the API serves; DIR is locked while the collector runs.`
@@ -73,7 +77,8 @@ func runDev(env *cli.Env, args []string) error {
 	if err != nil {
 		return cli.Usage("dev: %v", err)
 	}
-	devices, err := fleetOf(eps, key)
+	fl := &fleet{key: key, verifiers: map[string]*verifier.Verifier{}}
+	devices, err := fl.devices(eps)
 	if err != nil {
 		return cli.Usage("dev: %v", err)
 	}
@@ -90,7 +95,7 @@ func runDev(env *cli.Env, args []string) error {
 	sch = scheduler.New(scheduler.Options{Interval: *interval, Store: db, Logger: log, Observer: m}, devices)
 	admin, read := token(), token()
 	// dev's metrics need no token: it serves on a loopback address only.
-	srv := &api.Server{Fleet: sch, AdminToken: admin, ReadToken: read, EARKey: &key.PublicKey, Metrics: m.Handler()}
+	srv := &api.Server{Fleet: sch, AdminToken: admin, ReadToken: read, EARKey: &key.PublicKey, Metrics: m.Handler(), NewDevice: fl.device}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return cli.Usage("dev: %v", err)
@@ -120,47 +125,63 @@ func runDev(env *cli.Env, args []string) error {
 	return nil
 }
 
-// fleetOf builds the devices of endpoints files: a verifier per policy
-// (devices with the same anchors and RIMs share one), each keeping its
-// sessions between polls.
-func fleetOf(files []string, key *ecdsa.PrivateKey) ([]scheduler.Device, error) {
-	verifiers := map[string]*verifier.Verifier{}
+// fleet builds the devices to poll from endpoints.json: a verifier per
+// policy (devices with the same anchors and RIMs share one), each keeping
+// its sessions between polls.
+type fleet struct {
+	key       *ecdsa.PrivateKey
+	mu        sync.Mutex
+	verifiers map[string]*verifier.Verifier
+}
+
+func (f *fleet) device(name string, ep *endpoint.Endpoints) (scheduler.Device, error) {
+	pk := strings.Join([]string{ep.TrustAnchors, ep.OwnerAnchors, ep.RIMSigner, ep.RIMs}, "\x00")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v := f.verifiers[pk]
+	if v == nil {
+		pol, err := verifier.PolicyOf(ep)
+		if err != nil {
+			return scheduler.Device{}, err
+		}
+		v = verifier.New(*pol, f.key)
+		v.Reuse = true
+		f.verifiers[pk] = v
+	}
+	via := "tls"
+	if ep.NetconfTLS == "" {
+		via = "ssh"
+	}
+	t, err := verifier.TargetOf(ep, via)
+	if err != nil {
+		return scheduler.Device{}, err
+	}
+	t.Name = name
+	return scheduler.Device{Name: name, Target: t, Verifier: v}, nil
+}
+
+// devices reads the endpoints files.
+func (f *fleet) devices(files []string) ([]scheduler.Device, error) {
 	names := map[string]bool{}
 	var out []scheduler.Device
-	for _, f := range files {
-		ep, err := verifier.ReadEndpoints(f)
+	for _, file := range files {
+		ep, err := verifier.ReadEndpoints(file)
 		if err != nil {
 			return nil, err
 		}
 		name := ep.Serial
 		if name == "" {
-			name = strings.TrimSuffix(filepath.Base(filepath.Dir(f)), string(filepath.Separator))
+			name = filepath.Base(filepath.Dir(file))
 		}
 		if names[name] {
-			return nil, fmt.Errorf("%s: a second device named %q", f, name)
+			return nil, fmt.Errorf("%s: a second device named %q", file, name)
 		}
 		names[name] = true
-		pk := strings.Join([]string{ep.TrustAnchors, ep.OwnerAnchors, ep.RIMSigner, ep.RIMs}, "\x00")
-		v := verifiers[pk]
-		if v == nil {
-			pol, err := verifier.PolicyOf(ep)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", f, err)
-			}
-			v = verifier.New(*pol, key)
-			v.Reuse = true
-			verifiers[pk] = v
-		}
-		via := "tls"
-		if ep.NetconfTLS == "" {
-			via = "ssh"
-		}
-		t, err := verifier.TargetOf(ep, via)
+		d, err := f.device(name, ep)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
+			return nil, fmt.Errorf("%s: %w", file, err)
 		}
-		t.Name = name
-		out = append(out, scheduler.Device{Name: name, Target: t, Verifier: v})
+		out = append(out, d)
 	}
 	return out, nil
 }
