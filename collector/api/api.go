@@ -7,6 +7,7 @@ package api
 
 import (
 	"context"
+	_ "embed"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/sha256"
@@ -54,6 +55,12 @@ type Server struct {
 	NewDevice func(name string, ep *endpoint.Endpoints) (scheduler.Device, error)
 }
 
+// OpenAPI is the API's OpenAPI document, served at /api/v1/openapi.json;
+// the tests check every handler against it.
+//
+//go:embed openapi.json
+var OpenAPI []byte
+
 // maxBody bounds a request body (the API takes none larger today).
 const maxBody = 64 << 10
 
@@ -69,6 +76,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /api/v1/devices/{name}", s.admin(s.remove))
 	mux.HandleFunc("GET /api/v1/posture", s.read(s.posture))
 	mux.HandleFunc("GET /api/v1/keys", s.keys) // public: relying parties verify EARs with it
+	mux.HandleFunc("GET /api/v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(OpenAPI)
+	})
 	if s.Metrics != nil {
 		mux.Handle("GET /metrics", s.Metrics)
 	}

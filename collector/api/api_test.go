@@ -1,0 +1,193 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers/legacy"
+	"github.com/veraison/ear"
+
+	"github.com/openriv/riv/collector/scheduler"
+	"github.com/openriv/riv/collector/store"
+	"github.com/openriv/riv/collector/verifier"
+	"github.com/openriv/riv/pkg/endpoint"
+)
+
+// fakeFleet has a device of each state: appraised (with line cards),
+// unreachable and pending.
+type fakeFleet struct{ states map[string]scheduler.State }
+
+func newFakeFleet() *fakeFleet {
+	aff := ear.TrustVector{InstanceIdentity: ear.TrustworthyInstanceClaim, Executables: ear.ApprovedRuntimeClaim}
+	bad := aff
+	bad.Executables = ear.ContraindicatedRuntimeClaim
+	r := &verifier.Result{Device: "rtr1", Serial: "RTR-0001", Status: ear.TrustTierContraindicated, Vector: bad, Reasons: []string{"lc1: executables: PCR 4"},
+		Time: time.Now(), EAR: []byte("eyJhbGciOiJFUzI1NiJ9.e30.c2ln"),
+		TPMs: []verifier.TPMResult{{Name: "tpm0", Status: ear.TrustTierAffirming, Vector: aff}, {Name: "lc1", Status: ear.TrustTierContraindicated, Vector: bad, Reasons: []string{"executables: PCR 4"}}}}
+	return &fakeFleet{states: map[string]scheduler.State{
+		"rtr1": {Name: "rtr1", Result: r, LastPoll: time.Now(), Polls: 3},
+		"rtr2": {Name: "rtr2", Unreachable: "netconf tls 127.0.0.1:1: TCP connection refused", Polls: 1},
+		"rtr3": {Name: "rtr3"},
+	}}
+}
+
+func (f *fakeFleet) Devices() []scheduler.State {
+	return []scheduler.State{f.states["rtr1"], f.states["rtr2"], f.states["rtr3"]}
+}
+func (f *fakeFleet) Device(name string) (scheduler.State, bool) { s, ok := f.states[name]; return s, ok }
+func (f *fakeFleet) History(_ context.Context, name string, limit int) ([]store.Record, error) {
+	if name == "rtr3" {
+		return nil, errors.New("the store is closed")
+	}
+	return []store.Record{{ID: 2, Device: name, Time: time.Now(), Status: "contraindicated", Reasons: []string{"x"}}, {ID: 1, Device: name, Time: time.Now(), Status: "affirming"}}, nil
+}
+func (f *fakeFleet) Attest(ctx context.Context, name string) (scheduler.State, error) {
+	if name == "slow" {
+		<-ctx.Done()
+		return scheduler.State{}, context.DeadlineExceeded
+	}
+	s, ok := f.states[name]
+	if !ok {
+		return s, errors.New("no device " + name)
+	}
+	return s, nil
+}
+func (f *fakeFleet) Posture() map[string]int {
+	return map[string]int{"contraindicated": 1, "unreachable": 1, "pending": 1}
+}
+func (f *fakeFleet) Add(d scheduler.Device) error {
+	if _, dup := f.states[d.Name]; dup {
+		return errors.New("a device named " + d.Name + " is polled already")
+	}
+	f.states[d.Name] = scheduler.State{Name: d.Name}
+	return nil
+}
+func (f *fakeFleet) Remove(name string) error {
+	if _, ok := f.states[name]; !ok {
+		return errors.New("no device " + name)
+	}
+	delete(f.states, name)
+	return nil
+}
+
+// TestConformance runs every operation of the OpenAPI document — the
+// good requests and the failing ones — through the handlers, and
+// validates each request and response against the document: status
+// documented, body of the documented schema (no undocumented field).
+func TestConformance(t *testing.T) {
+	ctx := context.Background()
+	doc, err := openapi3.NewLoader().LoadFromData(OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Validate(ctx); err != nil {
+		t.Fatalf("the OpenAPI document is not valid: %v", err)
+	}
+	router, err := legacy.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	openapi3filter.RegisterBodyDecoder("application/eat+jwt", openapi3filter.PlainBodyDecoder)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	srv := &Server{Fleet: newFakeFleet(), AdminToken: "admin-token", ReadToken: "read-token", EARKey: &key.PublicKey,
+		NewDevice: func(name string, ep *endpoint.Endpoints) (scheduler.Device, error) {
+			if ep.NetconfTLS == "" && ep.NetconfSSH == "" {
+				return scheduler.Device{}, errors.New("no NETCONF address")
+			}
+			return scheduler.Device{Name: name}, nil
+		}}
+	h := srv.Handler()
+	const adm, rd = "admin-token", "read-token"
+	ep := `{"name": "rtr9", "netconf_tls": "127.0.0.1:6513", "serial": "RTR-9"}`
+	cases := []struct {
+		method, path, token, body string
+		want                      int
+	}{
+		{"GET", "/api/v1/devices", rd, "", 200},
+		{"GET", "/api/v1/devices", "", "", 401},
+		{"GET", "/api/v1/devices/rtr1", rd, "", 200},
+		{"GET", "/api/v1/devices/rtr2", rd, "", 200},
+		{"GET", "/api/v1/devices/rtr3", adm, "", 200},
+		{"GET", "/api/v1/devices/nope", rd, "", 404},
+		{"GET", "/api/v1/devices/rtr1/ear", rd, "", 200},
+		{"GET", "/api/v1/devices/rtr3/ear", rd, "", 404},
+		{"GET", "/api/v1/devices/rtr1/history", rd, "", 200},
+		{"GET", "/api/v1/devices/rtr1/history?limit=1", rd, "", 200},
+		{"GET", "/api/v1/devices/rtr3/history", rd, "", 500},
+		{"GET", "/api/v1/devices/nope/history", rd, "", 404},
+		{"POST", "/api/v1/devices/rtr1/attest", adm, "", 200},
+		{"POST", "/api/v1/devices/rtr1/attest", rd, "", 403},
+		{"POST", "/api/v1/devices/rtr1/attest", "", "", 401},
+		{"POST", "/api/v1/devices", adm, ep, 201},
+		{"POST", "/api/v1/devices", adm, ep, 409},
+		{"POST", "/api/v1/devices", adm, `{"name": "rtr8"}`, 400},
+		{"POST", "/api/v1/devices", rd, ep, 403},
+		{"DELETE", "/api/v1/devices/rtr9", adm, "", 204},
+		{"DELETE", "/api/v1/devices/rtr9", adm, "", 404},
+		{"DELETE", "/api/v1/devices/rtr1", rd, "", 403},
+		{"GET", "/api/v1/posture", rd, "", 200},
+		{"GET", "/api/v1/keys", "", "", 200},
+		{"GET", "/api/v1/openapi.json", "", "", 200},
+	}
+	seen := map[string]bool{}
+	for _, c := range cases {
+		t.Run(c.method+" "+c.path+" "+c.token, func(t *testing.T) {
+			req := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
+			if c.body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			if c.token != "" {
+				req.Header.Set("Authorization", "Bearer "+c.token)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != c.want {
+				t.Fatalf("status %d, want %d: %s", rec.Code, c.want, rec.Body)
+			}
+			vreq := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
+			vreq.Header = req.Header.Clone()
+			route, params, err := router.FindRoute(vreq)
+			if err != nil {
+				t.Fatalf("not in the OpenAPI document: %v", err)
+			}
+			seen[route.Method+" "+route.Path] = true
+			in := &openapi3filter.RequestValidationInput{Request: vreq, PathParams: params, Route: route,
+				Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
+			if c.want < 400 {
+				if err := openapi3filter.ValidateRequest(ctx, in); err != nil {
+					t.Fatalf("the request does not conform: %v", err)
+				}
+			}
+			out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: rec.Code, Header: rec.Header(),
+				Options: &openapi3filter.Options{IncludeResponseStatus: true}}
+			out.SetBodyBytes(bytes.Clone(rec.Body.Bytes()))
+			if err := openapi3filter.ValidateResponse(ctx, out); err != nil {
+				t.Fatalf("the response does not conform: %v\n%s", err, rec.Body)
+			}
+		})
+	}
+	// Every documented operation was exercised.
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			if !seen[method+" "+path] {
+				t.Errorf("%s %s is documented but not tested", method, path)
+			}
+		}
+	}
+	// An undocumented path is a JSON 404.
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/nothing", nil))
+	if rec.Code != 404 || !strings.Contains(rec.Body.String(), `"error"`) {
+		t.Errorf("undocumented path: %d %s", rec.Code, rec.Body)
+	}
+}
