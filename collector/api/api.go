@@ -7,11 +7,11 @@ package api
 
 import (
 	"context"
-	_ "embed"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/sha256"
 	"crypto/subtle"
+	_ "embed"
 	"encoding/base64"
 	"encoding/json"
 	"errors"

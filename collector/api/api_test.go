@@ -44,7 +44,10 @@ func newFakeFleet() *fakeFleet {
 func (f *fakeFleet) Devices() []scheduler.State {
 	return []scheduler.State{f.states["rtr1"], f.states["rtr2"], f.states["rtr3"]}
 }
-func (f *fakeFleet) Device(name string) (scheduler.State, bool) { s, ok := f.states[name]; return s, ok }
+func (f *fakeFleet) Device(name string) (scheduler.State, bool) {
+	s, ok := f.states[name]
+	return s, ok
+}
 func (f *fakeFleet) History(_ context.Context, name string, limit int) ([]store.Record, error) {
 	if name == "rtr3" {
 		return nil, errors.New("the store is closed")
