@@ -37,6 +37,7 @@ type Fleet interface {
 	Posture() map[string]int
 	Add(scheduler.Device) error
 	Remove(name string) error
+	Subscribe(ctx context.Context) <-chan scheduler.Event
 }
 
 var _ Fleet = (*scheduler.Scheduler)(nil)
@@ -75,6 +76,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/devices", s.admin(s.add))
 	mux.HandleFunc("DELETE /api/v1/devices/{name}", s.admin(s.remove))
 	mux.HandleFunc("GET /api/v1/posture", s.read(s.posture))
+	mux.HandleFunc("GET /api/v1/events", s.read(s.events))
 	mux.HandleFunc("GET /api/v1/keys", s.keys) // public: relying parties verify EARs with it
 	mux.HandleFunc("GET /api/v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -228,6 +230,42 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// events streams the fleet's state changes as server-sent events (one
+// "event:" per kind, the JSON of scheduler.Event as data), with a comment
+// line every 15 s so that proxies keep the stream open.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		fail(w, http.StatusInternalServerError, "streaming is not supported here")
+		return
+	}
+	// A stream outlives the server's write timeout.
+	http.NewResponseController(w).SetWriteDeadline(time.Time{})
+	ch := s.Fleet.Subscribe(r.Context())
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, ": riv-collector events\n\n")
+	fl.Flush()
+	tick := time.NewTicker(15 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case ev, open := <-ch:
+			if !open {
+				return
+			}
+			b, _ := json.Marshal(ev)
+			fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.Kind, b)
+		case <-tick.C:
+			fmt.Fprint(w, ": keep-alive\n\n")
+		case <-r.Context().Done():
+			return
+		}
+		fl.Flush()
+	}
 }
 
 // posture is the fleet by state.

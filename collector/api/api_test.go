@@ -65,6 +65,14 @@ func (f *fakeFleet) Attest(ctx context.Context, name string) (scheduler.State, e
 	}
 	return s, nil
 }
+func (f *fakeFleet) Subscribe(ctx context.Context) <-chan scheduler.Event {
+	ch := make(chan scheduler.Event, 2)
+	ch <- scheduler.Event{Kind: "verdict", Device: "rtr1", Status: "contraindicated", Previous: "affirming", Time: time.Now()}
+	ch <- scheduler.Event{Kind: "reboot", Device: "rtr1", Status: "affirming", Time: time.Now()}
+	close(ch)
+	return ch
+}
+
 func (f *fakeFleet) Posture() map[string]int {
 	return map[string]int{"contraindicated": 1, "unreachable": 1, "pending": 1}
 }
@@ -101,6 +109,7 @@ func TestConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	openapi3filter.RegisterBodyDecoder("application/eat+jwt", openapi3filter.PlainBodyDecoder)
+	openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.PlainBodyDecoder)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	srv := &Server{Fleet: newFakeFleet(), AdminToken: "admin-token", ReadToken: "read-token", EARKey: &key.PublicKey,
 		NewDevice: func(name string, ep *endpoint.Endpoints) (scheduler.Device, error) {
@@ -139,6 +148,8 @@ func TestConformance(t *testing.T) {
 		{"DELETE", "/api/v1/devices/rtr9", adm, "", 404},
 		{"DELETE", "/api/v1/devices/rtr1", rd, "", 403},
 		{"GET", "/api/v1/posture", rd, "", 200},
+		{"GET", "/api/v1/events", rd, "", 200},
+		{"GET", "/api/v1/events", "", "", 401},
 		{"GET", "/api/v1/keys", "", "", 200},
 		{"GET", "/api/v1/openapi.json", "", "", 200},
 	}
@@ -187,8 +198,17 @@ func TestConformance(t *testing.T) {
 			}
 		}
 	}
-	// An undocumented path is a JSON 404.
+	// The stream carries the events, one per kind.
 	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/api/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+rd)
+	h.ServeHTTP(rec, req)
+	if body := rec.Body.String(); !strings.Contains(body, "event: verdict\ndata: {\"kind\":\"verdict\",\"device\":\"rtr1\",\"status\":\"contraindicated\",\"previous\":\"affirming\"") ||
+		!strings.Contains(body, "event: reboot\n") {
+		t.Errorf("event stream:\n%s", body)
+	}
+	// An undocumented path is a JSON 404.
+	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/nothing", nil))
 	if rec.Code != 404 || !strings.Contains(rec.Body.String(), `"error"`) {
 		t.Errorf("undocumented path: %d %s", rec.Code, rec.Body)

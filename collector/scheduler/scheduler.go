@@ -63,6 +63,7 @@ type Scheduler struct {
 	mu      sync.Mutex
 	devices map[string]*entry
 	sem     chan struct{}
+	subs    map[chan Event]bool
 	// While Run runs: its context and its wait group, for devices added
 	// later.
 	ctx context.Context
@@ -90,7 +91,7 @@ func New(o Options, devices []Device) *Scheduler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Scheduler{o: o, devices: map[string]*entry{}, sem: make(chan struct{}, o.MaxInFlight)}
+	s := &Scheduler{o: o, devices: map[string]*entry{}, sem: make(chan struct{}, o.MaxInFlight), subs: map[chan Event]bool{}}
 	for _, d := range devices {
 		s.devices[d.Name] = s.newEntry(d)
 	}
@@ -213,12 +214,14 @@ func (s *Scheduler) poll(ctx context.Context, e *entry) bool {
 		return true
 	}
 	s.mu.Lock()
+	prev := e.state
 	e.state.LastPoll, e.state.Polls = time.Now(), e.state.Polls+1
 	if err != nil {
 		e.state.Unreachable = err.Error()
 	} else {
 		e.state.Unreachable, e.state.Result = "", r
 	}
+	s.publish(prev, e.state)
 	s.mu.Unlock()
 	if err != nil {
 		s.o.Logger.Warn("device unreachable", "device", e.d.Name, "err", err)
@@ -231,6 +234,70 @@ func (s *Scheduler) poll(ctx context.Context, e *entry) bool {
 	}
 	s.o.Logger.Info("appraised", "device", e.d.Name, "status", r.Status.String(), "reasons", len(r.Reasons))
 	return true
+}
+
+// Event is a change of a device's state: its verdict changed (Kind
+// "verdict", Status the new one, Previous the one before, "" at the first
+// appraisal), it rebooted and was re-attested ("reboot"), or it became
+// unreachable or reachable again ("unreachable", "reachable").
+type Event struct {
+	Kind     string    `json:"kind"`
+	Device   string    `json:"device"`
+	Status   string    `json:"status,omitempty"`
+	Previous string    `json:"previous,omitempty"`
+	Reasons  []string  `json:"reasons,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	Time     time.Time `json:"time"`
+}
+
+// publish sends the events of a state change to the subscribers (s.mu
+// held). A subscriber that does not keep up misses events rather than
+// holding up the polls.
+func (s *Scheduler) publish(prev, cur State) {
+	var evs []Event
+	now := time.Now()
+	switch {
+	case cur.Unreachable != "" && prev.Unreachable == "":
+		evs = append(evs, Event{Kind: "unreachable", Device: cur.Name, Error: cur.Unreachable, Time: now})
+	case cur.Unreachable == "" && prev.Unreachable != "":
+		evs = append(evs, Event{Kind: "reachable", Device: cur.Name, Time: now})
+	}
+	if r := cur.Result; r != nil && cur.Unreachable == "" && r != prev.Result {
+		before := ""
+		if prev.Result != nil {
+			before = prev.Result.Status.String()
+		}
+		if r.Rebooted {
+			evs = append(evs, Event{Kind: "reboot", Device: cur.Name, Status: r.Status.String(), Time: now})
+		}
+		if before != r.Status.String() {
+			evs = append(evs, Event{Kind: "verdict", Device: cur.Name, Status: r.Status.String(), Previous: before, Reasons: r.Reasons, Time: now})
+		}
+	}
+	for _, ev := range evs {
+		for ch := range s.subs {
+			select {
+			case ch <- ev:
+			default:
+			}
+		}
+	}
+}
+
+// Subscribe returns a channel of the events from now on, closed when ctx
+// ends.
+func (s *Scheduler) Subscribe(ctx context.Context) <-chan Event {
+	ch := make(chan Event, 64)
+	s.mu.Lock()
+	s.subs[ch] = true
+	s.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		delete(s.subs, ch)
+		close(ch)
+		s.mu.Unlock()
+	})
+	return ch
 }
 
 // Devices returns every device's state, by name.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"io"
@@ -209,6 +210,46 @@ func TestCollectorDev(t *testing.T) {
 	if code, _ := c.call(t, "DELETE", "/api/v1/devices/RTR-COL1-API", c.AdminToken); code != 404 {
 		t.Errorf("delete twice: %d", code)
 	}
+	// A verdict change reaches an open event stream: the clean router
+	// runs a binary no RIM lists.
+	sreq, _ := http.NewRequest("GET", c.URL+"/api/v1/events", nil)
+	sreq.Header.Set("Authorization", "Bearer "+c.ReadonlyToken)
+	sresp, err := http.DefaultClient.Do(sreq)
+	if err != nil || sresp.StatusCode != 200 {
+		t.Fatalf("events: %v %v", err, sresp)
+	}
+	defer sresp.Body.Close()
+	got := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(sresp.Body)
+		for sc.Scan() {
+			got <- sc.Text()
+		}
+		close(got)
+	}()
+	evil := filepath.Join(t.TempDir(), "evil")
+	os.WriteFile(evil, []byte("not in any RIM"), 0o600)
+	if code, out, errs := runBin(t, "riv-router", "measure", "--dir", clean, "--as", "/usr/bin/evil", evil); code != 0 {
+		t.Fatalf("measure: %d %s %s", code, out, errs)
+	}
+	if code, b := c.call(t, "POST", "/api/v1/devices/RTR-COL1/attest", c.AdminToken); code != 200 || !strings.Contains(string(b), `"status": "warning"`) {
+		t.Fatalf("attest after the measurement: %d %s", code, b)
+	}
+	for deadline := time.After(20 * time.Second); ; {
+		select {
+		case line, ok := <-got:
+			if !ok {
+				t.Fatal("the event stream ended")
+			}
+			if strings.HasPrefix(line, "data: ") && strings.Contains(line, `"kind":"verdict","device":"RTR-COL1","status":"warning","previous":"affirming"`) {
+				goto streamed
+			}
+			continue
+		case <-deadline:
+			t.Fatal("no verdict event within 20 s")
+		}
+	}
+streamed:
 	// History, then a restart on the same directory: the same EAR key,
 	// the history kept.
 	code, b = c.call(t, "GET", "/api/v1/devices/RTR-COL1/history", c.ReadonlyToken)

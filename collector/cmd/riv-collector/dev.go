@@ -41,7 +41,8 @@ GET /api/v1/devices, /api/v1/devices/{name}, /api/v1/devices/{name}/ear,
 key's JWKS, public), POST /api/v1/devices/{name}/attest, POST
 /api/v1/devices (an endpoints.json object) and DELETE
 /api/v1/devices/{name} (admin), and the
-Prometheus metrics at /metrics. Requests carry
+Prometheus metrics at /metrics, and the state changes as server-sent
+events at /api/v1/events. Requests carry
 "Authorization: Bearer TOKEN" with a token of DIR/collector.json, which
 is written when the API serves; DIR is locked while the collector runs.`
 
@@ -101,7 +102,10 @@ func runDev(env *cli.Env, args []string) error {
 		return cli.Usage("dev: %v", err)
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 3 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+		WriteTimeout: 3 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		// Requests end with the collector: an event stream does not hold
+		// up the shutdown.
+		BaseContext: func(net.Listener) context.Context { return ctx }}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	done := make(chan struct{})
