@@ -48,6 +48,10 @@ type Options struct {
 	Logger      *slog.Logger
 	// Observer, when set, is told of every poll (the metrics).
 	Observer Observer
+	// Outbox, when set, keeps the events of each poll before the poll
+	// counts as done (an on-demand attestation returns after it): the
+	// webhooks' durable queue.
+	Outbox func(ctx context.Context, evs []Event)
 }
 
 // Observer is told when a poll starts and how it ended: its verdict, or
@@ -221,8 +225,11 @@ func (s *Scheduler) poll(ctx context.Context, e *entry) bool {
 	} else {
 		e.state.Unreachable, e.state.Result = "", r
 	}
-	s.publish(prev, e.state)
+	evs := s.publish(prev, e.state)
 	s.mu.Unlock()
+	if s.o.Outbox != nil && len(evs) > 0 {
+		s.o.Outbox(ctx, evs)
+	}
 	if err != nil {
 		s.o.Logger.Warn("device unreachable", "device", e.d.Name, "err", err)
 		return false
@@ -251,9 +258,9 @@ type Event struct {
 }
 
 // publish sends the events of a state change to the subscribers (s.mu
-// held). A subscriber that does not keep up misses events rather than
-// holding up the polls.
-func (s *Scheduler) publish(prev, cur State) {
+// held) and returns them. A subscriber that does not keep up misses
+// events rather than holding up the polls (Options.Outbox misses none).
+func (s *Scheduler) publish(prev, cur State) []Event {
 	var evs []Event
 	now := time.Now()
 	switch {
@@ -282,10 +289,11 @@ func (s *Scheduler) publish(prev, cur State) {
 			}
 		}
 	}
+	return evs
 }
 
 // Subscribe returns a channel of the events from now on, closed when ctx
-// ends.
+// ends; a subscriber that falls behind misses events.
 func (s *Scheduler) Subscribe(ctx context.Context) <-chan Event {
 	ch := make(chan Event, 64)
 	s.mu.Lock()

@@ -32,6 +32,17 @@ CREATE TABLE IF NOT EXISTS results (
 	superseded     TEXT                       -- why a later result replaced this one
 );
 CREATE INDEX IF NOT EXISTS results_device ON results(device, id);
+CREATE TABLE IF NOT EXISTS outbox (
+	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	url         TEXT NOT NULL,
+	body        BLOB NOT NULL,
+	created     INTEGER NOT NULL,             -- unix nanoseconds
+	attempts    INTEGER NOT NULL DEFAULT 0,
+	next_at     INTEGER NOT NULL,             -- unix nanoseconds
+	done        INTEGER NOT NULL DEFAULT 0,   -- 1 delivered, 2 given up
+	last_error  TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(done, next_at);
 `
 
 // Store is a results database.
@@ -131,4 +142,66 @@ func (s *Store) History(ctx context.Context, device string, limit int) ([]Record
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// Message is a notification waiting in the outbox.
+type Message struct {
+	ID       int64
+	URL      string
+	Body     []byte
+	Attempts int
+}
+
+// Enqueue keeps a notification for delivery to url: it survives a
+// restart until it is delivered or given up.
+func (s *Store) Enqueue(ctx context.Context, url string, body []byte) (int64, error) {
+	now := time.Now().UnixNano()
+	res, err := s.db.ExecContext(ctx, `INSERT INTO outbox (url, body, created, next_at) VALUES (?, ?, ?, ?)`, url, body, now, now)
+	if err != nil {
+		return 0, fmt.Errorf("store: outbox: %w", err)
+	}
+	return res.LastInsertId()
+}
+
+// Due returns up to limit notifications whose next attempt is due, oldest
+// first.
+func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]Message, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, url, body, attempts FROM outbox WHERE done = 0 AND next_at <= ? ORDER BY id LIMIT ?`, now.UnixNano(), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Message
+	for rows.Next() {
+		var m Message
+		if err := rows.Scan(&m.ID, &m.URL, &m.Body, &m.Attempts); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// Delivered marks a notification delivered.
+func (s *Store) Delivered(ctx context.Context, id int64) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET done = 1, attempts = attempts + 1, last_error = '' WHERE id = ?`, id)
+	return err
+}
+
+// Failed records a failed attempt: the next one at next, or none when
+// giveUp.
+func (s *Store) Failed(ctx context.Context, id int64, next time.Time, giveUp bool, reason string) error {
+	done := 0
+	if giveUp {
+		done = 2
+	}
+	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, next_at = ?, done = ?, last_error = ? WHERE id = ?`, next.UnixNano(), done, reason, id)
+	return err
+}
+
+// Pending counts the notifications not delivered yet (nor given up).
+func (s *Store) Pending(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox WHERE done = 0`).Scan(&n)
+	return n, err
 }

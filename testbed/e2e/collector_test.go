@@ -6,13 +6,17 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/openriv/riv/collector/notify"
 )
 
 // riv-collector dev (issue 13, first increment): the zero-setup collector
@@ -269,4 +273,85 @@ streamed:
 	if code != 200 || json.Unmarshal(b, &h2) != nil || len(h2.History) <= len(h.History) {
 		t.Errorf("history after the restart: %d entries, before %d", len(h2.History), len(h.History))
 	}
+}
+
+// TestCollectorWebhook: state changes are POSTed to a webhook, signed;
+// a receiver that fails gets them again; one that is down while the
+// collector is killed (SIGKILL) gets them after the restart.
+func TestCollectorWebhook(t *testing.T) {
+	secret := "a-webhook-secret-of-some-length"
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secretFile, []byte(secret+"\n"), 0o600)
+	var mu sync.Mutex
+	failing, attempts := 2, 0
+	seen := map[string][]byte{} // by delivery id
+	rx := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		attempts++
+		if failing != 0 {
+			if failing > 0 {
+				failing--
+			}
+			http.Error(w, "not now", http.StatusServiceUnavailable)
+			return
+		}
+		if !notify.Verify([]byte(secret), body, r.Header.Get(notify.SignatureHeader)) {
+			t.Errorf("a delivery with a bad signature: %q", r.Header.Get(notify.SignatureHeader))
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		seen[r.Header.Get(notify.DeliveryHeader)] = body
+	}))
+	defer rx.Close()
+	received := func(want string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, b := range seen {
+			if strings.Contains(string(b), want) {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(45 * time.Second); !received(want); time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				mu.Lock()
+				t.Fatalf("no delivery with %s after %d attempts: %v", want, attempts, seen)
+			}
+		}
+	}
+	router := startRouter(t, "--serial", "RTR-WH")
+	dir := t.TempDir()
+	args := []string{"--webhook", rx.URL, "--webhook-secret", secretFile, filepath.Join(router, "endpoints.json")}
+	c := startCollector(t, dir, args...)
+	waitFor(`"kind":"verdict","device":"RTR-WH","status":"affirming"`)
+	mu.Lock()
+	if attempts < 3 {
+		t.Errorf("%d attempts: the failures were not retried", attempts)
+	}
+	failing = -1 // down from now on
+	mu.Unlock()
+	// A change while the receiver is down, then the collector killed.
+	evil := filepath.Join(t.TempDir(), "evil")
+	os.WriteFile(evil, []byte("not in any RIM"), 0o600)
+	if code, out, errs := runBin(t, "riv-router", "measure", "--dir", router, "--as", "/usr/bin/evil", evil); code != 0 {
+		t.Fatalf("measure: %d %s %s", code, out, errs)
+	}
+	if code, b := c.call(t, "POST", "/api/v1/devices/RTR-WH/attest", c.AdminToken); code != 200 || !strings.Contains(string(b), `"status": "warning"`) {
+		t.Fatalf("attest: %d %s", code, b)
+	}
+	c.cmd.Process.Kill()
+	c.cmd.Wait()
+	if received(`"status":"warning"`) {
+		t.Fatal("delivered while the receiver was down")
+	}
+	mu.Lock()
+	failing = 0
+	mu.Unlock()
+	startCollector(t, dir, args...)
+	waitFor(`"kind":"verdict","device":"RTR-WH","status":"warning","previous":"affirming"`)
 }

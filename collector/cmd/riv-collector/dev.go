@@ -24,6 +24,7 @@ import (
 
 	"github.com/openriv/riv/collector/api"
 	"github.com/openriv/riv/collector/metrics"
+	"github.com/openriv/riv/collector/notify"
 	"github.com/openriv/riv/collector/scheduler"
 	"github.com/openriv/riv/collector/store"
 	"github.com/openriv/riv/collector/verifier"
@@ -42,7 +43,10 @@ key's JWKS, public), POST /api/v1/devices/{name}/attest, POST
 /api/v1/devices (an endpoints.json object) and DELETE
 /api/v1/devices/{name} (admin), and the
 Prometheus metrics at /metrics, and the state changes as server-sent
-events at /api/v1/events. Requests carry
+events at /api/v1/events. With --webhook, each state change is also
+POSTed there as JSON, signed (X-RIV-Signature: sha256=HMAC of the body
+with the secret), kept in the store until delivered, retried with
+backoff. Requests carry
 "Authorization: Bearer TOKEN" with a token of DIR/collector.json, which
 is written when the API serves; DIR is locked while the collector runs.`
 
@@ -53,6 +57,8 @@ func runDev(env *cli.Env, args []string) error {
 	fs.Var(&eps, "endpoints", "endpoints.json `FILE` of a device (repeatable; also as arguments)")
 	interval := fs.Duration("interval", 30*time.Second, "time between polls of a device")
 	addr := fs.String("addr", "127.0.0.1:0", "API listen `HOST:PORT` (a 127.0.0.0/8 address: dev serves plain HTTP)")
+	webhook := fs.String("webhook", "", "POST every state change to `URL` (signed, retried, kept across restarts)")
+	webhookSecret := fs.String("webhook-secret", "", "`FILE` whose first line is the webhook's HMAC secret (required with --webhook)")
 	if err := env.Parse(fs, args); err != nil {
 		return err
 	}
@@ -65,6 +71,20 @@ func runDev(env *cli.Env, args []string) error {
 	}
 	if host, _, err := net.SplitHostPort(*addr); err != nil || !net.ParseIP(host).IsLoopback() {
 		return cli.Usage("dev: --addr %q: dev serves plain HTTP, only on a loopback address", *addr)
+	}
+	var secret []byte
+	if *webhook != "" {
+		if *webhookSecret == "" {
+			return cli.Usage("dev: --webhook needs --webhook-secret")
+		}
+		b, err := os.ReadFile(*webhookSecret)
+		if err != nil {
+			return cli.Usage("dev: --webhook-secret: %v", err)
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		if secret = []byte(strings.TrimSpace(line)); len(secret) < 16 {
+			return cli.Usage("dev: --webhook-secret %s: want a secret of 16 characters or more", *webhookSecret)
+		}
 	}
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return cli.Usage("dev: %v", err)
@@ -93,7 +113,13 @@ func runDev(env *cli.Env, args []string) error {
 	defer db.Close()
 	var sch *scheduler.Scheduler
 	m := metrics.New(func() map[string]int { return sch.Posture() })
-	sch = scheduler.New(scheduler.Options{Interval: *interval, Store: db, Logger: log, Observer: m}, devices)
+	so := scheduler.Options{Interval: *interval, Store: db, Logger: log, Observer: m}
+	var wh *notify.Webhook
+	if *webhook != "" {
+		wh = notify.New(*webhook, secret, db, log)
+		so.Outbox = wh.Keep
+	}
+	sch = scheduler.New(so, devices)
 	admin, read := token(), token()
 	// dev's metrics need no token: it serves on a loopback address only.
 	srv := &api.Server{Fleet: sch, AdminToken: admin, ReadToken: read, EARKey: &key.PublicKey, Metrics: m.Handler(), NewDevice: fl.device}
@@ -109,6 +135,11 @@ func runDev(env *cli.Env, args []string) error {
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	done := make(chan struct{})
+	var hooked chan struct{}
+	if wh != nil {
+		hooked = make(chan struct{})
+		go func() { defer close(hooked); wh.Run(ctx) }()
+	}
 	go func() { defer close(done); sch.Run(ctx) }()
 	url := "http://" + ln.Addr().String()
 	b, _ := json.MarshalIndent(map[string]string{"url": url, "admin_token": admin, "readonly_token": read}, "", "  ")
@@ -125,6 +156,9 @@ func runDev(env *cli.Env, args []string) error {
 	defer cancel()
 	hs.Shutdown(sctx)
 	<-done
+	if hooked != nil {
+		<-hooked
+	}
 	log.Info("stopped")
 	return nil
 }
