@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -29,6 +28,7 @@ import (
 	"github.com/openriv/riv/agent/netconf"
 	"github.com/openriv/riv/agent/provision"
 	"github.com/openriv/riv/agent/snmp"
+	"github.com/openriv/riv/internal/atomicfile"
 	"github.com/openriv/riv/internal/cli"
 	"github.com/openriv/riv/pkg/tpm"
 )
@@ -138,7 +138,7 @@ func runServe(env *cli.Env, args []string) error {
 	addrs := map[string]string{"netconf_ssh": d.SSHAddr, "netconf_tls": d.TLSAddr, "restconf": d.RESTCONFAddr, "snmp": d.SNMPAddr}
 	if *ready != "" {
 		b, _ := json.Marshal(addrs)
-		if err := writeAtomic(*ready, append(b, '\n')); err != nil {
+		if err := atomicfile.Write(*ready, append(b, '\n'), 0o644); err != nil {
 			d.Close()
 			return cli.Usage("serve: --ready-file: %v", err)
 		}
@@ -573,16 +573,4 @@ func bootTime() time.Time {
 		return time.Now()
 	}
 	return time.Now().Add(-time.Duration(up * float64(time.Second)))
-}
-
-func writeAtomic(path string, b []byte) error {
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/openriv/riv/collector/scheduler"
 	"github.com/openriv/riv/collector/store"
 	"github.com/openriv/riv/collector/verifier"
+	"github.com/openriv/riv/internal/atomicfile"
 	"github.com/openriv/riv/internal/cli"
 	"github.com/openriv/riv/internal/lockdir"
 	"github.com/openriv/riv/pkg/endpoint"
@@ -143,7 +144,7 @@ func runDev(env *cli.Env, args []string) error {
 	go func() { defer close(done); sch.Run(ctx) }()
 	url := "http://" + ln.Addr().String()
 	b, _ := json.MarshalIndent(map[string]string{"url": url, "admin_token": admin, "readonly_token": read}, "", "  ")
-	if err := writeAtomic(filepath.Join(*dir, "collector.json"), append(b, '\n')); err != nil {
+	if err := atomicfile.Write(filepath.Join(*dir, "collector.json"), append(b, '\n'), 0o600); err != nil {
 		return cli.Usage("dev: %v", err)
 	}
 	log.Info("serving", "url", url, "devices", len(devices), "interval", *interval, "collector", filepath.Join(*dir, "collector.json"))
@@ -237,7 +238,7 @@ func earKey(path string) (*ecdsa.PrivateKey, error) {
 		if err != nil {
 			return nil, err
 		}
-		return k, writeAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+		return k, atomicfile.Write(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 	}
 	if err != nil {
 		return nil, err
@@ -261,16 +262,4 @@ func token() string {
 	b := make([]byte, 24)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func writeAtomic(path string, b []byte) error {
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
 }

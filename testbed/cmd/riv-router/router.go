@@ -30,6 +30,7 @@ import (
 	"github.com/openriv/riv/agent/sim/attack"
 	"github.com/openriv/riv/agent/sim/router"
 	"github.com/openriv/riv/agent/sim/vendor"
+	"github.com/openriv/riv/internal/atomicfile"
 	"github.com/openriv/riv/internal/cli"
 	"github.com/openriv/riv/internal/lockdir"
 	"github.com/openriv/riv/pkg/alg"
@@ -81,7 +82,7 @@ func readState(dir string) (*state, error) {
 
 func (s *state) write(dir string) error {
 	b, _ := json.MarshalIndent(s, "", "  ")
-	return writeAtomic(filepath.Join(dir, "router.json"), append(b, '\n'), 0o644)
+	return atomicfile.Write(filepath.Join(dir, "router.json"), append(b, '\n'), 0o644)
 }
 
 // card is a line card: its TPM, logs and what it boots.
@@ -195,7 +196,7 @@ func runRouter(env *cli.Env, args []string) error {
 			return cli.Failed("--bios-log %s: %v", *biosLog, err)
 		}
 		st.BIOSLog = filepath.Join(abs, "firmware.bin")
-		if err := writeAtomic(st.BIOSLog, raw, 0o644); err != nil {
+		if err := atomicfile.Write(st.BIOSLog, raw, 0o644); err != nil {
 			return err
 		}
 	}
@@ -388,7 +389,7 @@ func (r *rig) boot(ctx context.Context) error {
 	} else if b, err = router.BootImage(ctx, tp, r.img); err != nil {
 		return err
 	}
-	if err := writeAtomic(r.st.BIOS, b.UEFILog, 0o644); err != nil {
+	if err := atomicfile.Write(r.st.BIOS, b.UEFILog, 0o644); err != nil {
 		return err
 	}
 	if err := writeIMA(r.st.IMA, b.Banks, b.Netequip.Events, false); err != nil {
@@ -424,7 +425,7 @@ func (r *rig) bootCard(ctx context.Context, c card) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(c.BIOS, b.UEFILog, 0o644); err != nil {
+	if err := atomicfile.Write(c.BIOS, b.UEFILog, 0o644); err != nil {
 		return err
 	}
 	if err := writeIMA(c.IMA, b.Banks, b.Netequip.Events, false); err != nil {
@@ -451,7 +452,7 @@ func writeIMA(path string, banks []alg.ID, evs []eventlog.Event, appendTo bool) 
 			return err
 		}
 		if !appendTo {
-			if err := writeAtomic(p, raw, 0o644); err != nil {
+			if err := atomicfile.Write(p, raw, 0o644); err != nil {
 				return err
 			}
 			continue
@@ -657,7 +658,7 @@ inventory: %[18]q
 		listen("netconf_ssh"), listen("netconf_tls"), listen("restconf"), listen("snmp"), r.st.Serial,
 		filepath.Join(d, "users", "riv.pub"), filepath.Join(d, "client-ca.pem"), filepath.Join(d, "snmp", "riv.auth"), filepath.Join(d, "snmp", "riv.priv"),
 		filepath.Join(d, "snmp-engine-boots"), filepath.Join(d, "inventory"))
-	if err := writeAtomic(filepath.Join(d, "agent.yaml"), []byte(cfg), 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(d, "agent.yaml"), []byte(cfg), 0o600); err != nil {
 		return err
 	}
 	return r.st.write(d)
@@ -871,20 +872,6 @@ func writeFile(path string, b []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.WriteFile(path, b, mode)
-}
-
-// writeAtomic replaces path so that a reader (the agent) sees the old
-// file or the new one, never half of one.
-func writeAtomic(path string, b []byte, mode os.FileMode) error {
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	if err := os.WriteFile(tmp, b, mode); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
 }
 
 // lastLine is the last line of a log file, for an error message.
