@@ -184,7 +184,16 @@ func (s *Scheduler) loop(ctx context.Context, e *entry) {
 		next += time.Duration((rand.Float64()*0.2 - 0.1) * float64(next))
 		select {
 		case <-ctx.Done():
-			return
+			// Stopped (or removed): a caller waiting for a poll gets
+			// the state as it is.
+			for {
+				select {
+				case w := <-e.now:
+					close(w)
+				default:
+					return
+				}
+			}
 		case <-time.After(next):
 		case w := <-e.now:
 			waiting = append(waiting, w)

@@ -62,6 +62,11 @@ func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error
 	var err error
 	if t.TLSAddr != "" {
 		cfg := t.TLS.Clone()
+		if cfg == nil {
+			// No client certificate: the device will refuse the
+			// session, and says so.
+			cfg = &tls.Config{}
+		}
 		cfg.RootCAs = v.Policy.Anchors
 		cfg.ServerName = ""
 		cfg.InsecureSkipVerify = true // verified below against the manufacturer anchors, by IDevID profile
