@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -54,6 +55,10 @@ type Server struct {
 	// NewDevice builds a device to poll from its endpoints.json (POST
 	// /devices); nil refuses the request.
 	NewDevice func(name string, ep *endpoint.Endpoints) (scheduler.Device, error)
+	// AddRIM verifies an uploaded RIM and adds it to the reference values
+	// (POST /rims): how many policies it was added to, or why none took
+	// it. Nil refuses the request.
+	AddRIM func(name string, raw []byte) (int, error)
 }
 
 // OpenAPI is the API's OpenAPI document, served at /api/v1/openapi.json;
@@ -75,6 +80,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/devices/{name}/attest", s.admin(s.attest))
 	mux.HandleFunc("POST /api/v1/devices", s.admin(s.add))
 	mux.HandleFunc("DELETE /api/v1/devices/{name}", s.admin(s.remove))
+	mux.Handle("POST /api/v1/rims", http.MaxBytesHandler(s.admin(s.rim), maxRIM))
 	mux.HandleFunc("GET /api/v1/posture", s.read(s.posture))
 	mux.HandleFunc("GET /api/v1/events", s.read(s.events))
 	mux.HandleFunc("GET /api/v1/keys", s.keys) // public: relying parties verify EARs with it
@@ -88,7 +94,24 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
 	})
-	return http.MaxBytesHandler(mux, maxBody)
+	return limitBody(mux)
+}
+
+// maxRIM bounds an uploaded RIM (a support RIM, an event log, is the
+// largest).
+const maxRIM = 16 << 20
+
+// limitBody applies maxBody to every request but a RIM upload, which has
+// its own bound.
+func limitBody(h http.Handler) http.Handler {
+	small := http.MaxBytesHandler(h, maxBody)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "POST" && r.URL.Path == "/api/v1/rims" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		small.ServeHTTP(w, r)
+	})
 }
 
 // role is what a request's bearer token allows: 0 none, 1 read, 2 admin.
@@ -221,6 +244,38 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) {
 	st, _ := s.Fleet.Device(name)
 	w.Header().Set("Location", "/api/v1/devices/"+name)
 	reply(w, http.StatusCreated, view(st))
+}
+
+// rim takes an uploaded RIM: verified before it is used.
+func (s *Server) rim(w http.ResponseWriter, r *http.Request) {
+	if s.AddRIM == nil {
+		fail(w, http.StatusMethodNotAllowed, "this collector takes no RIM uploads")
+		return
+	}
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("a RIM is at most %d bytes", maxRIM))
+			return
+		}
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if len(raw) == 0 {
+		fail(w, http.StatusBadRequest, "the body is empty: want the RIM's bytes (COSE_Sign1 CoSWID or CoRIM, or a support RIM)")
+		return
+	}
+	name := r.URL.Query().Get("name")
+	if name == "" {
+		name = "upload"
+	}
+	n, err := s.AddRIM(name, raw)
+	if err != nil {
+		fail(w, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
+	reply(w, http.StatusOK, map[string]any{"policies": n})
 }
 
 // remove stops polling a device; its history stays.

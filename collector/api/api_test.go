@@ -117,6 +117,12 @@ func TestConformance(t *testing.T) {
 				return scheduler.Device{}, errors.New("no NETCONF address")
 			}
 			return scheduler.Device{Name: name}, nil
+		},
+		AddRIM: func(name string, raw []byte) (int, error) {
+			if !bytes.HasPrefix(raw, []byte("signed")) {
+				return 0, errors.New("not signed by a trusted vendor")
+			}
+			return 1, nil
 		}}
 	h := srv.Handler()
 	const adm, rd = "admin-token", "read-token"
@@ -147,6 +153,10 @@ func TestConformance(t *testing.T) {
 		{"DELETE", "/api/v1/devices/rtr9", adm, "", 204},
 		{"DELETE", "/api/v1/devices/rtr9", adm, "", 404},
 		{"DELETE", "/api/v1/devices/rtr1", rd, "", 403},
+		{"POST", "/api/v1/rims?name=image.cose", adm, "signed by the vendor", 200},
+		{"POST", "/api/v1/rims", adm, "garbage", 422},
+		{"POST", "/api/v1/rims", adm, "", 400},
+		{"POST", "/api/v1/rims", rd, "signed", 403},
 		{"GET", "/api/v1/posture", rd, "", 200},
 		{"GET", "/api/v1/events", rd, "", 200},
 		{"GET", "/api/v1/events", "", "", 401},
@@ -157,7 +167,10 @@ func TestConformance(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.method+" "+c.path+" "+c.token, func(t *testing.T) {
 			req := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
-			if c.body != "" {
+			switch {
+			case strings.HasPrefix(c.path, "/api/v1/rims"):
+				req.Header.Set("Content-Type", "application/octet-stream")
+			case c.body != "":
 				req.Header.Set("Content-Type", "application/json")
 			}
 			if c.token != "" {
@@ -206,6 +219,14 @@ func TestConformance(t *testing.T) {
 	if body := rec.Body.String(); !strings.Contains(body, "event: verdict\ndata: {\"kind\":\"verdict\",\"device\":\"rtr1\",\"status\":\"contraindicated\",\"previous\":\"affirming\"") ||
 		!strings.Contains(body, "event: reboot\n") {
 		t.Errorf("event stream:\n%s", body)
+	}
+	// An upload larger than a RIM can be is refused before it is read.
+	big := httptest.NewRequest("POST", "/api/v1/rims", bytes.NewReader(make([]byte, maxRIM+1)))
+	big.Header.Set("Authorization", "Bearer "+adm)
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, big)
+	if rec.Code != 413 {
+		t.Errorf("a %d-byte upload: %d %s", maxRIM+1, rec.Code, rec.Body)
 	}
 	// An undocumented path is a JSON 404.
 	rec = httptest.NewRecorder()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -330,6 +331,61 @@ func clip(s string) string {
 		return s[:256] + "…"
 	}
 	return s
+}
+
+// AddRIM verifies a RIM uploaded by an operator (the API's POST /rims)
+// and adds it to the reference values: a signed CoSWID or CoRIM, verified
+// against the vendor anchors (Policy.RIMAnchors), or a support RIM that a
+// verified base RIM lists by hash. It reports whether the RIM added
+// anything (false: its reference values were there already).
+func (v *Verifier) AddRIM(name string, raw []byte) (bool, error) {
+	if v.Policy.RIMAnchors == nil {
+		return false, errors.New("this verifier has no RIM anchors to verify an uploaded RIM against")
+	}
+	name = clip(name)
+	var res *rim.Result
+	if _, err := rim.DecodeCOSE(raw); err == nil {
+		if res, err = rim.Verify(raw, rim.VerifyOptions{Roots: v.Policy.RIMAnchors}); err != nil {
+			return false, fmt.Errorf("not signed by a trusted vendor: %w", err)
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var idx *rim.Index
+	add := func() *rim.Index {
+		if idx == nil {
+			idx = v.rims.Clone()
+		}
+		return idx
+	}
+	cur := func() *rim.Index {
+		if idx != nil {
+			return idx
+		}
+		return v.rims
+	}
+	if res != nil {
+		if known(cur(), res) {
+			return false, nil
+		}
+		if err := indexVerified(add(), rimFile{name: name, raw: raw}, res); err != nil {
+			return false, err
+		}
+		v.rimSeen[hexSum(raw)] = rimVerdict{ok: true, name: name, product: productOf(res)}
+	} else {
+		listed, err := attachPending(cur, add, rimFile{name: name, raw: raw})
+		if err != nil {
+			return false, err
+		}
+		if !listed {
+			return false, errors.New("not signed, and no signed base RIM lists it as its support RIM")
+		}
+	}
+	if idx == nil {
+		return false, nil
+	}
+	v.rims = idx
+	return true, nil
 }
 
 // judge claims what a cached verdict says about this device: a RIM that

@@ -214,6 +214,35 @@ func TestCollectorDev(t *testing.T) {
 	if code, _ := c.call(t, "DELETE", "/api/v1/devices/RTR-COL1-API", c.AdminToken); code != 404 {
 		t.Errorf("delete twice: %d", code)
 	}
+	// RIM uploads (admin) are verified before they are used.
+	upload := func(b []byte) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", c.URL+"/api/v1/rims?name=image-2.0.cose", bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+c.AdminToken)
+		req.Header.Set("Content-Type", "application/octet-stream")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, out
+	}
+	signed, err := os.ReadFile(filepath.Join(clean, "rims", "image-2.0.cose"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out := upload(signed); code != 200 || !strings.Contains(string(out), `"policies"`) {
+		t.Errorf("upload a vendor's RIM: %d %s", code, out)
+	}
+	tampered := bytes.Clone(signed)
+	tampered[len(tampered)-1] ^= 1
+	if code, out := upload(tampered); code != 422 || !strings.Contains(string(out), "not signed by a trusted vendor") {
+		t.Errorf("upload a tampered RIM: %d %s", code, out)
+	}
+	if code, out := upload([]byte("not a RIM at all")); code != 422 {
+		t.Errorf("upload garbage: %d %s", code, out)
+	}
 	// A verdict change reaches an open event stream: the clean router
 	// runs a binary no RIM lists.
 	sreq, _ := http.NewRequest("GET", c.URL+"/api/v1/events", nil)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -483,5 +484,49 @@ func TestInbandVariants(t *testing.T) {
 		if r := appraiseWith(t, v, d); r.Status != ear.TrustTierAffirming || v.RIMIndex() != idx {
 			t.Fatalf("poll %d: %v %v, index replaced %v", i+2, r.Status, r.Reasons, v.RIMIndex() != idx)
 		}
+	}
+}
+
+// TestUploadedRIMs: RIMs an operator uploads (the collector's POST
+// /rims) are verified before they are used, then vouch for a device that
+// carries none; a tampered one is refused.
+func TestUploadedRIMs(t *testing.T) {
+	e := newEnv(t)
+	flat := publishFor(t, e.vend, "2.0")
+	v := inbandVerifier(e.mfr.Cert, e.vend.Roots())
+	d := device.StartT(t, device.Options{Serial: "RTR-UP", ManufacturerCA: e.mfr})
+	if r := appraiseWith(t, v, d); r.Status == ear.TrustTierAffirming {
+		t.Fatalf("affirming with no RIMs: %v", r.Reasons)
+	}
+	ents, _ := os.ReadDir(flat)
+	// Signed RIMs first, then the support RIM their base lists.
+	var support []string
+	for _, ent := range ents {
+		b, _ := os.ReadFile(filepath.Join(flat, ent.Name()))
+		if strings.HasSuffix(ent.Name(), ".rimel") {
+			support = append(support, ent.Name())
+			continue
+		}
+		if _, err := v.AddRIM(ent.Name(), b); err != nil {
+			t.Fatalf("upload %s: %v", ent.Name(), err)
+		}
+		tampered := bytes.Clone(b)
+		tampered[len(tampered)-1] ^= 1
+		if _, err := v.AddRIM(ent.Name(), tampered); err == nil {
+			t.Errorf("a tampered %s was accepted", ent.Name())
+		}
+	}
+	for _, n := range support {
+		b, _ := os.ReadFile(filepath.Join(flat, n))
+		if added, err := v.AddRIM(n, b); err != nil || !added {
+			t.Fatalf("upload %s: %v %v", n, added, err)
+		}
+		b[len(b)-1] ^= 1
+		if _, err := v.AddRIM(n, b); err == nil {
+			t.Errorf("a support RIM no base lists was accepted")
+		}
+	}
+	if r := appraiseWith(t, v, d); r.Status != ear.TrustTierAffirming {
+		t.Errorf("with the uploaded RIMs: %v %v", r.Status, r.Reasons)
 	}
 }

@@ -123,7 +123,7 @@ func runDev(env *cli.Env, args []string) error {
 	sch = scheduler.New(so, devices)
 	admin, read := token(), token()
 	// dev's metrics need no token: it serves on a loopback address only.
-	srv := &api.Server{Fleet: sch, AdminToken: admin, ReadToken: read, EARKey: &key.PublicKey, Metrics: m.Handler(), NewDevice: fl.device}
+	srv := &api.Server{Fleet: sch, AdminToken: admin, ReadToken: read, EARKey: &key.PublicKey, Metrics: m.Handler(), NewDevice: fl.device, AddRIM: fl.addRIM}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return cli.Usage("dev: %v", err)
@@ -197,6 +197,37 @@ func (f *fleet) device(name string, ep *endpoint.Endpoints) (scheduler.Device, e
 	}
 	t.Name = name
 	return scheduler.Device{Name: name, Target: t, Verifier: v}, nil
+}
+
+// addRIM offers an uploaded RIM to every policy's verifier: each that
+// verifies it (its vendor anchors) adds it.
+func (f *fleet) addRIM(name string, raw []byte) (int, error) {
+	f.mu.Lock()
+	vs := make([]*verifier.Verifier, 0, len(f.verifiers))
+	for _, v := range f.verifiers {
+		vs = append(vs, v)
+	}
+	f.mu.Unlock()
+	n, known := 0, false
+	var errs []error
+	for _, v := range vs {
+		added, err := v.AddRIM(name, raw)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case added:
+			n++
+		default:
+			known = true
+		}
+	}
+	if n == 0 && !known {
+		if len(errs) == 0 {
+			return 0, errors.New("no device's policy to add it to")
+		}
+		return 0, errs[0]
+	}
+	return n, nil
 }
 
 // devices reads the endpoints files.
