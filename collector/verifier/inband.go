@@ -187,19 +187,7 @@ func (p *poll) inbandRIMs(ctx context.Context) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	var idx *rim.Index // a clone, made when something is added
-	add := func() *rim.Index {
-		if idx == nil {
-			idx = v.rims.Clone()
-		}
-		return idx
-	}
-	cur := func() *rim.Index {
-		if idx != nil {
-			return idx
-		}
-		return v.rims
-	}
+	ed := &indexEdit{base: v.rims}
 	// Verdicts that follow from the bytes alone are kept for the fleet,
 	// within a bound; what depends on what the verifier has indexed (a
 	// tag-id taken by another tag, a support RIM no base lists yet) is
@@ -222,13 +210,13 @@ func (p *poll) inbandRIMs(ctx context.Context) {
 		case s.err != nil:
 			vd.reason = fmt.Sprintf("configuration: the device's RIM %q is not signed by a trusted vendor: %v", s.f.name, s.err)
 			remember(s.d, vd)
-		case known(cur(), s.res):
+		case known(ed.cur(), s.res):
 			// The same reference values as a RIM indexed already (another
 			// copy, or the same tag re-signed): nothing to add.
 			vd.ok, vd.product = true, productOf(s.res)
 			remember(s.d, vd)
 		default:
-			if err := indexVerified(add(), s.f, s.res); err != nil {
+			if err := indexVerified(ed.add(), s.f, s.res); err != nil {
 				vd.reason = clip(fmt.Sprintf("configuration: the device's RIM %q: %v", s.f.name, err))
 				pending[s.d] = vd.reason
 			} else {
@@ -243,7 +231,7 @@ func (p *poll) inbandRIMs(ctx context.Context) {
 	// device whose support RIM did not come with it.
 	for _, f := range support {
 		d := hexSum(f.raw)
-		attached, err := attachPending(cur, add, f)
+		attached, err := attachPending(ed, f)
 		switch {
 		case err != nil:
 			pending[d] = clip(fmt.Sprintf("configuration: the device's support RIM %q: %v", f.name, err))
@@ -255,8 +243,8 @@ func (p *poll) inbandRIMs(ctx context.Context) {
 			p.devClaim(pending[d])
 		}
 	}
-	if idx != nil {
-		v.rims = idx
+	if ed.idx != nil {
+		v.rims = ed.idx
 	}
 	if st := v.state[p.device]; st != nil {
 		// A digest the device lied about stays its own until it reboots;
@@ -288,22 +276,45 @@ func known(idx *rim.Index, r *rim.Result) bool {
 	return false
 }
 
-// attachPending finds the base RIMs in the index that list f as their support
-// RIM (by size and hash) and, for each that has none yet, indexes it in
-// the clone add returns. It reports whether a base lists f.
-func attachPending(cur, add func() *rim.Index, f rimFile) (bool, error) {
+// indexEdit is a copy-on-write change of the verifier's index (v.mu
+// held): base is cloned at the first addition, and the caller swaps idx
+// in when there is one. Appraisals in progress keep reading base.
+type indexEdit struct {
+	base, idx *rim.Index
+}
+
+// cur is the index as edited so far.
+func (e *indexEdit) cur() *rim.Index {
+	if e.idx != nil {
+		return e.idx
+	}
+	return e.base
+}
+
+// add is the clone to add to.
+func (e *indexEdit) add() *rim.Index {
+	if e.idx == nil {
+		e.idx = e.base.Clone()
+	}
+	return e.idx
+}
+
+// attachPending finds the base RIMs in the edited index that list f as
+// their support RIM (by size and hash) and, for each that has none yet,
+// indexes it in the clone. It reports whether a base lists f.
+func attachPending(ed *indexEdit, f rimFile) (bool, error) {
 	listedBy := false
-	for _, b := range cur().Bases() {
+	for _, b := range ed.cur().Bases() {
 		for _, fh := range b.Files() {
 			if !fh.Alg.IsHash() || (fh.Size > 0 && int64(len(f.raw)) != fh.Size) || string(fh.Alg.Sum(f.raw)) != string(fh.Hash) {
 				continue
 			}
 			listedBy = true
-			if cur().HasSupport(b, fh.Path) {
+			if ed.cur().HasSupport(b, fh.Path) {
 				continue
 			}
 			// Tags are shared between an index and its clones.
-			if err := add().AddSupport(b, fh.Path, f.name, f.raw); err != nil {
+			if err := ed.add().AddSupport(b, fh.Path, f.name, f.raw); err != nil {
 				return true, err
 			}
 		}
@@ -351,29 +362,17 @@ func (v *Verifier) AddRIM(name string, raw []byte) (bool, error) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	var idx *rim.Index
-	add := func() *rim.Index {
-		if idx == nil {
-			idx = v.rims.Clone()
-		}
-		return idx
-	}
-	cur := func() *rim.Index {
-		if idx != nil {
-			return idx
-		}
-		return v.rims
-	}
+	ed := &indexEdit{base: v.rims}
 	if res != nil {
-		if known(cur(), res) {
+		if known(ed.cur(), res) {
 			return false, nil
 		}
-		if err := indexVerified(add(), rimFile{name: name, raw: raw}, res); err != nil {
+		if err := indexVerified(ed.add(), rimFile{name: name, raw: raw}, res); err != nil {
 			return false, err
 		}
 		v.rimSeen[hexSum(raw)] = rimVerdict{ok: true, name: name, product: productOf(res)}
 	} else {
-		listed, err := attachPending(cur, add, rimFile{name: name, raw: raw})
+		listed, err := attachPending(ed, rimFile{name: name, raw: raw})
 		if err != nil {
 			return false, err
 		}
@@ -381,10 +380,10 @@ func (v *Verifier) AddRIM(name string, raw []byte) (bool, error) {
 			return false, errors.New("not signed, and no signed base RIM lists it as its support RIM")
 		}
 	}
-	if idx == nil {
+	if ed.idx == nil {
 		return false, nil
 	}
-	v.rims = idx
+	v.rims = ed.idx
 	return true, nil
 }
 
