@@ -181,6 +181,31 @@ func LoadCert(path string) (*x509.Certificate, error) {
 	return x509.ParseCertificate(blk.Bytes)
 }
 
+// LoadCA reads a CA: its certificate and its PKCS#8 private key (PEM).
+func LoadCA(certFile, keyFile string) (*identity.CA, error) {
+	c, err := LoadCert(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("CA certificate: %w", err)
+	}
+	b, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("CA key: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("CA key %s: no PEM block", keyFile)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("CA key %s: %w", keyFile, err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("CA key %s: not a signing key", keyFile)
+	}
+	return &identity.CA{Cert: c, Signer: s}, nil
+}
+
 func samePub(a, b crypto.PublicKey) bool {
 	e, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && e.Equal(b)

@@ -20,9 +20,6 @@ package main
 
 import (
 	"context"
-	"crypto"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"os"
@@ -76,7 +73,7 @@ func runProvision(env *cli.Env, args []string) error {
 	if err != nil {
 		return cli.Usage("provision: %v", err)
 	}
-	ca, err := loadCA(*caCert, *caKey)
+	ca, err := provision.LoadCA(*caCert, *caKey)
 	if err != nil {
 		return cli.Usage("provision: %v", err)
 	}
@@ -101,30 +98,6 @@ func runProvision(env *cli.Env, args []string) error {
 	log.Info("provisioned", "serial", *serial, "created", res.Created, "identity_handle", fmt.Sprintf("0x%08x", uint32(res.IDKey.Handle)),
 		"ak_handle", fmt.Sprintf("0x%08x", uint32(res.AKKey.Handle)), "identity_cert_serial", res.ID.SerialNumber.Text(16), "dir", *dir)
 	return nil
-}
-
-func loadCA(certFile, keyFile string) (*identity.CA, error) {
-	c, err := provision.LoadCert(certFile)
-	if err != nil {
-		return nil, fmt.Errorf("CA certificate: %w", err)
-	}
-	b, err := os.ReadFile(keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("CA key: %w", err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fmt.Errorf("CA key %s: no PEM block", keyFile)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("CA key %s: %w", keyFile, err)
-	}
-	s, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("CA key %s: not a signing key", keyFile)
-	}
-	return &identity.CA{Cert: c, Signer: s}, nil
 }
 
 func addCerts(a *identity.Authority, file string) error {

@@ -227,7 +227,7 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 	if d.ClientCA, err = identity.NewCA("RIV Dev Operators", now, 10*365*24*time.Hour); err != nil {
 		return fail(err)
 	}
-	if d.ClientCert, err = clientCert(d.ClientCA, o.User, now); err != nil {
+	if d.ClientCert, err = ClientCert(d.ClientCA, o.User, now); err != nil {
 		return fail(err)
 	}
 	signer, err := tp.Signer(idKey)
@@ -276,8 +276,9 @@ func newEd25519() (ed25519.PrivateKey, error) {
 	return k, err
 }
 
-// clientCert issues an operator's TLS client certificate with CN = user.
-func clientCert(ca *identity.CA, user string, now time.Time) (tls.Certificate, error) {
+// ClientCert issues an operator's TLS client certificate with CN = user
+// from ca, valid for a year from now (the testbed's operators).
+func ClientCert(ca *identity.CA, user string, now time.Time) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, err
@@ -296,7 +297,7 @@ func clientCert(ca *identity.CA, user string, now time.Time) (tls.Certificate, e
 // IssueClientCert issues another operator certificate (CN = user) from
 // the device's client CA; only d.User is in the NACM verifiers group.
 func (d *Device) IssueClientCert(user string) (tls.Certificate, error) {
-	return clientCert(d.ClientCA, user, time.Now())
+	return ClientCert(d.ClientCA, user, time.Now())
 }
 
 // Close stops the servers and releases the TPM.

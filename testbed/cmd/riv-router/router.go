@@ -2,20 +2,16 @@ package main
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -27,7 +23,9 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/openriv/riv/agent/inventory"
+	"github.com/openriv/riv/agent/provision"
 	"github.com/openriv/riv/agent/sim/attack"
+	"github.com/openriv/riv/agent/sim/device"
 	"github.com/openriv/riv/agent/sim/router"
 	"github.com/openriv/riv/agent/sim/vendor"
 	"github.com/openriv/riv/internal/atomicfile"
@@ -552,15 +550,20 @@ func writeCredentials(dir, serial string) (*credentials, error) {
 		if err != nil {
 			return nil, err
 		}
-		cert, ckey, err := clientCert(opCA, "riv")
+		cert, err := device.ClientCert(opCA, "riv", time.Now())
 		if err != nil {
 			return nil, err
 		}
+		kder, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+		if err != nil {
+			return nil, err
+		}
+		ckey := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 		for name, b := range map[string][]byte{
 			"ssh_key":       pem.EncodeToMemory(blk),
 			"users/riv.pub": ssh.MarshalAuthorizedKey(pub),
 			"client-ca.pem": pemCert(opCA.Cert),
-			"client.pem":    pemCert(cert),
+			"client.pem":    pemCert(cert.Leaf),
 			"client.key":    ckey,
 			"snmp/riv.auth": []byte(randomPassword() + "\n"),
 			"snmp/riv.priv": []byte(randomPassword() + "\n"),
@@ -582,26 +585,6 @@ func writeCredentials(dir, serial string) (*credentials, error) {
 		*f.to = strings.TrimSpace(string(b))
 	}
 	return c, nil
-}
-
-func clientCert(ca *identity.CA, user string) (*x509.Certificate, []byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 100))
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: user}, NotBefore: time.Now().Add(-time.Minute),
-		NotAfter: time.Now().Add(365 * 24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Signer)
-	if err != nil {
-		return nil, nil, err
-	}
-	c, _ := x509.ParseCertificate(der)
-	k, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return c, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k}), nil
 }
 
 // writeConfig writes DIR/agent.yaml; addrs, once the agent has chosen its
@@ -819,29 +802,8 @@ func findAgent(flag string) (string, error) {
 // loadOrCreateCA keeps a CA in dir (ca.pem, ca.key) across runs.
 func loadOrCreateCA(dir, name string) (*identity.CA, error) {
 	certFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key")
-	if cb, err := os.ReadFile(certFile); err == nil {
-		kb, err := os.ReadFile(keyFile)
-		if err != nil {
-			return nil, err
-		}
-		cblk, _ := pem.Decode(cb)
-		kblk, _ := pem.Decode(kb)
-		if cblk == nil || kblk == nil {
-			return nil, fmt.Errorf("%s: not a PEM CA", dir)
-		}
-		c, err := x509.ParseCertificate(cblk.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		k, err := x509.ParsePKCS8PrivateKey(kblk.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		signer, ok := k.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("%s: not a signing key", keyFile)
-		}
-		return &identity.CA{Cert: c, Signer: signer}, nil
+	if _, err := os.Stat(certFile); err == nil {
+		return provision.LoadCA(certFile, keyFile)
 	}
 	ca, err := identity.NewCA(name, time.Now(), 20*365*24*time.Hour)
 	if err != nil {
