@@ -57,9 +57,18 @@ func startCollector(t *testing.T, dir string, args ...string) *collector {
 
 func (c *collector) call(t *testing.T, method, path, token string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(method, c.URL+path, nil)
+	return c.send(t, method, path, token, "", nil)
+}
+
+// send is call with a body of contentType.
+func (c *collector) send(t *testing.T, method, path, token, contentType string, body []byte) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, c.URL+path, bytes.NewReader(body))
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -178,15 +187,7 @@ func TestCollectorDev(t *testing.T) {
 	body, _ := json.Marshal(epm)
 	post := func(token string, b []byte) (int, []byte) {
 		t.Helper()
-		req, _ := http.NewRequest("POST", c.URL+"/api/v1/devices", bytes.NewReader(b))
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		out, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, out
+		return c.send(t, "POST", "/api/v1/devices", token, "application/json", b)
 	}
 	if code, _ := post(c.ReadonlyToken, body); code != 403 {
 		t.Errorf("add with the read-only token: %d", code)
@@ -217,16 +218,7 @@ func TestCollectorDev(t *testing.T) {
 	// RIM uploads (admin) are verified before they are used.
 	upload := func(b []byte) (int, []byte) {
 		t.Helper()
-		req, _ := http.NewRequest("POST", c.URL+"/api/v1/rims?name=image-2.0.cose", bytes.NewReader(b))
-		req.Header.Set("Authorization", "Bearer "+c.AdminToken)
-		req.Header.Set("Content-Type", "application/octet-stream")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		out, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, out
+		return c.send(t, "POST", "/api/v1/rims?name=image-2.0.cose", c.AdminToken, "application/octet-stream", b)
 	}
 	signed, err := os.ReadFile(filepath.Join(clean, "rims", "image-2.0.cose"))
 	if err != nil {

@@ -253,18 +253,14 @@ func TestInbandProductPerModel(t *testing.T) {
 	e := newEnv(t)
 	inv := installed(t, otherProduct(t, e.vend), "2.0")
 	v := inbandVerifier(e.mfr.Cert, e.vend.Roots())
-	d := device.StartT(t, device.Options{Serial: "RTR-1K", ManufacturerCA: e.mfr, Inventory: func() *inventory.Inventory { return inv }})
-	if r := appraiseWith(t, v, d); r.Status != ear.TrustTierContraindicated {
+	if r := appraiseOnce(t, v, e, "RTR-1K", nil, inv); r.Status != ear.TrustTierContraindicated {
 		t.Fatalf("rtr-1000 carrying rtr-9000 RIMs: %v %v", r.Status, r.Reasons)
 	}
-	d.Close()
 	img := router.DefaultImage("2.0")
 	img.Model = "rtr-9000"
-	d = device.StartT(t, device.Options{Serial: "RTR-9K", ManufacturerCA: e.mfr, Image: img, Inventory: func() *inventory.Inventory { return inv }})
-	if r := appraiseWith(t, v, d); r.Status != ear.TrustTierAffirming {
+	if r := appraiseOnce(t, v, e, "RTR-9K", img, inv); r.Status != ear.TrustTierAffirming {
 		t.Errorf("rtr-9000 carrying its own RIMs, after an rtr-1000 carried them: %v %v", r.Status, r.Reasons)
 	}
-	d.Close()
 }
 
 // TestInbandLiarThenHonest: what one device lies about its RIMs stays its
@@ -280,11 +276,9 @@ func TestInbandLiarThenHonest(t *testing.T) {
 	c0.RIMs = append([]inventory.RIM(nil), c0.RIMs...)
 	c0.RIMs[0].Content = genuine.Components[1].RIMs[0].Content
 	swapped.Components = append([]*inventory.Component{&c0}, genuine.Components[1:]...)
-	d := device.StartT(t, device.Options{Serial: "RTR-LIAR", ManufacturerCA: e.mfr, Inventory: func() *inventory.Inventory { return &swapped }})
-	if r := appraiseWith(t, v, d); r.Status != ear.TrustTierContraindicated || !strings.Contains(strings.Join(r.Reasons, "\n"), "not the digest") {
+	if r := appraiseOnce(t, v, e, "RTR-LIAR", nil, &swapped); r.Status != ear.TrustTierContraindicated || !strings.Contains(strings.Join(r.Reasons, "\n"), "not the digest") {
 		t.Fatalf("the liar: %v %v", r.Status, r.Reasons)
 	}
-	d.Close()
 	// Genuine RIMs, every one labelled text/plain: what a RIM is comes
 	// from its bytes.
 	relabelled := *genuine
@@ -297,16 +291,12 @@ func TestInbandLiarThenHonest(t *testing.T) {
 		}
 		relabelled.Components = append(relabelled.Components, &cc)
 	}
-	d = device.StartT(t, device.Options{Serial: "RTR-LABEL", ManufacturerCA: e.mfr, Inventory: func() *inventory.Inventory { return &relabelled }})
-	if r := appraiseWith(t, v, d); r.Status != ear.TrustTierAffirming {
+	if r := appraiseOnce(t, v, e, "RTR-LABEL", nil, &relabelled); r.Status != ear.TrustTierAffirming {
 		t.Errorf("genuine RIMs with wrong media types: %v %v", r.Status, r.Reasons)
 	}
-	d.Close()
-	d = device.StartT(t, device.Options{Serial: "RTR-HONEST", ManufacturerCA: e.mfr, Inventory: func() *inventory.Inventory { return genuine }})
-	if r := appraiseWith(t, v, d); r.Status != ear.TrustTierAffirming {
+	if r := appraiseOnce(t, v, e, "RTR-HONEST", nil, genuine); r.Status != ear.TrustTierAffirming {
 		t.Errorf("the honest device after the liar: %v %v", r.Status, r.Reasons)
 	}
-	d.Close()
 }
 
 // TestInbandTamperedSupportRIM: a support RIM (the vendor's reference
@@ -344,13 +334,10 @@ func TestInbandProductOrder(t *testing.T) {
 	v := inbandVerifier(e.mfr.Cert, e.vend.Roots())
 	img := router.DefaultImage("2.0")
 	img.Model = "rtr-9000"
-	d := device.StartT(t, device.Options{Serial: "RTR-9K", ManufacturerCA: e.mfr, Image: img, Inventory: func() *inventory.Inventory { return inv }})
-	if r := appraiseWith(t, v, d); r.Status != ear.TrustTierAffirming {
+	if r := appraiseOnce(t, v, e, "RTR-9K", img, inv); r.Status != ear.TrustTierAffirming {
 		t.Fatalf("rtr-9000 with its own RIMs: %v %v", r.Status, r.Reasons)
 	}
-	d.Close()
-	d = device.StartT(t, device.Options{Serial: "RTR-1K", ManufacturerCA: e.mfr, Inventory: func() *inventory.Inventory { return inv }})
-	r := appraiseWith(t, v, d)
+	r := appraiseOnce(t, v, e, "RTR-1K", nil, inv)
 	reasons := strings.Join(r.Reasons, "\n")
 	if r.Status != ear.TrustTierContraindicated || !strings.Contains(reasons, `is for the product "rtr-9000", not this device's "rtr-1000"`) {
 		t.Fatalf("rtr-1000 carrying rtr-9000 RIMs after an rtr-9000: %v %v", r.Status, r.Reasons)
@@ -359,7 +346,6 @@ func TestInbandProductOrder(t *testing.T) {
 	if !strings.Contains(reasons, "is in no signed RIM") {
 		t.Errorf("the rtr-1000's components were vouched for by another product's RIMs: %v", r.Reasons)
 	}
-	d.Close()
 }
 
 // TestInbandProductsSideBySide: devices of two products, appraised by one
@@ -384,12 +370,9 @@ func TestInbandProductsSideBySide(t *testing.T) {
 		{"RTR-B1K", nil, mine, ear.TrustTierAffirming},
 		{"RTR-B9K", img9k, theirs, ear.TrustTierAffirming},
 	} {
-		inv := step.inv
-		d := device.StartT(t, device.Options{Serial: step.serial, ManufacturerCA: e.mfr, Image: step.img, Inventory: func() *inventory.Inventory { return inv }})
-		if r := appraiseWith(t, v, d); r.Status != step.want {
+		if r := appraiseOnce(t, v, e, step.serial, step.img, step.inv); r.Status != step.want {
 			t.Errorf("%s: %v, want %v: %v", step.serial, r.Status, step.want, r.Reasons)
 		}
-		d.Close()
 	}
 }
 
@@ -419,16 +402,12 @@ func TestInbandBaseWithoutSupport(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := inbandVerifier(e.mfr.Cert, e.vend.Roots())
-	d := device.StartT(t, device.Options{Serial: "RTR-PART", ManufacturerCA: e.mfr, Inventory: func() *inventory.Inventory { return partial }})
-	if r := appraiseWith(t, v, d); r.Status == ear.TrustTierAffirming {
+	if r := appraiseOnce(t, v, e, "RTR-PART", nil, partial); r.Status == ear.TrustTierAffirming {
 		t.Errorf("the base RIM alone vouched for the boot: %v", r.Reasons)
 	}
-	d.Close()
-	d = device.StartT(t, device.Options{Serial: "RTR-FULL", ManufacturerCA: e.mfr, Inventory: func() *inventory.Inventory { return full }})
-	if r := appraiseWith(t, v, d); r.Status != ear.TrustTierAffirming {
+	if r := appraiseOnce(t, v, e, "RTR-FULL", nil, full); r.Status != ear.TrustTierAffirming {
 		t.Errorf("the device with the base and its support: %v %v", r.Status, r.Reasons)
 	}
-	d.Close()
 }
 
 // TestInbandVariants: copies of one genuine RIM that differ only in their
@@ -529,4 +508,14 @@ func TestUploadedRIMs(t *testing.T) {
 	if r := appraiseWith(t, v, d); r.Status != ear.TrustTierAffirming {
 		t.Errorf("with the uploaded RIMs: %v %v", r.Status, r.Reasons)
 	}
+}
+
+// appraiseOnce starts a device with the inventory inv (and image img, the
+// default when nil), appraises it once with v and stops it: the devices
+// of a test run one after the other on the in-process TPM.
+func appraiseOnce(t *testing.T, v *verifier.Verifier, e *env, serial string, img *router.Image, inv *inventory.Inventory) *verifier.Result {
+	t.Helper()
+	d := device.StartT(t, device.Options{Serial: serial, ManufacturerCA: e.mfr, Image: img, Inventory: func() *inventory.Inventory { return inv }})
+	defer d.Close()
+	return appraiseWith(t, v, d)
 }
