@@ -58,16 +58,9 @@ func startInventory(t testing.TB) *invFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The names vendor.Publish gives them.
-	files := map[string][]byte{"image-2.0.cose": rims.Image, "base-2.0.cose": rims.Base, "pcrs-2.0.corim": rims.CoRIM,
-		"support-2.0.rimel": rims.Support, "config-2.0.cose": rims.Config}
-	for name, b := range rims.Packages {
-		files["pkg-"+name+"-2.0.cose"] = b
-	}
-	for n, b := range files {
-		if err := os.WriteFile(filepath.Join(f.flat, n), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
+	// Laid out as vendor.Publish lays them out.
+	if err := rims.Write(f.flat, "2.0"); err != nil {
+		t.Fatal(err)
 	}
 	if err := inventory.InstallFlat(f.dir, f.flat, "2.0"); err != nil {
 		t.Fatal(err)

@@ -56,13 +56,9 @@ func startInventoryServer(t *testing.T) *invServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := map[string][]byte{"image-2.0.cose": rims.Image, "base-2.0.cose": rims.Base, "pcrs-2.0.corim": rims.CoRIM,
-		"support-2.0.rimel": rims.Support, "config-2.0.cose": rims.Config}
-	for name, b := range rims.Packages {
-		files["pkg-"+name+"-2.0.cose"] = b
-	}
-	for n, b := range files {
-		os.WriteFile(filepath.Join(s.flat, n), b, 0o644)
+	// Laid out as vendor.Publish lays them out.
+	if err := rims.Write(s.flat, "2.0"); err != nil {
+		t.Fatal(err)
 	}
 	s.dir = t.TempDir()
 	if err := inventory.InstallFlat(s.dir, s.flat, "2.0"); err != nil {
