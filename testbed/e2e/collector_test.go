@@ -252,11 +252,7 @@ func TestCollectorDev(t *testing.T) {
 		}
 		close(got)
 	}()
-	evil := filepath.Join(t.TempDir(), "evil")
-	os.WriteFile(evil, []byte("not in any RIM"), 0o600)
-	if code, out, errs := runBin(t, "riv-router", "measure", "--dir", clean, "--as", "/usr/bin/evil", evil); code != 0 {
-		t.Fatalf("measure: %d %s %s", code, out, errs)
-	}
+	measure(t, clean, "/usr/bin/evil", "not in any RIM")
 	if code, b := c.call(t, "POST", "/api/v1/devices/RTR-COL1/attest", c.AdminToken); code != 200 || !strings.Contains(string(b), `"status": "warning"`) {
 		t.Fatalf("attest after the measurement: %d %s", code, b)
 	}
@@ -357,11 +353,7 @@ func TestCollectorWebhook(t *testing.T) {
 	failing = -1 // down from now on
 	mu.Unlock()
 	// A change while the receiver is down, then the collector killed.
-	evil := filepath.Join(t.TempDir(), "evil")
-	os.WriteFile(evil, []byte("not in any RIM"), 0o600)
-	if code, out, errs := runBin(t, "riv-router", "measure", "--dir", router, "--as", "/usr/bin/evil", evil); code != 0 {
-		t.Fatalf("measure: %d %s %s", code, out, errs)
-	}
+	measure(t, router, "/usr/bin/evil", "not in any RIM")
 	if code, b := c.call(t, "POST", "/api/v1/devices/RTR-WH/attest", c.AdminToken); code != 200 || !strings.Contains(string(b), `"status": "warning"`) {
 		t.Fatalf("attest: %d %s", code, b)
 	}

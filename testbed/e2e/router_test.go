@@ -79,6 +79,20 @@ type verdict struct {
 	Error    string   `json:"error"`
 }
 
+// measure has the router in dir run a file that no RIM lists, as path
+// (`riv-router measure`): the IMA entry and PCR 10 extend of a change at
+// run time.
+func measure(t *testing.T, dir, path, content string) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "unlisted")
+	if err := os.WriteFile(f, []byte(content), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := runBin(t, "riv-router", "measure", "--dir", dir, "--as", path, f); code != 0 {
+		t.Fatalf("measure: exit %d %s %s", code, out, errs)
+	}
+}
+
 // attestTLS appraises the router in dir over NETCONF-TLS.
 func attestTLS(t *testing.T, dir string, extra ...string) (int, verdict) {
 	t.Helper()
@@ -122,11 +136,7 @@ func TestRouterRuntimeAndReboot(t *testing.T) {
 	if r1.Status != ear.TrustTierAffirming {
 		t.Fatalf("clean boot: %v %v", r1.Status, r1.Reasons)
 	}
-	evil := filepath.Join(t.TempDir(), "evil")
-	os.WriteFile(evil, []byte("#!/bin/sh\necho pwned\n"), 0o755)
-	if code, out, stderr := runBin(t, "riv-router", "measure", "--dir", dir, "--as", "/usr/local/sbin/backdoor", evil); code != 0 {
-		t.Fatalf("measure: exit %d %s %s", code, out, stderr)
-	}
+	measure(t, dir, "/usr/local/sbin/backdoor", "#!/bin/sh\necho pwned\n")
 	r2 := appraise()
 	if r2.Status == ear.TrustTierAffirming || !strings.Contains(strings.Join(r2.Reasons, "\n"), "/usr/local/sbin/backdoor") {
 		t.Fatalf("after the run-time measurement: %v %v", r2.Status, r2.Reasons)
