@@ -19,13 +19,12 @@ import (
 // RIMs and the device model, so they are kept until one changes.
 func (p *poll) referenceValues() {
 	st := p.st
-	if p.bios == nil {
-		return
-	}
-	if st.boot == nil || st.bootRIMs != p.rims {
+	if p.bios != nil {
 		st.boot, st.bootRIMs = p.v.bootFindings(p.rims, p.bios, p.bv, p.banks, p.rimModel()), p.rims
 	}
-	p.r.merge(st.boot)
+	if (p.bios != nil || p.biosKept) && st.boot != nil {
+		p.r.merge(st.boot)
+	}
 }
 
 // bootFindings appraises a bios log bound by the quote: events whose

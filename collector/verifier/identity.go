@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -128,8 +129,8 @@ func (v *Verifier) support(ctx context.Context, device string, s Session, peerKe
 		return nil, err
 	}
 	v.mu.Lock()
-	if st := v.state[device]; st != nil && (st.sup == nil || sameCertificates(st.sup, sup)) {
-		st.sup, st.supTime = sup, time.Now()
+	if st := v.state[device]; st != nil && (st.sup == nil && st.keys == nil || st.sup != nil && sameCertificates(st.sup, sup) || st.keys != nil && showsKey(sup, st.keys)) {
+		st.sup, st.supTime, st.keys = sup, time.Now(), nil
 	} else {
 		// Another device (none of its keys the same) behind the name:
 		// nothing verified of the one before carries over — logs, PCR
@@ -156,6 +157,17 @@ func sameCertificates(a, b *evidence.Support) bool {
 			if ca.Cert != nil && cb.Cert != nil && samePub(ca.Cert.PublicKey, cb.Cert.PublicKey) {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// showsKey says whether the device shows one of the identity keys of a
+// restored state (the SHA-256 of their SubjectPublicKeyInfo).
+func showsKey(sup *evidence.Support, keys [][32]byte) bool {
+	for _, c := range sup.Certificates {
+		if c.Cert != nil && slices.Contains(keys, sha256.Sum256(c.Cert.RawSubjectPublicKeyInfo)) {
+			return true
 		}
 	}
 	return false

@@ -28,13 +28,16 @@ import (
 func (p *poll) replay() bool {
 	v, st, banks := p.v, p.st, p.banks
 	r, tv := p.r, &p.r.Vector
-	if p.bios != nil {
-		bv, err := st.biosReplay(p.bios, banks)
+	switch {
+	case p.bios != nil:
+		bv, err := p.bios.Replay(eventlog.ReplayOptions{Banks: banks})
 		if err != nil {
 			r.claim(&tv.Executables, ear.UnexpectedEvidenceClaim, "bios log: "+err.Error())
 			return false
 		}
 		p.bv = bv
+	case p.biosKept:
+		p.bv = st.biosVals
 	}
 	types := slices.Sorted(maps.Keys(p.runtime))
 	p.rv = map[string]pcr.Values{}
@@ -133,10 +136,13 @@ func (p *poll) replay() bool {
 		return false
 	}
 	// Bound by the quote: record it.
-	if p.bios != st.bios || !slices.Equal(banks, st.biosBanks) {
-		st.boot = nil
+	if p.bios != nil {
+		st.boot, st.bootRIMs, st.bootDigest = nil, nil, [32]byte{}
+		st.biosVals, st.biosBanks = p.bv, slices.Clone(banks)
+		if n := len(p.bios.Events); n > 0 {
+			st.biosSeen, st.biosLast = true, uint64(p.bios.Events[n-1].Seq)
+		}
 	}
-	st.bios, st.biosVals, st.biosBanks = p.bios, p.bv, slices.Clone(banks)
 	for _, t := range types {
 		l := p.runtime[t]
 		// The logged template digests were not used; one that is not the
@@ -147,15 +153,6 @@ func (p *poll) replay() bool {
 	return true
 }
 
-// biosReplay replays the bios log into banks, reusing the last replay
-// while the log is the one kept.
-func (st *deviceState) biosReplay(bios *eventlog.Log, banks []alg.ID) (pcr.Values, error) {
-	if bios == st.bios && slices.Equal(banks, st.biosBanks) && st.biosVals != nil {
-		return st.biosVals, nil
-	}
-	return bios.Replay(eventlog.ReplayOptions{Banks: banks})
-}
-
 // runtimeFor returns the state of runtime log t, fresh when what was
 // verified before was for other banks or RIMs.
 func (st *deviceState) runtimeFor(t string, banks []alg.ID, rims *rim.Index, model string) *runtimeState {
@@ -163,7 +160,7 @@ func (st *deviceState) runtimeFor(t string, banks []alg.ID, rims *rim.Index, mod
 		st.runtime = map[string]*runtimeState{}
 	}
 	rs := st.runtime[t]
-	if rs == nil || !rs.matches(banks, rims) {
+	if rs == nil || !rs.matches(banks, rims) || rs.model != model {
 		rs = &runtimeState{logType: t, banks: slices.Clone(banks), rims: rims, model: model}
 		st.runtime[t] = rs
 	}

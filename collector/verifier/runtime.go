@@ -32,6 +32,7 @@ type runtimeState struct {
 	logType string
 	banks   []alg.ID
 	rims    *rim.Index // the index the findings were made against
+	digest  [32]byte   // rims' digest, alone in a state restored from a snapshot
 	model   string     // the device's model: only its RIMs (and product-less ones) apply
 	seen    bool       // last is valid
 	last    uint64     // sequence number of the last verified entry
@@ -46,7 +47,7 @@ type runtimeState struct {
 }
 
 func (rs *runtimeState) matches(banks []alg.ID, rims *rim.Index) bool {
-	return slices.Equal(rs.banks, banks) && rs.rims == rims
+	return slices.Equal(rs.banks, banks) && sameIndex(&rs.rims, rs.digest, rims)
 }
 
 // clean reports whether nothing but approved files was measured.

@@ -23,15 +23,21 @@ type deviceState struct {
 	// counters are lower is a rollback and never lowers them.
 	clockSeen bool
 	clock     quote.ClockInfo
-	// The bios log kept, its replay into biosBanks, and what its
-	// appraisal found against bootRIMs (nil: not appraised since the log
-	// or the banks changed); the log only grows until the next reboot,
-	// usually not at all.
-	bios      *eventlog.Log
-	biosBanks []alg.ID
-	biosVals  pcr.Values
-	boot      *Result
-	bootRIMs  *rim.Index
+	// The bios log is not kept, only where it ended (biosLast, when
+	// biosSeen), its replay into biosBanks, and what its appraisal found
+	// against bootRIMs. It only grows until the next reboot, usually not
+	// at all: a poll asks for the events after biosLast and reuses all
+	// of it when there are none. A log that grew, other banks or other
+	// RIMs fetch it whole again. bootDigest is bootRIMs' digest; a state
+	// restored from a snapshot has only the digest until an index with
+	// that digest is seen.
+	biosSeen   bool
+	biosLast   uint64
+	biosBanks  []alg.ID
+	biosVals   pcr.Values
+	boot       *Result
+	bootRIMs   *rim.Index
+	bootDigest [32]byte
 	// The runtime logs (netequip_boot, ima) are not kept: they grow for
 	// as long as the device runs, so each poll replays and appraises only
 	// the new entries, continuing from what was verified before.
@@ -54,6 +60,32 @@ type deviceState struct {
 	// with their attestation keys: a card that vanishes or whose key
 	// changes between reboots is a claim.
 	cards map[string]string
+	// keys are the SHA-256 of the identity keys of a state restored from
+	// a snapshot (sup is nil then): it carries over only to a device that
+	// shows one of them.
+	keys [][32]byte
+}
+
+// bootFor reports whether the kept boot findings are for banks and rims.
+func (st *deviceState) bootFor(banks []alg.ID, rims *rim.Index) bool {
+	if st.boot == nil || !slices.Equal(st.biosBanks, banks) {
+		return false
+	}
+	return sameIndex(&st.bootRIMs, st.bootDigest, rims)
+}
+
+// sameIndex reports whether findings made against *kept (or, restored
+// from a snapshot, against an index with digest d) hold for idx, and
+// adopts idx when it has that digest.
+func sameIndex(kept **rim.Index, d [32]byte, idx *rim.Index) bool {
+	switch {
+	case *kept == idx:
+		return true
+	case *kept == nil && d != [32]byte{} && idx.Digest() == d:
+		*kept = idx
+		return true
+	}
+	return false
 }
 
 // pendingFor is the reason a RIM of the device failed against idx, if
@@ -97,8 +129,8 @@ func (st *deviceState) requests(sup *evidence.Support, banks []alg.ID, rims *rim
 		switch {
 		case st == nil:
 		case t == logBIOS:
-			if st.bios != nil && len(st.bios.Events) > 0 {
-				n := uint64(st.bios.Events[len(st.bios.Events)-1].Seq)
+			if st.biosSeen && st.bootFor(banks, rims) {
+				n := st.biosLast
 				req.After = &n
 			}
 		default:
@@ -169,16 +201,12 @@ func (p *poll) fetchLogs(ctx context.Context) (bool, error) {
 	need := p.st.requests(p.sup, p.banks, p.rims)
 	p.runtime = map[string]*eventlog.Log{}
 	for _, req := range need {
-		var l *eventlog.Log
-		var err error
-		got := false
-		for k, done := range p.reqs {
-			if done.Type == req.Type && sameAfter(done.After, req.After) {
-				l, err, got = p.logs[k].Log, p.logs[k].Err, true
-			}
-		}
-		if !got {
-			l, _, err = p.s.Logs(ctx, req.Type, req.After)
+		l, err := p.log(ctx, req)
+		if err == nil && req.Type == logBIOS && req.After != nil && len(l.Events) > 0 {
+			// The boot log grew after it was verified, and it is not
+			// kept: fetch it whole.
+			req.After = nil
+			l, err = p.log(ctx, req)
 		}
 		if err != nil {
 			if errors.Is(err, evidence.ErrRefused) {
@@ -187,20 +215,28 @@ func (p *poll) fetchLogs(ctx context.Context) (bool, error) {
 			}
 			return false, fmt.Errorf("%s: %s log: %w", p.device, req.Type, err)
 		}
-		if req.Type != logBIOS {
+		switch {
+		case req.Type != logBIOS:
 			p.runtime[req.Type] = l
-			continue
-		}
-		p.bios = l
-		if p.st.bios != nil && len(l.Events) == 0 {
-			p.bios = p.st.bios // the usual case: the boot log ended long ago
-		} else if p.st.bios != nil {
-			c := *p.st.bios
-			c.Events = append(slices.Clip(p.st.bios.Events), l.Events...)
-			p.bios = &c
+		case req.After != nil:
+			p.biosKept = true // the usual case: the boot log ended long ago
+		default:
+			p.bios = l
 		}
 	}
 	return true, nil
+}
+
+// log returns the retrieval req: what the pipelined exchange brought, or
+// a retrieval of its own.
+func (p *poll) log(ctx context.Context, req evidence.LogRequest) (*eventlog.Log, error) {
+	for k, done := range p.reqs {
+		if done.Type == req.Type && sameAfter(done.After, req.After) {
+			return p.logs[k].Log, p.logs[k].Err
+		}
+	}
+	l, _, err := p.s.Logs(ctx, req.Type, req.After)
+	return l, err
 }
 
 func sameAfter(a, b *uint64) bool { return a == nil && b == nil || a != nil && b != nil && *a == *b }

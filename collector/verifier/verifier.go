@@ -253,10 +253,11 @@ type poll struct {
 	reqs   []evidence.LogRequest
 	logs   []evidence.LogResult
 
-	bios    *eventlog.Log            // the whole bios log (kept part and new events)
-	runtime map[string]*eventlog.Log // new entries of each runtime log
-	bv      pcr.Values               // bios replay
-	rv      map[string]pcr.Values    // runtime replays, continuing the kept values
+	bios     *eventlog.Log            // the whole bios log, when it was fetched
+	biosKept bool                     // or: it did not change since the findings kept
+	runtime  map[string]*eventlog.Log // new entries of each runtime log
+	bv       pcr.Values               // bios replay
+	rv       map[string]pcr.Values    // runtime replays, continuing the kept values
 }
 
 // Appraise runs the whole flow against one device session; transport

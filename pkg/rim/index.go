@@ -1,6 +1,9 @@
 package rim
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"sort"
@@ -18,6 +21,8 @@ type Index struct {
 	superseded map[string][]string // tag-id → the tag-ids that supersede it
 	pcrRefs    []PCRReference      // from signed CoRIMs
 	supports   []SupportRIM        // base RIMs' reference event logs
+	// items holds a hash of each thing indexed, for Digest.
+	items [][32]byte
 }
 
 // Match is a reference file hash and the tag that lists it.
@@ -51,6 +56,11 @@ func (x *Index) Add(t *Tag) error {
 	}
 	x.tags[id] = t
 	x.order = append(x.order, id)
+	enc, err := t.Encode()
+	if err != nil {
+		enc = []byte(id)
+	}
+	x.item("tag", enc)
 	for _, f := range t.Files() {
 		if f.Alg.IsHash() {
 			k := string(key(nil, f.Alg, f.Hash))
@@ -156,7 +166,8 @@ func (x *Index) Tag(id string) *Tag { return x.tags[id] }
 // Tags and reference values are shared (they are never changed).
 func (x *Index) Clone() *Index {
 	c := &Index{tags: make(map[string]*Tag, len(x.tags)), order: slices.Clone(x.order), files: make(map[string][]Match, len(x.files)),
-		superseded: make(map[string][]string, len(x.superseded)), pcrRefs: slices.Clone(x.pcrRefs), supports: slices.Clone(x.supports)}
+		superseded: make(map[string][]string, len(x.superseded)), pcrRefs: slices.Clone(x.pcrRefs), supports: slices.Clone(x.supports),
+		items: slices.Clone(x.items)}
 	for k, v := range x.tags {
 		c.tags[k] = v
 	}
@@ -167,6 +178,33 @@ func (x *Index) Clone() *Index {
 		c.superseded[k] = slices.Clone(v)
 	}
 	return c
+}
+
+// item records a hash of something indexed.
+func (x *Index) item(kind string, parts ...[]byte) {
+	h := sha256.New()
+	h.Write([]byte(kind))
+	for _, p := range parts {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(p)))
+		h.Write(n[:])
+		h.Write(p)
+	}
+	x.items = append(x.items, [32]byte(h.Sum(nil)))
+}
+
+// Digest identifies what the index holds, whatever the order it was added
+// in: two indexes with one digest give the same answers. A verifier keeps
+// it with the findings it made against the index, so that findings kept
+// across a restart are reused only against the same reference values.
+func (x *Index) Digest() [32]byte {
+	items := slices.Clone(x.items)
+	slices.SortFunc(items, func(a, b [32]byte) int { return bytes.Compare(a[:], b[:]) })
+	h := sha256.New()
+	for _, it := range items {
+		h.Write(it[:])
+	}
+	return [32]byte(h.Sum(nil))
 }
 
 // Product is the product a tag is for: its software-meta product, or the

@@ -40,6 +40,8 @@ func (s *SupportRIM) Model() string {
 func (x *Index) AddPCRs(r PCRReference) {
 	if len(r.PCRs) > 0 {
 		x.pcrRefs = append(x.pcrRefs, r)
+		vals, _ := r.PCRs.MarshalJSON()
+		x.item("pcrs", []byte(r.ID), []byte(r.Vendor), []byte(r.Model), vals)
 	}
 }
 
@@ -100,6 +102,7 @@ func (x *Index) AddSupport(base *Tag, path, source string, raw []byte) error {
 		return fmt.Errorf("support RIM %s: %w", path, err)
 	}
 	x.supports = append(x.supports, SupportRIM{Base: base, Path: path, Source: source, Log: l})
+	x.item("support", []byte(base.TagID.String()), []byte(path), raw)
 	return nil
 }
 

@@ -327,3 +327,37 @@ func TestToBeSignedExact(t *testing.T) {
 		}
 	}
 }
+
+func TestIndexDigest(t *testing.T) {
+	old, _ := NewTag(imageSpec(id1, "1.0"))
+	cur, _ := NewTag(imageSpec(id2, "2.0", id1))
+	build := func(tags ...*Tag) *Index {
+		x := NewIndex()
+		for _, tg := range tags {
+			if err := x.Add(tg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return x
+	}
+	ab, ba, a := build(old, cur), build(cur, old), build(old)
+	if ab.Digest() != ba.Digest() {
+		t.Error("the digest depends on the order the tags were added in")
+	}
+	if ab.Digest() == a.Digest() || a.Digest() == NewIndex().Digest() {
+		t.Error("indexes holding different tags have one digest")
+	}
+	c := a.Clone()
+	if c.Digest() != a.Digest() {
+		t.Error("a clone's digest differs")
+	}
+	c.AddPCRs(PCRReference{ID: "ref", PCRs: pcr.Values{alg.SHA256: {0: make([]byte, 32)}}})
+	if c.Digest() == a.Digest() {
+		t.Error("adding PCR references left the digest as it was")
+	}
+	d := a.Clone()
+	d.AddPCRs(PCRReference{ID: "ref", PCRs: pcr.Values{alg.SHA256: {0: bytes.Repeat([]byte{1}, 32)}}})
+	if c.Digest() == d.Digest() {
+		t.Error("PCR references with other values have one digest")
+	}
+}
