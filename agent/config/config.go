@@ -10,18 +10,15 @@
 package config
 
 import (
-	"bytes"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"regexp"
 	"strings"
 	"time"
 
-	yaml "go.yaml.in/yaml/v3"
+	"github.com/openriv/riv/internal/yamlconf"
 )
 
 // Kernel paths a Linux NOS exposes (securityfs).
@@ -210,91 +207,33 @@ func Default() *Config {
 const reservedName = "device"
 
 // Error is a problem with one key of the file.
-type Error struct {
-	File string
-	Line int    // 0 when unknown
-	Key  string // dotted path, e.g. logs.bios
-	Msg  string
-}
-
-func (e *Error) Error() string {
-	loc := e.File
-	if e.Line > 0 {
-		loc = fmt.Sprintf("%s:%d", e.File, e.Line)
-	}
-	if e.Key == "" {
-		return loc + ": " + e.Msg
-	}
-	return fmt.Sprintf("%s: %s: %s", loc, e.Key, e.Msg)
-}
-
-// maxFile bounds a configuration file.
-const maxFile = 1 << 20
+type Error = yamlconf.Error
 
 // Load reads, decodes and validates file.
 func Load(file string) (*Config, error) {
-	f, err := os.Open(file)
+	b, err := yamlconf.Read(file)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	if len(b) > maxFile {
-		return nil, &Error{File: file, Msg: fmt.Sprintf("larger than %d bytes", maxFile)}
 	}
 	c, lines, err := Parse(file, b)
 	if err != nil {
 		return nil, err
 	}
 	if err := c.Validate(); err != nil {
-		var ce *Error
-		if errors.As(err, &ce) {
-			ce.File = file
-			if ce.Line == 0 {
-				ce.Line = lines[ce.Key]
-			}
-		}
-		return nil, err
+		return nil, lines.Locate(file, err)
 	}
 	return c, nil
 }
 
-var unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type config\.(\w+)$`)
-
 // Parse decodes b strictly over the defaults. It returns the line of each
 // key set in the file (dotted paths), for messages about their values.
-func Parse(file string, b []byte) (*Config, map[string]int, error) {
+func Parse(file string, b []byte) (*Config, yamlconf.Lines, error) {
 	c := Default()
 	// Lists replace the defaults instead of merging into them.
 	c.TLS.CertToName = nil
-	var root yaml.Node
-	if err := yaml.Unmarshal(b, &root); err != nil {
-		return nil, nil, &Error{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
-	}
-	lines := map[string]int{}
-	collectLines(&root, "", lines)
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		var te *yaml.TypeError
-		if errors.As(err, &te) && len(te.Errors) > 0 {
-			msg := te.Errors[0]
-			if m := unknownField.FindStringSubmatch(msg); m != nil {
-				var line int
-				fmt.Sscan(m[1], &line)
-				return nil, nil, &Error{File: file, Line: line, Key: keyAt(lines, line, m[2]), Msg: "unknown key"}
-			}
-			var line int
-			if _, err := fmt.Sscanf(msg, "line %d:", &line); err == nil {
-				msg = strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
-				return nil, nil, &Error{File: file, Line: line, Key: keyAt(lines, line, ""), Msg: msg}
-			}
-			return nil, nil, &Error{File: file, Msg: msg}
-		}
-		return nil, nil, &Error{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+	lines, err := yamlconf.Decode(file, b, c)
+	if err != nil {
+		return nil, nil, err
 	}
 	if c.TLS.CertToName == nil {
 		c.TLS.CertToName = Default().TLS.CertToName
@@ -302,58 +241,8 @@ func Parse(file string, b []byte) (*Config, map[string]int, error) {
 	return c, lines, nil
 }
 
-// collectLines records the line of every mapping key under its dotted
-// path (list items as key[i]).
-func collectLines(n *yaml.Node, path string, out map[string]int) {
-	switch n.Kind {
-	case yaml.DocumentNode:
-		for _, c := range n.Content {
-			collectLines(c, path, out)
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i]
-			p := k.Value
-			if path != "" {
-				p = path + "." + k.Value
-			}
-			out[p] = k.Line
-			collectLines(n.Content[i+1], p, out)
-		}
-	case yaml.SequenceNode:
-		for i, c := range n.Content {
-			p := fmt.Sprintf("%s[%d]", path, i)
-			out[p] = c.Line
-			collectLines(c, p, out)
-		}
-	}
-}
-
-// keyAt names the key on line: the dotted path of the key name there, or
-// with no name the outermost key on the line.
-func keyAt(lines map[string]int, line int, name string) string {
-	best := ""
-	for k, l := range lines {
-		if l != line {
-			continue
-		}
-		switch {
-		case name != "" && (k == name || strings.HasSuffix(k, "."+name)):
-			return k
-		case name == "" && (best == "" || len(k) < len(best)):
-			best = k
-		}
-	}
-	if best == "" {
-		return name
-	}
-	return best
-}
-
 // keyErr builds a validation error for key.
-func keyErr(key, format string, args ...any) error {
-	return &Error{Key: key, Msg: fmt.Sprintf(format, args...)}
-}
+var keyErr = yamlconf.KeyErr
 
 // Validate checks every value and that every file named is there and
 // readable; it parses certificates and keys files only as far as needed
@@ -611,43 +500,14 @@ func validKey(key string, k Key) error {
 	return readable(key+".cert", k.Cert)
 }
 
-func readable(key, path string) error {
-	if path == "" {
-		return keyErr(key, "required")
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = fmt.Errorf("%s: %w", path, pe.Err)
-		}
-		return keyErr(key, "%v", err)
-	}
-	f.Close()
-	return nil
-}
+var readable = yamlconf.Readable
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 func validName(s string) bool { return nameRE.MatchString(s) }
 
 // ReadSecret reads a password file: its first line, without the line end.
-func ReadSecret(path string) (string, error) {
-	if path == "" {
-		return "", errors.New("required")
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, 4096))
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	return strings.TrimRight(line, "\r"), nil
-}
+var ReadSecret = yamlconf.ReadSecret
 
 // Fingerprint decodes a SHA-256 fingerprint in hex (colons allowed).
 func Fingerprint(s string) ([]byte, error) {

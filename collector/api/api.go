@@ -237,8 +237,14 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	body.Name = name
+	d.Spec, _ = json.Marshal(body)
 	if err := s.Fleet.Add(d); err != nil {
-		fail(w, http.StatusConflict, err.Error())
+		code := http.StatusInternalServerError
+		if errors.Is(err, scheduler.ErrExists) {
+			code = http.StatusConflict
+		}
+		fail(w, code, err.Error())
 		return
 	}
 	st, _ := s.Fleet.Device(name)
@@ -281,7 +287,14 @@ func (s *Server) rim(w http.ResponseWriter, r *http.Request) {
 // remove stops polling a device; its history stays.
 func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
 	if err := s.Fleet.Remove(r.PathValue("name")); err != nil {
-		fail(w, http.StatusNotFound, err.Error())
+		code := http.StatusInternalServerError
+		switch {
+		case errors.Is(err, scheduler.ErrNoDevice):
+			code = http.StatusNotFound
+		case errors.Is(err, scheduler.ErrFixed):
+			code = http.StatusConflict
+		}
+		fail(w, code, err.Error())
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -78,14 +79,14 @@ func (f *fakeFleet) Posture() map[string]int {
 }
 func (f *fakeFleet) Add(d scheduler.Device) error {
 	if _, dup := f.states[d.Name]; dup {
-		return errors.New("a device named " + d.Name + " is polled already")
+		return fmt.Errorf("%s: %w", d.Name, scheduler.ErrExists)
 	}
 	f.states[d.Name] = scheduler.State{Name: d.Name}
 	return nil
 }
 func (f *fakeFleet) Remove(name string) error {
 	if _, ok := f.states[name]; !ok {
-		return errors.New("no device " + name)
+		return fmt.Errorf("%s: %w", name, scheduler.ErrNoDevice)
 	}
 	delete(f.states, name)
 	return nil

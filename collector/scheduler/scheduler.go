@@ -8,6 +8,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -25,7 +26,26 @@ type Device struct {
 	Target   verifier.Target
 	Verifier *verifier.Verifier
 	Interval time.Duration // default Options.Interval
+	// Policy names the policy set Verifier appraises against.
+	Policy string
+	// Spec, when set, is the device as added through the API (JSON): the
+	// store keeps it, so that the device is polled again after a restart,
+	// until it is removed.
+	Spec []byte
+	// Fixed marks a device of the configuration: removed there, not
+	// through the API.
+	Fixed bool
 }
+
+// storeTimeout bounds a write to the store.
+const storeTimeout = 30 * time.Second
+
+// Errors of Add and Remove.
+var (
+	ErrNoDevice = errors.New("no such device")
+	ErrExists   = errors.New("a device of that name is polled already")
+	ErrFixed    = errors.New("the device is defined in the configuration: remove it there")
+)
 
 // State is what is known of a device now.
 type State struct {
@@ -37,6 +57,8 @@ type State struct {
 	Unreachable string
 	LastPoll    time.Time
 	Polls       int
+	// Policy is the device's policy set.
+	Policy string
 }
 
 // Options configure the scheduler.
@@ -72,6 +94,9 @@ type Scheduler struct {
 	// later.
 	ctx context.Context
 	wg  *sync.WaitGroup
+	// What the store held when Run started, for devices added later.
+	latest map[string]store.Record
+	states map[string][]byte
 }
 
 type entry struct {
@@ -106,20 +131,60 @@ func (s *Scheduler) newEntry(d Device) *entry {
 	if d.Interval == 0 {
 		d.Interval = s.o.Interval
 	}
-	return &entry{d: d, state: State{Name: d.Name}, now: make(chan chan struct{}, 1)}
+	return &entry{d: d, state: State{Name: d.Name, Policy: d.Policy}, now: make(chan chan struct{}, 1)}
 }
 
-// Run polls every device until ctx ends.
+// Run polls every device until ctx ends. With a store, each device starts
+// from what was kept of it: its latest result, shown until the next poll
+// ends, and the verifier's state, so that the first poll is incremental;
+// a device appraised less than an interval ago is polled when its
+// interval is up, not all at once.
 func (s *Scheduler) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	s.mu.Lock()
 	s.ctx, s.wg = ctx, &wg
+	s.load(ctx)
 	for _, e := range s.devices {
 		s.start(e)
 	}
 	s.mu.Unlock()
 	<-ctx.Done()
 	wg.Wait()
+}
+
+// load restores each device's latest result and verifier state from the
+// store (s.mu held). A state that does not restore is dropped with a
+// warning: that device's next poll fetches its logs whole.
+func (s *Scheduler) load(ctx context.Context) {
+	if s.o.Store == nil {
+		return
+	}
+	latest, err := s.o.Store.Latest(ctx)
+	if err != nil {
+		s.o.Logger.Error("load results", "err", err)
+		return
+	}
+	states, err := s.o.Store.States(ctx)
+	if err != nil {
+		s.o.Logger.Error("load verifier states", "err", err)
+		return
+	}
+	s.latest, s.states = latest, states
+	for _, e := range s.devices {
+		s.restore(e)
+	}
+}
+
+// restore sets e from what the store kept of it (s.mu held).
+func (s *Scheduler) restore(e *entry) {
+	if rec, ok := s.latest[e.d.Name]; ok {
+		e.state.Result, e.state.LastPoll = rec.Result(), rec.Time
+	}
+	if b, ok := s.states[e.d.Name]; ok && e.d.Verifier != nil {
+		if err := e.d.Verifier.Restore(e.d.Name, b); err != nil {
+			s.o.Logger.Warn("verifier state not restored: the next poll starts afresh", "device", e.d.Name, "err", err)
+		}
+	}
 }
 
 // start runs e's loop (s.mu held, Run running).
@@ -135,11 +200,23 @@ func (s *Scheduler) Add(d Device) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, dup := s.devices[d.Name]; dup {
-		return fmt.Errorf("a device named %q is polled already", d.Name)
+		return fmt.Errorf("%q: %w", d.Name, ErrExists)
+	}
+	if d.Spec != nil && s.o.Store != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		defer cancel()
+		ok, err := s.o.Store.AddDevice(ctx, d.Name, d.Spec)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%q: %w", d.Name, ErrExists)
+		}
 	}
 	e := s.newEntry(d)
 	s.devices[d.Name] = e
 	if s.ctx != nil {
+		s.restore(e)
 		s.start(e)
 	}
 	return nil
@@ -151,7 +228,17 @@ func (s *Scheduler) Remove(name string) error {
 	defer s.mu.Unlock()
 	e, ok := s.devices[name]
 	if !ok {
-		return fmt.Errorf("no device %q", name)
+		return fmt.Errorf("%q: %w", name, ErrNoDevice)
+	}
+	if e.d.Fixed {
+		return fmt.Errorf("%q: %w", name, ErrFixed)
+	}
+	if s.o.Store != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		defer cancel()
+		if err := s.o.Store.RemoveDevice(ctx, name); err != nil {
+			return err
+		}
 	}
 	if e.cancel != nil {
 		e.cancel()
@@ -160,14 +247,27 @@ func (s *Scheduler) Remove(name string) error {
 	return nil
 }
 
+
 // loop polls one device: at once, then every interval with ±10 % jitter
 // (devices started together drift apart), sooner on demand, and with
 // backoff up to 10 intervals while it cannot be reached.
 func (s *Scheduler) loop(ctx context.Context, e *entry) {
 	var waiting []chan struct{}
+	s.mu.Lock()
+	last := e.state.LastPoll
+	s.mu.Unlock()
+	if wait := time.Until(last.Add(e.d.Interval)); !last.IsZero() && wait > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(jitter(min(wait, e.d.Interval))):
+		case w := <-e.now:
+			waiting = append(waiting, w)
+		}
+	}
 	failures := 0
 	for {
-		ok := s.poll(ctx, e)
+		ok := s.poll(ctx, e, len(waiting) > 0)
 		for _, w := range waiting {
 			close(w)
 		}
@@ -181,7 +281,6 @@ func (s *Scheduler) loop(ctx context.Context, e *entry) {
 		if max := 10 * e.d.Interval; next > max {
 			next = max
 		}
-		next += time.Duration((rand.Float64()*0.2 - 0.1) * float64(next))
 		select {
 		case <-ctx.Done():
 			// Stopped (or removed): a caller waiting for a poll gets
@@ -194,15 +293,22 @@ func (s *Scheduler) loop(ctx context.Context, e *entry) {
 					return
 				}
 			}
-		case <-time.After(next):
+		case <-time.After(jitter(next)):
 		case w := <-e.now:
 			waiting = append(waiting, w)
 		}
 	}
 }
 
-// poll appraises the device once; false when it could not be reached.
-func (s *Scheduler) poll(ctx context.Context, e *entry) bool {
+// jitter moves d by up to ±10 %.
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration((rand.Float64()*0.2-0.1)*float64(d))
+}
+
+// poll appraises the device once; false when it could not be reached. A
+// result is stored (with the verifier's state of the device) before it is
+// shown or notified: what the API or a webhook has shown survives a crash.
+func (s *Scheduler) poll(ctx context.Context, e *entry, onDemand bool) bool {
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -223,6 +329,20 @@ func (s *Scheduler) poll(ctx context.Context, e *entry) bool {
 		}
 		s.o.Observer.Done(outcome, time.Since(start))
 	}
+	if err == nil && s.o.Store != nil {
+		snap, serr := e.d.Verifier.Snapshot(e.d.Name)
+		if serr != nil {
+			s.o.Logger.Error("verifier state", "device", e.d.Name, "err", serr)
+		}
+		// The store's own context: a result appraised is kept even when
+		// the collector is stopping.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+		_, serr = s.o.Store.Save(sctx, r, store.Saved{State: snap, Policy: e.d.Policy, OnDemand: onDemand})
+		cancel()
+		if serr != nil {
+			s.o.Logger.Error("store result", "device", e.d.Name, "err", serr)
+		}
+	}
 	if ctx.Err() != nil {
 		return true
 	}
@@ -242,11 +362,6 @@ func (s *Scheduler) poll(ctx context.Context, e *entry) bool {
 	if err != nil {
 		s.o.Logger.Warn("device unreachable", "device", e.d.Name, "err", err)
 		return false
-	}
-	if s.o.Store != nil {
-		if _, err := s.o.Store.Save(ctx, r); err != nil {
-			s.o.Logger.Error("store result", "device", e.d.Name, "err", err)
-		}
 	}
 	s.o.Logger.Info("appraised", "device", e.d.Name, "status", r.Status.String(), "reasons", len(r.Reasons))
 	return true

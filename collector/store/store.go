@@ -5,7 +5,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -14,46 +16,76 @@ import (
 	_ "modernc.org/sqlite" // pure-Go SQLite driver
 
 	"github.com/openriv/riv/collector/verifier"
+	"github.com/openriv/riv/pkg/quote"
 )
 
-const schema = `
-CREATE TABLE IF NOT EXISTS results (
-	id             INTEGER PRIMARY KEY AUTOINCREMENT,
-	device         TEXT NOT NULL,
-	serial         TEXT NOT NULL,
-	at             INTEGER NOT NULL,          -- unix nanoseconds
-	status         TEXT NOT NULL,
-	vector         TEXT NOT NULL,             -- JSON trustworthiness vector
-	reasons        TEXT NOT NULL,             -- JSON array
-	reset_count    INTEGER NOT NULL,
-	restart_count  INTEGER NOT NULL,
-	rebooted       INTEGER NOT NULL,
-	ear            TEXT NOT NULL,
-	superseded     TEXT                       -- why a later result replaced this one
-);
-CREATE INDEX IF NOT EXISTS results_device ON results(device, id);
-CREATE TABLE IF NOT EXISTS outbox (
-	id          INTEGER PRIMARY KEY AUTOINCREMENT,
-	url         TEXT NOT NULL,
-	body        BLOB NOT NULL,
-	created     INTEGER NOT NULL,             -- unix nanoseconds
-	attempts    INTEGER NOT NULL DEFAULT 0,
-	next_at     INTEGER NOT NULL,             -- unix nanoseconds
-	done        INTEGER NOT NULL DEFAULT 0,   -- 1 delivered, 2 given up
-	last_error  TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox(done, next_at);
-`
+// migrations bring a database to the current schema, one step each;
+// PRAGMA user_version counts the steps done. A step is never edited once
+// released: a change is a new step.
+var migrations = []string{
+	// 1: results and the webhook outbox.
+	`CREATE TABLE IF NOT EXISTS results (
+		id             INTEGER PRIMARY KEY AUTOINCREMENT,
+		device         TEXT NOT NULL,
+		serial         TEXT NOT NULL,
+		at             INTEGER NOT NULL,          -- unix nanoseconds
+		status         TEXT NOT NULL,
+		vector         TEXT NOT NULL,             -- JSON trustworthiness vector
+		reasons        TEXT NOT NULL,             -- JSON array
+		reset_count    INTEGER NOT NULL,
+		restart_count  INTEGER NOT NULL,
+		rebooted       INTEGER NOT NULL,
+		ear            TEXT NOT NULL,
+		superseded     TEXT                       -- why a later result replaced this one
+	);
+	CREATE INDEX IF NOT EXISTS results_device ON results(device, id);
+	CREATE TABLE IF NOT EXISTS outbox (
+		id          INTEGER PRIMARY KEY AUTOINCREMENT,
+		url         TEXT NOT NULL,
+		body        BLOB NOT NULL,
+		created     INTEGER NOT NULL,             -- unix nanoseconds
+		attempts    INTEGER NOT NULL DEFAULT 0,
+		next_at     INTEGER NOT NULL,             -- unix nanoseconds
+		done        INTEGER NOT NULL DEFAULT 0,   -- 1 delivered, 2 given up
+		last_error  TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX IF NOT EXISTS outbox_due ON outbox(done, next_at);`,
+	// 2: per-TPM verdicts, the evidence digest and policy of each result;
+	// the verifier's state per device (a restart resumes incremental
+	// polls); the devices added through the API.
+	`ALTER TABLE results ADD COLUMN tpms TEXT NOT NULL DEFAULT '[]';
+	ALTER TABLE results ADD COLUMN evidence TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN policy TEXT NOT NULL DEFAULT '';
+	CREATE TABLE device_state (
+		device   TEXT PRIMARY KEY,
+		state    BLOB NOT NULL,
+		updated  INTEGER NOT NULL              -- unix nanoseconds
+	);
+	CREATE TABLE devices (
+		name     TEXT PRIMARY KEY,
+		spec     BLOB NOT NULL,                -- JSON, as added
+		added    INTEGER NOT NULL              -- unix nanoseconds
+	);
+	CREATE TABLE rims (
+		digest   TEXT PRIMARY KEY,             -- hex SHA-256 of raw
+		name     TEXT NOT NULL,
+		raw      BLOB NOT NULL,
+		added    INTEGER NOT NULL              -- unix nanoseconds
+	);`,
+}
 
 // Store is a results database.
 type Store struct {
 	db *sql.DB
 }
 
-// Open opens (creating if needed) the SQLite database at path; ":memory:"
-// for a throwaway one.
+// Open opens (creating if needed) the SQLite database at path in WAL mode
+// with synchronous=FULL (a result is on disk when Save returns, whatever
+// kills the process or the machine after), and migrates it; ":memory:"
+// for a throwaway one. A database from a newer RIV is refused rather than
+// misread.
 func Open(ctx context.Context, path string) (*Store, error) {
-	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)"
+	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
 	if path == ":memory:" {
 		dsn = "file::memory:?cache=shared"
 	}
@@ -62,74 +94,291 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	db.SetMaxOpenConns(1) // SQLite: one writer; serialize in the pool
-	if _, err := db.ExecContext(ctx, schema); err != nil {
+	if err := migrate(ctx, db); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("store: schema: %w", err)
+		return nil, fmt.Errorf("store: %s: %w", path, err)
 	}
 	return &Store{db: db}, nil
+}
+
+// SchemaVersion is the number of migrations of this build.
+var SchemaVersion = len(migrations)
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	var v int
+	if err := db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
+		return err
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this collector's (%d)", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		// PRAGMA takes no parameters; i+1 is ours.
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, i+1)); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	return nil
 }
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
+// Saved says what else to keep with a result.
+type Saved struct {
+	// State is the verifier's snapshot of the device after the appraisal
+	// (verifier.Snapshot), kept in the same transaction: a collector that
+	// restarts resumes from the last result it kept, never from a later
+	// or an earlier one.
+	State []byte
+	// Policy is the policy set the device was appraised against.
+	Policy string
+	// OnDemand marks a re-attestation asked for through the API: it
+	// supersedes the results before it.
+	OnDemand bool
+}
+
 // Save stores a result. When the device rebooted since its last result,
-// the earlier results are marked superseded by this re-attestation.
-func (s *Store) Save(ctx context.Context, r *verifier.Result) (int64, error) {
+// or this is an on-demand re-attestation, the earlier results are marked
+// superseded by it.
+func (s *Store) Save(ctx context.Context, r *verifier.Result, o Saved) (int64, error) {
 	vec, _ := json.Marshal(r.Vector)
 	reasons, _ := json.Marshal(r.Reasons)
 	if r.Reasons == nil {
 		reasons = []byte("[]")
+	}
+	tpms, _ := json.Marshal(r.TPMs)
+	if r.TPMs == nil {
+		tpms = []byte("[]")
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback()
-	if r.Rebooted {
-		why := fmt.Sprintf("device rebooted (resetCount %d, restartCount %d): re-attested at %s", r.Clock.ResetCount, r.Clock.RestartCount, r.Time.UTC().Format(time.RFC3339))
+	why := ""
+	switch {
+	case r.Rebooted:
+		why = fmt.Sprintf("device rebooted (resetCount %d, restartCount %d): re-attested at %s", r.Clock.ResetCount, r.Clock.RestartCount, r.Time.UTC().Format(time.RFC3339))
+	case o.OnDemand:
+		why = "re-attested on demand at " + r.Time.UTC().Format(time.RFC3339)
+	}
+	if why != "" {
 		if _, err := tx.ExecContext(ctx, `UPDATE results SET superseded = ? WHERE device = ? AND superseded IS NULL`, why, r.Device); err != nil {
 			return 0, err
 		}
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO results (device, serial, at, status, vector, reasons, reset_count, restart_count, rebooted, ear)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.Device, r.Serial, r.Time.UnixNano(), r.Status.String(), string(vec), string(reasons), r.Clock.ResetCount, r.Clock.RestartCount, r.Rebooted, string(r.EAR))
+	res, err := tx.ExecContext(ctx, `INSERT INTO results (device, serial, at, status, vector, reasons, reset_count, restart_count, rebooted, ear, tpms, evidence, policy)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.Device, r.Serial, r.Time.UnixNano(), r.Status.String(), string(vec), string(reasons), r.Clock.ResetCount, r.Clock.RestartCount, r.Rebooted, string(r.EAR),
+		string(tpms), hex.EncodeToString(r.Evidence), o.Policy)
 	if err != nil {
 		return 0, err
+	}
+	if o.State != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO device_state (device, state, updated) VALUES (?, ?, ?)
+			ON CONFLICT (device) DO UPDATE SET state = excluded.state, updated = excluded.updated`, r.Device, o.State, r.Time.UnixNano()); err != nil {
+			return 0, err
+		}
 	}
 	id, _ := res.LastInsertId()
 	return id, tx.Commit()
 }
 
-// Record is a stored result.
-type Record struct {
-	ID         int64
-	Device     string
-	Serial     string
-	Time       time.Time
-	Status     string
-	Vector     ear.TrustVector
-	Reasons    []string
-	ResetCount uint32
-	Rebooted   bool
-	EAR        string
-	Superseded string
+// States returns the verifier's kept state of every device.
+func (s *Store) States(ctx context.Context) (map[string][]byte, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT device, state FROM device_state`)
+	if err != nil {
+		return nil, fmt.Errorf("store: states: %w", err)
+	}
+	defer rows.Close()
+	out := map[string][]byte{}
+	for rows.Next() {
+		var d string
+		var b []byte
+		if err := rows.Scan(&d, &b); err != nil {
+			return nil, err
+		}
+		out[d] = b
+	}
+	return out, rows.Err()
 }
 
-// History returns a device's results, newest first.
-func (s *Store) History(ctx context.Context, device string, limit int) ([]Record, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, device, serial, at, status, vector, reasons, reset_count, rebooted, ear, COALESCE(superseded, '')
-		FROM results WHERE device = ? ORDER BY id DESC LIMIT ?`, device, limit)
+// Latest returns every device's latest result.
+func (s *Store) Latest(ctx context.Context) (map[string]Record, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+recordColumns+` FROM results
+		WHERE id IN (SELECT MAX(id) FROM results GROUP BY device)`)
+	if err != nil {
+		return nil, fmt.Errorf("store: latest: %w", err)
+	}
+	recs, err := scanRecords(rows)
 	if err != nil {
 		return nil, err
 	}
+	out := make(map[string]Record, len(recs))
+	for _, r := range recs {
+		out[r.Device] = r
+	}
+	return out, nil
+}
+
+// Prune deletes the results older than before, except each device's
+// newest keep, and the notifications delivered or given up before it: the
+// retention policy. It returns the number of results deleted.
+func (s *Store) Prune(ctx context.Context, before time.Time, keep int) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM results WHERE at < ? AND id NOT IN (
+		SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY device ORDER BY id DESC) AS n FROM results) WHERE n <= ?)`,
+		before.UnixNano(), keep)
+	if err != nil {
+		return 0, fmt.Errorf("store: prune: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM outbox WHERE done != 0 AND created < ?`, before.UnixNano()); err != nil {
+		return n, fmt.Errorf("store: prune outbox: %w", err)
+	}
+	return n, nil
+}
+
+// AddDevice keeps a device added through the API (its spec as JSON), so
+// that it is polled again after a restart; false when the name is taken.
+func (s *Store) AddDevice(ctx context.Context, name string, spec []byte) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `INSERT INTO devices (name, spec, added) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`, name, spec, time.Now().UnixNano())
+	if err != nil {
+		return false, fmt.Errorf("store: add device: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// RemoveDevice forgets a device added through the API and the verifier's
+// state of it; its results stay.
+func (s *Store) RemoveDevice(ctx context.Context, name string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM devices WHERE name = ?`, name); err != nil {
+		return fmt.Errorf("store: remove device: %w", err)
+	}
+	_, err := s.db.ExecContext(ctx, `DELETE FROM device_state WHERE device = ?`, name)
+	return err
+}
+
+// AddRIM keeps a RIM uploaded through the API (after it verified), so
+// that it is used again after a restart.
+func (s *Store) AddRIM(ctx context.Context, name string, raw []byte) error {
+	d := sha256.Sum256(raw)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO rims (digest, name, raw, added) VALUES (?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
+		hex.EncodeToString(d[:]), name, raw, time.Now().UnixNano())
+	if err != nil {
+		return fmt.Errorf("store: add RIM: %w", err)
+	}
+	return nil
+}
+
+// UploadedRIM is a RIM kept by AddRIM.
+type UploadedRIM struct {
+	Name string
+	Raw  []byte
+}
+
+// RIMs returns the uploaded RIMs, in the order they came.
+func (s *Store) RIMs(ctx context.Context) ([]UploadedRIM, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT name, raw FROM rims ORDER BY added, digest`)
+	if err != nil {
+		return nil, fmt.Errorf("store: RIMs: %w", err)
+	}
+	defer rows.Close()
+	var out []UploadedRIM
+	for rows.Next() {
+		var u UploadedRIM
+		if err := rows.Scan(&u.Name, &u.Raw); err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+// Devices returns the devices added through the API, by name.
+func (s *Store) Devices(ctx context.Context) (map[string][]byte, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT name, spec FROM devices`)
+	if err != nil {
+		return nil, fmt.Errorf("store: devices: %w", err)
+	}
+	defer rows.Close()
+	out := map[string][]byte{}
+	for rows.Next() {
+		var n string
+		var b []byte
+		if err := rows.Scan(&n, &b); err != nil {
+			return nil, err
+		}
+		out[n] = b
+	}
+	return out, rows.Err()
+}
+
+// Record is a stored result.
+type Record struct {
+	ID           int64
+	Device       string
+	Serial       string
+	Time         time.Time
+	Status       string
+	Vector       ear.TrustVector
+	Reasons      []string
+	ResetCount   uint32
+	RestartCount uint32
+	Rebooted     bool
+	EAR          string
+	Superseded   string
+	TPMs         []verifier.TPMResult
+	Evidence     string // hex SHA-256 of the evidence bundle
+	Policy       string
+}
+
+// Result is the record as the verifier's result.
+func (r *Record) Result() *verifier.Result {
+	var tier ear.TrustTier
+	for _, t := range []ear.TrustTier{ear.TrustTierNone, ear.TrustTierAffirming, ear.TrustTierWarning, ear.TrustTierContraindicated} {
+		if t.String() == r.Status {
+			tier = t
+		}
+	}
+	ev, _ := hex.DecodeString(r.Evidence)
+	return &verifier.Result{Device: r.Device, Serial: r.Serial, Status: tier, Vector: r.Vector, Reasons: r.Reasons, Rebooted: r.Rebooted,
+		Clock: quote.ClockInfo{ResetCount: r.ResetCount, RestartCount: r.RestartCount}, EAR: []byte(r.EAR), Time: r.Time, TPMs: r.TPMs, Evidence: ev}
+}
+
+const recordColumns = `id, device, serial, at, status, vector, reasons, reset_count, restart_count, rebooted, ear, COALESCE(superseded, ''), tpms, evidence, policy`
+
+// History returns a device's results, newest first.
+func (s *Store) History(ctx context.Context, device string, limit int) ([]Record, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+recordColumns+` FROM results WHERE device = ? ORDER BY id DESC LIMIT ?`, device, limit)
+	if err != nil {
+		return nil, err
+	}
+	return scanRecords(rows)
+}
+
+func scanRecords(rows *sql.Rows) ([]Record, error) {
 	defer rows.Close()
 	var out []Record
 	for rows.Next() {
 		var r Record
 		var at int64
-		var vec, reasons string
-		if err := rows.Scan(&r.ID, &r.Device, &r.Serial, &at, &r.Status, &vec, &reasons, &r.ResetCount, &r.Rebooted, &r.EAR, &r.Superseded); err != nil {
+		var vec, reasons, tpms string
+		if err := rows.Scan(&r.ID, &r.Device, &r.Serial, &at, &r.Status, &vec, &reasons, &r.ResetCount, &r.RestartCount, &r.Rebooted, &r.EAR, &r.Superseded,
+			&tpms, &r.Evidence, &r.Policy); err != nil {
 			return nil, err
 		}
 		r.Time = time.Unix(0, at)
@@ -138,6 +387,9 @@ func (s *Store) History(ctx context.Context, device string, limit int) ([]Record
 		}
 		if err := json.Unmarshal([]byte(reasons), &r.Reasons); err != nil {
 			return nil, fmt.Errorf("store: result %d reasons: %w", r.ID, err)
+		}
+		if err := json.Unmarshal([]byte(tpms), &r.TPMs); err != nil {
+			return nil, fmt.Errorf("store: result %d TPMs: %w", r.ID, err)
 		}
 		out = append(out, r)
 	}

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,7 +34,7 @@ func TestHistoryAndReboot(t *testing.T) {
 		res(5, false, ear.TrustTierWarning, "file-system: /tmp/x not in any signed RIM"),
 		res(6, true, ear.TrustTierAffirming),
 	} {
-		if _, err := s.Save(ctx, r); err != nil {
+		if _, err := s.Save(ctx, r, Saved{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -60,5 +62,130 @@ func TestHistoryAndReboot(t *testing.T) {
 	}
 	if h[1].Status != "warning" || len(h[1].Reasons) != 1 || h[1].Vector.Executables != ear.ApprovedBootClaim {
 		t.Errorf("round trip lost data: %+v", h[1])
+	}
+}
+
+// A database made by the first schema (before migrations were counted)
+// migrates in place and keeps its results; the verifier's state, the
+// latest results and API devices round-trip; a database from a newer
+// collector is refused.
+func TestMigrationsAndState(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "riv.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(migrations[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO results (device, serial, at, status, vector, reasons, reset_count, restart_count, rebooted, ear)
+		VALUES ('old', 'OLD', 1, 'affirming', '{}', '[]', 1, 0, 0, 'x.y.z')`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open(version-1 database) = %v", err)
+	}
+	now := time.Now()
+	r := &verifier.Result{Device: "rtr", Serial: "RTR", Status: ear.TrustTierWarning, Time: now, Evidence: []byte{1, 2},
+		TPMs: []verifier.TPMResult{{Name: "lc1", Status: ear.TrustTierWarning}}}
+	if _, err := s.Save(ctx, r, Saved{State: []byte(`{"v":1}`), Policy: "strict"}); err != nil {
+		t.Fatal(err)
+	}
+	r2 := *r
+	r2.Time, r2.Status = now.Add(time.Minute), ear.TrustTierAffirming
+	if _, err := s.Save(ctx, &r2, Saved{State: []byte(`{"v":2}`), Policy: "strict", OnDemand: true}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.AddDevice(ctx, "api-1", []byte(`{"serial":"A"}`)); !ok || err != nil {
+		t.Fatalf("AddDevice = %v %v", ok, err)
+	}
+	if ok, _ := s.AddDevice(ctx, "api-1", []byte(`{}`)); ok {
+		t.Error("AddDevice twice succeeded")
+	}
+	s.Close()
+
+	s, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	latest, err := s.Latest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := latest["old"]; got.Status != "affirming" || got.EAR != "x.y.z" {
+		t.Errorf("the version-1 result: %+v", got)
+	}
+	got := latest["rtr"]
+	if got.Status != "affirming" || got.Policy != "strict" || got.Evidence != "0102" || len(got.TPMs) != 1 || got.TPMs[0].Name != "lc1" {
+		t.Errorf("latest = %+v", got)
+	}
+	if res := got.Result(); res.Status != ear.TrustTierAffirming || res.Device != "rtr" || len(res.Evidence) != 2 {
+		t.Errorf("Result() = %+v", res)
+	}
+	h, _ := s.History(ctx, "rtr", 10)
+	if len(h) != 2 || h[1].Superseded == "" || h[0].Superseded != "" {
+		t.Errorf("on-demand re-attestation: history %+v", h)
+	}
+	states, err := s.States(ctx)
+	if err != nil || string(states["rtr"]) != `{"v":2}` {
+		t.Errorf("States() = %q, %v", states, err)
+	}
+	devs, err := s.Devices(ctx)
+	if err != nil || string(devs["api-1"]) != `{"serial":"A"}` {
+		t.Errorf("Devices() = %q, %v", devs, err)
+	}
+	if err := s.RemoveDevice(ctx, "rtr"); err != nil {
+		t.Fatal(err)
+	}
+	if states, _ := s.States(ctx); states["rtr"] != nil {
+		t.Error("RemoveDevice kept the verifier's state")
+	}
+	s.Close()
+
+	db, _ = sql.Open("sqlite", "file:"+path)
+	db.Exec(`PRAGMA user_version = 99`)
+	db.Close()
+	if s, err := Open(ctx, path); err == nil || !strings.Contains(err.Error(), "newer") {
+		if s != nil {
+			s.Close()
+		}
+		t.Errorf("Open(a newer schema) = %v, want a refusal", err)
+	}
+}
+
+func TestPrune(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "riv.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	old := time.Now().Add(-48 * time.Hour)
+	for i := range 5 {
+		for _, d := range []string{"a", "b"} {
+			r := &verifier.Result{Device: d, Time: old.Add(time.Duration(i) * time.Minute)}
+			if d == "b" && i == 4 {
+				r.Time = time.Now()
+			}
+			if _, err := s.Save(ctx, r, Saved{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	n, err := s.Prune(ctx, time.Now().Add(-24*time.Hour), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 6 {
+		t.Errorf("Prune deleted %d results, want 6 (3 of each device)", n)
+	}
+	for _, d := range []string{"a", "b"} {
+		if h, _ := s.History(ctx, d, 10); len(h) != 2 {
+			t.Errorf("%s: %d results kept, want its newest 2", d, len(h))
+		}
 	}
 }

@@ -154,7 +154,10 @@ type Result struct {
 	Restarted bool
 	Clock     quote.ClockInfo
 	EAR       []byte // signed JWT
-	Time      time.Time
+	// Evidence is the SHA-256 of the evidence bundle appraised (nil when
+	// the poll ended before the quote).
+	Evidence []byte
+	Time     time.Time
 	// TPMs are the appraisals of each TPM of a device with several (RFC
 	// 9684 mtpm: line cards), the identity's TPM first; the fields above
 	// are then the device's aggregate: every claim the worst any TPM got,

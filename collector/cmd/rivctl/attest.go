@@ -184,7 +184,7 @@ func cmdAttest(env *cli.Env, args []string) error {
 	for _, d := range devs {
 		c, err := d.report(env.Stdout, *asJSON, *verbose)
 		if db != nil && d.result != nil {
-			if _, serr := db.Save(context.Background(), d.result); serr != nil {
+			if _, serr := db.Save(context.Background(), d.result, store.Saved{}); serr != nil {
 				return badInput("attest: store: %v", serr)
 			}
 		}

@@ -140,7 +140,7 @@ func runFleet(routerBin, agent, reference string, once bool, interval time.Durat
 				ok = false
 				continue
 			}
-			if _, err := db.Save(ctx, res); err != nil {
+			if _, err := db.Save(ctx, res, store.Saved{}); err != nil {
 				return fmt.Errorf("store result: %w", err)
 			}
 			reasons := strings.Join(res.Reasons, "; ")
