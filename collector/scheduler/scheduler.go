@@ -247,7 +247,6 @@ func (s *Scheduler) Remove(name string) error {
 	return nil
 }
 
-
 // loop polls one device: at once, then every interval with ±10 % jitter
 // (devices started together drift apart), sooner on demand, and with
 // backoff up to 10 intervals while it cannot be reached.
