@@ -112,7 +112,11 @@ func (v *Verifier) appraiseBoot(idx *rim.Index, model string, r *Result, l *even
 		if len(sb.Conflicts) > 0 {
 			reason += " (" + strings.Join(sb.Conflicts, "; ") + ")"
 		}
-		r.claim(&tv.Configuration, ear.UnsafeConfigClaim, reason)
+		if v.Policy.RequireSecureBoot {
+			r.claim(&tv.Configuration, ear.UnsupportableConfigClaim, reason+", and the policy "+v.Policy.Name+" requires it")
+		} else {
+			r.claim(&tv.Configuration, ear.UnsafeConfigClaim, reason)
+		}
 	}
 	if tv.Configuration == ear.NoClaim {
 		r.claim(&tv.Configuration, ear.ApprovedConfigClaim, "")

@@ -185,11 +185,15 @@ func (p *poll) runtimePolicy() {
 		if !rs.config.empty() {
 			r.claim(&tv.Configuration, ear.UnsafeConfigClaim, "configuration: "+rs.config.String())
 		}
+		unknown, why := ear.UnrecognizedFilesClaim, ""
+		if p.v.Policy.NoUnknownFiles {
+			unknown, why = ear.ContraindicatedFilesClaim, " (the policy "+p.v.Policy.Name+" allows none)"
+		}
 		if !rs.violations.empty() {
-			r.claim(&tv.FileSystem, ear.UnrecognizedFilesClaim, "file-system: IMA measurement violations, what was read is unknown: "+rs.violations.String())
+			r.claim(&tv.FileSystem, unknown, "file-system: IMA measurement violations, what was read is unknown"+why+": "+rs.violations.String())
 		}
 		if !rs.unknown.empty() {
-			r.claim(&tv.FileSystem, ear.UnrecognizedFilesClaim, "file-system: not in any signed RIM: "+rs.unknown.String())
+			r.claim(&tv.FileSystem, unknown, "file-system: not in any signed RIM"+why+": "+rs.unknown.String())
 			r.claim(&tv.Executables, ear.UnrecognizedRuntimeClaim, "")
 		}
 		clean = clean && rs.clean()

@@ -72,6 +72,13 @@ type Policy struct {
 	ConfigFiles []string
 	// ConfigAllow is the operator's allow-list of configuration digests.
 	ConfigAllow []AllowedConfig
+	// RequireSecureBoot makes a boot without Secure Boot contraindicated
+	// (AR4SI configuration 96, unsupportable) rather than a warning.
+	RequireSecureBoot bool
+	// NoUnknownFiles makes a run-time file that no signed RIM lists (or
+	// an IMA measurement violation) contraindicated (AR4SI file-system
+	// 96) rather than a warning.
+	NoUnknownFiles bool
 }
 
 // DefaultConfigFiles is where a RIV router keeps its startup

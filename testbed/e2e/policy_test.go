@@ -5,6 +5,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -180,4 +182,75 @@ func TestMultiBankQuoteOrder(t *testing.T) {
 			t.Errorf("reverse=%v: quoted %v, status %v %v", reverse, quotedSel, r.Status, r.Reasons)
 		}
 	}
+}
+
+// TestStrictPolicySet: the stricter policy set contraindicates what the
+// default one only warns about — an unknown run-time file, a boot without
+// Secure Boot — and names itself in the reason and the EAR.
+func TestStrictPolicySet(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		img    func() *router.Image
+		unknown bool
+		want   map[bool]ear.TrustTier // by strict
+		reason string
+	}{
+		{"unknown file", func() *router.Image { return router.DefaultImage("2.0") }, true,
+			map[bool]ear.TrustTier{false: ear.TrustTierWarning, true: ear.TrustTierContraindicated}, "/usr/local/bin/implant"},
+		{"secure boot off", func() *router.Image { img := router.DefaultImage("2.0"); img.SecureBoot = false; return img }, false,
+			map[bool]ear.TrustTier{false: ear.TrustTierWarning, true: ear.TrustTierContraindicated}, "Secure Boot is off"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			d := start(t, e, tc.img())
+			defer d.Close()
+			if tc.unknown {
+				if err := d.MeasureFile(context.Background(), "/usr/local/bin/implant", []byte("not from the vendor")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, strict := range []bool{false, true} {
+				pol := e.v.Policy
+				if strict {
+					pol.Name, pol.RequireSecureBoot, pol.NoUnknownFiles = "riv-strict", true, true
+				}
+				v := verifier.New(pol, e.v.Key)
+				r, _ := appraiseRecorded(t, v, d)
+				reasons := strings.Join(r.Reasons, "\n")
+				if r.Status != tc.want[strict] || !strings.Contains(reasons, tc.reason) {
+					t.Errorf("strict %v: %v, want %v naming %q; reasons:\n%s", strict, r.Status, tc.want[strict], tc.reason, reasons)
+				}
+				if strict && !strings.Contains(reasons, "riv-strict") {
+					t.Errorf("strict: the reasons do not name the policy set:\n%s", reasons)
+				}
+				if sub := earSubmod(t, r.EAR); sub["ear.appraisal-policy-id"] != pol.Name {
+					t.Errorf("strict %v: EAR policy %v, want %s", strict, sub["ear.appraisal-policy-id"], pol.Name)
+				}
+			}
+		})
+	}
+}
+
+// earSubmod decodes the EAR's one submod (not verifying it: the tests of
+// the signature are elsewhere).
+func earSubmod(t *testing.T, tok []byte) map[string]any {
+	t.Helper()
+	parts := strings.Split(string(tok), ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWS: %s", tok)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims struct {
+		Submods map[string]map[string]any `json:"submods"`
+	}
+	if err := json.Unmarshal(b, &claims); err != nil || len(claims.Submods) != 1 {
+		t.Fatalf("EAR claims %s: %v", b, err)
+	}
+	for _, s := range claims.Submods {
+		return s
+	}
+	return nil
 }
