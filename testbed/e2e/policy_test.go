@@ -189,11 +189,11 @@ func TestMultiBankQuoteOrder(t *testing.T) {
 // Secure Boot — and names itself in the reason and the EAR.
 func TestStrictPolicySet(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		img    func() *router.Image
+		name    string
+		img     func() *router.Image
 		unknown bool
-		want   map[bool]ear.TrustTier // by strict
-		reason string
+		want    map[bool]ear.TrustTier // by strict
+		reason  string
 	}{
 		{"unknown file", func() *router.Image { return router.DefaultImage("2.0") }, true,
 			map[bool]ear.TrustTier{false: ear.TrustTierWarning, true: ear.TrustTierContraindicated}, "/usr/local/bin/implant"},
