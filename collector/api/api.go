@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,6 +60,11 @@ type Server struct {
 	// (POST /rims): how many policies it was added to, or why none took
 	// it. Nil refuses the request.
 	AddRIM func(name string, raw []byte) (int, error)
+	// ClientCerts admits a client by its TLS certificate instead of a
+	// token (mTLS): one the server's tls.Config verified against its
+	// client CAs has the admin role when an Organizational Unit of its
+	// subject is "admin", else the read-only one.
+	ClientCerts bool
 }
 
 // OpenAPI is the API's OpenAPI document, served at /api/v1/openapi.json;
@@ -118,6 +124,12 @@ func limitBody(h http.Handler) http.Handler {
 func (s *Server) role(r *http.Request) int {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || tok == "" {
+		if s.ClientCerts && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			if slices.Contains(r.TLS.VerifiedChains[0][0].Subject.OrganizationalUnit, "admin") {
+				return 2
+			}
+			return 1
+		}
 		return 0
 	}
 	eq := func(a, b string) bool { return b != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }

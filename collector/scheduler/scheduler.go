@@ -187,6 +187,28 @@ func (s *Scheduler) restore(e *entry) {
 	}
 }
 
+// restoreOne restores a device added while Run runs (s.mu held) from
+// what the store has of it now; a verifier that knows the device already
+// (the same one, for a device restarted by a reload) keeps its state.
+func (s *Scheduler) restoreOne(e *entry) {
+	if s.o.Store == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if rec, ok, err := s.o.Store.Last(ctx, e.d.Name); err == nil && ok {
+		e.state.Result, e.state.LastPoll = rec.Result(), rec.Time
+	}
+	if e.d.Verifier == nil || e.d.Verifier.Knows(e.d.Name) {
+		return
+	}
+	if b, err := s.o.Store.State(ctx, e.d.Name); err == nil && b != nil {
+		if err := e.d.Verifier.Restore(e.d.Name, b); err != nil {
+			s.o.Logger.Warn("verifier state not restored: the next poll starts afresh", "device", e.d.Name, "err", err)
+		}
+	}
+}
+
 // start runs e's loop (s.mu held, Run running).
 func (s *Scheduler) start(e *entry) {
 	ctx, cancel := context.WithCancel(s.ctx)
@@ -216,10 +238,36 @@ func (s *Scheduler) Add(d Device) error {
 	e := s.newEntry(d)
 	s.devices[d.Name] = e
 	if s.ctx != nil {
-		s.restore(e)
+		s.restoreOne(e)
 		s.start(e)
 	}
 	return nil
+}
+
+// RemoveFixed stops polling a device, of the configuration or not, and
+// keeps what the store has of it: for a reload of the configuration.
+func (s *Scheduler) RemoveFixed(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.devices[name]
+	if ok {
+		if e.cancel != nil {
+			e.cancel()
+		}
+		delete(s.devices, name)
+	}
+	return ok
+}
+
+// Spec returns the spec of a device added through the API.
+func (s *Scheduler) Spec(name string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.devices[name]
+	if !ok || e.d.Spec == nil {
+		return nil, false
+	}
+	return e.d.Spec, true
 }
 
 // Remove stops polling a device; its stored results stay.

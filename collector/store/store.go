@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -214,6 +215,25 @@ func (s *Store) States(ctx context.Context) (map[string][]byte, error) {
 		out[d] = b
 	}
 	return out, rows.Err()
+}
+
+// State returns the verifier's kept state of one device (nil: none).
+func (s *Store) State(ctx context.Context, device string) ([]byte, error) {
+	var b []byte
+	err := s.db.QueryRowContext(ctx, `SELECT state FROM device_state WHERE device = ?`, device).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// Last returns one device's latest result.
+func (s *Store) Last(ctx context.Context, device string) (Record, bool, error) {
+	h, err := s.History(ctx, device, 1)
+	if err != nil || len(h) == 0 {
+		return Record{}, false, err
+	}
+	return h[0], true, nil
 }
 
 // Latest returns every device's latest result.

@@ -81,6 +81,12 @@ func (p *poll) identity(ctx context.Context, peerKey crypto.PublicKey) error {
 	}
 	ir := v.verifyPair(idCert, akCert, roots, local)
 	r.Serial, p.model = ir.Serial, ir.Model
+	if w := p.want; ir.OK && (w.Serial != "" && ir.Serial != w.Serial || w.Model != "" && ir.Model != w.Model) {
+		// A genuine device, but not the one the inventory has at this
+		// address: a swapped chassis, or traffic sent elsewhere.
+		r.claim(&tv.InstanceIdentity, ear.UntrustworthyInstanceClaim, fmt.Sprintf("instance-identity: the device's identity names serial %q, model %q; the inventory expects serial %q, model %q (empty: any)", ir.Serial, ir.Model, w.Serial, w.Model))
+		return nil
+	}
 	if p.claimPair(ir) {
 		p.ak = akCert
 	}

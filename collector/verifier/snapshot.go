@@ -142,6 +142,13 @@ func (st *deviceState) snapshot() tpmSnapshot {
 	return ts
 }
 
+// Knows reports whether the verifier holds a state of device.
+func (v *Verifier) Knows(device string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.state[device] != nil
+}
+
 // Restore sets the verifier's state of device (and its line cards) from
 // a Snapshot. A snapshot it cannot read is an error and changes nothing:
 // the device is then appraised afresh.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/veraison/ear"
@@ -29,6 +30,9 @@ type Target struct {
 	SSHKey  crypto.Signer
 	TLSAddr string
 	TLS     *tls.Config // client certificate and manufacturer RootCAs
+	// Serial and Model are what the device's identity must name (empty:
+	// anything).
+	Serial, Model string
 	// StageTimeout bounds each stage of reaching the device (TCP, SSH or
 	// TLS handshake, NETCONF hello); default netconf.DefaultStageTimeout.
 	StageTimeout time.Duration
@@ -48,7 +52,7 @@ func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error
 		delete(v.conns, name)
 		v.mu.Unlock()
 		if pc != nil {
-			r, err := v.Appraise(ctx, name, pc.c, pc.peer)
+			r, err := v.AppraiseAs(ctx, name, pc.c, pc.peer, Expected{t.Serial, t.Model})
 			if err == nil {
 				v.keep(name, pc)
 				return r, nil
@@ -109,7 +113,7 @@ func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error
 		}
 		peer = c.HostKey
 	}
-	r, err := v.Appraise(ctx, name, c, peer)
+	r, err := v.AppraiseAs(ctx, name, c, peer, Expected{t.Serial, t.Model})
 	if v.Reuse && err == nil {
 		v.keep(name, &pooled{c: c, peer: peer})
 	} else {
@@ -165,39 +169,47 @@ const maxSupportRIM = 16 << 20
 // there, is an error: neither may silently shrink the reference values.
 // It returns the index and the number of signed RIMs loaded.
 func LoadRIMs(dir string, anchors *x509.CertPool) (*rim.Index, int, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, 0, err
-	}
+	return LoadRIMDirs([]string{dir}, anchors)
+}
+
+// LoadRIMDirs is LoadRIMs over several directories, into one index: a
+// base RIM's support RIM may be in any of them.
+func LoadRIMDirs(dirs []string, anchors *x509.CertPool) (*rim.Index, int, error) {
 	idx := rim.NewIndex()
 	n := 0
 	var others []rimFile
-	for _, ent := range ents {
-		if !ent.Type().IsRegular() {
-			continue
-		}
-		f := filepath.Join(dir, ent.Name())
-		signed := filepath.Ext(f) == ".cose" || filepath.Ext(f) == ".corim"
-		if !signed {
-			if st, err := os.Stat(f); err != nil || st.Size() > maxSupportRIM {
-				continue
-			}
-		}
-		b, err := os.ReadFile(f)
+	for _, dir := range dirs {
+		ents, err := os.ReadDir(dir)
 		if err != nil {
 			return nil, 0, err
 		}
-		if !signed {
-			others = append(others, rimFile{name: ent.Name(), raw: b})
-			continue
+		for _, ent := range ents {
+			if !ent.Type().IsRegular() {
+				continue
+			}
+			f := filepath.Join(dir, ent.Name())
+			signed := filepath.Ext(f) == ".cose" || filepath.Ext(f) == ".corim"
+			if !signed {
+				if st, err := os.Stat(f); err != nil || st.Size() > maxSupportRIM {
+					continue
+				}
+			}
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return nil, 0, err
+			}
+			if !signed {
+				others = append(others, rimFile{name: ent.Name(), raw: b})
+				continue
+			}
+			if _, err := indexSigned(idx, rimFile{name: ent.Name(), raw: b}, anchors); err != nil {
+				return nil, 0, fmt.Errorf("RIM %s: %w", f, err)
+			}
+			n++
 		}
-		if _, err := indexSigned(idx, rimFile{name: ent.Name(), raw: b}, anchors); err != nil {
-			return nil, 0, fmt.Errorf("RIM %s: %w", f, err)
-		}
-		n++
 	}
 	if err := attachSupports(idx, idx.Bases(), others); err != nil {
-		return nil, 0, fmt.Errorf("%w (in %s)", err, dir)
+		return nil, 0, fmt.Errorf("%w (in %s)", err, strings.Join(dirs, ", "))
 	}
 	return idx, n, nil
 }
@@ -370,15 +382,24 @@ func LoadSSHKey(path string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, err := ssh.ParseRawPrivateKey(b)
+	k, err := ParseSSHKey(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, nil
+}
+
+// ParseSSHKey parses an OpenSSH or PEM private key as a crypto.Signer.
+func ParseSSHKey(b []byte) (crypto.Signer, error) {
+	k, err := ssh.ParseRawPrivateKey(b)
+	if err != nil {
+		return nil, err
 	}
 	switch s := k.(type) {
 	case crypto.Signer:
 		return s, nil
 	}
-	return nil, fmt.Errorf("%s: not a signing key", path)
+	return nil, errors.New("not a signing key")
 }
 
 // TargetOf builds the target for transport "ssh" or "tls".

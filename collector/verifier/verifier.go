@@ -239,6 +239,7 @@ type poll struct {
 	st     *deviceState
 	sup    *evidence.Support
 
+	want Expected
 	rims *rim.Index // the reference values of this appraisal
 	// dev holds the claims about the device as a whole (its in-band RIMs,
 	// its set of TPMs), apart from those about one of its TPMs.
@@ -274,7 +275,19 @@ type poll struct {
 // binding is the caller's: pass the key the transport authenticated (SSH
 // host key or TLS leaf key) as peerKey.
 func (v *Verifier) Appraise(ctx context.Context, device string, s Session, peerKey crypto.PublicKey) (*Result, error) {
-	p := &poll{v: v, r: &Result{Device: device, Time: time.Now()}, device: device, s: s, dev: &Result{}}
+	return v.AppraiseAs(ctx, device, s, peerKey, Expected{})
+}
+
+// Expected is what the inventory says a device's identity names (empty:
+// anything).
+type Expected struct {
+	Serial, Model string
+}
+
+// AppraiseAs is Appraise of a device whose identity must name want: a
+// genuine device that is another one is untrustworthy.
+func (v *Verifier) AppraiseAs(ctx context.Context, device string, s Session, peerKey crypto.PublicKey, want Expected) (*Result, error) {
+	p := &poll{v: v, r: &Result{Device: device, Time: time.Now()}, device: device, s: s, dev: &Result{}, want: want}
 	if err := p.identity(ctx, peerKey); err != nil {
 		return nil, err
 	}

@@ -29,6 +29,7 @@ type collector struct {
 	AdminToken    string `json:"admin_token"`
 	ReadonlyToken string `json:"readonly_token"`
 	cmd           *exec.Cmd
+	client        *http.Client // nil: http.DefaultClient
 }
 
 func startCollector(t *testing.T, dir string, args ...string) *collector {
@@ -70,7 +71,11 @@ func (c *collector) send(t *testing.T, method, path, token, contentType string, 
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc := c.client
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

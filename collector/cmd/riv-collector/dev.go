@@ -12,11 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -99,12 +101,12 @@ func runDev(env *cli.Env, args []string) error {
 	if err != nil {
 		return cli.Usage("dev: %v", err)
 	}
+	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
 	fl := &fleet{key: key, verifiers: map[string]*verifier.Verifier{}}
 	devices, err := fl.devices(eps)
 	if err != nil {
 		return cli.Usage("dev: %v", err)
 	}
-	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	db, err := store.Open(ctx, filepath.Join(*dir, "riv.db"))
@@ -112,6 +114,42 @@ func runDev(env *cli.Env, args []string) error {
 		return cli.Usage("dev: store: %v", err)
 	}
 	defer db.Close()
+	// The devices added and the RIMs uploaded through the API before.
+	stored, err := db.Devices(ctx)
+	if err != nil {
+		return cli.Usage("dev: store: %v", err)
+	}
+	for name, spec := range stored {
+		var body struct {
+			Name string `json:"name"`
+			endpoint.Endpoints
+		}
+		if slices.ContainsFunc(devices, func(d scheduler.Device) bool { return d.Name == name }) || json.Unmarshal(spec, &body) != nil {
+			continue
+		}
+		d, err := fl.device(name, &body.Endpoints)
+		if err != nil {
+			log.Warn("a device added through the API cannot be polled", "device", name, "err", err)
+			continue
+		}
+		devices = append(devices, d)
+	}
+	ups, err := db.RIMs(ctx)
+	if err != nil {
+		return cli.Usage("dev: store: %v", err)
+	}
+	for _, u := range ups {
+		if _, err := fl.addRIM(u.Name, u.Raw); err != nil {
+			log.Warn("an uploaded RIM no longer verifies", "rim", u.Name, "err", err)
+		}
+	}
+	upload := func(name string, raw []byte) (int, error) {
+		n, err := fl.addRIM(name, raw)
+		if err != nil {
+			return 0, err
+		}
+		return n, db.AddRIM(ctx, name, raw)
+	}
 	var sch *scheduler.Scheduler
 	m := metrics.New(func() map[string]int { return sch.Posture() })
 	so := scheduler.Options{Interval: *interval, Store: db, Logger: log, Observer: m}
@@ -123,7 +161,7 @@ func runDev(env *cli.Env, args []string) error {
 	sch = scheduler.New(so, devices)
 	admin, read := token(), token()
 	// dev's metrics need no token: it serves on a loopback address only.
-	srv := &api.Server{Fleet: sch, AdminToken: admin, ReadToken: read, EARKey: &key.PublicKey, Metrics: m.Handler(), NewDevice: fl.device, AddRIM: fl.addRIM}
+	srv := &api.Server{Fleet: sch, AdminToken: admin, ReadToken: read, EARKey: &key.PublicKey, Metrics: m.Handler(), NewDevice: fl.device, AddRIM: upload}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return cli.Usage("dev: %v", err)
@@ -199,15 +237,18 @@ func (f *fleet) device(name string, ep *endpoint.Endpoints) (scheduler.Device, e
 	return scheduler.Device{Name: name, Target: t, Verifier: v}, nil
 }
 
-// addRIM offers an uploaded RIM to every policy's verifier: each that
-// verifies it (its vendor anchors) adds it.
+// addRIM offers an uploaded RIM to every policy's verifier.
 func (f *fleet) addRIM(name string, raw []byte) (int, error) {
 	f.mu.Lock()
-	vs := make([]*verifier.Verifier, 0, len(f.verifiers))
-	for _, v := range f.verifiers {
-		vs = append(vs, v)
-	}
+	vs := slices.Collect(maps.Values(f.verifiers))
 	f.mu.Unlock()
+	return addRIM(vs, name, raw)
+}
+
+// addRIM offers an uploaded RIM to each verifier: each that verifies it
+// (its vendor anchors) adds it. It returns how many added it, or why none
+// took it (none knew it either).
+func addRIM(vs []*verifier.Verifier, name string, raw []byte) (int, error) {
 	n, known := 0, false
 	var errs []error
 	for _, v := range vs {
@@ -223,7 +264,7 @@ func (f *fleet) addRIM(name string, raw []byte) (int, error) {
 	}
 	if n == 0 && !known {
 		if len(errs) == 0 {
-			return 0, errors.New("no device's policy to add it to")
+			return 0, errNoPolicy
 		}
 		return 0, errs[0]
 	}

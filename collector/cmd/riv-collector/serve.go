@@ -1,0 +1,514 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/openriv/riv/collector/api"
+	"github.com/openriv/riv/collector/config"
+	"github.com/openriv/riv/collector/metrics"
+	"github.com/openriv/riv/collector/notify"
+	"github.com/openriv/riv/collector/scheduler"
+	"github.com/openriv/riv/collector/store"
+	"github.com/openriv/riv/collector/verifier"
+	"github.com/openriv/riv/internal/atomicfile"
+	"github.com/openriv/riv/internal/cli"
+	"github.com/openriv/riv/internal/lockdir"
+	"github.com/openriv/riv/pkg/alg"
+	"github.com/openriv/riv/pkg/endpoint"
+	"github.com/openriv/riv/pkg/rim"
+)
+
+const serveHelp = `Runs the collector of a configuration file (see deploy/riv-collector.yaml):
+the devices of its inventory polled at their intervals, each appraised
+against its policy set with the trust anchors and RIMs of the file (and
+the RIMs devices carry, and those uploaded), every result kept in
+DATA_DIR/riv.db with the verifier's state (a restart resumes incremental
+polls), signed EARs, webhooks, and the API over HTTPS (TLS 1.3) with
+bearer tokens or client certificates. SIGHUP reloads the file: devices
+added, removed or changed are started, stopped or restarted; the others
+keep polling. A file that does not load is reported and the running
+configuration kept.`
+
+func runServe(env *cli.Env, args []string) error {
+	fs := env.Flags()
+	file := fs.String("config", "/etc/riv/collector.yaml", "configuration `FILE`")
+	if err := env.Parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		return cli.Usage("serve: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return cli.Usage("serve: %v", err)
+	}
+	unlock, err := lockdir.Lock(cfg.DataDir, "riv-collector serve")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	key, err := earKey(cfg.EARKey)
+	if err != nil {
+		return cli.Usage("serve: ear_key: %v", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	db, err := store.Open(ctx, filepath.Join(cfg.DataDir, "riv.db"))
+	if err != nil {
+		return cli.Usage("serve: %v", err)
+	}
+	defer db.Close()
+
+	svc := &service{key: key, db: db, log: log, cache: tls.NewLRUClientSessionCache(max(64, 2*len(cfg.Devices)))}
+	if err := svc.configure(cfg); err != nil {
+		return cli.Usage("serve: %v", err)
+	}
+	devices, err := svc.inventory(ctx, cfg)
+	if err != nil {
+		return cli.Usage("serve: %v", err)
+	}
+	var sch *scheduler.Scheduler
+	m := metrics.New(func() map[string]int { return sch.Posture() })
+	so := scheduler.Options{Interval: cfg.Poll.Interval, MaxInFlight: cfg.Poll.MaxInFlight, PollTimeout: cfg.Poll.Timeout,
+		Store: db, Logger: log, Observer: m}
+	var hooks []*notify.Webhook
+	for _, w := range cfg.Webhooks {
+		hooks = append(hooks, notify.New(w.URL, []byte(w.Secret.Value()), db, log))
+	}
+	if len(hooks) > 0 {
+		so.Outbox = func(ctx context.Context, evs []scheduler.Event) {
+			for _, h := range hooks {
+				h.Keep(ctx, evs)
+			}
+		}
+	}
+	sch = scheduler.New(so, devices)
+	svc.sch = sch
+
+	srv := &api.Server{Fleet: sch, AdminToken: cfg.Tokens.Admin.Value(), ReadToken: cfg.Tokens.Readonly.Value(), EARKey: &key.PublicKey,
+		Metrics: m.Handler(), NewDevice: svc.apiDevice, ClientCerts: cfg.TLS.ClientCA != ""}
+	if *cfg.RIMs.Uploads {
+		srv.AddRIM = svc.upload
+	}
+	tcfg, err := serverTLS(cfg)
+	if err != nil {
+		return cli.Usage("serve: %v", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return cli.Usage("serve: listen: %v", err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), TLSConfig: tcfg, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 3 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		BaseContext: func(net.Listener) context.Context { return ctx },
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(tls.NewListener(ln, tcfg)) }()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); sch.Run(ctx) }()
+	go func() { defer wg.Done(); svc.retain(ctx, cfg.Retention) }()
+	for _, h := range hooks {
+		wg.Add(1)
+		go func() { defer wg.Done(); h.Run(ctx) }()
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	url := "https://" + ln.Addr().String()
+	// Where it serves, for scripts and tests (the tokens stay in their
+	// files).
+	b, _ := json.MarshalIndent(map[string]string{"url": url}, "", "  ")
+	if err := atomicfile.Write(filepath.Join(cfg.DataDir, "collector.json"), append(b, '\n'), 0o600); err != nil {
+		return cli.Usage("serve: %v", err)
+	}
+	log.Info("serving", "url", url, "devices", len(devices), "config", *file)
+	for {
+		select {
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			hs.Shutdown(sctx)
+			cancel()
+			wg.Wait()
+			log.Info("stopped")
+			return nil
+		case err := <-errc:
+			return cli.Usage("serve: API: %v", err)
+		case <-hup:
+			svc.reload(ctx, *file)
+		}
+	}
+}
+
+// serverTLS is the API's TLS: 1.3 only, its certificate, and with a
+// client CA client certificates verified when given.
+func serverTLS(cfg *config.Config) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	t := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}}
+	if cfg.TLS.ClientCA != "" {
+		pool, err := config.LoadPool(cfg.TLS.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("tls.client_ca: %w", err)
+		}
+		t.ClientCAs, t.ClientAuth = pool, tls.VerifyClientCertIfGiven
+	}
+	return t, nil
+}
+
+// service is what serve runs: a verifier per policy set, and the
+// inventory they poll.
+type service struct {
+	key   *ecdsa.PrivateKey
+	db    *store.Store
+	log   *slog.Logger
+	sch   *scheduler.Scheduler
+	cache tls.ClientSessionCache // shared by every device's TLS sessions
+
+	mu        sync.Mutex
+	cfg       *config.Config
+	trust     [32]byte // digest of the trust and policy sections the verifiers were built from
+	verifiers map[string]*verifier.Verifier
+	specs     map[string][]byte // each configured device as built, to see what a reload changed
+}
+
+// configure builds the verifiers of cfg's policy sets, with the RIMs of
+// its directories and those uploaded before.
+func (s *service) configure(cfg *config.Config) error {
+	anchors, err := pools(cfg.Trust.Manufacturers)
+	if err != nil {
+		return err
+	}
+	var owner, rimAnchors *x509.CertPool
+	if len(cfg.Trust.Owner) > 0 {
+		if owner, err = pools(cfg.Trust.Owner); err != nil {
+			return err
+		}
+	}
+	idx := rim.NewIndex()
+	if len(cfg.Trust.RIMSigners) > 0 {
+		if rimAnchors, err = pools(cfg.Trust.RIMSigners); err != nil {
+			return err
+		}
+		if len(cfg.RIMs.Dirs) > 0 {
+			if idx, _, err = verifier.LoadRIMDirs(cfg.RIMs.Dirs, rimAnchors); err != nil {
+				return fmt.Errorf("rims: %w", err)
+			}
+		}
+	}
+	inband := rimAnchors
+	if !*cfg.RIMs.InBand {
+		inband = nil
+	}
+	vs := map[string]*verifier.Verifier{}
+	for name, ps := range cfg.Policies {
+		var banks []alg.ID
+		for _, b := range ps.Banks {
+			id, _ := config.ParseBank(b) // validated
+			banks = append(banks, id)
+		}
+		v := verifier.New(verifier.Policy{Name: name, Anchors: anchors, OwnerAnchors: owner, RIMs: idx, RIMAnchors: inband,
+			Banks: banks, MultiBank: ps.MultiBank, RequireSecureBoot: ps.RequireSecureBoot, NoUnknownFiles: ps.NoUnknownFiles}, s.key)
+		v.Reuse = true
+		vs[name] = v
+	}
+	ups, err := s.db.RIMs(context.Background())
+	if err != nil {
+		return err
+	}
+	for _, u := range ups {
+		for _, v := range vs {
+			if _, err := v.AddRIM(u.Name, u.Raw); err != nil {
+				s.log.Warn("an uploaded RIM no longer verifies", "rim", u.Name, "err", err)
+			}
+		}
+	}
+	s.mu.Lock()
+	old := s.verifiers
+	s.cfg, s.verifiers, s.trust = cfg, vs, trustDigest(cfg)
+	s.mu.Unlock()
+	for _, v := range old {
+		v.Close()
+	}
+	return nil
+}
+
+// trustDigest identifies what the verifiers are built from.
+func trustDigest(cfg *config.Config) [32]byte {
+	b, _ := json.Marshal([]any{cfg.Trust, cfg.RIMs, cfg.Policies})
+	h := sha256.New()
+	h.Write(b)
+	for _, files := range [][]string{cfg.Trust.Manufacturers, cfg.Trust.Owner, cfg.Trust.RIMSigners} {
+		for _, f := range files {
+			c, _ := os.ReadFile(f)
+			h.Write(c)
+		}
+	}
+	return [32]byte(h.Sum(nil))
+}
+
+func pools(files []string) (*x509.CertPool, error) {
+	p := x509.NewCertPool()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		if !p.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("%s: no PEM certificates", f)
+		}
+	}
+	return p, nil
+}
+
+// inventory builds the devices of cfg and those added through the API
+// before.
+func (s *service) inventory(ctx context.Context, cfg *config.Config) ([]scheduler.Device, error) {
+	var out []scheduler.Device
+	specs := map[string][]byte{}
+	for i := range cfg.Devices {
+		d, spec, err := s.configured(&cfg.Devices[i])
+		if err != nil {
+			return nil, fmt.Errorf("devices[%d] (%s): %w", i, cfg.Devices[i].Name, err)
+		}
+		out = append(out, d)
+		specs[d.Name] = spec
+	}
+	stored, err := s.db.Devices(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for name, spec := range stored {
+		if _, dup := specs[name]; dup {
+			s.log.Warn("a device added through the API is now in the configuration: the configuration's is polled", "device", name)
+			continue
+		}
+		var body struct {
+			Name string `json:"name"`
+			endpoint.Endpoints
+		}
+		if err := json.Unmarshal(spec, &body); err != nil {
+			s.log.Error("a device added through the API cannot be read back", "device", name, "err", err)
+			continue
+		}
+		d, err := s.apiDevice(name, &body.Endpoints)
+		if err != nil {
+			s.log.Error("a device added through the API cannot be polled", "device", name, "err", err)
+			continue
+		}
+		out = append(out, d)
+	}
+	s.mu.Lock()
+	s.specs = specs
+	s.mu.Unlock()
+	return out, nil
+}
+
+// configured builds a device of the configuration, and returns what it
+// was built from.
+func (s *service) configured(cd *config.Device) (scheduler.Device, []byte, error) {
+	s.mu.Lock()
+	v := s.verifiers[cd.Policy]
+	s.mu.Unlock()
+	var t verifier.Target
+	var spec []byte
+	if cd.Endpoints != "" {
+		ep, err := endpoint.Read(cd.Endpoints)
+		if err != nil {
+			return scheduler.Device{}, nil, err
+		}
+		if t, err = s.endpointsTarget(ep); err != nil {
+			return scheduler.Device{}, nil, err
+		}
+		spec, _ = json.Marshal(ep)
+	} else {
+		switch cd.Transport {
+		case "ssh":
+			k, err := verifier.ParseSSHKey([]byte(cd.SSHKey.Value()))
+			if err != nil {
+				return scheduler.Device{}, nil, fmt.Errorf("ssh_key: %w", err)
+			}
+			t = verifier.Target{SSHAddr: cd.Address, SSHUser: cd.SSHUser, SSHKey: k}
+		default:
+			pem, err := os.ReadFile(cd.ClientCert)
+			if err != nil {
+				return scheduler.Device{}, nil, err
+			}
+			cert, err := tls.X509KeyPair(pem, []byte(cd.ClientKey.Value()))
+			if err != nil {
+				return scheduler.Device{}, nil, fmt.Errorf("client_key: %w", err)
+			}
+			t = verifier.Target{TLSAddr: cd.Address, TLS: &tls.Config{Certificates: []tls.Certificate{cert}, ClientSessionCache: s.cache}}
+			spec = append(spec, pem...)
+		}
+		h := sha256.Sum256([]byte(cd.ClientKey.Value() + "\x00" + cd.SSHKey.Value()))
+		spec = append(spec, h[:]...)
+	}
+	t.Name, t.Serial, t.Model = cd.Name, cd.Serial, cd.Model
+	desc, _ := json.Marshal(struct {
+		D    config.Device
+		Spec []byte
+	}{*cd, spec})
+	return scheduler.Device{Name: cd.Name, Target: t, Verifier: v, Interval: cd.Interval, Policy: cd.Policy, Fixed: true}, desc, nil
+}
+
+// endpointsTarget is the target of an endpoints.json: NETCONF over TLS
+// when it has it, else SSH.
+func (s *service) endpointsTarget(ep *endpoint.Endpoints) (verifier.Target, error) {
+	via := "tls"
+	if ep.NetconfTLS == "" {
+		via = "ssh"
+	}
+	t, err := verifier.TargetOf(ep, via)
+	if err == nil && t.TLS != nil {
+		t.TLS.ClientSessionCache = s.cache
+	}
+	return t, err
+}
+
+// apiDevice builds a device added through the API (POST /devices): the
+// default policy set, the configuration's trust anchors (an
+// endpoints.json's own are not trusted here).
+func (s *service) apiDevice(name string, ep *endpoint.Endpoints) (scheduler.Device, error) {
+	t, err := s.endpointsTarget(ep)
+	if err != nil {
+		return scheduler.Device{}, err
+	}
+	t.Name, t.Serial = name, ep.Serial
+	s.mu.Lock()
+	v := s.verifiers[config.DefaultPolicy]
+	s.mu.Unlock()
+	return scheduler.Device{Name: name, Target: t, Verifier: v, Policy: config.DefaultPolicy}, nil
+}
+
+// upload verifies an uploaded RIM against every policy set's verifier and
+// keeps it when one took it (or knew it).
+func (s *service) upload(name string, raw []byte) (int, error) {
+	s.mu.Lock()
+	vs := slices.Collect(maps.Values(s.verifiers))
+	s.mu.Unlock()
+	n, err := addRIM(vs, name, raw)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return n, s.db.AddRIM(ctx, name, raw)
+}
+
+// reload applies the configuration file again: new verifiers when the
+// trust anchors, RIMs or policy sets changed (every device then moves to
+// them), and the devices added, removed or changed; a device that did not
+// change keeps polling.
+func (s *service) reload(ctx context.Context, file string) {
+	cfg, err := config.Load(file)
+	if err != nil {
+		s.log.Error("reload: the configuration does not load; keeping the running one", "err", err)
+		return
+	}
+	s.mu.Lock()
+	changedTrust := trustDigest(cfg) != s.trust
+	old := s.specs
+	s.mu.Unlock()
+	if changedTrust {
+		if err := s.configure(cfg); err != nil {
+			s.log.Error("reload: keeping the running configuration", "err", err)
+			return
+		}
+	}
+	specs := map[string][]byte{}
+	var started, stopped, restarted int
+	for i := range cfg.Devices {
+		d, spec, err := s.configured(&cfg.Devices[i])
+		if err != nil {
+			s.log.Error("reload: device not (re)started", "device", cfg.Devices[i].Name, "err", err)
+			continue
+		}
+		specs[d.Name] = spec
+		prev, had := old[d.Name]
+		switch {
+		case had && bytes.Equal(prev, spec) && !changedTrust:
+			continue
+		case had:
+			s.sch.RemoveFixed(d.Name)
+			restarted++
+		default:
+			started++
+		}
+		if err := s.sch.Add(d); err != nil {
+			s.log.Error("reload: device not started", "device", d.Name, "err", err)
+		}
+	}
+	for name := range old {
+		if _, ok := specs[name]; !ok {
+			s.sch.RemoveFixed(name)
+			stopped++
+		}
+	}
+	if changedTrust {
+		// Devices added through the API move to the new verifiers too.
+		for _, st := range s.sch.Devices() {
+			if _, fixed := specs[st.Name]; fixed {
+				continue
+			}
+			if d, ok := s.sch.Spec(st.Name); ok {
+				var body struct {
+					Name string `json:"name"`
+					endpoint.Endpoints
+				}
+				if json.Unmarshal(d, &body) == nil {
+					if nd, err := s.apiDevice(st.Name, &body.Endpoints); err == nil {
+						nd.Spec = nil // kept already
+						s.sch.RemoveFixed(st.Name)
+						s.sch.Add(nd)
+					}
+				}
+			}
+		}
+	}
+	s.mu.Lock()
+	s.specs, s.cfg = specs, cfg
+	s.mu.Unlock()
+	s.log.Info("reloaded", "started", started, "stopped", stopped, "restarted", restarted, "trust_changed", changedTrust)
+}
+
+// retain applies the retention policy hourly.
+func (s *service) retain(ctx context.Context, r config.Retention) {
+	for {
+		n, err := s.db.Prune(ctx, time.Now().Add(-r.MaxAge), r.Keep)
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("retention", "err", err)
+		} else if n > 0 {
+			s.log.Info("retention: results deleted", "count", n, "older_than", r.MaxAge)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Hour):
+		}
+	}
+}
+
+var errNoPolicy = errors.New("no device's policy to add it to")
