@@ -136,6 +136,7 @@ func (p *poll) replay() bool {
 		return false
 	}
 	// Bound by the quote: record it.
+	p.quotedVals = vals
 	if p.bios != nil {
 		st.boot, st.bootRIMs, st.bootDigest = nil, nil, [32]byte{}
 		st.biosVals, st.biosBanks = p.bv, slices.Clone(banks)

@@ -171,6 +171,8 @@ type Result struct {
 	// and the reasons of each TPM prefixed with its name. One EAR submod
 	// per TPM. Nil for a device with one TPM.
 	TPMs []TPMResult
+
+	set *attestationSet // what the verdict was reached on (its one TPM's)
 }
 
 // TPMResult is the appraisal of one TPM of a device.
@@ -180,6 +182,8 @@ type TPMResult struct {
 	Vector  ear.TrustVector
 	Reasons []string
 	Clock   quote.ClockInfo
+
+	set *attestationSet
 }
 
 // claim records a trust claim for one vector component, keeping the worst.
@@ -264,11 +268,12 @@ type poll struct {
 	reqs   []evidence.LogRequest
 	logs   []evidence.LogResult
 
-	bios     *eventlog.Log            // the whole bios log, when it was fetched
-	biosKept bool                     // or: it did not change since the findings kept
-	runtime  map[string]*eventlog.Log // new entries of each runtime log
-	bv       pcr.Values               // bios replay
-	rv       map[string]pcr.Values    // runtime replays, continuing the kept values
+	bios       *eventlog.Log            // the whole bios log, when it was fetched
+	biosKept   bool                     // or: it did not change since the findings kept
+	runtime    map[string]*eventlog.Log // new entries of each runtime log
+	bv         pcr.Values               // bios replay
+	rv         map[string]pcr.Values    // runtime replays, continuing the kept values
+	quotedVals pcr.Values               // the quoted PCR values the logs replayed to
 }
 
 // Appraise runs the whole flow against one device session; transport
@@ -316,13 +321,13 @@ func (v *Verifier) AppraiseAs(ctx context.Context, device string, s Session, pee
 	// One appraisal per line card, each of its own TPM: its own quote,
 	// logs, clock and kept state, against the same RIMs. A card whose
 	// appraisal fails is a claim on that card; the others keep theirs.
-	subs := []TPMResult{{Name: p.tpm, Vector: p.r.Vector, Reasons: p.r.Reasons, Clock: p.r.Clock}}
+	subs := []TPMResult{{Name: p.tpm, Vector: p.r.Vector, Reasons: p.r.Reasons, Clock: p.r.Clock, set: p.r.set}}
 	for _, c := range cards {
 		if err := c.appraiseCard(ctx); err != nil {
 			c.r.claim(&c.r.Vector.InstanceIdentity, ear.UnrecognizedInstanceClaim,
 				"instance-identity: the TPM could not be appraised: "+strings.ReplaceAll(err.Error(), "\x00", "/"))
 		}
-		subs = append(subs, TPMResult{Name: c.tpm, Vector: c.r.Vector, Reasons: c.r.Reasons, Clock: c.r.Clock})
+		subs = append(subs, TPMResult{Name: c.tpm, Vector: c.r.Vector, Reasons: c.r.Reasons, Clock: c.r.Clock, set: c.r.set})
 		p.r.Rebooted = p.r.Rebooted || c.r.Rebooted
 	}
 	return v.finishTPMs(p.r, subs, p.dev, p.nonce)
@@ -332,6 +337,7 @@ func (v *Verifier) AppraiseAs(ctx context.Context, device string, s Session, pee
 // logs, their replay, reference values and run-time policy.
 func (p *poll) appraiseTPM(ctx context.Context) error {
 	ok, err := p.challenge(ctx)
+	p.r.set = p.attestationSet(nil)
 	if err != nil || !ok {
 		return err
 	}
@@ -339,6 +345,7 @@ func (p *poll) appraiseTPM(ctx context.Context) error {
 		return err
 	}
 	if ok && p.replay() {
+		p.r.set = p.attestationSet(p.quotedVals)
 		p.referenceValues()
 		p.runtimePolicy()
 	}
@@ -440,6 +447,8 @@ var quotedPCRs = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
 func (v *Verifier) finish(r *Result, nonce []byte) (*Result, error) {
 	ar := ear.NewAttestationResult("tpm0", v.Build, "openriv")
 	r.Status = v.submod(ar.Submods["tpm0"], r.Vector)
+	annotate(ar.Submods["tpm0"], r.set)
+	r.Evidence = evidenceDigest(r.set)
 	return v.sign(r, ar, nonce)
 }
 
@@ -459,6 +468,7 @@ func (v *Verifier) finishTPMs(r *Result, subs []TPMResult, dev *Result, nonce []
 			ar.Submods[subs[i].Name] = sm
 		}
 		subs[i].Status = v.submod(sm, subs[i].Vector)
+		annotate(sm, subs[i].set)
 		if tierRank(subs[i].Status) > tierRank(worst) {
 			worst = subs[i].Status
 		}
@@ -475,6 +485,11 @@ func (v *Verifier) finishTPMs(r *Result, subs []TPMResult, dev *Result, nonce []
 	}
 	*agg.Status = worst
 	r.TPMs, r.Status = subs, worst
+	sets := make([]*attestationSet, len(subs))
+	for i := range subs {
+		sets[i] = subs[i].set
+	}
+	r.Evidence = evidenceDigest(sets...)
 	return v.sign(r, ar, nonce)
 }
 

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -201,5 +203,80 @@ func TestSnapshotAcrossReboot(t *testing.T) {
 	}
 	if !whole["bios"] || !whole["netequip_boot"] {
 		t.Errorf("after a reboot the poll fetched %v, want every log whole", got)
+	}
+}
+
+// TestAttestationSetClaims: each EAR submod says what its verdict was
+// reached on — policy set, log entries used, quoted PCR values, evidence
+// format, evidence hash — and a later poll names only the new entries.
+func TestAttestationSetClaims(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	img := router.DefaultImage("2.0")
+	d := start(t, e, img)
+	defer d.Close()
+	type set struct {
+		MPS string `json:"mps"`
+		LEM []struct {
+			Log         string
+			First, Last *int
+			Count       int
+			Kept        bool
+			Digest      string
+		} `json:"lem"`
+		PCR      map[string]map[string]string `json:"pcr"`
+		FMA      string                       `json:"fma"`
+		Evidence string                       `json:"evidence"`
+	}
+	decode := func(r *verifier.Result) set {
+		t.Helper()
+		ae, ok := earSubmod(t, r.EAR)["ear.veraison.annotated-evidence"].(map[string]any)
+		if !ok {
+			t.Fatalf("no annotated evidence in the EAR")
+		}
+		b, _ := json.Marshal(ae["riv.attestation-set"])
+		var s set
+		if err := json.Unmarshal(b, &s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	r1, _ := appraiseRecorded(t, e.v, d)
+	s1 := decode(r1)
+	if s1.MPS != e.v.Policy.Name || !strings.Contains(s1.FMA, "tpm20") || s1.Evidence != "sha-256:"+hex.EncodeToString(r1.Evidence) || len(r1.Evidence) != 32 {
+		t.Errorf("set %+v, evidence %x", s1, r1.Evidence)
+	}
+	if len(s1.PCR["sha256"]) != 11 || len(s1.PCR["sha256"]["10"]) != 64 {
+		t.Errorf("quoted PCRs %v, want PCRs 0-10 of sha256", s1.PCR)
+	}
+	logs := map[string]int{}
+	for _, l := range s1.LEM {
+		logs[l.Log] = l.Count
+		if l.Count == 0 || l.Kept || !strings.HasPrefix(l.Digest, "sha-256:") || l.First == nil || *l.First != 0 && *l.First != 1 {
+			t.Errorf("first poll, %s: %+v", l.Log, l)
+		}
+	}
+	if logs["bios"] == 0 || logs["netequip_boot"] == 0 {
+		t.Errorf("first poll's log entries: %+v", s1.LEM)
+	}
+	if err := d.MeasureFile(ctx, "/usr/bin/frr", img.Packages[0].Files[0].Content); err != nil {
+		t.Fatal(err)
+	}
+	r2, _ := appraiseRecorded(t, e.v, d)
+	s2 := decode(r2)
+	for _, l := range s2.LEM {
+		switch l.Log {
+		case "bios":
+			if !l.Kept || l.Count != 0 {
+				t.Errorf("second poll, bios: %+v, want the kept appraisal", l)
+			}
+		case "netequip_boot":
+			if l.Count != 1 || *l.First != *l.Last {
+				t.Errorf("second poll, netequip_boot: %+v, want the one new entry", l)
+			}
+		}
+	}
+	if s2.PCR["sha256"]["10"] == s1.PCR["sha256"]["10"] || s2.Evidence == s1.Evidence {
+		t.Error("second poll: PCR 10 or the evidence hash did not change with a new entry")
 	}
 }
