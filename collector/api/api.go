@@ -412,10 +412,13 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 		ResetCount uint32          `json:"reset_count"`
 		Rebooted   bool            `json:"rebooted"`
 		Superseded string          `json:"superseded,omitempty"`
+		Policy     string          `json:"policy,omitempty"`
+		Evidence   string          `json:"evidence,omitempty"`
+		EAR        string          `json:"ear,omitempty"`
 	}
 	out := []entry{}
 	for _, rec := range recs {
-		out = append(out, entry{rec.ID, rec.Time, rec.Status, rec.Vector, rec.Reasons, rec.ResetCount, rec.Rebooted, rec.Superseded})
+		out = append(out, entry{rec.ID, rec.Time, rec.Status, rec.Vector, rec.Reasons, rec.ResetCount, rec.Rebooted, rec.Superseded, rec.Policy, rec.Evidence, rec.EAR})
 	}
 	reply(w, http.StatusOK, map[string]any{"device": r.PathValue("name"), "history": out})
 }

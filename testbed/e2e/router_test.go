@@ -44,10 +44,18 @@ import (
 // and returns the directory.
 func startRouter(t *testing.T, args ...string) string {
 	t.Helper()
+	return launchRouter(t, args...)()
+}
+
+// launchRouter starts riv-router; the function it returns waits until
+// the router serves and returns its directory. Routers launched together
+// boot in parallel.
+func launchRouter(t *testing.T, args ...string) func() string {
+	t.Helper()
 	dir := t.TempDir()
 	cmd := exec.Command(bin(t, "riv-router"), append([]string{"--dir", dir}, args...)...)
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
+	errb := &syncBuffer{}
+	cmd.Stderr = errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -57,17 +65,20 @@ func startRouter(t *testing.T, args ...string) string {
 		cmd.Process.Signal(syscall.SIGTERM)
 		<-exited
 	})
-	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if _, err := os.Stat(filepath.Join(dir, "endpoints.json")); err == nil {
-			return dir
-		}
-		select {
-		case <-exited:
-			t.Fatalf("riv-router %v exited:\n%s", args, errb.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("riv-router %v: no endpoints.json after 90 s\n%s", args, errb.String())
+	return func() string {
+		t.Helper()
+		for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if _, err := os.Stat(filepath.Join(dir, "endpoints.json")); err == nil {
+				return dir
+			}
+			select {
+			case <-exited:
+				t.Fatalf("riv-router %v exited:\n%s", args, errb.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("riv-router %v: no endpoints.json after 90 s\n%s", args, errb.String())
+			}
 		}
 	}
 }

@@ -117,7 +117,7 @@ data_dir: %s
 tokens:
   admin: {file: admin.token}
   readonly: {file: read.token}
-poll: {interval: 2s}
+poll: {interval: 2s, timeout: 10s}
 trust:
   manufacturers: [%s]
   rim_signers: [%s]
