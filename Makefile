@@ -44,7 +44,7 @@ test: setup lint ## run every test (fuzz seed corpora included)
 	$(GO) test -count=1 -timeout 20m ./...
 
 demo: build ## run the demo on its embedded defaults
-	./bin/riv-demo --agent bin/riv-agent --router bin/riv-router $(DEMO_ARGS)
+	./bin/riv-demo --agent bin/riv-agent --router bin/riv-router --collector bin/riv-collector $(DEMO_ARGS)
 
 bench: setup ## run the benchmarks (see docs/BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./pkg/...

@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -17,9 +17,7 @@ import (
 
 	"github.com/veraison/ear"
 
-	"github.com/openriv/riv/collector/store"
 	"github.com/openriv/riv/collector/verifier"
-	"github.com/openriv/riv/pkg/alg"
 )
 
 // router is one router of the demo: its own riv-router process, with its
@@ -30,8 +28,7 @@ type router struct {
 	want                    ear.TrustTier
 	dir                     string
 	cmd                     *exec.Cmd
-	target                  verifier.Target
-	v                       *verifier.Verifier
+	serial                  string
 }
 
 var fleet = []*router{
@@ -44,7 +41,7 @@ var fleet = []*router{
 // runFleet starts the routers, appraises them every interval, prints the
 // verdicts, and stops everything on Ctrl-C. With once it returns after one
 // round: an error unless every verdict is the expected one.
-func runFleet(routerBin, agent, reference string, once bool, interval time.Duration) error {
+func runFleet(routerBin, agent, collectorBin, reference string, once bool, interval time.Duration) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	base, err := os.MkdirTemp("", "riv-demo-")
@@ -90,72 +87,86 @@ func runFleet(routerBin, agent, reference string, once bool, interval time.Durat
 		}
 		fmt.Println("all routers stopped")
 	}()
-	for _, r := range fleet {
+	var eps []string
+	for i, r := range fleet {
 		ep, err := waitEndpoints(ctx, filepath.Join(r.dir, "endpoints.json"), 45*time.Second)
 		if err != nil {
 			b, _ := os.ReadFile(r.dir + ".log")
 			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 			return fmt.Errorf("%s: %w: %s", r.name, err, lines[len(lines)-1])
 		}
-		if r.target, err = verifier.TargetOf(ep, r.transport); err != nil {
-			return err
-		}
-		r.target.Name = r.name
-		anchors, err := verifier.LoadPool(ep.TrustAnchors)
-		if err != nil {
-			return err
-		}
-		rimPool, err := verifier.LoadPool(ep.RIMSigner)
-		if err != nil {
-			return err
-		}
-		idx, n, err := verifier.LoadRIMs(ep.RIMs, rimPool)
-		if err != nil {
-			return err
-		}
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		r.v = verifier.New(verifier.Policy{Anchors: anchors, RIMs: idx, Banks: []alg.ID{alg.SHA256}}, key)
-		// Rounds reuse each router's NETCONF session (well within the
-		// agent's idle timeout), as a long-running collector should.
-		r.v.Reuse = true
-		defer r.v.Close()
-		fmt.Printf("  %-11s up at %s (NETCONF-SSH %s, NETCONF-TLS %s), %d signed RIMs verified\n", r.name, ep.Serial, ep.NetconfSSH, ep.NetconfTLS, n)
+		r.serial = fmt.Sprintf("RTR-%04d", i+1)
+		eps = append(eps, "--endpoints", filepath.Join(r.dir, "endpoints.json"))
+		fmt.Printf("  %-11s up as %s (NETCONF-SSH %s, NETCONF-TLS %s)\n", r.name, ep.Serial, ep.NetconfSSH, ep.NetconfTLS)
 	}
-	db, err := store.Open(ctx, filepath.Join(base, "riv.db"))
+	// The collector: riv-collector dev polling the routers, its API on
+	// 127.0.0.1.
+	cdir := filepath.Join(base, "collector")
+	ccmd := exec.Command(collectorBin, append([]string{"dev", "--dir", cdir, "--interval", interval.String()}, eps...)...)
+	clog, err := os.Create(cdir + ".log")
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	fmt.Printf("fleet ready in %v; results stored in %s\n\n", time.Since(start).Round(time.Millisecond), filepath.Join(base, "riv.db"))
+	ccmd.Stderr = clog
+	ccmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	err = ccmd.Start()
+	clog.Close()
+	if err != nil {
+		return fmt.Errorf("start %s: %w", collectorBin, err)
+	}
+	defer func() {
+		ccmd.Process.Signal(syscall.SIGTERM)
+		ccmd.Wait()
+		fmt.Println("collector stopped")
+	}()
+	col, err := waitCollector(ctx, filepath.Join(cdir, "collector.json"), 30*time.Second)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("fleet ready in %v\n\ncollector: %s  (API /api/v1/devices, metrics /metrics; tokens in %s; log %s)\n", time.Since(start).Round(time.Millisecond), col.URL, filepath.Join(cdir, "collector.json"), cdir+".log")
+	fmt.Printf("  curl -H 'Authorization: Bearer %s' %s/api/v1/devices\n\n", col.ReadonlyToken, col.URL)
 	for round := 1; ; round++ {
+		// Every device appraised (the collector polls at once, then every
+		// interval); with --once, wait up to a minute for the verdicts.
+		var devs map[string]apiDevice
+		for deadline := time.Now().Add(time.Minute); ; {
+			if devs, err = col.devices(ctx); err != nil {
+				return err
+			}
+			done := len(devs) == len(fleet)
+			for _, r := range fleet {
+				d, ok := devs[r.serial]
+				done = done && ok && d.State == "appraised" && (!once || d.Status == r.want.String())
+			}
+			if done || time.Now().After(deadline) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
 		ok := true
 		w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintf(w, "ROUTER\tVIA\tVERDICT\tEXPECTED\tREASONS\n")
+		fmt.Fprintf(w, "ROUTER\tDEVICE\tVERDICT\tEXPECTED\tREASONS\n")
 		for _, r := range fleet {
-			actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			res, err := r.v.AppraiseTarget(actx, r.target)
-			cancel()
-			if err != nil {
-				fmt.Fprintf(w, "%s\t%s\tERROR\t%s\t%v\n", r.name, r.transport, r.want, err)
-				ok = false
-				continue
-			}
-			if _, err := db.Save(ctx, res, store.Saved{}); err != nil {
-				return fmt.Errorf("store result: %w", err)
-			}
-			reasons := strings.Join(res.Reasons, "; ")
-			if reasons == "" {
+			d := devs[r.serial]
+			verdict, reasons := strings.ToUpper(d.Status), strings.Join(d.Reasons, "; ")
+			switch {
+			case d.State != "appraised":
+				verdict, reasons, ok = strings.ToUpper(d.State), d.Error, false
+			case reasons == "":
 				reasons = "identity, quote, logs and every measured component match the signed RIMs"
 			}
-			mark := ""
-			if res.Status != r.want {
-				mark = " (!)"
+			if d.Status != r.want.String() {
+				verdict += " (!)"
 				ok = false
 			}
-			fmt.Fprintf(w, "%s\tNETCONF-%s\t%s%s\t%s\t%s\n", r.name, strings.ToUpper(r.transport), strings.ToUpper(res.Status.String()), mark, r.want, reasons)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.name, r.serial, verdict, r.want, reasons)
 		}
 		w.Flush()
-		fmt.Printf("round %d done at %v\n\n", round, time.Since(start).Round(time.Millisecond))
+		fmt.Printf("round %d at %v\n\n", round, time.Since(start).Round(time.Millisecond))
 		if once {
 			if !ok {
 				return fmt.Errorf("a verdict differs from the expected one")
@@ -168,6 +179,55 @@ func runFleet(routerBin, agent, reference string, once bool, interval time.Durat
 		case <-time.After(interval):
 		}
 	}
+}
+
+// collectorAPI is riv-collector dev's collector.json.
+type collectorAPI struct {
+	URL           string `json:"url"`
+	ReadonlyToken string `json:"readonly_token"`
+}
+
+type apiDevice struct {
+	Name    string   `json:"name"`
+	State   string   `json:"state"`
+	Status  string   `json:"status"`
+	Reasons []string `json:"reasons"`
+	Error   string   `json:"error"`
+}
+
+func waitCollector(ctx context.Context, path string, max time.Duration) (*collectorAPI, error) {
+	for deadline := time.Now().Add(max); time.Now().Before(deadline); {
+		var c collectorAPI
+		if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &c) == nil && c.URL != "" {
+			return &c, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil, fmt.Errorf("the collector wrote no %s within %v", path, max)
+}
+
+// devices reads the collector's devices, by name.
+func (c *collectorAPI) devices(ctx context.Context) (map[string]apiDevice, error) {
+	req, _ := http.NewRequestWithContext(ctx, "GET", c.URL+"/api/v1/devices", nil)
+	req.Header.Set("Authorization", "Bearer "+c.ReadonlyToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("collector API: %w", err)
+	}
+	defer resp.Body.Close()
+	var v struct{ Devices []apiDevice }
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&v); err != nil || resp.StatusCode != 200 {
+		return nil, fmt.Errorf("collector API: %s: %v", resp.Status, err)
+	}
+	out := map[string]apiDevice{}
+	for _, d := range v.Devices {
+		out[d.Name] = d
+	}
+	return out, nil
 }
 
 func waitEndpoints(ctx context.Context, path string, max time.Duration) (*verifier.Endpoints, error) {

@@ -14,13 +14,13 @@ import (
 // every verdict as expected.
 func TestFleetOnce(t *testing.T) {
 	bin := t.TempDir()
-	for _, b := range []string{"agent/cmd/riv-agent", "testbed/cmd/riv-router"} {
+	for _, b := range []string{"agent/cmd/riv-agent", "testbed/cmd/riv-router", "collector/cmd/riv-collector"} {
 		if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, filepath.Base(b)), "github.com/openriv/riv/"+b).CombinedOutput(); err != nil {
 			t.Fatalf("build %s: %v\n%s", b, err, out)
 		}
 	}
 	start := time.Now()
-	if err := runFleet(filepath.Join(bin, "riv-router"), filepath.Join(bin, "riv-agent"), testref.Dir(t), true, time.Second); err != nil {
+	if err := runFleet(filepath.Join(bin, "riv-router"), filepath.Join(bin, "riv-agent"), filepath.Join(bin, "riv-collector"), testref.Dir(t), true, time.Second); err != nil {
 		t.Fatalf("runFleet(once) = %v", err)
 	}
 	if d := time.Since(start); d > 60*time.Second {

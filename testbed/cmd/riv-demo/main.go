@@ -33,8 +33,8 @@ import (
 var app = &cli.App{
 	Name:    "riv-demo",
 	Summary: "RIV on a simulated fleet (or its evidence libraries on real data)",
-	Main: &cli.Command{Args: "[--once] [--interval D] [--agent BIN] [--router BIN] | --libraries [--reference DIR] [--tpm SPEC]",
-		Summary: "start four routers (riv-router on swtpm) and appraise them over NETCONF",
+	Main: &cli.Command{Args: "[--once] [--interval D] [--agent BIN] [--router BIN] [--collector BIN] | --libraries [--reference DIR] [--tpm SPEC]",
+		Summary: "start four routers (riv-router on swtpm) and riv-collector dev polling them; print its URL and the verdicts",
 		Help: `The routers are child processes; they stop with riv-demo, also when it is
 killed (they get SIGTERM when their parent dies). --libraries instead
 replays the reference logs, boots a log into a TPM and verifies a fresh
@@ -51,6 +51,7 @@ func runMain(env *cli.Env, args []string) error {
 	libraries := fs.Bool("libraries", false, "show the evidence libraries on the reference data instead of the fleet")
 	agent := fs.String("agent", "bin/riv-agent", "riv-agent `BINARY` the routers run")
 	routerBin := fs.String("router", "bin/riv-router", "riv-router `BINARY` that builds and runs each router")
+	collectorBin := fs.String("collector", "bin/riv-collector", "riv-collector `BINARY` that polls them")
 	once := fs.Bool("once", false, "one appraisal round, then exit: status 0 when every verdict is the expected one")
 	interval := fs.Duration("interval", 10*time.Second, "time between appraisal rounds")
 	if err := env.Parse(fs, args); err != nil {
@@ -62,7 +63,7 @@ func runMain(env *cli.Env, args []string) error {
 	if *libraries {
 		return run(*ref, *tpmSpec)
 	}
-	return runFleet(*routerBin, *agent, *ref, *once, *interval)
+	return runFleet(*routerBin, *agent, *collectorBin, *ref, *once, *interval)
 }
 
 func run(ref, tpmSpec string) error {
