@@ -42,7 +42,7 @@ func materialize(t *testing.T, dir string) string {
 	files := map[string][]byte{
 		"collector.pem": certPEM, "collector-key.pem": keyPEM, "api-clients-ca.pem": certPEM, "manufacturer-ca.pem": certPEM,
 		"vendor-rim-ca.pem": certPEM, "netconf-client.pem": certPEM, "netconf-client-key.pem": keyPEM,
-		"netconf-ssh-key":         pem.EncodeToMemory(sshPEM),
+		"netconf-ssh-key":          pem.EncodeToMemory(sshPEM),
 		"collector-admin.token":    []byte(strings.Repeat("a", 40) + "\n"),
 		"collector-readonly.token": []byte(strings.Repeat("r", 40) + "\n"),
 		"webhook.secret":           []byte("a webhook secret of some length\n"),

@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/openriv/riv/collector/store"
@@ -80,7 +81,9 @@ type Options struct {
 // "unreachable".
 type Observer interface {
 	Started()
-	Done(outcome string, took time.Duration)
+	// Done is a finished poll: its result, or the error that left the
+	// device unreachable.
+	Done(r *verifier.Result, err error, took time.Duration)
 }
 
 // Scheduler polls devices until its context ends.
@@ -89,6 +92,7 @@ type Scheduler struct {
 	mu      sync.Mutex
 	devices map[string]*entry
 	sem     chan struct{}
+	queued  atomic.Int64 // polls due, waiting for a slot
 	subs    map[chan Event]bool
 	// While Run runs: its context and its wait group, for devices added
 	// later.
@@ -356,9 +360,12 @@ func jitter(d time.Duration) time.Duration {
 // result is stored (with the verifier's state of the device) before it is
 // shown or notified: what the API or a webhook has shown survives a crash.
 func (s *Scheduler) poll(ctx context.Context, e *entry, onDemand bool) bool {
+	s.queued.Add(1)
 	select {
 	case s.sem <- struct{}{}:
+		s.queued.Add(-1)
 	case <-ctx.Done():
+		s.queued.Add(-1)
 		return true
 	}
 	defer func() { <-s.sem }()
@@ -370,11 +377,7 @@ func (s *Scheduler) poll(ctx context.Context, e *entry, onDemand bool) bool {
 	r, err := e.d.Verifier.AppraiseTarget(pctx, e.d.Target)
 	cancel()
 	if s.o.Observer != nil {
-		outcome := "unreachable"
-		if err == nil {
-			outcome = r.Status.String()
-		}
-		s.o.Observer.Done(outcome, time.Since(start))
+		s.o.Observer.Done(r, err, time.Since(start))
 	}
 	if err == nil && s.o.Store != nil {
 		snap, serr := e.d.Verifier.Snapshot(e.d.Name)
@@ -505,6 +508,28 @@ func (s *Scheduler) Posture() map[string]int {
 		default:
 			out[st.Result.Status.String()]++
 		}
+	}
+	return out
+}
+
+// Queued is the number of polls that are due and wait for a slot (the
+// MaxInFlight bound): a queue that grows means the collector falls
+// behind its intervals.
+func (s *Scheduler) Queued() int { return int(s.queued.Load()) }
+
+// PostureByPolicy counts the devices by policy set and state (as
+// Posture).
+func (s *Scheduler) PostureByPolicy() map[[2]string]int {
+	out := map[[2]string]int{}
+	for _, st := range s.Devices() {
+		state := "pending"
+		switch {
+		case st.Unreachable != "":
+			state = "unreachable"
+		case st.Result != nil:
+			state = st.Result.Status.String()
+		}
+		out[[2]string{st.Policy, state}]++
 	}
 	return out
 }

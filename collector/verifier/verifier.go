@@ -164,7 +164,10 @@ type Result struct {
 	// Evidence is the SHA-256 of the evidence bundle appraised (nil when
 	// the poll ended before the quote).
 	Evidence []byte
-	Time     time.Time
+	// QuoteLatency is how long the device took to answer the challenge
+	// (with the logs pipelined after it): the TPM's quote time, mostly.
+	QuoteLatency time.Duration
+	Time         time.Time
 	// TPMs are the appraisals of each TPM of a device with several (RFC
 	// 9684 mtpm: line cards), the identity's TPM first; the fields above
 	// are then the device's aggregate: every claim the worst any TPM got,
@@ -383,8 +386,10 @@ func (p *poll) challenge(ctx context.Context) (bool, error) {
 			return false, err
 		}
 		var err error
+		t0 := time.Now()
 		quotes, logs, err = p.s.Collect(ctx, p.nonce, p.sel, p.reqs)
 		if err == nil {
+			p.r.QuoteLatency = time.Since(t0)
 			break
 		}
 		// A busy TPM (resource-denied: its quote queue or this client's

@@ -137,7 +137,9 @@ func TestCollectorDev(t *testing.T) {
 	}
 	code, b = c.call(t, "GET", "/metrics", "")
 	for _, want := range []string{`riv_collector_devices{state="affirming"} 1`, `riv_collector_devices{state="contraindicated"} 1`,
-		`riv_collector_polls_total{outcome="affirming"}`, `riv_collector_poll_duration_seconds_count`, `riv_collector_polls_in_flight`} {
+		`riv_collector_polls_total{outcome="affirming"}`, `riv_collector_poll_duration_seconds_count`, `riv_collector_polls_in_flight`,
+		`riv_collector_devices_by_policy{policy="riv-default",state="contraindicated"} 1`, `riv_collector_poll_failures_total{reason="executables"}`,
+		`riv_collector_device_quote_duration_seconds_count`, `riv_collector_polls_queued 0`} {
 		if code != 200 || !strings.Contains(string(b), want) {
 			t.Errorf("metrics lack %q (%d)", want, code)
 		}

@@ -151,7 +151,7 @@ func runDev(env *cli.Env, args []string) error {
 		return n, db.AddRIM(ctx, name, raw)
 	}
 	var sch *scheduler.Scheduler
-	m := metrics.New(func() map[string]int { return sch.Posture() })
+	m := metrics.New(func() metrics.Fleet { return sch })
 	so := scheduler.Options{Interval: *interval, Store: db, Logger: log, Observer: m}
 	var wh *notify.Webhook
 	if *webhook != "" {
@@ -234,7 +234,7 @@ func (f *fleet) device(name string, ep *endpoint.Endpoints) (scheduler.Device, e
 		return scheduler.Device{}, err
 	}
 	t.Name = name
-	return scheduler.Device{Name: name, Target: t, Verifier: v}, nil
+	return scheduler.Device{Name: name, Target: t, Verifier: v, Policy: v.Policy.Name}, nil
 }
 
 // addRIM offers an uploaded RIM to every policy's verifier.

@@ -88,7 +88,7 @@ func runServe(env *cli.Env, args []string) error {
 		return cli.Usage("serve: %v", err)
 	}
 	var sch *scheduler.Scheduler
-	m := metrics.New(func() map[string]int { return sch.Posture() })
+	m := metrics.New(func() metrics.Fleet { return sch })
 	so := scheduler.Options{Interval: cfg.Poll.Interval, MaxInFlight: cfg.Poll.MaxInFlight, PollTimeout: cfg.Poll.Timeout,
 		Store: db, Logger: log, Observer: m}
 	var hooks []*notify.Webhook
