@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -24,6 +25,8 @@ import (
 	"github.com/veraison/ear"
 
 	"github.com/openriv/riv/agent/sim/device"
+	"github.com/openriv/riv/collector/scheduler"
+	"github.com/openriv/riv/collector/store"
 	"github.com/openriv/riv/collector/verifier"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/identity"
@@ -137,9 +140,10 @@ func BenchmarkPoll(b *testing.B) {
 	}
 	ek, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	base := verifyBaseline(ek)
-	for _, mode := range []string{"tls", "ssh", "tls-kept", "ssh-kept", "tls+100", "ssh+100", "tls-kept+100", "ssh-kept+100"} {
+	for _, mode := range []string{"tls", "ssh", "tls-kept", "ssh-kept", "tls+100", "ssh+100", "tls-kept+100", "ssh-kept+100", "service-tls-kept", "service-tls-kept+100"} {
 		mode, newEntries, _ := strings.Cut(mode, "+")
-		via, kept := strings.TrimSuffix(mode, "-kept"), strings.HasSuffix(mode, "-kept")
+		service := strings.HasPrefix(mode, "service-")
+		via, kept := strings.TrimSuffix(strings.TrimPrefix(mode, "service-"), "-kept"), strings.HasSuffix(mode, "-kept")
 		if newEntries != "" {
 			mode += "/new=" + newEntries
 		}
@@ -161,7 +165,30 @@ func BenchmarkPoll(b *testing.B) {
 				}
 			}
 			ctx := context.Background()
-			if _, err := v.AppraiseTarget(ctx, t); err != nil { // warm: full handshake, full logs
+			appraise := func(ctx context.Context) (*verifier.Result, error) { return v.AppraiseTarget(ctx, t) }
+			if service {
+				// Inside the service: the scheduler's on-demand poll,
+				// the result and the verifier's state saved to SQLite
+				// (synchronous=FULL) before it returns.
+				st, err := store.Open(ctx, filepath.Join(b.TempDir(), "riv.db"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer st.Close()
+				sch := scheduler.New(scheduler.Options{Interval: time.Hour, Store: st}, []scheduler.Device{{Name: "bench", Target: t, Verifier: v, Policy: "bench"}})
+				sctx, stop := context.WithCancel(ctx)
+				done := make(chan struct{})
+				go func() { defer close(done); sch.Run(sctx) }()
+				defer func() { stop(); <-done }()
+				appraise = func(ctx context.Context) (*verifier.Result, error) {
+					s, err := sch.Attest(ctx, "bench")
+					if err == nil && s.Unreachable != "" {
+						err = errors.New(s.Unreachable)
+					}
+					return s.Result, err
+				}
+			}
+			if _, err := appraise(ctx); err != nil { // warm: full handshake, full logs
 				b.Fatal(err)
 			}
 			var used, sys time.Duration
@@ -202,7 +229,7 @@ func BenchmarkPoll(b *testing.B) {
 				var r *verifier.Result
 				var err error
 				// Labelled for -cpuprofile with -tagfocus poll=measured.
-				pprof.Do(ctx, pprof.Labels("poll", "measured"), func(ctx context.Context) { r, err = v.AppraiseTarget(ctx, t) })
+				pprof.Do(ctx, pprof.Labels("poll", "measured"), func(ctx context.Context) { r, err = appraise(ctx) })
 				if err != nil {
 					b.Fatal(err)
 				}
