@@ -189,11 +189,15 @@ func (v *Verifier) Restore(device string, b []byte) error {
 	own.keys = keys
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	for name := range v.state {
-		if name == device || strings.HasPrefix(name, device+"\x00") {
-			delete(v.state, name)
+	// The states it replaces: the device's and its line cards' (by the
+	// cards it knew; a scan of every state would make restoring a fleet
+	// quadratic).
+	if old := v.state[device]; old != nil {
+		for card, key := range old.cards {
+			delete(v.state, cardKey(device, card, key))
 		}
 	}
+	delete(v.state, device)
 	for name, st := range states {
 		v.state[name] = st
 	}

@@ -41,7 +41,7 @@ type env struct {
 // and 2.0 (2.0 supersedes 1.0) as the vendor publishes them — CoSWIDs,
 // PCR CoRIMs, base RIMs with their support RIMs, configuration RIMs —
 // loaded the way the collector loads them, and a verifier trusting both.
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()
 	now := time.Now()
@@ -89,7 +89,7 @@ func (e *env) appraiseSSH(t *testing.T, d *device.Device) *verifier.Result {
 	return r
 }
 
-func start(t *testing.T, e *env, img *router.Image) *device.Device {
+func start(t testing.TB, e *env, img *router.Image) *device.Device {
 	t.Helper()
 	d, err := device.Start(context.Background(), device.Options{Image: img, ManufacturerCA: e.mfr})
 	if err != nil {
