@@ -49,7 +49,8 @@ demo: build ## run the demo on its embedded defaults
 bench: setup ## run the benchmarks (see docs/BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./pkg/...
 	$(GO) test -run '^$$' -bench BenchmarkSave -benchtime 3000x -count 3 ./collector/store
-	$(GO) test -run '^$$' -bench 'BenchmarkPoll|BenchmarkRestart10k' -benchtime 100x -count 2 ./testbed/e2e
+	$(GO) test -run '^$$' -bench BenchmarkPoll -benchtime 100x -count 2 ./testbed/e2e
+	$(GO) test -run '^$$' -bench BenchmarkRestart10k -benchtime 3x ./testbed/e2e
 
 fuzz: setup ## fuzz every Fuzz target of the repository for FUZZTIME each (found with go test -list)
 	@for p in $$($(GO) list ./...); do \
