@@ -11,7 +11,6 @@ package config
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"log/slog"
@@ -26,6 +25,7 @@ import (
 
 	yaml "go.yaml.in/yaml/v3"
 
+	"github.com/openriv/riv/collector/verifier"
 	"github.com/openriv/riv/internal/yamlconf"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/endpoint"
@@ -414,17 +414,7 @@ func ParseBank(s string) (alg.ID, error) {
 }
 
 // LoadPool reads PEM certificates into a pool.
-func LoadPool(path string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	p := x509.NewCertPool()
-	if !p.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("%s: no PEM certificates", path)
-	}
-	return p, nil
-}
+var LoadPool = verifier.LoadPool
 
 // Secret is a credential: in the file, {file: PATH} (its first line, or
 // the whole file for a PEM key) or {env: NAME}. Its value is never
