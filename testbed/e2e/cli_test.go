@@ -343,7 +343,8 @@ func TestCLIConventions(t *testing.T) {
 // TestDemoAgentsDieWithIt: killing riv-demo (SIGKILL: no clean-up of its
 // own) stops its routers, and theirs their agents and swtpms (F.9).
 func TestDemoAgentsDieWithIt(t *testing.T) {
-	cmd := exec.Command(bin(t, "riv-demo"), "--agent", bin(t, "riv-agent"), "--router", bin(t, "riv-router"), "--reference", testref.Dir(t), "--interval", "1h")
+	cmd := exec.Command(bin(t, "riv-demo"), "--agent", bin(t, "riv-agent"), "--router", bin(t, "riv-router"), "--collector", bin(t, "riv-collector"),
+		"--reference", testref.Dir(t), "--interval", "1h")
 	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -351,9 +352,10 @@ func TestDemoAgentsDieWithIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	// Four routers, each with its swtpm and riv-agent serve.
+	// Four routers, each with its swtpm and riv-agent serve, and the
+	// collector.
 	var agents []int
-	for deadline := time.Now().Add(60 * time.Second); len(agents) < 12; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); len(agents) < 13; time.Sleep(100 * time.Millisecond) {
 		agents = nil
 		for _, r := range childrenOf(cmd.Process.Pid) {
 			agents = append(append(agents, r), childrenOf(r)...)
