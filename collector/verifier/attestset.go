@@ -74,7 +74,9 @@ func (p *poll) attestationSet(vals pcr.Values) *attestationSet {
 					le.First, le.Last = &first, &last
 				}
 				d := entriesDigest(l)
-				le.Digest = "sha-256:" + hex.EncodeToString(d[:])
+				if le.Count > 0 {
+					le.Digest = "sha-256:" + hex.EncodeToString(d[:])
+				}
 				writeField(h, []byte(t))
 				writeField(h, d[:])
 			}
