@@ -404,7 +404,7 @@ func (s *Scheduler) poll(ctx context.Context, e *entry, onDemand bool) bool {
 	} else {
 		e.state.Unreachable, e.state.Result = "", r
 	}
-	evs := s.publish(prev, e.state)
+	evs := s.publish(prev, e.state, onDemand)
 	s.mu.Unlock()
 	if s.o.Outbox != nil && len(evs) > 0 {
 		s.o.Outbox(ctx, evs)
@@ -419,7 +419,8 @@ func (s *Scheduler) poll(ctx context.Context, e *entry, onDemand bool) bool {
 
 // Event is a change of a device's state: its verdict changed (Kind
 // "verdict", Status the new one, Previous the one before, "" at the first
-// appraisal), it rebooted and was re-attested ("reboot"), or it became
+// appraisal), it rebooted and was re-attested ("reboot"), an on-demand
+// re-attestation superseded its results ("superseded"), or it became
 // unreachable or reachable again ("unreachable", "reachable").
 type Event struct {
 	Kind     string    `json:"kind"`
@@ -434,7 +435,7 @@ type Event struct {
 // publish sends the events of a state change to the subscribers (s.mu
 // held) and returns them. A subscriber that does not keep up misses
 // events rather than holding up the polls (Options.Outbox misses none).
-func (s *Scheduler) publish(prev, cur State) []Event {
+func (s *Scheduler) publish(prev, cur State, onDemand bool) []Event {
 	var evs []Event
 	now := time.Now()
 	switch {
@@ -448,8 +449,12 @@ func (s *Scheduler) publish(prev, cur State) []Event {
 		if prev.Result != nil {
 			before = prev.Result.Status.String()
 		}
-		if r.Rebooted {
+		switch {
+		case r.Rebooted:
 			evs = append(evs, Event{Kind: "reboot", Device: cur.Name, Status: r.Status.String(), Time: now})
+		case onDemand && prev.Result != nil:
+			// The results before are marked superseded in the store.
+			evs = append(evs, Event{Kind: "superseded", Device: cur.Name, Status: r.Status.String(), Previous: prev.Result.Status.String(), Time: now})
 		}
 		if before != r.Status.String() {
 			evs = append(evs, Event{Kind: "verdict", Device: cur.Name, Status: r.Status.String(), Previous: before, Reasons: r.Reasons, Time: now})

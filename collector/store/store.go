@@ -74,6 +74,10 @@ var migrations = []string{
 		raw      BLOB NOT NULL,
 		added    INTEGER NOT NULL              -- unix nanoseconds
 	);`,
+	// 3: the results not superseded, by device: marking them superseded
+	// (a reboot, an on-demand re-attestation) no longer scans a device's
+	// whole history.
+	`CREATE INDEX results_current ON results(device) WHERE superseded IS NULL;`,
 }
 
 // Store is a results database.

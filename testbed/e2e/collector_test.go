@@ -385,4 +385,6 @@ func TestCollectorWebhook(t *testing.T) {
 	mu.Unlock()
 	startCollector(t, dir, args...)
 	waitFor(`"kind":"verdict","device":"RTR-WH","status":"warning","previous":"affirming"`)
+	// The on-demand re-attestation superseded the results before it.
+	waitFor(`"kind":"superseded","device":"RTR-WH","status":"warning","previous":"affirming"`)
 }
