@@ -38,9 +38,11 @@ var fleet = []*router{
 	{name: "rtr-hp", attack: "none", transport: "tls", want: ear.TrustTierAffirming, biosLog: "eventlogs/uefi/ibmtss/hp1.bin"},
 }
 
-// runFleet starts the routers, appraises them every interval, prints the
-// verdicts, and stops everything on Ctrl-C. With once it returns after one
-// round: an error unless every verdict is the expected one.
+// runFleet starts the routers and riv-collector dev polling them every
+// interval, prints the collector's URL and, every interval, the verdicts
+// from its API, and stops everything on Ctrl-C. With once it returns after
+// the first verdicts: an error unless every one is the expected one
+// (waiting up to a minute for them).
 func runFleet(routerBin, agent, collectorBin, reference string, once bool, interval time.Duration) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -5,9 +5,10 @@
 // nonce and verifies it against the log, and finally shows that a
 // tampered log and a replayed nonce are caught.
 //
-// By default (what `make demo` runs) it starts a fleet of three simulated
-// routers instead — each its own riv-agent process with its own TPM — and
-// appraises them over NETCONF with the collector's verifier; see fleet.go.
+// By default (what `make demo` runs) it starts a fleet of four routers
+// instead — each a riv-router process with its own swtpm and riv-agent
+// serve — and riv-collector dev polling them over NETCONF; it prints the
+// collector's URL and the verdicts from its API. See fleet.go.
 package main
 
 import (
