@@ -98,9 +98,6 @@ type Scheduler struct {
 	// later.
 	ctx context.Context
 	wg  *sync.WaitGroup
-	// What the store held when Run started, for devices added later.
-	latest map[string]store.Record
-	states map[string][]byte
 }
 
 type entry struct {
@@ -173,21 +170,9 @@ func (s *Scheduler) load(ctx context.Context) {
 		s.o.Logger.Error("load verifier states", "err", err)
 		return
 	}
-	s.latest, s.states = latest, states
 	for _, e := range s.devices {
-		s.restore(e)
-	}
-}
-
-// restore sets e from what the store kept of it (s.mu held).
-func (s *Scheduler) restore(e *entry) {
-	if rec, ok := s.latest[e.d.Name]; ok {
-		e.state.Result, e.state.LastPoll = rec.Result(), rec.Time
-	}
-	if b, ok := s.states[e.d.Name]; ok && e.d.Verifier != nil {
-		if err := e.d.Verifier.Restore(e.d.Name, b); err != nil {
-			s.o.Logger.Warn("verifier state not restored: the next poll starts afresh", "device", e.d.Name, "err", err)
-		}
+		rec, ok := latest[e.d.Name]
+		s.restore(e, rec, ok, states[e.d.Name])
 	}
 }
 
@@ -200,14 +185,25 @@ func (s *Scheduler) restoreOne(e *entry) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	if rec, ok, err := s.o.Store.Last(ctx, e.d.Name); err == nil && ok {
+	rec, ok, err := s.o.Store.Last(ctx, e.d.Name)
+	if err != nil {
+		ok = false
+	}
+	var state []byte
+	if e.d.Verifier != nil && !e.d.Verifier.Knows(e.d.Name) {
+		state, _ = s.o.Store.State(ctx, e.d.Name)
+	}
+	s.restore(e, rec, ok, state)
+}
+
+// restore sets e from its latest stored result (when ok) and gives its
+// verifier the stored state (when there is one).
+func (s *Scheduler) restore(e *entry, rec store.Record, ok bool, state []byte) {
+	if ok {
 		e.state.Result, e.state.LastPoll = rec.Result(), rec.Time
 	}
-	if e.d.Verifier == nil || e.d.Verifier.Knows(e.d.Name) {
-		return
-	}
-	if b, err := s.o.Store.State(ctx, e.d.Name); err == nil && b != nil {
-		if err := e.d.Verifier.Restore(e.d.Name, b); err != nil {
+	if state != nil && e.d.Verifier != nil {
+		if err := e.d.Verifier.Restore(e.d.Name, state); err != nil {
 			s.o.Logger.Warn("verifier state not restored: the next poll starts afresh", "device", e.d.Name, "err", err)
 		}
 	}
@@ -255,10 +251,7 @@ func (s *Scheduler) RemoveFixed(name string) bool {
 	defer s.mu.Unlock()
 	e, ok := s.devices[name]
 	if ok {
-		if e.cancel != nil {
-			e.cancel()
-		}
-		delete(s.devices, name)
+		s.stop(e)
 	}
 	return ok
 }
@@ -292,11 +285,16 @@ func (s *Scheduler) Remove(name string) error {
 			return err
 		}
 	}
+	s.stop(e)
+	return nil
+}
+
+// stop ends e's loop and forgets it (s.mu held).
+func (s *Scheduler) stop(e *entry) {
 	if e.cancel != nil {
 		e.cancel()
 	}
-	delete(s.devices, name)
-	return nil
+	delete(s.devices, e.d.Name)
 }
 
 // loop polls one device: at once, then every interval with ±10 % jitter
@@ -505,16 +503,20 @@ func (s *Scheduler) Devices() []State {
 func (s *Scheduler) Posture() map[string]int {
 	out := map[string]int{}
 	for _, st := range s.Devices() {
-		switch {
-		case st.Unreachable != "":
-			out["unreachable"]++
-		case st.Result == nil:
-			out["pending"]++
-		default:
-			out[st.Result.Status.String()]++
-		}
+		out[st.posture()]++
 	}
 	return out
+}
+
+// posture is the state Posture counts the device under.
+func (st *State) posture() string {
+	switch {
+	case st.Unreachable != "":
+		return "unreachable"
+	case st.Result == nil:
+		return "pending"
+	}
+	return st.Result.Status.String()
 }
 
 // Queued is the number of polls that are due and wait for a slot (the
@@ -527,14 +529,7 @@ func (s *Scheduler) Queued() int { return int(s.queued.Load()) }
 func (s *Scheduler) PostureByPolicy() map[[2]string]int {
 	out := map[[2]string]int{}
 	for _, st := range s.Devices() {
-		state := "pending"
-		switch {
-		case st.Unreachable != "":
-			state = "unreachable"
-		case st.Result != nil:
-			state = st.Result.Status.String()
-		}
-		out[[2]string{st.Policy, state}]++
+		out[[2]string{st.Policy, st.posture()}]++
 	}
 	return out
 }
