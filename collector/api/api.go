@@ -214,6 +214,15 @@ func (s *Server) devices(w http.ResponseWriter, r *http.Request) {
 	reply(w, http.StatusOK, map[string]any{"devices": out})
 }
 
+// DeviceSpec is the body of POST /devices: an endpoints.json object with
+// an optional name. It is what the store keeps of a device added through
+// the API (scheduler.Device.Spec, with the name filled in), to build it
+// again after a restart.
+type DeviceSpec struct {
+	Name string `json:"name"`
+	endpoint.Endpoints
+}
+
 // add starts polling a device given by its endpoints.json (the object,
 // with an optional "name": its serial number otherwise).
 func (s *Server) add(w http.ResponseWriter, r *http.Request) {
@@ -221,10 +230,7 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusMethodNotAllowed, "this collector takes its devices from its configuration")
 		return
 	}
-	var body struct {
-		Name string `json:"name"`
-		endpoint.Endpoints
-	}
+	var body DeviceSpec
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil {

@@ -364,14 +364,20 @@ type Endpoints = endpoint.Endpoints
 func ReadEndpoints(path string) (*Endpoints, error) { return endpoint.Read(path) }
 
 // LoadPool reads PEM certificates into a pool.
-func LoadPool(path string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
+func LoadPool(path string) (*x509.CertPool, error) { return LoadPools([]string{path}) }
+
+// LoadPools reads the PEM certificates of several files into one pool;
+// each file must hold at least one.
+func LoadPools(files []string) (*x509.CertPool, error) {
 	p := x509.NewCertPool()
-	if !p.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("%s: no PEM certificates", path)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		if !p.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("%s: no PEM certificates", f)
+		}
 	}
 	return p, nil
 }

@@ -120,10 +120,7 @@ func runDev(env *cli.Env, args []string) error {
 		return cli.Usage("dev: store: %v", err)
 	}
 	for name, spec := range stored {
-		var body struct {
-			Name string `json:"name"`
-			endpoint.Endpoints
-		}
+		var body api.DeviceSpec
 		if slices.ContainsFunc(devices, func(d scheduler.Device) bool { return d.Name == name }) || json.Unmarshal(spec, &body) != nil {
 			continue
 		}
@@ -225,11 +222,7 @@ func (f *fleet) device(name string, ep *endpoint.Endpoints) (scheduler.Device, e
 		v.Reuse = true
 		f.verifiers[pk] = v
 	}
-	via := "tls"
-	if ep.NetconfTLS == "" {
-		via = "ssh"
-	}
-	t, err := verifier.TargetOf(ep, via)
+	t, err := endpointsTarget(ep, nil)
 	if err != nil {
 		return scheduler.Device{}, err
 	}

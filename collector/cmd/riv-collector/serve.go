@@ -188,7 +188,6 @@ type service struct {
 	cache tls.ClientSessionCache // shared by every device's TLS sessions
 
 	mu        sync.Mutex
-	cfg       *config.Config
 	trust     [32]byte // digest of the trust and policy sections the verifiers were built from
 	verifiers map[string]*verifier.Verifier
 	specs     map[string][]byte // each configured device as built, to see what a reload changed
@@ -197,19 +196,19 @@ type service struct {
 // configure builds the verifiers of cfg's policy sets, with the RIMs of
 // its directories and those uploaded before.
 func (s *service) configure(cfg *config.Config) error {
-	anchors, err := pools(cfg.Trust.Manufacturers)
+	anchors, err := verifier.LoadPools(cfg.Trust.Manufacturers)
 	if err != nil {
 		return err
 	}
 	var owner, rimAnchors *x509.CertPool
 	if len(cfg.Trust.Owner) > 0 {
-		if owner, err = pools(cfg.Trust.Owner); err != nil {
+		if owner, err = verifier.LoadPools(cfg.Trust.Owner); err != nil {
 			return err
 		}
 	}
 	idx := rim.NewIndex()
 	if len(cfg.Trust.RIMSigners) > 0 {
-		if rimAnchors, err = pools(cfg.Trust.RIMSigners); err != nil {
+		if rimAnchors, err = verifier.LoadPools(cfg.Trust.RIMSigners); err != nil {
 			return err
 		}
 		if len(cfg.RIMs.Dirs) > 0 {
@@ -247,7 +246,7 @@ func (s *service) configure(cfg *config.Config) error {
 	}
 	s.mu.Lock()
 	old := s.verifiers
-	s.cfg, s.verifiers, s.trust = cfg, vs, trustDigest(cfg)
+	s.verifiers, s.trust = vs, trustDigest(cfg)
 	s.mu.Unlock()
 	for _, v := range old {
 		v.Close()
@@ -267,20 +266,6 @@ func trustDigest(cfg *config.Config) [32]byte {
 		}
 	}
 	return [32]byte(h.Sum(nil))
-}
-
-func pools(files []string) (*x509.CertPool, error) {
-	p := x509.NewCertPool()
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		if !p.AppendCertsFromPEM(b) {
-			return nil, fmt.Errorf("%s: no PEM certificates", f)
-		}
-	}
-	return p, nil
 }
 
 // inventory builds the devices of cfg and those added through the API
@@ -305,10 +290,7 @@ func (s *service) inventory(ctx context.Context, cfg *config.Config) ([]schedule
 			s.log.Warn("a device added through the API is now in the configuration: the configuration's is polled", "device", name)
 			continue
 		}
-		var body struct {
-			Name string `json:"name"`
-			endpoint.Endpoints
-		}
+		var body api.DeviceSpec
 		if err := json.Unmarshal(spec, &body); err != nil {
 			s.log.Error("a device added through the API cannot be read back", "device", name, "err", err)
 			continue
@@ -339,7 +321,7 @@ func (s *service) configured(cd *config.Device) (scheduler.Device, []byte, error
 		if err != nil {
 			return scheduler.Device{}, nil, err
 		}
-		if t, err = s.endpointsTarget(ep); err != nil {
+		if t, err = endpointsTarget(ep, s.cache); err != nil {
 			return scheduler.Device{}, nil, err
 		}
 		spec, _ = json.Marshal(ep)
@@ -375,15 +357,16 @@ func (s *service) configured(cd *config.Device) (scheduler.Device, []byte, error
 }
 
 // endpointsTarget is the target of an endpoints.json: NETCONF over TLS
-// when it has it, else SSH.
-func (s *service) endpointsTarget(ep *endpoint.Endpoints) (verifier.Target, error) {
+// when it has it, else SSH; with cache, TLS sessions resume from it (one
+// cache for the fleet) instead of the target's own.
+func endpointsTarget(ep *endpoint.Endpoints, cache tls.ClientSessionCache) (verifier.Target, error) {
 	via := "tls"
 	if ep.NetconfTLS == "" {
 		via = "ssh"
 	}
 	t, err := verifier.TargetOf(ep, via)
-	if err == nil && t.TLS != nil {
-		t.TLS.ClientSessionCache = s.cache
+	if err == nil && t.TLS != nil && cache != nil {
+		t.TLS.ClientSessionCache = cache
 	}
 	return t, err
 }
@@ -392,7 +375,7 @@ func (s *service) endpointsTarget(ep *endpoint.Endpoints) (verifier.Target, erro
 // default policy set, the configuration's trust anchors (an
 // endpoints.json's own are not trusted here).
 func (s *service) apiDevice(name string, ep *endpoint.Endpoints) (scheduler.Device, error) {
-	t, err := s.endpointsTarget(ep)
+	t, err := endpointsTarget(ep, s.cache)
 	if err != nil {
 		return scheduler.Device{}, err
 	}
@@ -474,10 +457,7 @@ func (s *service) reload(ctx context.Context, file string) {
 				continue
 			}
 			if d, ok := s.sch.Spec(st.Name); ok {
-				var body struct {
-					Name string `json:"name"`
-					endpoint.Endpoints
-				}
+				var body api.DeviceSpec
 				if json.Unmarshal(d, &body) == nil {
 					if nd, err := s.apiDevice(st.Name, &body.Endpoints); err == nil {
 						nd.Spec = nil // kept already
@@ -489,7 +469,7 @@ func (s *service) reload(ctx context.Context, file string) {
 		}
 	}
 	s.mu.Lock()
-	s.specs, s.cfg = specs, cfg
+	s.specs = specs
 	s.mu.Unlock()
 	s.log.Info("reloaded", "started", started, "stopped", stopped, "restarted", restarted, "trust_changed", changedTrust)
 }
