@@ -338,19 +338,24 @@ func saveOne(ctx context.Context, tx *sql.Tx, insert, upsert *sql.Stmt, q *saveR
 
 // States returns the verifier's kept state of every device.
 func (s *Store) States(ctx context.Context) (map[string][]byte, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT device, state FROM device_state`)
+	return s.blobs(ctx, "states", `SELECT device, state FROM device_state`)
+}
+
+// blobs runs a query of (name, bytes) rows into a map.
+func (s *Store) blobs(ctx context.Context, what, query string) (map[string][]byte, error) {
+	rows, err := s.db.QueryContext(ctx, query)
 	if err != nil {
-		return nil, fmt.Errorf("store: states: %w", err)
+		return nil, fmt.Errorf("store: %s: %w", what, err)
 	}
 	defer rows.Close()
 	out := map[string][]byte{}
 	for rows.Next() {
-		var d string
+		var n string
 		var b []byte
-		if err := rows.Scan(&d, &b); err != nil {
+		if err := rows.Scan(&n, &b); err != nil {
 			return nil, err
 		}
-		out[d] = b
+		out[n] = b
 	}
 	return out, rows.Err()
 }
@@ -468,21 +473,7 @@ func (s *Store) RIMs(ctx context.Context) ([]UploadedRIM, error) {
 
 // Devices returns the devices added through the API, by name.
 func (s *Store) Devices(ctx context.Context) (map[string][]byte, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, spec FROM devices`)
-	if err != nil {
-		return nil, fmt.Errorf("store: devices: %w", err)
-	}
-	defer rows.Close()
-	out := map[string][]byte{}
-	for rows.Next() {
-		var n string
-		var b []byte
-		if err := rows.Scan(&n, &b); err != nil {
-			return nil, err
-		}
-		out[n] = b
-	}
-	return out, rows.Err()
+	return s.blobs(ctx, "devices", `SELECT name, spec FROM devices`)
 }
 
 // Record is a stored result.
