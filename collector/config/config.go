@@ -400,17 +400,14 @@ func (d *Device) validate(key string, c *Config, names map[string]bool) error {
 	return nil
 }
 
-// ParseBank parses a PCR bank name.
+// ParseBank parses a PCR bank name (alg.ParseHash): one of the banks a
+// policy set may quote.
 func ParseBank(s string) (alg.ID, error) {
-	switch strings.ToLower(s) {
-	case "sha256":
-		return alg.SHA256, nil
-	case "sha384":
-		return alg.SHA384, nil
-	case "sha512":
-		return alg.SHA512, nil
+	id, err := alg.ParseHash(s)
+	if err != nil || (id != alg.SHA256 && id != alg.SHA384 && id != alg.SHA512) {
+		return 0, fmt.Errorf("%q: want sha256, sha384 or sha512", s)
 	}
-	return 0, fmt.Errorf("%q: want sha256, sha384 or sha512", s)
+	return id, nil
 }
 
 // LoadPool reads PEM certificates into a pool.
