@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"sync/atomic"
 
 	"github.com/openriv/riv/pkg/alg"
 )
@@ -21,8 +22,10 @@ type Index struct {
 	superseded map[string][]string // tag-id → the tag-ids that supersede it
 	pcrRefs    []PCRReference      // from signed CoRIMs
 	supports   []SupportRIM        // base RIMs' reference event logs
-	// items holds a hash of each thing indexed, for Digest.
-	items [][32]byte
+	// items holds a hash of each thing indexed, for Digest; digest is
+	// Digest's result once computed (nil again after an addition).
+	items  [][32]byte
+	digest atomic.Pointer[[32]byte]
 }
 
 // Match is a reference file hash and the tag that lists it.
@@ -191,20 +194,28 @@ func (x *Index) item(kind string, parts ...[]byte) {
 		h.Write(p)
 	}
 	x.items = append(x.items, [32]byte(h.Sum(nil)))
+	x.digest.Store(nil)
 }
 
 // Digest identifies what the index holds, whatever the order it was added
 // in: two indexes with one digest give the same answers. A verifier keeps
 // it with the findings it made against the index, so that findings kept
 // across a restart are reused only against the same reference values.
+// It is computed once per index (a verifier snapshots every device after
+// every poll), not on each call.
 func (x *Index) Digest() [32]byte {
+	if d := x.digest.Load(); d != nil {
+		return *d
+	}
 	items := slices.Clone(x.items)
 	slices.SortFunc(items, func(a, b [32]byte) int { return bytes.Compare(a[:], b[:]) })
 	h := sha256.New()
 	for _, it := range items {
 		h.Write(it[:])
 	}
-	return [32]byte(h.Sum(nil))
+	d := [32]byte(h.Sum(nil))
+	x.digest.Store(&d)
+	return d
 }
 
 // Product is the product a tag is for: its software-meta product, or the
