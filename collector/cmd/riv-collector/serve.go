@@ -290,12 +290,7 @@ func (s *service) inventory(ctx context.Context, cfg *config.Config) ([]schedule
 			s.log.Warn("a device added through the API is now in the configuration: the configuration's is polled", "device", name)
 			continue
 		}
-		var body api.DeviceSpec
-		if err := json.Unmarshal(spec, &body); err != nil {
-			s.log.Error("a device added through the API cannot be read back", "device", name, "err", err)
-			continue
-		}
-		d, err := s.apiDevice(name, &body.Endpoints)
+		d, err := s.storedDevice(name, spec)
 		if err != nil {
 			s.log.Error("a device added through the API cannot be polled", "device", name, "err", err)
 			continue
@@ -386,6 +381,16 @@ func (s *service) apiDevice(name string, ep *endpoint.Endpoints) (scheduler.Devi
 	return scheduler.Device{Name: name, Target: t, Verifier: v, Policy: config.DefaultPolicy}, nil
 }
 
+// storedDevice builds a device added through the API from what the store
+// kept of it (api.DeviceSpec).
+func (s *service) storedDevice(name string, spec []byte) (scheduler.Device, error) {
+	var body api.DeviceSpec
+	if err := json.Unmarshal(spec, &body); err != nil {
+		return scheduler.Device{}, fmt.Errorf("its stored spec: %w", err)
+	}
+	return s.apiDevice(name, &body.Endpoints)
+}
+
 // upload verifies an uploaded RIM against every policy set's verifier and
 // keeps it when one took it (or knew it).
 func (s *service) upload(name string, raw []byte) (int, error) {
@@ -456,16 +461,18 @@ func (s *service) reload(ctx context.Context, file string) {
 			if _, fixed := specs[st.Name]; fixed {
 				continue
 			}
-			if d, ok := s.sch.Spec(st.Name); ok {
-				var body api.DeviceSpec
-				if json.Unmarshal(d, &body) == nil {
-					if nd, err := s.apiDevice(st.Name, &body.Endpoints); err == nil {
-						nd.Spec = nil // kept already
-						s.sch.RemoveFixed(st.Name)
-						s.sch.Add(nd)
-					}
-				}
+			spec, ok := s.sch.Spec(st.Name)
+			if !ok {
+				continue
 			}
+			nd, err := s.storedDevice(st.Name, spec)
+			if err != nil {
+				s.log.Error("reload: device added through the API not moved to the new trust anchors", "device", st.Name, "err", err)
+				continue
+			}
+			nd.Spec = nil // kept already
+			s.sch.RemoveFixed(st.Name)
+			s.sch.Add(nd)
 		}
 	}
 	s.mu.Lock()
