@@ -45,6 +45,7 @@ type Config struct {
 	Tokens    Tokens               `yaml:"tokens"`
 	Poll      Poll                 `yaml:"poll"`
 	Retention Retention            `yaml:"retention"`
+	Store     Store                `yaml:"store"`
 	Trust     Trust                `yaml:"trust"`
 	RIMs      RIMs                 `yaml:"rims"`
 	Policies  map[string]PolicySet `yaml:"policies"`
@@ -80,6 +81,15 @@ type Poll struct {
 type Retention struct {
 	MaxAge time.Duration `yaml:"max_age"`
 	Keep   int           `yaml:"keep"`
+}
+
+// Store sets how results reach the disk (collector/store.Options).
+type Store struct {
+	// Sync is "normal" (a result survives the collector being killed; a
+	// power loss can lose the last DurableWithin of results) or "full"
+	// (every commit waits for the disk).
+	Sync          string        `yaml:"sync"`
+	DurableWithin time.Duration `yaml:"durable_within"`
 }
 
 // Trust are the PEM files of the trust anchors.
@@ -150,6 +160,7 @@ func Default() *Config {
 		DataDir:   "/var/lib/riv-collector",
 		Poll:      Poll{Interval: 5 * time.Minute, MaxInFlight: 256, Timeout: time.Minute},
 		Retention: Retention{MaxAge: 90 * 24 * time.Hour, Keep: 100},
+		Store:     Store{Sync: "normal", DurableWithin: time.Second},
 		RIMs:      RIMs{InBand: &t, Uploads: &t},
 	}
 }
@@ -278,6 +289,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Retention.MaxAge < time.Hour || c.Retention.Keep < 1 {
 		return keyErr("retention", "max_age %v, keep %d: want at least 1h and 1", c.Retention.MaxAge, c.Retention.Keep)
+	}
+	if c.Store.Sync != "normal" && c.Store.Sync != "full" {
+		return keyErr("store.sync", "%q: want normal or full", c.Store.Sync)
+	}
+	if c.Store.DurableWithin < 10*time.Millisecond || c.Store.DurableWithin > time.Minute {
+		return keyErr("store.durable_within", "%v: want 10ms to 1m", c.Store.DurableWithin)
 	}
 	if len(c.Trust.Manufacturers) == 0 {
 		return keyErr("trust.manufacturers", "required: the CAs of the devices' IDevIDs")

@@ -93,7 +93,7 @@ func TestLoadErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, from, to, want string
 	}{
-		{"unknown key", "  inband: true", "  inband: true\n  colour: red", "collector.yaml:52: rims.colour: unknown key"},
+		{"unknown key", "  inband: true", "  inband: true\n  colour: red", "collector.yaml:59: rims.colour: unknown key"},
 		{"inline secret", "admin: {file: " + dir + "/etc/collector-admin.token}", "admin: hunter2hunter2hunter2hunter2hunter2", "tokens.admin: a secret is not written in the file"},
 		{"bad interval", "interval: 5m ", "interval: 10ms ", "poll.interval: 10ms: want at least 1s"},
 		{"bad type", "max_in_flight: 256", "max_in_flight: lots", "poll.max_in_flight"},
@@ -101,6 +101,8 @@ func TestLoadErrors(t *testing.T) {
 		{"bad bank", "banks: [sha256, sha384]   # quoted", "banks: [md5]   # quoted", `policies.default.banks[0]: "md5"`},
 		{"transport", "transport: ssh", "transport: telnet", `devices[1].transport: "telnet"`},
 		{"missing file", "manufacturer-ca.pem]", "nowhere.pem]", "trust.manufacturers[0]"},
+		{"store sync", "sync: normal ", "sync: sometimes ", `store.sync: "sometimes": want normal or full`},
+		{"durable within", "durable_within: 1s ", "durable_within: 1h ", "store.durable_within: 1h0m0s: want 10ms to 1m"},
 		{"dup name", "name: p1.ams", "name: pe1.fra", `devices[1].name: "pe1.fra": a second device`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -85,7 +85,8 @@ type Store struct {
 	db *sql.DB
 	// Save's statements, prepared once: parsing them is a third of a
 	// save's CPU.
-	insert, upsert *sql.Stmt
+	insert, upsert, supersede *sql.Stmt
+	o                         Options
 	// The group-commit writer.
 	saves      chan *saveReq
 	closed     chan struct{}
@@ -93,13 +94,51 @@ type Store struct {
 	closeOnce  sync.Once
 }
 
+// Sync is how a commit reaches the disk.
+type Sync string
+
+const (
+	// SyncNormal (the default) commits to the write-ahead log without
+	// waiting for the disk: a result saved survives the collector being
+	// killed, and the database stays consistent through a power loss,
+	// which can lose only the results of the last Options.DurableWithin.
+	// Waiting for the disk on every commit is most of a save's CPU (see
+	// docs/BENCHMARKS.md).
+	SyncNormal Sync = "normal"
+	// SyncFull waits for the disk on every commit: a result saved survives
+	// a power loss too.
+	SyncFull Sync = "full"
+)
+
+// Options tune Open.
+type Options struct {
+	Sync Sync
+	// DurableWithin bounds, with SyncNormal, how long a committed result
+	// can wait for the disk: the log is checkpointed (and synced) that
+	// often while there are new commits. Default 1s.
+	DurableWithin time.Duration
+}
+
 // Open opens (creating if needed) the SQLite database at path in WAL mode
-// with synchronous=FULL (a result is on disk when Save returns, whatever
-// kills the process or the machine after), and migrates it; ":memory:"
-// for a throwaway one. A database from a newer RIV is refused rather than
-// misread.
+// with the default Options, and migrates it; ":memory:" for a throwaway
+// one. A database from a newer RIV is refused rather than misread.
 func Open(ctx context.Context, path string) (*Store, error) {
-	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
+	return OpenWith(ctx, path, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, path string, o Options) (*Store, error) {
+	switch o.Sync {
+	case "":
+		o.Sync = SyncNormal
+	case SyncNormal, SyncFull:
+	default:
+		return nil, fmt.Errorf("store: sync %q: want normal or full", o.Sync)
+	}
+	if o.DurableWithin <= 0 {
+		o.DurableWithin = time.Second
+	}
+	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + string(o.Sync) + ")&_pragma=foreign_keys(1)"
 	if path == ":memory:" {
 		dsn = "file::memory:?cache=shared"
 	}
@@ -112,15 +151,21 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: %s: %w", path, err)
 	}
-	s := &Store{db: db}
-	if s.insert, err = db.PrepareContext(ctx, `INSERT INTO results (device, serial, at, status, vector, reasons, reset_count, restart_count, rebooted, ear, tpms, evidence, policy)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`); err == nil {
-		s.upsert, err = db.PrepareContext(ctx, `INSERT INTO device_state (device, state, updated) VALUES (?, ?, ?)
-			ON CONFLICT (device) DO UPDATE SET state = excluded.state, updated = excluded.updated`)
-	}
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store: %w", err)
+	s := &Store{db: db, o: o}
+	for _, p := range []struct {
+		st    **sql.Stmt
+		query string
+	}{
+		{&s.insert, `INSERT INTO results (device, serial, at, status, vector, reasons, reset_count, restart_count, rebooted, ear, tpms, evidence, policy)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&s.upsert, `INSERT INTO device_state (device, state, updated) VALUES (?, ?, ?)
+			ON CONFLICT (device) DO UPDATE SET state = excluded.state, updated = excluded.updated`},
+		{&s.supersede, `UPDATE results SET superseded = ? WHERE device = ? AND superseded IS NULL`},
+	} {
+		if *p.st, err = db.PrepareContext(ctx, p.query); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("store: %w", err)
+		}
 	}
 	s.saves, s.closed, s.writerDone = make(chan *saveReq), make(chan struct{}), make(chan struct{})
 	go s.writer()
@@ -163,8 +208,9 @@ func migrate(ctx context.Context, db *sql.DB) error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() { close(s.closed) })
 	<-s.writerDone
-	s.insert.Close()
-	s.upsert.Close()
+	for _, st := range []*sql.Stmt{s.insert, s.upsert, s.supersede} {
+		st.Close()
+	}
 	return s.db.Close()
 }
 
@@ -188,8 +234,9 @@ type Saved struct {
 //
 // Saves are group-committed: while one transaction commits, the saves
 // that arrive wait and go into the next one together, so that a fleet's
-// results share the fsync of synchronous=FULL instead of each paying it.
-// A save returns when its transaction is on disk.
+// results share the commit (and with SyncFull its wait for the disk)
+// instead of each paying it. A save returns when its transaction is
+// committed.
 func (s *Store) Save(ctx context.Context, r *verifier.Result, o Saved) (int64, error) {
 	vec, _ := json.Marshal(r.Vector)
 	reasons, _ := json.Marshal(r.Reasons)
@@ -231,14 +278,23 @@ type saveRes struct {
 // maxBatch bounds the saves of one transaction.
 const maxBatch = 256
 
-// writer runs the group commits until Close.
+// writer runs the group commits until Close. With SyncNormal it also
+// checkpoints the log, which syncs it, within DurableWithin of a commit.
 func (s *Store) writer() {
 	defer close(s.writerDone)
+	var due <-chan time.Time // armed while a commit waits for the disk
 	for {
 		var first *saveReq
 		select {
 		case first = <-s.saves:
+		case <-due:
+			due = nil
+			s.checkpoint()
+			continue
 		case <-s.closed:
+			if due != nil {
+				s.checkpoint()
+			}
 			return
 		}
 		batch := []*saveReq{first}
@@ -252,7 +308,21 @@ func (s *Store) writer() {
 			}
 		}
 		s.commit(batch)
+		if due == nil && s.o.Sync == SyncNormal {
+			due = time.After(s.o.DurableWithin)
+		}
 	}
+}
+
+// checkpoint copies the log into the database, syncing both. PASSIVE: it
+// never waits for readers; a page it could not copy yet is still synced
+// in the log.
+func (s *Store) checkpoint() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// A checkpoint that fails leaves the log as it was: the next one (or
+	// SQLite's own, every 1000 pages) syncs it.
+	s.db.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`)
 }
 
 // commit writes a batch in one transaction, each save in a savepoint of
@@ -272,11 +342,11 @@ func (s *Store) commit(batch []*saveReq) {
 		return
 	}
 	defer tx.Rollback()
-	insert, upsert := tx.StmtContext(ctx, s.insert), tx.StmtContext(ctx, s.upsert)
+	st := txStmts{tx.StmtContext(ctx, s.insert), tx.StmtContext(ctx, s.upsert), tx.StmtContext(ctx, s.supersede)}
 	if len(batch) == 1 {
 		// Alone in its transaction: no savepoint needed.
 		q := batch[0]
-		if res[0].id, res[0].err = saveOne(ctx, tx, insert, upsert, q); res[0].err == nil {
+		if res[0].id, res[0].err = saveOne(ctx, st, q); res[0].err == nil {
 			if err := tx.Commit(); err != nil {
 				res[0].err = fmt.Errorf("store: commit: %w", err)
 			}
@@ -289,7 +359,7 @@ func (s *Store) commit(batch []*saveReq) {
 			fail(fmt.Errorf("store: %w", err))
 			return
 		}
-		res[i].id, res[i].err = saveOne(ctx, tx, insert, upsert, q)
+		res[i].id, res[i].err = saveOne(ctx, st, q)
 		end := `RELEASE save`
 		if res[i].err != nil {
 			end = `ROLLBACK TO save; RELEASE save`
@@ -308,7 +378,10 @@ func (s *Store) commit(batch []*saveReq) {
 	}
 }
 
-func saveOne(ctx context.Context, tx *sql.Tx, insert, upsert *sql.Stmt, q *saveReq) (int64, error) {
+// txStmts are Save's statements in one transaction.
+type txStmts struct{ insert, upsert, supersede *sql.Stmt }
+
+func saveOne(ctx context.Context, st txStmts, q *saveReq) (int64, error) {
 	r, o := q.r, q.o
 	why := ""
 	switch {
@@ -318,18 +391,18 @@ func saveOne(ctx context.Context, tx *sql.Tx, insert, upsert *sql.Stmt, q *saveR
 		why = "re-attested on demand at " + r.Time.UTC().Format(time.RFC3339)
 	}
 	if why != "" {
-		if _, err := tx.ExecContext(ctx, `UPDATE results SET superseded = ? WHERE device = ? AND superseded IS NULL`, why, r.Device); err != nil {
+		if _, err := st.supersede.ExecContext(ctx, why, r.Device); err != nil {
 			return 0, err
 		}
 	}
-	res, err := insert.ExecContext(ctx,
+	res, err := st.insert.ExecContext(ctx,
 		r.Device, r.Serial, r.Time.UnixNano(), r.Status.String(), string(q.vec), string(q.reasons), r.Clock.ResetCount, r.Clock.RestartCount, r.Rebooted, string(r.EAR),
 		string(q.tpms), hex.EncodeToString(r.Evidence), o.Policy)
 	if err != nil {
 		return 0, err
 	}
 	if o.State != nil {
-		if _, err := upsert.ExecContext(ctx, r.Device, o.State, r.Time.UnixNano()); err != nil {
+		if _, err := st.upsert.ExecContext(ctx, r.Device, o.State, r.Time.UnixNano()); err != nil {
 			return 0, err
 		}
 	}

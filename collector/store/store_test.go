@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -313,4 +314,59 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// With SyncNormal a commit is in the write-ahead log at once and in the
+// database file (synced) within DurableWithin: the database file alone,
+// copied after that, holds the result; copied before, it does not. With
+// SyncFull nothing waits: a commit is synced in the log.
+func TestDurableWithin(t *testing.T) {
+	ctx := context.Background()
+	mainFileHas := func(t *testing.T, path, device string) bool {
+		t.Helper()
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp := filepath.Join(t.TempDir(), "copy.db")
+		if err := os.WriteFile(cp, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Open(ctx, cp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, ok, err := c.Last(ctx, device)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	for _, tc := range []struct {
+		within time.Duration
+		want   bool
+	}{{time.Hour, false}, {50 * time.Millisecond, true}} {
+		t.Run(tc.within.String(), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "riv.db")
+			s, err := OpenWith(ctx, path, Options{DurableWithin: tc.within})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if _, err := s.Save(ctx, &verifier.Result{Device: "rtr", Time: time.Now(), EAR: []byte("a.b.c")}, Saved{State: []byte("x")}); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok, _ := s.Last(ctx, "rtr"); !ok {
+				t.Fatal("result not readable after Save")
+			}
+			time.Sleep(300 * time.Millisecond)
+			if got := mainFileHas(t, path, "rtr"); got != tc.want {
+				t.Errorf("database file alone holds the result: %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if _, err := OpenWith(ctx, filepath.Join(t.TempDir(), "x.db"), Options{Sync: "sometimes"}); err == nil {
+		t.Error("sync \"sometimes\" accepted")
+	}
 }

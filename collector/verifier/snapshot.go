@@ -95,16 +95,13 @@ func (v *Verifier) Snapshot(device string) ([]byte, error) {
 	if len(s.Keys) == 0 {
 		return nil, nil // nothing to bind it to
 	}
-	for name, ts := range v.state {
-		card, ok := strings.CutPrefix(name, device+"\x00")
-		switch {
-		case name == device:
-			card = ""
-		case !ok:
-			continue
-		}
-		if ts.clockSeen {
-			s.TPMs[card] = ts.snapshot()
+	s.TPMs[""] = st.snapshot()
+	// The line cards it knows, by name (not a scan of every state: a
+	// snapshot is taken after every poll of a fleet's).
+	for card, key := range st.cards {
+		name := cardKey(device, card, key)
+		if ts := v.state[name]; ts != nil && ts.clockSeen {
+			s.TPMs[strings.TrimPrefix(name, device+"\x00")] = ts.snapshot()
 		}
 	}
 	return json.Marshal(s)

@@ -288,7 +288,8 @@ func TestRouterLineCards(t *testing.T) {
 	}
 	// A reboot resets every card's TPM; the next poll of a verifier that
 	// keeps state re-attests each, from its fresh log.
-	appraise := stateful(t, dir, false)
+	v1, target := routerVerifier(t, dir, false)
+	appraise := func() *verifier.Result { return appraiseTarget(t, v1, target) }
 	before := appraise()
 	if code, out, stderr := runBin(t, "riv-router", "reboot", "--dir", dir); code != 0 {
 		t.Fatalf("reboot: exit %d %s %s", code, out, stderr)
@@ -303,6 +304,30 @@ func TestRouterLineCards(t *testing.T) {
 		}
 		if want := before.TPMs[i].Status; after.TPMs[i].Status != want {
 			t.Errorf("%s after the reboot: %v, before %v", after.TPMs[i].Name, after.TPMs[i].Status, want)
+		}
+	}
+	// The state a collector keeps covers every card: restored into
+	// another verifier (a restarted collector), the next poll sees no
+	// reboot of any card and keeps lc2's finding.
+	snap, err := v1.Snapshot(target.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept struct{ TPMs map[string]json.RawMessage }
+	if err := json.Unmarshal(snap, &kept); err != nil || len(kept.TPMs) != 3 {
+		t.Fatalf("snapshot of %d TPMs (%v), want the device's and its 2 cards': %s", len(kept.TPMs), err, snap)
+	}
+	v2, _ := routerVerifier(t, dir, false)
+	if err := v2.Restore(target.Name, snap); err != nil {
+		t.Fatal(err)
+	}
+	resumed := appraiseTarget(t, v2, target)
+	if resumed.Rebooted || len(resumed.TPMs) != 3 {
+		t.Fatalf("after the restore: rebooted %v, %d TPMs", resumed.Rebooted, len(resumed.TPMs))
+	}
+	for i, tp := range resumed.TPMs {
+		if tp.Status != after.TPMs[i].Status || strings.Join(tp.Reasons, "\n") != strings.Join(after.TPMs[i].Reasons, "\n") {
+			t.Errorf("%s after the restore: %v %v, before %v %v", tp.Name, tp.Status, tp.Reasons, after.TPMs[i].Status, after.TPMs[i].Reasons)
 		}
 	}
 }
@@ -589,6 +614,26 @@ func TestRouterOwnerIdentity(t *testing.T) {
 // RIMs the router carries.
 func stateful(t *testing.T, dir string, localRIMs bool) func() *verifier.Result {
 	t.Helper()
+	v, target := routerVerifier(t, dir, localRIMs)
+	return func() *verifier.Result { t.Helper(); return appraiseTarget(t, v, target) }
+}
+
+// appraiseTarget appraises target with v, failing t on an error.
+func appraiseTarget(t *testing.T, v *verifier.Verifier, target verifier.Target) *verifier.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := v.AppraiseTarget(ctx, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// routerVerifier is stateful's verifier and the router's NETCONF-TLS
+// target.
+func routerVerifier(t *testing.T, dir string, localRIMs bool) (*verifier.Verifier, verifier.Target) {
+	t.Helper()
 	ep, err := verifier.ReadEndpoints(filepath.Join(dir, "endpoints.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -609,19 +654,9 @@ func stateful(t *testing.T, dir string, localRIMs bool) func() *verifier.Result 
 		pol.RIMAnchors = nil
 	}
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	v := verifier.New(pol, key)
 	target, err := verifier.TargetOf(ep, "tls")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return func() *verifier.Result {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		r, err := v.AppraiseTarget(ctx, target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	return verifier.New(pol, key), target
 }

@@ -73,7 +73,7 @@ func runServe(env *cli.Env, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	db, err := store.Open(ctx, filepath.Join(cfg.DataDir, "riv.db"))
+	db, err := store.OpenWith(ctx, filepath.Join(cfg.DataDir, "riv.db"), store.Options{Sync: store.Sync(cfg.Store.Sync), DurableWithin: cfg.Store.DurableWithin})
 	if err != nil {
 		return cli.Usage("serve: %v", err)
 	}
