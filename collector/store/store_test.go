@@ -199,52 +199,55 @@ func TestPrune(t *testing.T) {
 // BenchmarkSave is the cost of keeping one result (a 1.5 KB EAR, a
 // 1.5 KB verifier state) against its baseline, measured in the same run:
 // a bare INSERT of the same bytes into a one-table database with the same
-// pragmas (WAL, synchronous=FULL), one transaction each.
+// pragmas (WAL, the same synchronous), one transaction each; for each
+// Sync.
 func BenchmarkSave(b *testing.B) {
 	ctx := context.Background()
 	earTok := []byte(strings.Repeat("e", 1500))
 	state := []byte(strings.Repeat("s", 1500))
-	b.Run("baseline-insert", func(b *testing.B) {
-		path := filepath.Join(b.TempDir(), "bare.db")
-		db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer db.Close()
-		db.SetMaxOpenConns(1)
-		if _, err := db.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, device TEXT, ear TEXT, state BLOB)`); err != nil {
-			b.Fatal(err)
-		}
-		c0 := cpuTime()
-		defer func() { b.ReportMetric(float64(cpuTime()-c0)/float64(b.N)/1e3, "µs-cpu/op") }()
-		for b.Loop() {
-			tx, _ := db.Begin()
-			if _, err := tx.Exec(`INSERT INTO t (device, ear, state) VALUES (?, ?, ?)`, "rtr", string(earTok), state); err != nil {
+	for _, sync := range []Sync{SyncNormal, SyncFull} {
+		b.Run("baseline-insert-"+string(sync), func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "bare.db")
+			db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous("+string(sync)+")")
+			if err != nil {
 				b.Fatal(err)
 			}
-			if err := tx.Commit(); err != nil {
+			defer db.Close()
+			db.SetMaxOpenConns(1)
+			if _, err := db.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, device TEXT, ear TEXT, state BLOB)`); err != nil {
 				b.Fatal(err)
 			}
-		}
-	})
-	b.Run("save", func(b *testing.B) {
-		s, err := Open(ctx, filepath.Join(b.TempDir(), "riv.db"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer s.Close()
-		c0 := cpuTime()
-		defer func() { b.ReportMetric(float64(cpuTime()-c0)/float64(b.N)/1e3, "µs-cpu/op") }()
-		r := &verifier.Result{Device: "rtr", Serial: "RTR", Status: ear.TrustTierAffirming, EAR: earTok, Time: time.Now(), Evidence: make([]byte, 32),
-			Reasons: []string{"file-system: not in any signed RIM: /tmp/x"}}
-		for i := 0; b.Loop(); i++ {
-			r.Device = fmt.Sprintf("rtr-%d", i%1000)
-			if _, err := s.Save(ctx, r, Saved{State: state, Policy: "default"}); err != nil {
+			c0 := cpuTime()
+			defer func() { b.ReportMetric(float64(cpuTime()-c0)/float64(b.N)/1e3, "µs-cpu/op") }()
+			for b.Loop() {
+				tx, _ := db.Begin()
+				if _, err := tx.Exec(`INSERT INTO t (device, ear, state) VALUES (?, ?, ?)`, "rtr", string(earTok), state); err != nil {
+					b.Fatal(err)
+				}
+				if err := tx.Commit(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("save-"+string(sync), func(b *testing.B) {
+			s, err := OpenWith(ctx, filepath.Join(b.TempDir(), "riv.db"), Options{Sync: sync})
+			if err != nil {
 				b.Fatal(err)
 			}
-		}
-	})
-	// A fleet: 64 polls finishing at once share their transactions.
+			defer s.Close()
+			c0 := cpuTime()
+			defer func() { b.ReportMetric(float64(cpuTime()-c0)/float64(b.N)/1e3, "µs-cpu/op") }()
+			r := &verifier.Result{Device: "rtr", Serial: "RTR", Status: ear.TrustTierAffirming, EAR: earTok, Time: time.Now(), Evidence: make([]byte, 32),
+				Reasons: []string{"file-system: not in any signed RIM: /tmp/x"}}
+			for i := 0; b.Loop(); i++ {
+				r.Device = fmt.Sprintf("rtr-%d", i%1000)
+				if _, err := s.Save(ctx, r, Saved{State: state, Policy: "default"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+// A fleet: 64 polls finishing at once share their transactions.
 	b.Run("save-64-concurrent", func(b *testing.B) {
 		s, err := Open(ctx, filepath.Join(b.TempDir(), "riv.db"))
 		if err != nil {
