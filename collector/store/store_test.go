@@ -247,7 +247,7 @@ func BenchmarkSave(b *testing.B) {
 			}
 		})
 	}
-// A fleet: 64 polls finishing at once share their transactions.
+	// A fleet: 64 polls finishing at once share their transactions.
 	b.Run("save-64-concurrent", func(b *testing.B) {
 		s, err := Open(ctx, filepath.Join(b.TempDir(), "riv.db"))
 		if err != nil {
