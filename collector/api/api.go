@@ -409,24 +409,26 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	type entry struct {
-		ID         int64           `json:"id"`
-		Time       time.Time       `json:"time"`
-		Status     string          `json:"status"`
-		Vector     ear.TrustVector `json:"trust_vector"`
-		Reasons    []string        `json:"reasons"`
-		ResetCount uint32          `json:"reset_count"`
-		Rebooted   bool            `json:"rebooted"`
-		Superseded string          `json:"superseded,omitempty"`
-		Policy     string          `json:"policy,omitempty"`
-		Evidence   string          `json:"evidence,omitempty"`
-		EAR        string          `json:"ear,omitempty"`
-	}
-	out := []entry{}
+	out := []HistoryEntry{}
 	for _, rec := range recs {
-		out = append(out, entry{rec.ID, rec.Time, rec.Status, rec.Vector, rec.Reasons, rec.ResetCount, rec.Rebooted, rec.Superseded, rec.Policy, rec.Evidence, rec.EAR})
+		out = append(out, HistoryEntry{rec.ID, rec.Time, rec.Status, rec.Vector, rec.Reasons, rec.ResetCount, rec.Rebooted, rec.Superseded, rec.Policy, rec.Evidence, rec.EAR})
 	}
 	reply(w, http.StatusOK, map[string]any{"device": r.PathValue("name"), "history": out})
+}
+
+// HistoryEntry is one kept appraisal of a device (GET .../history).
+type HistoryEntry struct {
+	ID         int64           `json:"id"`
+	Time       time.Time       `json:"time"`
+	Status     string          `json:"status"`
+	Vector     ear.TrustVector `json:"trust_vector"`
+	Reasons    []string        `json:"reasons"`
+	ResetCount uint32          `json:"reset_count"`
+	Rebooted   bool            `json:"rebooted"`
+	Superseded string          `json:"superseded,omitempty"`
+	Policy     string          `json:"policy,omitempty"`
+	Evidence   string          `json:"evidence,omitempty"`
+	EAR        string          `json:"ear,omitempty"`
 }
 
 func (s *Server) attest(w http.ResponseWriter, r *http.Request) {

@@ -314,11 +314,12 @@ func TestCLIConventions(t *testing.T) {
 		bin  string
 		cmds [][]string
 	}{
-		{"rivctl", [][]string{{"attest"}, {"eventlog", "replay"}, {"eventlog", "show"}, {"quote", "verify"}, {"rim", "sign", "coswid"}, {"rim", "sign", "corim"}, {"rim", "verify"}, {"rim", "show"}, {"ear", "verify"}, {"ear", "show"}}},
+		{"rivctl", [][]string{{"attest"}, {"eventlog", "replay"}, {"eventlog", "show"}, {"quote", "verify"}, {"rim", "sign", "coswid"}, {"rim", "sign", "corim"}, {"rim", "verify"}, {"rim", "show"}, {"ear", "verify"}, {"ear", "show"},
+			{"devices"}, {"device", "show"}, {"history"}, {"rim", "upload"}}},
 		{"riv-agent", [][]string{{"provision"}, {"serve"}, {"config", "check"}, {"dev"}}},
 		{"riv-demo", [][]string{{}}},
 		{"riv-router", [][]string{{}, {"measure"}, {"reboot"}}},
-		{"riv-collector", [][]string{{"dev"}}},
+		{"riv-collector", [][]string{{"dev"}, {"serve"}, {"config", "check"}}},
 	} {
 		if code, out, _ := runBin(t, c.bin, "version"); code != 0 || !strings.HasPrefix(out, c.bin+" ") {
 			t.Errorf("%s version: %d %q", c.bin, code, out)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -36,7 +37,15 @@ an unreachable device has status "unreachable" and an error.
 
 The EAR is signed with --ear-key (an ECDSA P-256 or P-384 private key,
 PEM PKCS#8 or SEC1, or a JWK), so that "rivctl ear verify --key PUB" and
-veraison's "arc verify" can check it; without it, with a throwaway key.`
+veraison's "arc verify" can check it; without it, with a throwaway key.
+
+With --collector (or --all), the devices are re-attested by the
+collector instead (POST /api/v1/devices/NAME/attest): the arguments are
+device names as the collector knows them, or --all for every device it
+polls. A line per device is printed as its result comes (a progress bar
+on stderr when it is a terminal); the exit status is as above.
+
+` + collectorHelp
 
 // attestOpts are the flags of one run.
 type attestOpts struct {
@@ -80,8 +89,18 @@ func cmdAttest(env *cli.Env, args []string) error {
 	dbPath := fs.String("db", "", "SQLite database `FILE` to store the results in (history kept)")
 	profile := fs.String("ear-profile", "veraison", "EAR claim names (`PROFILE`): veraison or draft-03")
 	earKey := fs.String("ear-key", "", "EAR signing key `FILE` (ECDSA P-256/P-384; PEM or JWK)")
+	cf := addCollectorFlags(fs)
+	all := fs.Bool("all", false, "with a collector: re-attest every device it polls")
 	if err := env.ParseInOrder(fs, args, &endpoints); err != nil {
 		return err
+	}
+	viaCollector := *all
+	fs.Visit(func(f *flag.Flag) { viaCollector = viaCollector || f.Name == "collector" })
+	if viaCollector {
+		if *timeout <= 0 || *parallel < 1 {
+			return badInput("attest: --parallel and --timeout must be positive")
+		}
+		return attestCollector(env, cf, endpoints, *all, *asJSON, *parallel, *timeout)
 	}
 	o := attestOpts{transport: *via, profile: *profile, timeout: *timeout, stageTimeout: *stageTimeout, dbPath: *dbPath}
 	if o.transport != "" && o.transport != "ssh" && o.transport != "tls" {
