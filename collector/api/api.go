@@ -60,6 +60,13 @@ type Server struct {
 	// (POST /rims): how many policies it was added to, or why none took
 	// it. Nil refuses the request.
 	AddRIM func(name string, raw []byte) (int, error)
+	// Dashboard, when set, is the web dashboard, served at / to whoever
+	// holds the read-only role; a browser signs in at /login with the
+	// read-only (or admin) token and gets a session cookie that reads.
+	Dashboard http.Handler
+	// OpenDashboard signs in every browser that loads the dashboard
+	// (riv-collector dev, on 127.0.0.1 only).
+	OpenDashboard bool
 	// ClientCerts admits a client by its TLS certificate instead of a
 	// token (mTLS): one the server's tls.Config verified against its
 	// client CAs has the admin role when an Organizational Unit of its
@@ -97,6 +104,12 @@ func (s *Server) Handler() http.Handler {
 	if s.Metrics != nil {
 		mux.Handle("GET /metrics", s.Metrics)
 	}
+	if s.Dashboard != nil {
+		mux.Handle("GET /{$}", s.dashboard(s.Dashboard))
+		mux.Handle("GET /assets/", s.dashboard(s.Dashboard))
+		mux.HandleFunc("POST /login", s.login)
+		mux.HandleFunc("POST /logout", s.logout)
+	}
 	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, "no such resource: "+r.Method+" "+r.URL.Path)
 	})
@@ -124,6 +137,9 @@ func limitBody(h http.Handler) http.Handler {
 func (s *Server) role(r *http.Request) int {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || tok == "" {
+		if s.session(r) {
+			return 1
+		}
 		if s.ClientCerts && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 			if slices.Contains(r.TLS.VerifiedChains[0][0].Subject.OrganizationalUnit, "admin") {
 				return 2
@@ -180,6 +196,7 @@ type Device struct {
 	Error       string           `json:"error,omitempty"`
 	ResetCount  *uint32          `json:"reset_count,omitempty"`
 	Polls       int              `json:"polls"`
+	Policy      string           `json:"policy,omitempty"`
 }
 
 // TPM is one TPM's verdict on a device with line cards.
@@ -191,7 +208,7 @@ type TPM struct {
 }
 
 func view(st scheduler.State) Device {
-	d := Device{Name: st.Name, State: "pending", Polls: st.Polls}
+	d := Device{Name: st.Name, State: "pending", Polls: st.Polls, Policy: st.Policy}
 	if r := st.Result; r != nil {
 		t, rc := r.Time, r.Clock.ResetCount
 		d.State, d.Serial, d.Status, d.TrustVector, d.Reasons, d.Appraised, d.ResetCount = "appraised", r.Serial, r.Status.String(), &r.Vector, r.Reasons, &t, &rc

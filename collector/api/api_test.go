@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -234,5 +235,65 @@ func TestConformance(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/nothing", nil))
 	if rec.Code != 404 || !strings.Contains(rec.Body.String(), `"error"`) {
 		t.Errorf("undocumented path: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// The dashboard's session: either token signs a browser in; the cookie
+// reads but never acts; a wrong token, or no cookie, reads nothing;
+// OpenDashboard signs in whoever loads the page.
+func TestDashboardSession(t *testing.T) {
+	for _, open := range []bool{false, true} {
+		srv := &Server{Fleet: newFakeFleet(), AdminToken: "admin-token", ReadToken: "read-token",
+			Dashboard: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("page")) }), OpenDashboard: open}
+		h := srv.Handler()
+		do := func(method, path, body string, cookie *http.Cookie) *httptest.ResponseRecorder {
+			req := httptest.NewRequest(method, path, strings.NewReader(body))
+			if body != "" {
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			}
+			if cookie != nil {
+				req.AddCookie(cookie)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			return rec
+		}
+		cookieOf := func(rec *httptest.ResponseRecorder) *http.Cookie {
+			for _, c := range rec.Result().Cookies() {
+				if c.Name == sessionCookie && c.Value != "" {
+					return c
+				}
+			}
+			return nil
+		}
+		page := do("GET", "/", "", nil)
+		if page.Code != 200 || page.Header().Get("Content-Security-Policy") == "" {
+			t.Errorf("open=%v: GET / = %d, CSP %q", open, page.Code, page.Header().Get("Content-Security-Policy"))
+		}
+		if got := cookieOf(page) != nil; got != open {
+			t.Errorf("open=%v: GET / set a session: %v", open, got)
+		}
+		if rec := do("POST", "/login", "token=wrong", nil); rec.Code != 401 || cookieOf(rec) != nil {
+			t.Errorf("open=%v: login with a wrong token: %d", open, rec.Code)
+		}
+		for _, tok := range []string{"read-token", "admin-token"} {
+			rec := do("POST", "/login", "token="+tok, nil)
+			c := cookieOf(rec)
+			if rec.Code != http.StatusSeeOther || c == nil || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || strings.Contains(c.Value, tok) {
+				t.Fatalf("open=%v: login with %s: %d %+v", open, tok, rec.Code, c)
+			}
+			if rec := do("GET", "/api/v1/devices", "", c); rec.Code != 200 {
+				t.Errorf("open=%v: GET /devices with the session: %d", open, rec.Code)
+			}
+			if rec := do("POST", "/api/v1/devices/rtr-1/attest", "", c); rec.Code != 403 {
+				t.Errorf("open=%v: attest with the session (from %s): %d, want 403", open, tok, rec.Code)
+			}
+		}
+		if rec := do("GET", "/api/v1/devices", "", &http.Cookie{Name: sessionCookie, Value: "forged"}); rec.Code != 401 {
+			t.Errorf("open=%v: a forged session: %d", open, rec.Code)
+		}
+		if rec := do("GET", "/api/v1/devices", "", nil); rec.Code != 401 {
+			t.Errorf("open=%v: no session: %d", open, rec.Code)
+		}
 	}
 }

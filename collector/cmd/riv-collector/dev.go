@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/openriv/riv/collector/api"
+	"github.com/openriv/riv/collector/dashboard"
 	"github.com/openriv/riv/collector/metrics"
 	"github.com/openriv/riv/collector/notify"
 	"github.com/openriv/riv/collector/scheduler"
@@ -158,7 +159,9 @@ func runDev(env *cli.Env, args []string) error {
 	sch = scheduler.New(so, devices)
 	admin, read := token(), token()
 	// dev's metrics need no token: it serves on a loopback address only.
-	srv := &api.Server{Fleet: sch, AdminToken: admin, ReadToken: read, EARKey: &key.PublicKey, Metrics: m.Handler(), NewDevice: fl.device, AddRIM: upload}
+	// The dashboard opens without signing in: dev listens on 127.0.0.0/8.
+	srv := &api.Server{Fleet: sch, AdminToken: admin, ReadToken: read, EARKey: &key.PublicKey, Metrics: m.Handler(), NewDevice: fl.device, AddRIM: upload,
+		Dashboard: dashboard.Handler(), OpenDashboard: true}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return cli.Usage("dev: %v", err)

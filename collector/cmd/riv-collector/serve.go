@@ -24,6 +24,7 @@ import (
 
 	"github.com/openriv/riv/collector/api"
 	"github.com/openriv/riv/collector/config"
+	"github.com/openriv/riv/collector/dashboard"
 	"github.com/openriv/riv/collector/metrics"
 	"github.com/openriv/riv/collector/notify"
 	"github.com/openriv/riv/collector/scheduler"
@@ -106,7 +107,7 @@ func runServe(env *cli.Env, args []string) error {
 	svc.sch = sch
 
 	srv := &api.Server{Fleet: sch, AdminToken: cfg.Tokens.Admin.Value(), ReadToken: cfg.Tokens.Readonly.Value(), EARKey: &key.PublicKey,
-		Metrics: m.Handler(), NewDevice: svc.apiDevice, ClientCerts: cfg.TLS.ClientCA != ""}
+		Metrics: m.Handler(), NewDevice: svc.apiDevice, ClientCerts: cfg.TLS.ClientCA != "", Dashboard: dashboard.Handler()}
 	if *cfg.RIMs.Uploads {
 		srv.AddRIM = svc.upload
 	}
