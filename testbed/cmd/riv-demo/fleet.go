@@ -25,6 +25,8 @@ import (
 type router struct {
 	name, attack, transport string
 	biosLog                 string // a captured firmware log to boot, under the reference data
+	lineCards               int    // line cards, each its own swtpm
+	rebootEvery             time.Duration
 	want                    ear.TrustTier
 	dir                     string
 	cmd                     *exec.Cmd
@@ -32,10 +34,12 @@ type router struct {
 }
 
 var fleet = []*router{
-	{name: "rtr-clean", attack: "none", transport: "tls", want: ear.TrustTierAffirming},
+	// Clean, booting a firmware log captured from a real HP machine.
+	{name: "rtr-clean", attack: "none", transport: "tls", want: ear.TrustTierAffirming, biosLog: "eventlogs/uefi/ibmtss/hp1.bin"},
 	{name: "rtr-kernel", attack: "tampered-kernel", transport: "ssh", want: ear.TrustTierContraindicated},
 	{name: "rtr-miner", attack: "unknown-binary", transport: "ssh", want: ear.TrustTierWarning},
-	{name: "rtr-hp", attack: "none", transport: "tls", want: ear.TrustTierAffirming, biosLog: "eventlogs/uefi/ibmtss/hp1.bin"},
+	{name: "rtr-2card", attack: "none", transport: "tls", want: ear.TrustTierAffirming, lineCards: 2},
+	{name: "rtr-reboot", attack: "none", transport: "tls", want: ear.TrustTierAffirming, rebootEvery: time.Minute},
 }
 
 // runFleet starts the routers and riv-collector dev polling them every
@@ -58,6 +62,9 @@ func runFleet(routerBin, agent, collectorBin, reference string, once bool, inter
 		args := []string{"--dir", r.dir, "--serial", fmt.Sprintf("RTR-%04d", i+1), "--attack", r.attack, "--agent", agent}
 		if r.biosLog != "" {
 			args = append(args, "--bios-log", filepath.Join(reference, r.biosLog))
+		}
+		if r.lineCards > 0 {
+			args = append(args, "--line-cards", fmt.Sprint(r.lineCards))
 		}
 		r.cmd = exec.Command(routerBin, args...)
 		logf, err := os.Create(r.dir + ".log")
@@ -125,8 +132,27 @@ func runFleet(routerBin, agent, collectorBin, reference string, once bool, inter
 	if err != nil {
 		return err
 	}
-	fmt.Printf("fleet ready in %v\n\ncollector: %s  (API /api/v1/devices, metrics /metrics; tokens in %s; log %s)\n", time.Since(start).Round(time.Millisecond), col.URL, filepath.Join(cdir, "collector.json"), cdir+".log")
-	fmt.Printf("  curl -H 'Authorization: Bearer %s' %s/api/v1/devices\n\n", col.ReadonlyToken, col.URL)
+	fmt.Printf("fleet ready in %v\n\ndashboard: %s/\ncollector: %s  (API /api/v1/devices, metrics /metrics; tokens in %s; log %s)\n", time.Since(start).Round(time.Millisecond), col.URL, col.URL, filepath.Join(cdir, "collector.json"), cdir+".log")
+	fmt.Printf("  curl -H 'Authorization: Bearer %s' %s/api/v1/devices\n", col.ReadonlyToken, col.URL)
+	fmt.Printf("  rivctl devices --collector %s\n\n", filepath.Join(cdir, "collector.json"))
+	// The router that reboots: riv-router reboot, every rebootEvery.
+	for _, r := range fleet {
+		if r.rebootEvery == 0 || once {
+			continue
+		}
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(r.rebootEvery):
+				}
+				if out, err := exec.CommandContext(ctx, routerBin, "reboot", "--dir", r.dir).CombinedOutput(); err != nil && ctx.Err() == nil {
+					fmt.Fprintf(os.Stderr, "%s: reboot: %v: %s\n", r.name, err, strings.TrimSpace(string(out)))
+				}
+			}
+		}()
+	}
 	for round := 1; ; round++ {
 		// Every device appraised (the collector polls at once, then every
 		// interval); with --once, wait up to a minute for the verdicts.
@@ -151,7 +177,7 @@ func runFleet(routerBin, agent, collectorBin, reference string, once bool, inter
 		}
 		ok := true
 		w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintf(w, "ROUTER\tDEVICE\tVERDICT\tEXPECTED\tREASONS\n")
+		fmt.Fprintf(w, "ROUTER\tDEVICE\tTPMS\tRESETS\tVERDICT\tEXPECTED\tREASONS\n")
 		for _, r := range fleet {
 			d := devs[r.serial]
 			verdict, reasons := strings.ToUpper(d.Status), strings.Join(d.Reasons, "; ")
@@ -165,7 +191,11 @@ func runFleet(routerBin, agent, collectorBin, reference string, once bool, inter
 				verdict += " (!)"
 				ok = false
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.name, r.serial, verdict, r.want, reasons)
+			resets := "-"
+			if d.ResetCount != nil {
+				resets = fmt.Sprint(*d.ResetCount)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.name, r.serial, max(1, len(d.TPMs)), resets, verdict, r.want, reasons)
 		}
 		w.Flush()
 		fmt.Printf("round %d at %v\n\n", round, time.Since(start).Round(time.Millisecond))
@@ -173,7 +203,7 @@ func runFleet(routerBin, agent, collectorBin, reference string, once bool, inter
 			if !ok {
 				return fmt.Errorf("a verdict differs from the expected one")
 			}
-			return nil
+			return rebootOnce(ctx, col, routerBin, devs)
 		}
 		select {
 		case <-ctx.Done():
@@ -181,6 +211,47 @@ func runFleet(routerBin, agent, collectorBin, reference string, once bool, inter
 		case <-time.After(interval):
 		}
 	}
+}
+
+// rebootOnce is --once's check of the router that reboots: rebooted
+// now, it is re-attested from its fresh boot (its resetCount one more)
+// and still affirming.
+func rebootOnce(ctx context.Context, col *collectorAPI, routerBin string, before map[string]apiDevice) error {
+	for _, r := range fleet {
+		if r.rebootEvery == 0 {
+			continue
+		}
+		was := before[r.serial].ResetCount
+		if was == nil {
+			return fmt.Errorf("%s: no resetCount", r.name)
+		}
+		if out, err := exec.CommandContext(ctx, routerBin, "reboot", "--dir", r.dir).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: reboot: %v: %s", r.name, err, strings.TrimSpace(string(out)))
+		}
+		for deadline := time.Now().Add(time.Minute); ; {
+			devs, err := col.devices(ctx)
+			if err != nil {
+				return err
+			}
+			d := devs[r.serial]
+			if d.ResetCount != nil && *d.ResetCount > *was {
+				if d.Status != r.want.String() {
+					return fmt.Errorf("%s after its reboot: %s %v, want %s", r.name, d.Status, d.Reasons, r.want)
+				}
+				fmt.Printf("%s rebooted: re-attested from its fresh boot (resetCount %d -> %d), %s\n\n", r.name, *was, *d.ResetCount, strings.ToUpper(d.Status))
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s: not re-attested within a minute of its reboot", r.name)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	return nil
 }
 
 // collectorAPI is riv-collector dev's collector.json.
@@ -195,6 +266,10 @@ type apiDevice struct {
 	Status  string   `json:"status"`
 	Reasons []string `json:"reasons"`
 	Error   string   `json:"error"`
+	// ResetCount is the TPM's (it grows with each reboot); TPMs are the
+	// TPMs of a router with line cards.
+	ResetCount *uint32    `json:"reset_count"`
+	TPMs       []struct{} `json:"tpms"`
 }
 
 func waitCollector(ctx context.Context, path string, max time.Duration) (*collectorAPI, error) {

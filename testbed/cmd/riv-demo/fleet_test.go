@@ -9,9 +9,10 @@ import (
 	"time"
 )
 
-// TestFleetOnce is `make demo DEMO_ARGS=--once`: four riv-router
-// processes (each its swtpm and riv-agent serve), one appraisal round,
-// every verdict as expected.
+// TestFleetOnce is `make demo DEMO_ARGS=--once`: five riv-router
+// processes (each its swtpm, one per line card too, and riv-agent serve),
+// one appraisal round, every verdict as expected, and the rebooting
+// router re-attested after a reboot.
 func TestFleetOnce(t *testing.T) {
 	bin := t.TempDir()
 	for _, b := range []string{"agent/cmd/riv-agent", "testbed/cmd/riv-router", "collector/cmd/riv-collector"} {

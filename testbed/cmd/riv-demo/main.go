@@ -5,10 +5,13 @@
 // nonce and verifies it against the log, and finally shows that a
 // tampered log and a replayed nonce are caught.
 //
-// By default (what `make demo` runs) it starts a fleet of four routers
-// instead — each a riv-router process with its own swtpm and riv-agent
-// serve — and riv-collector dev polling them over NETCONF; it prints the
-// collector's URL and the verdicts from its API. See fleet.go.
+// By default (what `make demo` runs) it starts a fleet of five routers
+// instead — each a riv-router process with its own swtpm (a router with
+// line cards one per card) and riv-agent serve: clean, a tampered kernel,
+// an unknown binary, two line cards, one that reboots every minute — and
+// riv-collector dev polling them over NETCONF; it prints the dashboard's
+// URL and, every round, the verdicts from the collector's API. See
+// fleet.go.
 package main
 
 import (
@@ -35,7 +38,7 @@ var app = &cli.App{
 	Name:    "riv-demo",
 	Summary: "RIV on a simulated fleet (or its evidence libraries on real data)",
 	Main: &cli.Command{Args: "[--once] [--interval D] [--agent BIN] [--router BIN] [--collector BIN] | --libraries [--reference DIR] [--tpm SPEC]",
-		Summary: "start four routers (riv-router on swtpm) and riv-collector dev polling them; print its URL and the verdicts",
+		Summary: "start five routers (riv-router on swtpm) and riv-collector dev polling them; print the dashboard's URL and the verdicts",
 		Help: `The routers are child processes; they stop with riv-demo, also when it is
 killed (they get SIGTERM when their parent dies). --libraries instead
 replays the reference logs, boots a log into a TPM and verifies a fresh
