@@ -27,6 +27,7 @@ import (
 
 	"github.com/openriv/riv/collector/scheduler"
 	"github.com/openriv/riv/collector/store"
+	"github.com/openriv/riv/collector/verifier"
 	"github.com/openriv/riv/pkg/endpoint"
 )
 
@@ -197,6 +198,9 @@ type Device struct {
 	ResetCount  *uint32          `json:"reset_count,omitempty"`
 	Polls       int              `json:"polls"`
 	Policy      string           `json:"policy,omitempty"`
+	// Inventory is the software the device lists, each component with
+	// whether a signed RIM covers it (from the latest appraisal).
+	Inventory []verifier.Component `json:"inventory,omitempty"`
 }
 
 // TPM is one TPM's verdict on a device with line cards.
@@ -212,6 +216,7 @@ func view(st scheduler.State) Device {
 	if r := st.Result; r != nil {
 		t, rc := r.Time, r.Clock.ResetCount
 		d.State, d.Serial, d.Status, d.TrustVector, d.Reasons, d.Appraised, d.ResetCount = "appraised", r.Serial, r.Status.String(), &r.Vector, r.Reasons, &t, &rc
+		d.Inventory = r.Inventory
 		for i := range r.TPMs {
 			tp := &r.TPMs[i]
 			d.TPMs = append(d.TPMs, TPM{Name: tp.Name, Status: tp.Status.String(), TrustVector: &tp.Vector, Reasons: tp.Reasons})

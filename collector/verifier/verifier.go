@@ -174,8 +174,46 @@ type Result struct {
 	// and the reasons of each TPM prefixed with its name. One EAR submod
 	// per TPM. Nil for a device with one TPM.
 	TPMs []TPMResult
+	// Inventory is the software the device lists (riv-software-inventory)
+	// with, for each component, whether the verifier holds a verified
+	// signed RIM of it: the RIM coverage. Nil when the device lists none.
+	Inventory []Component
 
 	set *attestationSet // what the verdict was reached on (its one TPM's)
+}
+
+// Component is one software component a device lists. Name and Version
+// come from the signed RIM of its tag-id, never from the device's word;
+// a component no signed RIM covers has only its tag-id.
+type Component struct {
+	TagID   string `json:"tag_id"`
+	Name    string `json:"name,omitempty"`
+	Version string `json:"version,omitempty"`
+	// RIMs is how many RIMs the device lists for it.
+	RIMs int `json:"rims"`
+	// Signed: the verifier holds a verified signed RIM with this tag-id.
+	Signed bool `json:"signed"`
+}
+
+// maxInventory bounds the components a result lists (a device's list is
+// its own word).
+const maxInventory = 1024
+
+// coverage is the device's inventory against the RIMs the verifier holds.
+func coverage(inv []evidence.Component, idx *rim.Index) []Component {
+	var out []Component
+	for _, c := range inv[:min(len(inv), maxInventory)] {
+		k := Component{TagID: c.TagID, RIMs: len(c.RIMs)}
+		var t *rim.Tag
+		if idx != nil {
+			t = idx.Tag(c.TagID)
+		}
+		if t != nil {
+			k.Name, k.Version, k.Signed = t.SoftwareName, t.SoftwareVersion, true
+		}
+		out = append(out, k)
+	}
+	return out
 }
 
 // TPMResult is the appraisal of one TPM of a device.
@@ -304,6 +342,7 @@ func (v *Verifier) AppraiseAs(ctx context.Context, device string, s Session, pee
 	}
 	p.inbandRIMs(ctx)
 	p.rims = v.RIMIndex()
+	p.r.Inventory = coverage(p.sup.Inventory, p.rims)
 	cards := p.lineCards()
 	if len(p.sup.TPMs) > 1 {
 		if !p.scope(evidence.Scope{CertificateName: p.akRef, TPM: p.tpm}) {

@@ -114,6 +114,17 @@ func TestDashboard(t *testing.T) {
 	}
 	shot(t, ctx, filepath.Join(out, "dashboard-tampered-1280x800.png"), "tampered-1280x800")
 
+	// The clean router's page: its software and which of it signed RIMs
+	// cover.
+	if err := chromedp.Do(ctx, chromedp.Navigate(c.URL+"/#/device/RTR-WEB1"), chromedp.WaitVisible(`#coverage`)); err != nil {
+		t.Fatal(err)
+	}
+	cov, _ := chromedp.Run(ctx, chromedp.Text(`#coverage`))
+	signed, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#inventory tbody tr[data-signed="true"]').length`))
+	if signed == 0 || !strings.Contains(cov, "have a signed RIM") {
+		t.Errorf("inventory: %q, %d components with a signed RIM", cov, signed)
+	}
+
 	// The miner's page: the unknown file with its path and hash.
 	if err := chromedp.Do(ctx, chromedp.Navigate(c.URL+"/#/device/RTR-WEB3"), chromedp.WaitVisible(`#reasons [data-kind="unknown-file"]`)); err != nil {
 		t.Fatal(err)

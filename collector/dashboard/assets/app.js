@@ -266,6 +266,20 @@ async function devicePage(name) {
       h.superseded ? el("span", { class: "muted" }, "superseded: " + h.superseded) : null,
       (h.reasons || []).length ? el("span", {}, h.reasons[0] + (h.reasons.length > 1 ? ` (+${h.reasons.length - 1} more)` : "")) : null)));
 
+  // Software inventory and RIM coverage.
+  const inv = d.inventory || [];
+  const covered = inv.filter(c => c.signed).length;
+  const invView = inv.length ? [
+    el("p", { id: "coverage" }, `${covered} of ${inv.length} components have a signed RIM.`),
+    el("div", { class: "scroll" }, el("table", { id: "inventory" },
+      el("caption", {}, "Components the device lists (name and version from their signed RIM)"),
+      el("thead", {}, el("tr", {}, ["Component", "Version", "Tag-id", "RIMs listed", "Signed RIM"].map(h => el("th", { scope: "col" }, h)))),
+      el("tbody", {}, inv.map(c => el("tr", { "data-signed": c.signed ? "true" : "false" },
+        el("th", { scope: "row" }, c.name || "(unknown)"), el("td", {}, c.version || "—"),
+        el("td", { class: "hash" }, c.tag_id), el("td", {}, c.rims),
+        el("td", {}, c.signed ? badge("affirming") : badge("warning"), " ", c.signed ? "yes" : "none held"))))))]
+    : [el("p", { class: "muted" }, "The device lists no software inventory (or has not been appraised since the collector started).")];
+
   main.replaceChildren(
     el("p", {}, el("a", { href: "#/" }, "← Fleet")),
     el("h1", {}, name, " ", badge(v)),
@@ -278,6 +292,7 @@ async function devicePage(name) {
     el("h2", {}, "Why"), reasonList,
     el("h2", {}, "Trust vector"), tvTable,
     el("h2", {}, "Quoted PCRs"), pcrTable,
+    el("h2", {}, "Software inventory"), ...invView,
     el("h2", {}, "Timeline"), timeline,
     el("h2", {}, "Attestation result (EAR)"),
     el("p", { id: "ear-status" }, "Signature: ", el("strong", {}, status)),
