@@ -90,6 +90,13 @@ func TestDashboard(t *testing.T) {
 		t.Errorf("overview: %v, want %v", got, want)
 	}
 	shot(t, ctx, filepath.Join(out, "dashboard-overview-1280x800.png"), "overview-1280x800")
+	accessible(t, ctx, "overview")
+
+	// The keyboard reaches a device: its link focused, Enter opens it.
+	if err := chromedp.Do(ctx, chromedp.Focus(`#devices tbody tr[data-device="RTR-WEB2"] a`), chromedp.KeyEvent("\r"), chromedp.WaitVisible(`#reasons`)); err != nil {
+		t.Fatalf("keyboard: %v", err)
+	}
+	accessible(t, ctx, "device page")
 
 	// The tampered router's page: the PCR, the event and its reference.
 	if err := chromedp.Do(ctx, chromedp.Navigate(c.URL+"/#/device/RTR-WEB2"), chromedp.WaitVisible(`#reasons`), chromedp.WaitVisible(`#ear-status strong`)); err != nil {
@@ -176,6 +183,32 @@ func TestDashboard(t *testing.T) {
 		t.Error("the overview is wider than a phone's screen")
 	}
 	shot(t, pctx, filepath.Join(out, "dashboard-overview-phone.png"), "overview-phone")
+}
+
+// accessible checks what a screen reader and a keyboard need of the page
+// as it is: a language, one h1, a label for every control, a header row
+// of scoped cells and a caption for every table, and verdicts in words.
+func accessible(t *testing.T, ctx context.Context, what string) {
+	t.Helper()
+	problems, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(() => {
+		const p = [];
+		if (!document.documentElement.lang) p.push("no lang on <html>");
+		if (document.querySelectorAll("h1").length !== 1) p.push(document.querySelectorAll("h1").length + " h1 elements");
+		for (const c of document.querySelectorAll("input, select, textarea"))
+			if (!c.labels || c.labels.length === 0) p.push("a control without a label: " + (c.id || c.name));
+		for (const tb of document.querySelectorAll("table")) {
+			if (!tb.querySelector("caption")) p.push("a table without a caption: " + (tb.id || "?"));
+			for (const th of tb.querySelectorAll("th")) if (!th.getAttribute("scope")) p.push("a th without scope in " + (tb.id || "?"));
+		}
+		for (const b of document.querySelectorAll(".badge")) if (!b.textContent.trim()) p.push("a verdict shown only by colour");
+		return p;
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", what, p)
+	}
 }
 
 func verdicts(rs []row) map[string]string {
