@@ -14,6 +14,8 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -230,6 +232,35 @@ func TestCollectorServe(t *testing.T) {
 	if code, _ := c.call(t, "GET", "/api/v1/devices", ""); code != 401 {
 		t.Errorf("GET /devices with neither: %d, want 401", code)
 	}
+	// The dashboard: its page for anyone, the fleet only for a browser
+	// signed in with the read-only token (a Secure session cookie over
+	// HTTPS), and never a wrong token.
+	if code, page := c.call(t, "GET", "/", ""); code != 200 || !strings.Contains(string(page), "/assets/app.js") {
+		t.Errorf("GET / of serve: %d %.80s", code, page)
+	}
+	if code, _ := c.send(t, "POST", "/login", "", "application/x-www-form-urlencoded", []byte("token=not-the-token")); code != 401 {
+		t.Errorf("dashboard login with a wrong token: %d, want 401", code)
+	}
+	jar, _ := cookiejar.New(nil)
+	browser := p.client(nil)
+	browser.Jar = jar
+	browser.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := browser.PostForm(c.URL+"/login", url.Values{"token": {c.ReadonlyToken}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if cs := resp.Cookies(); resp.StatusCode != http.StatusSeeOther || len(cs) != 1 || !cs[0].Secure || !cs[0].HttpOnly {
+		t.Errorf("dashboard login: %d %v", resp.StatusCode, cs)
+	}
+	c.client = browser
+	if code, _ := c.call(t, "GET", "/api/v1/devices", ""); code != 200 {
+		t.Errorf("GET /devices with the dashboard's session: %d, want 200", code)
+	}
+	if code, _ := c.call(t, "POST", "/api/v1/devices/RTR-SV1/attest", ""); code != 403 {
+		t.Errorf("attest with the dashboard's session: %d, want 403", code)
+	}
+	c.client = p.client(nil)
 	c.AdminToken = token
 	// A configured device is removed in the configuration, not by the API.
 	if code, _ := c.call(t, "DELETE", "/api/v1/devices/swapped", c.AdminToken); code != 409 {
