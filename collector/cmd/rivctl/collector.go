@@ -211,8 +211,7 @@ func cmdDevices(env *cli.Env, args []string) error {
 	}
 	if *asJSON {
 		for _, d := range devs {
-			b, _ := json.Marshal(d)
-			fmt.Fprintf(env.Stdout, "%s\n", b)
+			jsonLine(env.Stdout, d)
 		}
 		return worst(devs)
 	}
@@ -249,8 +248,7 @@ func cmdDeviceShow(env *cli.Env, args []string) error {
 		return collectorErr(err)
 	}
 	if *asJSON {
-		b, _ := json.Marshal(d)
-		fmt.Fprintf(env.Stdout, "%s\n", b)
+		jsonLine(env.Stdout, d)
 	} else {
 		printDevice(env.Stdout, d)
 	}
@@ -308,8 +306,7 @@ func cmdHistory(env *cli.Env, args []string) error {
 	}
 	if *asJSON {
 		for _, h := range hist {
-			b, _ := json.Marshal(h)
-			fmt.Fprintf(env.Stdout, "%s\n", b)
+			jsonLine(env.Stdout, h)
 		}
 		return nil
 	}
@@ -397,8 +394,7 @@ func attestCollector(env *cli.Env, cf *collectorFlags, names []string, all, asJS
 			// bar on a terminal.
 			bar.clear()
 			if asJSON {
-				b, _ := json.Marshal(d)
-				fmt.Fprintf(env.Stdout, "%s\n", b)
+				jsonLine(env.Stdout, d)
 			} else {
 				line := fmt.Sprintf("%s (serial %s): %s", d.Name, d.Serial, verdictWord(d))
 				if r := firstReason(d); r != "" {
@@ -523,8 +519,7 @@ func cmdRIMUpload(env *cli.Env, args []string) error {
 			if err != nil {
 				v["error"] = se.Message
 			}
-			b, _ := json.Marshal(v)
-			fmt.Fprintf(env.Stdout, "%s\n", b)
+			jsonLine(env.Stdout, v)
 		case err != nil:
 			fmt.Fprintf(env.Stdout, "%s: REJECTED: %s\n", f, se.Message)
 		default:
@@ -537,4 +532,10 @@ func cmdRIMUpload(env *cli.Env, args []string) error {
 		return cli.Failed("rim upload: %d of %d RIMs rejected: first: %v", rejected, len(files), firstRejected)
 	}
 	return nil
+}
+
+// jsonLine writes v as one line of JSON.
+func jsonLine(w io.Writer, v any) {
+	b, _ := json.Marshal(v)
+	fmt.Fprintf(w, "%s\n", b)
 }
