@@ -92,6 +92,21 @@ func TestDashboard(t *testing.T) {
 	shot(t, ctx, filepath.Join(out, "dashboard-overview-1280x800.png"), "overview-1280x800")
 	accessible(t, ctx, "overview")
 
+	// Search and filter.
+	if err := chromedp.Do(ctx, chromedp.SendKeys(`#q`, "web3")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := rows(ctx); len(got) != 1 || got[0].Device != "RTR-WEB3" {
+		t.Errorf("search web3: %v", got)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { const q = document.getElementById("q"); q.value = ""; q.dispatchEvent(new Event("input"));
+		const s = document.getElementById("status"); s.value = "contraindicated"; s.dispatchEvent(new Event("change")); return true; })()`)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := rows(ctx); len(got) != 1 || got[0].Device != "RTR-WEB2" {
+		t.Errorf("verdict contraindicated: %v", got)
+	}
+
 	// The keyboard reaches a device: its link focused, Enter opens it.
 	if err := chromedp.Do(ctx, chromedp.Focus(`#devices tbody tr[data-device="RTR-WEB2"] a`), chromedp.KeyEvent("\r"), chromedp.WaitVisible(`#reasons`)); err != nil {
 		t.Fatalf("keyboard: %v", err)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -89,6 +90,15 @@ func TestRivctlCollector(t *testing.T) {
 		if d.Polls <= before[name].Polls {
 			t.Errorf("%s: %d polls after attest --all, %d before", name, d.Polls, before[name].Polls)
 		}
+	}
+	// On a terminal (script(1) gives it one) the same run draws a
+	// progress bar on stderr; above, without one, there was none.
+	if strings.Contains(out, "\x1b[K") {
+		t.Errorf("attest --all drew progress without a terminal:\n%q", out)
+	}
+	tty, err := exec.Command("script", "-qfec", strings.Join([]string{bin(t, "rivctl"), "attest", "--all", "--collector", cj}, " "), "/dev/null").CombinedOutput()
+	if s := string(tty); !strings.Contains(s, "\x1b[K[") || !strings.Contains(s, "] 1/2") || !strings.Contains(s, "RTR-CTL2 (serial RTR-CTL2): CONTRAINDICATED") {
+		t.Errorf("attest --all on a terminal (%v):\n%q", err, s)
 	}
 	// The read-only token cannot act.
 	if out = rivctl(2, "attest", "--collector", c.URL, "--token", roTok, "RTR-CTL1"); !strings.Contains(out, "403") {
