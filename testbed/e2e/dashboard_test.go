@@ -202,7 +202,8 @@ func TestDashboard(t *testing.T) {
 
 // accessible checks what a screen reader and a keyboard need of the page
 // as it is: a language, one h1, a label for every control, a header row
-// of scoped cells and a caption for every table, and verdicts in words.
+// of scoped cells and a caption for every table, verdicts in words, and
+// text contrast of at least 4.5:1 (WCAG AA).
 func accessible(t *testing.T, ctx context.Context, what string) {
 	t.Helper()
 	problems, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(() => {
@@ -216,6 +217,17 @@ func accessible(t *testing.T, ctx context.Context, what string) {
 			for (const th of tb.querySelectorAll("th")) if (!th.getAttribute("scope")) p.push("a th without scope in " + (tb.id || "?"));
 		}
 		for (const b of document.querySelectorAll(".badge")) if (!b.textContent.trim()) p.push("a verdict shown only by colour");
+		// WCAG AA: text at least 4.5:1 against its background (the
+		// nearest one set), for every element with text of its own.
+		const lum = (c) => { const v = c.match(/[\d.]+/g).slice(0, 3).map(x => { x /= 255; return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; });
+			return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; };
+		const bg = (e) => { for (; e; e = e.parentElement) { const c = getComputedStyle(e).backgroundColor; if (c && !/rgba\(.*, 0\)$/.test(c) && c !== "transparent") return c; } return "rgb(255, 255, 255)"; };
+		for (const e of document.querySelectorAll("body *")) {
+			if (![...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim()) || !e.getClientRects().length) continue;
+			const a = lum(getComputedStyle(e).color), b = lum(bg(e));
+			const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+			if (ratio < 4.5) p.push("contrast " + ratio.toFixed(2) + ":1 for " + e.tagName.toLowerCase() + " " + JSON.stringify(e.textContent.trim().slice(0, 30)));
+		}
 		return p;
 	})()`))
 	if err != nil {
