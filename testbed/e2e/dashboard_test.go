@@ -191,7 +191,10 @@ func TestDashboard(t *testing.T) {
 	// On a phone.
 	pctx, pcancel := browser(t, 390, 844)
 	defer pcancel()
-	if err := chromedp.Do(pctx, chromedp.Navigate(c.URL+"/"), chromedp.WaitVisible(`#devices tbody tr`)); err != nil {
+	// A phone's viewport, 390 CSS pixels wide (a window cannot be that
+	// narrow).
+	if err := chromedp.Do(pctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateScale(1)),
+		chromedp.Navigate(c.URL+"/"), chromedp.WaitVisible(`#devices tbody tr`)); err != nil {
 		t.Fatal(err)
 	}
 	if overflow, err := chromedp.Run(pctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)); err != nil || overflow {

@@ -130,7 +130,7 @@ async function overview() {
         el("td", { class: "hide-narrow" }, d.serial || ""),
         el("td", {}, badge(v)),
         el("td", { class: "hide-narrow" }, d.policy || ""),
-        el("td", {}, d.appraised ? el("time", { datetime: d.appraised }, fmtTime(d.appraised)) : "—"),
+        el("td", { class: "hide-narrow" }, d.appraised ? el("time", { datetime: d.appraised }, fmtTime(d.appraised)) : "—"),
         el("td", { class: "hide-narrow" }, d.reset_count ?? "—"),
         el("td", { class: "reason" }, reason ? reason + more : ""));
     }));
@@ -153,7 +153,7 @@ async function overview() {
       el("thead", {}, el("tr", {},
         el("th", { scope: "col" }, "Device"), el("th", { scope: "col", class: "hide-narrow" }, "Serial"),
         el("th", { scope: "col" }, "Verdict"), el("th", { scope: "col", class: "hide-narrow" }, "Policy set"),
-        el("th", { scope: "col" }, "Last appraisal"), el("th", { scope: "col", class: "hide-narrow" }, "Reboots (resetCount)"),
+        el("th", { scope: "col", class: "hide-narrow" }, "Last appraisal"), el("th", { scope: "col", class: "hide-narrow" }, "Reboots (resetCount)"),
         el("th", { scope: "col" }, "Why"))),
       tbody)),
     el("h2", {}, "Policy sets"),
