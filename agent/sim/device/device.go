@@ -55,6 +55,9 @@ type Options struct {
 	SNMPBootsFile string
 	// QuotesPerSecond overrides the attester's quote rate limit.
 	QuotesPerSecond float64
+	// MaxQueuedPerClient overrides how many quotes one client (one
+	// NETCONF user, however many sessions) may have waiting.
+	MaxQueuedPerClient int
 	// Certs, when set, replaces the IDevID and IAK certificates the device
 	// presents (attack scenarios: a swapped or mismatched certificate).
 	Certs func(ca *identity.CA, idevid, iak *x509.Certificate) (*x509.Certificate, *x509.Certificate)
@@ -212,7 +215,7 @@ func Start(ctx context.Context, o Options) (*Device, error) {
 	d.Attester, err = attester.New(ctx, attester.Config{
 		TPM: tp, TPMName: "tpm0", Manufacturer: "RIV simulated TPM", Logs: src, BootTime: now,
 		LogTypes:        []attester.LogType{attester.LogBIOS, o.RuntimeLog},
-		QuotesPerSecond: o.QuotesPerSecond, QuoteBurst: int(o.QuotesPerSecond),
+		QuotesPerSecond: o.QuotesPerSecond, QuoteBurst: int(o.QuotesPerSecond), MaxQueuedPerClient: o.MaxQueuedPerClient,
 		Certificates: certs,
 	})
 	if err != nil {
