@@ -624,7 +624,7 @@ func (v *Verifier) sign(r *Result, ar *ear.AttestationResult, nonce []byte) (*Re
 		ar.Nonce = &n
 	}
 	if v.Key != nil {
-		claims, err := ar.MarshalJSON()
+		claims, err := earClaims(ar)
 		if err == nil && v.ClaimProfile == "draft-03" {
 			claims, err = draft03(claims)
 		}
