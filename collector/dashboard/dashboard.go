@@ -8,6 +8,7 @@ import (
 	"embed"
 	"io/fs"
 	"net/http"
+	"strings"
 )
 
 //go:embed assets
@@ -22,7 +23,7 @@ func Handler() http.Handler {
 		case r.URL.Path == "/":
 			w.Header().Set("Cache-Control", "no-cache")
 			http.ServeFileFS(w, r, sub, "index.html")
-		case len(r.URL.Path) > len("/assets/") && r.URL.Path[:len("/assets/")] == "/assets/":
+		case strings.HasPrefix(r.URL.Path, "/assets/") && !strings.HasSuffix(r.URL.Path, "/"): // files, no listings
 			w.Header().Set("Cache-Control", "no-cache")
 			http.StripPrefix("/assets", files).ServeHTTP(w, r)
 		default:
