@@ -149,14 +149,19 @@ func (s *Server) role(r *http.Request) int {
 		}
 		return 0
 	}
-	eq := func(a, b string) bool { return b != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
 	switch {
-	case eq(tok, s.AdminToken):
+	case tokenIs(tok, s.AdminToken):
 		return 2
-	case eq(tok, s.ReadToken):
+	case tokenIs(tok, s.ReadToken):
 		return 1
 	}
 	return 0
+}
+
+// tokenIs compares a presented token with a configured one in constant
+// time; an unset token matches nothing.
+func tokenIs(got, want string) bool {
+	return want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
 
 func (s *Server) read(h http.HandlerFunc) http.HandlerFunc {

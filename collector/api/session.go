@@ -3,7 +3,6 @@ package api
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"net/http"
 	"strings"
@@ -31,8 +30,7 @@ func (s *Server) sessionValue() string {
 // session reports whether r carries a valid session cookie.
 func (s *Server) session(r *http.Request) bool {
 	c, err := r.Cookie(sessionCookie)
-	want := s.sessionValue()
-	return err == nil && want != "" && subtle.ConstantTimeCompare([]byte(c.Value), []byte(want)) == 1
+	return err == nil && tokenIs(c.Value, s.sessionValue())
 }
 
 func (s *Server) setSession(w http.ResponseWriter, r *http.Request, age time.Duration) {
@@ -68,8 +66,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok := strings.TrimSpace(r.PostForm.Get("token"))
-	eq := func(a, b string) bool { return b != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
-	if !eq(tok, s.ReadToken) && !eq(tok, s.AdminToken) {
+	if !tokenIs(tok, s.ReadToken) && !tokenIs(tok, s.AdminToken) {
 		fail(w, http.StatusUnauthorized, "not a token of this collector")
 		return
 	}

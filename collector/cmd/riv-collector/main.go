@@ -43,15 +43,25 @@ var app = &cli.App{
 func main() { os.Exit(app.Run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func runConfigCheck(env *cli.Env, args []string) error {
+	cfg, file, err := loadConfig(env, args, "config check")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "%s: ok: %d devices, %d policy sets, API on %s\n", file, len(cfg.Devices), len(cfg.Policies), cfg.Listen)
+	return nil
+}
+
+// loadConfig parses a command's --config flag and loads that file; a
+// file that does not load is a usage error of cmd.
+func loadConfig(env *cli.Env, args []string, cmd string) (*config.Config, string, error) {
 	fs := env.Flags()
 	file := fs.String("config", "/etc/riv/collector.yaml", "configuration `FILE`")
 	if err := env.Parse(fs, args); err != nil {
-		return err
+		return nil, "", err
 	}
 	cfg, err := config.Load(*file)
 	if err != nil {
-		return cli.Usage("config check: %v", err)
+		return nil, "", cli.Usage("%s: %v", cmd, err)
 	}
-	fmt.Fprintf(env.Stdout, "%s: ok: %d devices, %d policy sets, API on %s\n", *file, len(cfg.Devices), len(cfg.Policies), cfg.Listen)
-	return nil
+	return cfg, *file, nil
 }

@@ -50,14 +50,9 @@ keep polling. A file that does not load is reported and the running
 configuration kept.`
 
 func runServe(env *cli.Env, args []string) error {
-	fs := env.Flags()
-	file := fs.String("config", "/etc/riv/collector.yaml", "configuration `FILE`")
-	if err := env.Parse(fs, args); err != nil {
-		return err
-	}
-	cfg, err := config.Load(*file)
+	cfg, file, err := loadConfig(env, args, "serve")
 	if err != nil {
-		return cli.Usage("serve: %v", err)
+		return err
 	}
 	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -143,7 +138,7 @@ func runServe(env *cli.Env, args []string) error {
 	if err := atomicfile.Write(filepath.Join(cfg.DataDir, "collector.json"), append(b, '\n'), 0o600); err != nil {
 		return cli.Usage("serve: %v", err)
 	}
-	log.Info("serving", "url", url, "devices", len(devices), "config", *file)
+	log.Info("serving", "url", url, "devices", len(devices), "config", file)
 	for {
 		select {
 		case <-ctx.Done():
@@ -156,7 +151,7 @@ func runServe(env *cli.Env, args []string) error {
 		case err := <-errc:
 			return cli.Usage("serve: API: %v", err)
 		case <-hup:
-			svc.reload(ctx, *file)
+			svc.reload(ctx, file)
 		}
 	}
 }

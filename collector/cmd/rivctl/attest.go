@@ -330,10 +330,7 @@ func (d *device) report(out io.Writer, asJSON, verbose bool) (int, error) {
 	}
 	line := fmt.Sprintf("%s (serial %s): %s", v.Device, v.Serial, strings.ToUpper(v.Status))
 	if len(v.Reasons) > 0 && !verbose {
-		line += ": " + v.Reasons[0]
-		if len(v.Reasons) > 1 {
-			line += fmt.Sprintf(" (+%d more)", len(v.Reasons)-1)
-		}
+		line += ": " + firstOf(v.Reasons)
 	}
 	fmt.Fprintln(out, line)
 	if verbose {

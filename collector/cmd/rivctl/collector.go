@@ -167,15 +167,22 @@ func verdictWord(d api.Device) string {
 }
 
 func firstReason(d api.Device) string {
-	switch {
-	case d.State == "unreachable":
+	if d.State == "unreachable" {
 		return d.Error
-	case len(d.Reasons) == 0:
-		return ""
-	case len(d.Reasons) == 1:
-		return d.Reasons[0]
 	}
-	return fmt.Sprintf("%s (+%d more)", d.Reasons[0], len(d.Reasons)-1)
+	return firstOf(d.Reasons)
+}
+
+// firstOf is the first reason of a list, with how many more follow ("" for
+// none).
+func firstOf(reasons []string) string {
+	switch len(reasons) {
+	case 0:
+		return ""
+	case 1:
+		return reasons[0]
+	}
+	return fmt.Sprintf("%s (+%d more)", reasons[0], len(reasons)-1)
 }
 
 func when(t *time.Time) string {
@@ -321,11 +328,7 @@ func cmdHistory(env *cli.Env, args []string) error {
 			note = append(note, "superseded: "+h.Superseded)
 		}
 		if len(h.Reasons) > 0 {
-			r := h.Reasons[0]
-			if len(h.Reasons) > 1 {
-				r += fmt.Sprintf(" (+%d more)", len(h.Reasons)-1)
-			}
-			note = append(note, r)
+			note = append(note, firstOf(h.Reasons))
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", h.ID, h.Time.UTC().Format(time.RFC3339), strings.ToUpper(h.Status), h.ResetCount, h.Policy, strings.Join(note, "; "))
 	}

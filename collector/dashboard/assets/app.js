@@ -123,8 +123,7 @@ async function overview() {
     tbody.replaceChildren(...rows.map(d => {
       const v = verdictOf(d);
       const changed = previous.has(d.name) && previous.get(d.name) !== v;
-      const reason = d.state === "unreachable" ? d.error : (d.reasons || [])[0];
-      const more = (d.reasons || []).length > 1 ? ` (+${d.reasons.length - 1} more)` : "";
+      const reason = d.state === "unreachable" ? d.error : firstOf(d.reasons);
       return el("tr", { class: changed ? "changed" : null, "data-device": d.name, "data-verdict": v },
         el("th", { scope: "row" }, el("a", { href: "#/device/" + encodeURIComponent(d.name) }, d.name)),
         el("td", { class: "hide-narrow" }, d.serial || ""),
@@ -132,7 +131,7 @@ async function overview() {
         el("td", { class: "hide-narrow" }, d.policy || ""),
         el("td", { class: "hide-narrow" }, d.appraised ? el("time", { datetime: d.appraised }, fmtTime(d.appraised)) : "—"),
         el("td", { class: "hide-narrow" }, d.reset_count ?? "—"),
-        el("td", { class: "reason" }, reason ? reason + more : ""));
+        el("td", { class: "reason" }, reason || ""));
     }));
     count.textContent = `${rows.length} of ${devices.length} devices`;
   };
@@ -158,6 +157,12 @@ async function overview() {
       tbody)),
     el("h2", {}, "Policy sets"),
     policyTable);
+}
+
+// firstOf is the first reason of a list, with how many more follow.
+function firstOf(reasons) {
+  reasons = reasons || [];
+  return reasons.length > 1 ? `${reasons[0]} (+${reasons.length - 1} more)` : (reasons[0] || "");
 }
 
 function fmtTime(s) {
@@ -264,7 +269,7 @@ async function devicePage(name) {
     el("li", {}, el("time", { datetime: h.time }, fmtTime(h.time)), badge(h.status),
       h.rebooted ? el("strong", {}, "rebooted (resetCount " + h.reset_count + ")") : null,
       h.superseded ? el("span", { class: "muted" }, "superseded: " + h.superseded) : null,
-      (h.reasons || []).length ? el("span", {}, h.reasons[0] + (h.reasons.length > 1 ? ` (+${h.reasons.length - 1} more)` : "")) : null)));
+      (h.reasons || []).length ? el("span", {}, firstOf(h.reasons)) : null)));
 
   // Software inventory and RIM coverage.
   const inv = d.inventory || [];

@@ -147,8 +147,8 @@ func runFleet(routerBin, agent, collectorBin, reference string, once bool, inter
 					return
 				case <-time.After(r.rebootEvery):
 				}
-				if out, err := exec.CommandContext(ctx, routerBin, "reboot", "--dir", r.dir).CombinedOutput(); err != nil && ctx.Err() == nil {
-					fmt.Fprintf(os.Stderr, "%s: reboot: %v: %s\n", r.name, err, strings.TrimSpace(string(out)))
+				if err := r.reboot(ctx, routerBin); err != nil && ctx.Err() == nil {
+					fmt.Fprintln(os.Stderr, err)
 				}
 			}
 		}()
@@ -213,6 +213,15 @@ func runFleet(routerBin, agent, collectorBin, reference string, once bool, inter
 	}
 }
 
+// reboot reboots the router (riv-router reboot: a TPM reset and a fresh
+// measured boot).
+func (r *router) reboot(ctx context.Context, routerBin string) error {
+	if out, err := exec.CommandContext(ctx, routerBin, "reboot", "--dir", r.dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: reboot: %v: %s", r.name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
 // rebootOnce is --once's check of the router that reboots: rebooted
 // now, it is re-attested from its fresh boot (its resetCount one more)
 // and still affirming.
@@ -225,8 +234,8 @@ func rebootOnce(ctx context.Context, col *collectorAPI, routerBin string, before
 		if was == nil {
 			return fmt.Errorf("%s: no resetCount", r.name)
 		}
-		if out, err := exec.CommandContext(ctx, routerBin, "reboot", "--dir", r.dir).CombinedOutput(); err != nil {
-			return fmt.Errorf("%s: reboot: %v: %s", r.name, err, strings.TrimSpace(string(out)))
+		if err := r.reboot(ctx, routerBin); err != nil {
+			return err
 		}
 		for deadline := time.Now().Add(time.Minute); ; {
 			devs, err := col.devices(ctx)
