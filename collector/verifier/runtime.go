@@ -2,6 +2,7 @@ package verifier
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"slices"
@@ -108,37 +109,45 @@ func (rs *runtimeState) advance(l *eventlog.Log, vals pcr.Values, pol *Policy) {
 		return
 	}
 	rs.seen, rs.last = true, uint64(l.Events[len(l.Events)-1].Seq)
+	// The strings of a finding are built only for an entry that makes one
+	// and while its list has room: most entries are approved, and a
+	// device with thousands of unknown files must not cost thousands of
+	// formatted names per poll.
 	for i := range l.Events {
 		e := &l.Events[i]
 		if e.IMA == nil {
 			continue
 		}
 		name := e.IMA.FileName
-		where := rs.logType + " entry " + strconv.Itoa(e.Seq)
+		where := func() string { return rs.logType + " entry " + strconv.Itoa(e.Seq) }
+		h := func() string {
+			return e.IMA.FileHashAlgName + ":" + hex.EncodeToString(e.IMA.FileHash[:min(8, len(e.IMA.FileHash))])
+		}
 		if e.Violation() {
-			rs.violations.add(fmt.Sprintf("%s (%s)", name, where))
+			rs.violations.addf(func() string { return name + " (" + where() + ")" })
 			continue
 		}
 		if e.Anomaly != "" {
-			rs.forged.add(fmt.Sprintf("%s (%s): %s", name, where, e.Anomaly))
+			rs.forged.addf(func() string { return name + " (" + where() + "): " + e.Anomaly })
 		}
 		if name == "boot_aggregate" {
 			continue
 		}
-		h := fmt.Sprintf("%s:%x", e.IMA.FileHashAlgName, e.IMA.FileHash[:min(8, len(e.IMA.FileHash))])
 		if slices.Contains(pol.ConfigFiles, name) {
 			if why := pol.configFinding(rs.rims, rs.model, name, e.IMA.FileHashAlg, e.IMA.FileHash); why != "" {
-				rs.config.add(fmt.Sprintf("%s (%s, %s) %s", name, where, h, why))
+				rs.config.addf(func() string { return name + " (" + where() + ", " + h() + ") " + why })
 			}
 			continue
 		}
 		m := rs.rims.LookupFor(e.IMA.FileHashAlg, e.IMA.FileHash, rs.model)
 		if len(m) == 0 {
-			rs.unknown.add(fmt.Sprintf("%s (%s)", name, h))
+			rs.unknown.addf(func() string { return name + " (" + h() + ")" })
 			continue
 		}
 		if c, ok := rs.rims.CurrentFor(m, rs.model); !ok {
-			rs.rollback.add(fmt.Sprintf("%s (%s) is %s %s, superseded by a newer signed RIM", name, where, c.Name, c.Ver))
+			rs.rollback.addf(func() string {
+				return name + " (" + where() + ") is " + c.Name + " " + c.Ver + ", superseded by a newer signed RIM"
+			})
 		}
 	}
 }
@@ -218,13 +227,17 @@ type findings struct {
 	text  string // items sorted and joined; "" when they changed
 }
 
-func (f *findings) add(s string) {
+func (f *findings) add(s string) { f.addf(func() string { return s }) }
+
+// addf adds the finding text() builds, calling it only when the list has
+// room for it.
+func (f *findings) addf(text func() string) {
 	if len(f.items) == maxNames {
 		f.more++
 		return
 	}
 	f.text = ""
-	f.items = append(f.items, s)
+	f.items = append(f.items, text())
 }
 
 func (f *findings) empty() bool { return len(f.items) == 0 }

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -26,6 +27,7 @@ import (
 	"github.com/veraison/ear"
 
 	"github.com/openriv/riv/agent/sim/device"
+	"github.com/openriv/riv/agent/sim/router"
 	"github.com/openriv/riv/collector/scheduler"
 	"github.com/openriv/riv/collector/store"
 	"github.com/openriv/riv/collector/verifier"
@@ -79,11 +81,33 @@ func runDevice(dir string) int {
 	// the netequip_boot log grow); "ok" on stdout when done.
 	go func() {
 		sc := bufio.NewScanner(os.Stdin)
-		for k := 0; sc.Scan(); {
-			n, _ := strconv.Atoi(sc.Text())
+		// "known N": N files of the signed RIM knownTag (a healthy
+		// device's steady state), round robin.
+		// "reboot": a fresh boot, so that a sub-benchmark starts from a
+		// log of its own.
+		for k, j := 0, 0; sc.Scan(); {
+			if sc.Text() == "reboot" {
+				if err := d.Reboot(ctx, router.DefaultImage("2.0")); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					stop()
+					return
+				}
+				fmt.Println("ok")
+				continue
+			}
+			arg, known := strings.CutPrefix(sc.Text(), "known ")
+			n, _ := strconv.Atoi(arg)
 			for range n {
-				k++
-				if err := d.MeasureFile(ctx, fmt.Sprintf("/usr/lib/riv/plugin-%d.so", k), []byte(strconv.Itoa(k))); err != nil {
+				path, content := "", []byte(nil)
+				if known {
+					f := knownFiles[j%len(knownFiles)]
+					j++
+					path, content = f.Path, f.Content
+				} else {
+					k++
+					path, content = fmt.Sprintf("/usr/lib/riv/plugin-%d.so", k), []byte(strconv.Itoa(k))
+				}
+				if err := d.MeasureFile(ctx, path, content); err != nil {
 					fmt.Fprintln(os.Stderr, err)
 					stop()
 					return
@@ -94,6 +118,32 @@ func runDevice(dir string) int {
 	}()
 	<-ctx.Done()
 	return 0
+}
+
+// knownFiles are the files of knownTag, a signed RIM of the benchmark's
+// device software: "known" polls measure them.
+var knownFiles = func() []rim.File {
+	var fs []rim.File
+	for i := range 1000 {
+		fs = append(fs, rim.File{Path: fmt.Sprintf("/usr/lib/riv/known-%d.so", i), Content: []byte("known " + strconv.Itoa(i))})
+	}
+	return fs
+}()
+
+// knownIndex is the vendor's signed RIMs of the device's image (as
+// newEnv loads them) and knownTag: a device running only those is
+// affirming.
+func knownIndex(b *testing.B) *rim.Index {
+	t, err := rim.NewTag(rim.TagSpec{TagID: "5a0c7f3e-6d1b-4e8a-9c2f-1b3d5e7f9a0b", Name: "bench-plugins", Version: "1.0",
+		Vendor: "RIV Bench", VendorRegID: "https://example.com", Files: knownFiles})
+	if err != nil {
+		b.Fatal(err)
+	}
+	x := newEnv(b).index.Clone()
+	if err := x.Add(t); err != nil {
+		b.Fatal(err)
+	}
+	return x
 }
 
 // cpu returns the process's user+system and system CPU time.
@@ -144,8 +194,12 @@ func BenchmarkPoll(b *testing.B) {
 	}
 	ek, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	base := verifyBaseline(ek)
-	for _, mode := range []string{"tls", "ssh", "tls-kept", "ssh-kept", "tls+100", "ssh+100", "tls-kept+100", "ssh-kept+100", "service-tls-kept", "service-tls-kept+100", "service8-tls-kept", "service8-tls-kept+100"} {
+	// +N: N new entries each poll, of files in no RIM (every one a
+	// finding); +Nknown: of files in a signed RIM (a healthy device).
+	for _, mode := range []string{"tls", "ssh", "tls-kept", "ssh-kept", "tls+100", "ssh+100", "tls-kept+100", "ssh-kept+100", "tls-kept+100known",
+		"service-tls-kept", "service-tls-kept+100", "service-tls-kept+100known", "service8-tls-kept", "service8-tls-kept+100", "service8-tls-kept+100known"} {
 		mode, newEntries, _ := strings.Cut(mode, "+")
+		newEntries, known := strings.CutSuffix(newEntries, "known")
 		// service: through the scheduler and the store; serviceN: N
 		// devices polled at once each round (one device process under N
 		// names), as a fleet's polls overlap; the cost is per poll.
@@ -158,13 +212,20 @@ func BenchmarkPoll(b *testing.B) {
 			name, service = r, true
 		}
 		via, kept := strings.TrimSuffix(name, "-kept"), strings.HasSuffix(name, "-kept")
-		if newEntries != "" {
+		switch {
+		case known:
+			mode += "/known=" + newEntries
+		case newEntries != "":
 			mode += "/new=" + newEntries
 		}
 		b.Run(mode, func(b *testing.B) {
-			// RIMs do not matter for the cost; an empty index flags every
-			// component, which exercises the same matching work.
-			v := verifier.New(verifier.Policy{Anchors: anchors, RIMs: rim.NewIndex(), Banks: []alg.ID{alg.SHA256}}, ek)
+			// An empty index flags every new file; the known modes' RIM
+			// approves them.
+			rims := rim.NewIndex()
+			if known {
+				rims = knownIndex(b)
+			}
+			v := verifier.New(verifier.Policy{Anchors: anchors, RIMs: rims, Banks: []alg.ID{alg.SHA256}}, ek)
 			v.Reuse = kept
 			defer v.Close()
 			t := verifier.Target{Name: "bench", SSHAddr: info.SSH, SSHUser: info.User, SSHKey: sshKey}
@@ -179,6 +240,13 @@ func BenchmarkPoll(b *testing.B) {
 				}
 			}
 			ctx := context.Background()
+			if known {
+				// The log holds the unknown files of the modes before.
+				fmt.Fprintln(grow, "reboot")
+				if !acks.Scan() || acks.Text() != "ok" {
+					b.Fatalf("device did not reboot: %q %v", acks.Text(), acks.Err())
+				}
+			}
 			appraise := func(ctx context.Context) (*verifier.Result, error) { return v.AppraiseTarget(ctx, t) }
 			if service {
 				// Inside the service: the scheduler's on-demand poll,
@@ -200,6 +268,10 @@ func BenchmarkPoll(b *testing.B) {
 				done := make(chan struct{})
 				go func() { defer close(done); sch.Run(sctx) }()
 				defer func() { stop(); <-done }()
+				want := ear.UnrecognizedFilesClaim
+				if known {
+					want = ear.ApprovedFilesClaim
+				}
 				appraise = func(ctx context.Context) (*verifier.Result, error) {
 					var mu sync.Mutex
 					var last *verifier.Result
@@ -218,7 +290,8 @@ func BenchmarkPoll(b *testing.B) {
 							if err != nil && firstErr == nil {
 								firstErr = err
 							}
-							if err == nil && (last == nil || s.Result.Vector.FileSystem != ear.UnrecognizedFilesClaim) {
+							// The one to check is any that went wrong.
+							if err == nil && (last == nil || s.Result.Vector.FileSystem != want) {
 								last = s.Result
 							}
 						}()
@@ -231,6 +304,7 @@ func BenchmarkPoll(b *testing.B) {
 				b.Fatal(err)
 			}
 			var used, sys time.Duration
+			var allocs, bytes uint64 // the whole process's, as the CPU
 			// While the device measures the next files, other polls keep
 			// the collector busy, as a fleet does: a collector left idle
 			// for the ~100 ms a measurement takes pays ~500 µs more per
@@ -240,9 +314,25 @@ func BenchmarkPoll(b *testing.B) {
 			other := verifier.New(verifier.Policy{Anchors: anchors, RIMs: rim.NewIndex(), Banks: []alg.ID{alg.SHA256}}, ek)
 			other.Reuse = true
 			defer other.Close()
+			// RIV_BENCH_CPUPROFILE=FILE profiles the measured polls only
+			// (with RIV_BENCH_IDLE=1, nothing else runs): -cpuprofile also
+			// holds the warm-up's full logs, and the scheduler's goroutines
+			// do not carry the poll's profiler labels.
+			if f := os.Getenv("RIV_BENCH_CPUPROFILE"); f != "" {
+				out, err := os.Create(strings.ReplaceAll(f, "MODE", strings.ReplaceAll(mode, "/", "_")))
+				if err != nil {
+					b.Fatal(err)
+				}
+				pprof.StartCPUProfile(out)
+				defer func() { pprof.StopCPUProfile(); out.Close() }()
+			}
 			for b.Loop() {
 				if newEntries != "" {
-					fmt.Fprintln(grow, newEntries)
+					if known {
+						fmt.Fprintln(grow, "known", newEntries)
+					} else {
+						fmt.Fprintln(grow, newEntries)
+					}
 					stop, done := make(chan struct{}), make(chan struct{})
 					go func() {
 						defer close(done)
@@ -264,6 +354,8 @@ func BenchmarkPoll(b *testing.B) {
 				} else if idle {
 					time.Sleep(100 * time.Millisecond)
 				}
+				var m0, m1 runtime.MemStats
+				runtime.ReadMemStats(&m0)
 				c0, s0 := cpu()
 				var r *verifier.Result
 				var err error
@@ -273,16 +365,21 @@ func BenchmarkPoll(b *testing.B) {
 					b.Fatal(err)
 				}
 				c1, s1 := cpu()
+				runtime.ReadMemStats(&m1)
 				used, sys = used+c1-c0, sys+s1-s0
+				allocs, bytes = allocs+m1.Mallocs-m0.Mallocs, bytes+m1.TotalAlloc-m0.TotalAlloc
 				// Every poll must get as far as appraising the new files
-				// (an empty index flags them), or it measured a failure.
-				if r.Vector.FileSystem != ear.UnrecognizedFilesClaim && newEntries != "" {
+				// (an empty index flags them, the known RIM approves
+				// them), or it measured a failure.
+				if known && r.Vector.FileSystem != ear.ApprovedFilesClaim || !known && newEntries != "" && r.Vector.FileSystem != ear.UnrecognizedFilesClaim {
 					b.Fatalf("poll ended %v: %v", r.Status, r.Reasons)
 				}
 			}
 			polls := float64(b.N * fleet)
 			b.ReportMetric(float64(used)/polls/1e3, "µs-cpu/poll")
 			b.ReportMetric(float64(sys)/polls/1e3, "µs-sys/poll")
+			b.ReportMetric(float64(allocs)/polls, "allocs/poll")
+			b.ReportMetric(float64(bytes)/polls/1024, "KiB/poll")
 			// The machine's speed drifts (2-3x between days here): the
 			// poll in units of one bare P-256 signature check, timed in
 			// this run, is what compares across runs.
