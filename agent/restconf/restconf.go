@@ -128,6 +128,20 @@ type request struct {
 	json bool // response encoding
 }
 
+// acceptsXRD reports whether an Accept header takes an XRD document.
+func acceptsXRD(accept string) bool {
+	if strings.TrimSpace(accept) == "" {
+		return true
+	}
+	for _, part := range strings.Split(accept, ",") {
+		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err == nil && (mt == "application/xrd+xml" || mt == "application/*" || mt == "*/*") {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := &request{s: s, w: w, r: r}
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
@@ -137,7 +151,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	q.user = netconf.MapCertToName(r.TLS.VerifiedChains, s.cfg.TLS.CertToName)
 	var ok bool
-	if q.json, ok = wantJSON(r.Header.Get("Accept")); !ok {
+	// host-meta is an XRD document (RFC 6415), not YANG data: RFC 8040
+	// §3.1's own example asks for it as application/xrd+xml.
+	if r.URL.EscapedPath() == "/.well-known/host-meta" && acceptsXRD(r.Header.Get("Accept")) {
+		q.json, ok = true, true // the encoding of an error reply
+	} else if q.json, ok = wantJSON(r.Header.Get("Accept")); !ok {
 		// RFC 8040 §7: 406, with error-tag invalid-value.
 		q.json = true
 		q.fail(&rcError{status: http.StatusNotAcceptable, Type: "protocol", Tag: "invalid-value", Message: "acceptable media types are application/yang-data+json and application/yang-data+xml"})

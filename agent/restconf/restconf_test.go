@@ -536,3 +536,20 @@ func TestErrorBodies(t *testing.T) {
 		t.Errorf("error body for a path with control characters is not well-formed: %v %q", err, body)
 	}
 }
+
+// host-meta (RFC 8040 §3.1, RFC 6415) is served as an XRD to a client
+// that asks for one, as RFC 8040's example does, or for anything; a
+// client that accepts only something else gets 406.
+func TestHostMeta(t *testing.T) {
+	d := startDevice(t)
+	c := client(d, d.ClientCert)
+	for _, accept := range []string{"application/xrd+xml", "*/*", "", js} {
+		status, h, body := do(t, c, d, "GET", "/.well-known/host-meta", accept, "", "")
+		if status != 200 || h.Get("Content-Type") != "application/xrd+xml" || !strings.Contains(string(body), `rel="restconf" href="/restconf"`) {
+			t.Errorf("Accept %q: %d %s %s", accept, status, h.Get("Content-Type"), body)
+		}
+	}
+	if status, _, body := do(t, c, d, "GET", "/.well-known/host-meta", "text/html", "", ""); status != 406 || !strings.Contains(string(body), "invalid-value") {
+		t.Errorf("Accept text/html: %d %s", status, body)
+	}
+}

@@ -129,11 +129,15 @@ type Webhook struct {
 type Device struct {
 	Name      string `yaml:"name"`
 	Endpoints string `yaml:"endpoints"`
-	// Address is HOST:PORT of NETCONF over TLS (port 6513) or SSH (830).
-	Address   string `yaml:"address"`
-	Transport string `yaml:"transport"` // tls (default) or ssh
-	// Credentials: a TLS client certificate and key, or an SSH user and
-	// key.
+	// Address is HOST:PORT of NETCONF over TLS (port 6513), SSH (830) or
+	// RESTCONF (443).
+	Address string `yaml:"address"`
+	// Transport is tls (NETCONF over TLS, the default), ssh (NETCONF over
+	// SSH) or restconf; with Endpoints, the endpoints.json's NETCONF over
+	// TLS when it has it, else SSH, unless set.
+	Transport string `yaml:"transport"`
+	// Credentials: a TLS client certificate and key (tls, restconf), or an
+	// SSH user and key.
 	ClientCert string `yaml:"client_cert"`
 	ClientKey  Secret `yaml:"client_key"`
 	SSHUser    string `yaml:"ssh_user"`
@@ -380,16 +384,22 @@ func (d *Device) validate(key string, c *Config, names map[string]bool) error {
 		return keyErr(key+".interval", "%v: want at least 1s", d.Interval)
 	}
 	if d.Endpoints != "" {
-		return nil
+		switch d.Transport {
+		case "", "tls", "ssh", "restconf":
+			return nil
+		}
+		return keyErr(key+".transport", "%q: want tls, ssh or restconf", d.Transport)
 	}
 	if _, _, err := net.SplitHostPort(d.Address); err != nil {
 		return keyErr(key+".address", "%v", err)
 	}
 	switch d.Transport {
-	case "", "tls":
-		d.Transport = "tls"
+	case "", "tls", "restconf":
+		if d.Transport == "" {
+			d.Transport = "tls"
+		}
 		if d.ClientCert == "" || !d.ClientKey.set() {
-			return keyErr(key, "transport tls needs client_cert and client_key")
+			return keyErr(key, "transport %s needs client_cert and client_key", d.Transport)
 		}
 		if err := d.ClientKey.load(key + ".client_key"); err != nil {
 			return err
@@ -412,7 +422,7 @@ func (d *Device) validate(key string, c *Config, names map[string]bool) error {
 			return keyErr(key+".ssh_key", "not a PEM private key")
 		}
 	default:
-		return keyErr(key+".transport", "%q: want tls or ssh", d.Transport)
+		return keyErr(key+".transport", "%q: want tls, ssh or restconf", d.Transport)
 	}
 	return nil
 }

@@ -87,6 +87,25 @@ func TestExampleLoads(t *testing.T) {
 	}
 }
 
+// A device reached over RESTCONF takes the TLS client certificate of
+// NETCONF over TLS.
+func TestRESTCONFDevice(t *testing.T) {
+	dir := t.TempDir()
+	example := materialize(t, dir)
+	first := strings.Index(example, "name: pe1.fra")
+	if first < 0 {
+		t.Fatal("the example's first device is not pe1.fra")
+	}
+	text := example[:first] + strings.Replace(example[first:], "transport: tls", "transport: restconf", 1)
+	c, err := Load(write(t, dir, text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Devices[0].Transport != "restconf" || c.Devices[0].ClientKey.Value() == "" {
+		t.Errorf("device: %+v", c.Devices[0])
+	}
+}
+
 func TestLoadErrors(t *testing.T) {
 	dir := t.TempDir()
 	example := materialize(t, dir)
@@ -99,7 +118,8 @@ func TestLoadErrors(t *testing.T) {
 		{"bad type", "max_in_flight: 256", "max_in_flight: lots", "poll.max_in_flight"},
 		{"no policy set", "policy: strict", "policy: paranoid", `devices[0].policy: "paranoid": no such policy set`},
 		{"bad bank", "banks: [sha256, sha384]   # quoted", "banks: [md5]   # quoted", `policies.default.banks[0]: "md5"`},
-		{"transport", "transport: ssh", "transport: telnet", `devices[1].transport: "telnet"`},
+		{"transport", "transport: ssh", "transport: telnet", `devices[1].transport: "telnet": want tls, ssh or restconf`},
+		{"restconf without a certificate", "transport: ssh", "transport: restconf", "devices[1]: transport restconf needs client_cert and client_key"},
 		{"missing file", "manufacturer-ca.pem]", "nowhere.pem]", "trust.manufacturers[0]"},
 		{"store sync", "sync: normal ", "sync: sometimes ", `store.sync: "sometimes": want normal or full`},
 		{"durable within", "durable_within: 1s ", "durable_within: 1h ", "store.durable_within: 1h0m0s: want 10ms to 1m"},

@@ -1,6 +1,7 @@
 package verifier
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/tls"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/openriv/riv/collector/client/netconf"
+	"github.com/openriv/riv/collector/client/restconf"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/endpoint"
 	"github.com/openriv/riv/pkg/rim"
@@ -29,7 +31,10 @@ type Target struct {
 	SSHUser string
 	SSHKey  crypto.Signer
 	TLSAddr string
-	TLS     *tls.Config // client certificate and manufacturer RootCAs
+	// RESTCONF is the device's RESTCONF URL (https://HOST:PORT), reached
+	// with TLS as TLSAddr; it is used when set.
+	RESTCONF string
+	TLS      *tls.Config // client certificate (NETCONF-TLS and RESTCONF)
 	// Serial and Model are what the device's identity must name (empty:
 	// anything).
 	Serial, Model string
@@ -38,13 +43,14 @@ type Target struct {
 	StageTimeout time.Duration
 }
 
-// AppraiseTarget dials the target (TLS when TLSAddr is set, else SSH) and
-// appraises it, binding the transport to the IDevID: the SSH host key, or
-// the TLS server certificate, must be the IDevID's key.
+// AppraiseTarget dials the target (RESTCONF when RESTCONF is set, else
+// NETCONF over TLS when TLSAddr is, else NETCONF over SSH) and appraises
+// it, binding the transport to the IDevID: the SSH host key, or the TLS
+// server certificate, must be the IDevID's key.
 func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error) {
 	name := t.Name
 	if name == "" {
-		name = t.SSHAddr + t.TLSAddr
+		name = t.SSHAddr + t.TLSAddr + t.RESTCONF
 	}
 	if v.Reuse {
 		v.mu.Lock()
@@ -61,41 +67,22 @@ func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error
 			pc.c.Close()
 		}
 	}
-	var c *netconf.Client
+	var c closer
 	var peer crypto.PublicKey
 	var err error
-	if t.TLSAddr != "" {
-		cfg := t.TLS.Clone()
-		if cfg == nil {
-			// No client certificate: the device will refuse the
-			// session, and says so.
-			cfg = &tls.Config{}
-		}
-		cfg.RootCAs = v.Policy.Anchors
-		cfg.ServerName = ""
-		cfg.InsecureSkipVerify = true // verified below against the manufacturer anchors, by IDevID profile
+	if t.TLSAddr != "" || t.RESTCONF != "" {
 		var leaf *x509.Certificate
-		// VerifyConnection also runs for resumed sessions (where
-		// VerifyPeerCertificate does not), so the IDevID check always holds.
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			certs := cs.PeerCertificates
-			if len(certs) == 0 {
-				return errors.New("no server certificate")
-			}
-			err := v.verifiedChain(certs, v.Policy.Anchors, x509.ExtKeyUsageServerAuth)
-			if err != nil && v.Policy.OwnerAnchors != nil {
-				// An owner-enrolled LDevID may identify the device instead.
-				if v.verifiedChain(certs, v.Policy.OwnerAnchors, x509.ExtKeyUsageServerAuth) == nil {
-					err = nil
-				}
-			}
-			if err != nil {
-				return &identityError{err}
-			}
-			leaf = certs[0]
-			return nil
+		cfg := v.deviceTLS(t.TLS, &leaf)
+		if t.RESTCONF != "" {
+			var rc *restconf.Client
+			rc, err = (restconf.Dialer{}).Dial(ctx, t.RESTCONF, cfg)
+			c = rc
+		} else {
+			var nc *netconf.Client
+			nc, err = (netconf.Dialer{StageTimeout: t.StageTimeout}).DialTLS(ctx, t.TLSAddr, cfg)
+			c = nc
 		}
-		if c, err = (netconf.Dialer{StageTimeout: t.StageTimeout}).DialTLS(ctx, t.TLSAddr, cfg); err != nil {
+		if err != nil {
 			var ie *identityError
 			if errors.As(err, &ie) {
 				// The device was reached and presented an identity that
@@ -108,10 +95,11 @@ func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error
 		}
 		peer = leaf.PublicKey
 	} else {
-		if c, err = (netconf.Dialer{StageTimeout: t.StageTimeout}).DialSSH(ctx, t.SSHAddr, t.SSHUser, t.SSHKey); err != nil {
+		nc, err := (netconf.Dialer{StageTimeout: t.StageTimeout}).DialSSH(ctx, t.SSHAddr, t.SSHUser, t.SSHKey)
+		if err != nil {
 			return nil, err
 		}
-		peer = c.HostKey
+		c, peer = nc, nc.HostKey
 	}
 	r, err := v.AppraiseAs(ctx, name, c, peer, Expected{t.Serial, t.Model})
 	if v.Reuse && err == nil {
@@ -120,6 +108,54 @@ func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error
 		c.Close()
 	}
 	return r, err
+}
+
+// closer is a transport's session: NETCONF or RESTCONF.
+type closer interface {
+	Session
+	Close() error
+}
+
+// deviceTLS is the TLS configuration for reaching a device: base's client
+// certificate and session cache, the server certificate verified against
+// the manufacturer anchors (or the owner's) by IDevID profile, its leaf
+// stored in *leaf.
+func (v *Verifier) deviceTLS(base *tls.Config, leaf **x509.Certificate) *tls.Config {
+	cfg := base.Clone()
+	if cfg == nil {
+		// No client certificate: the device will refuse the session, and
+		// says so.
+		cfg = &tls.Config{}
+	}
+	cfg.RootCAs = v.Policy.Anchors
+	cfg.ServerName = ""
+	cfg.InsecureSkipVerify = true // verified below against the manufacturer anchors, by IDevID profile
+	// VerifyConnection also runs for resumed sessions (where
+	// VerifyPeerCertificate does not), so the IDevID check always holds.
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		certs := cs.PeerCertificates
+		if len(certs) == 0 {
+			return errors.New("no server certificate")
+		}
+		err := v.verifiedChain(certs, v.Policy.Anchors, x509.ExtKeyUsageServerAuth)
+		if err != nil && v.Policy.OwnerAnchors != nil {
+			// An owner-enrolled LDevID may identify the device instead.
+			if v.verifiedChain(certs, v.Policy.OwnerAnchors, x509.ExtKeyUsageServerAuth) == nil {
+				err = nil
+			}
+		}
+		if err != nil {
+			return &identityError{err}
+		}
+		// A session that reconnects (RESTCONF opens connections as it
+		// needs them) must reach the same device.
+		if *leaf != nil && !bytes.Equal((*leaf).Raw, certs[0].Raw) {
+			return &identityError{errors.New("the device presented another certificate than at the start of the session")}
+		}
+		*leaf = certs[0]
+		return nil
+	}
+	return cfg
 }
 
 // identityError is a TLS server certificate that is no IDevID (or
@@ -132,7 +168,7 @@ func (e *identityError) Error() string {
 
 // pooled is an open session kept between polls (Verifier.Reuse).
 type pooled struct {
-	c    *netconf.Client
+	c    closer
 	peer crypto.PublicKey
 }
 
@@ -408,10 +444,19 @@ func ParseSSHKey(b []byte) (crypto.Signer, error) {
 	return nil, errors.New("not a signing key")
 }
 
-// TargetOf builds the target for transport "ssh" or "tls".
+// TargetOf builds the target for transport "ssh", "tls" or "restconf".
 func TargetOf(e *Endpoints, transport string) (Target, error) {
 	t := Target{Name: e.Serial}
 	switch transport {
+	case "restconf":
+		if e.RESTCONF == "" {
+			return t, errors.New("the endpoints name no RESTCONF URL")
+		}
+		cert, err := tls.LoadX509KeyPair(e.TLSClientCert, e.TLSClientKey)
+		if err != nil {
+			return t, err
+		}
+		t.RESTCONF, t.TLS = e.RESTCONF, &tls.Config{Certificates: []tls.Certificate{cert}, ClientSessionCache: tls.NewLRUClientSessionCache(16)}
 	case "tls":
 		cert, err := tls.LoadX509KeyPair(e.TLSClientCert, e.TLSClientKey)
 		if err != nil {

@@ -236,6 +236,14 @@ func TestCLIAttest(t *testing.T) {
 	if code, out, errs := runBin(t, "rivctl", "attest", "--transport", "tls", "--verbose", clean); code != 0 || !strings.Contains(out, "AFFIRMING") || !strings.Contains(out, "  ") {
 		t.Errorf("attest clean over TLS: %d\n%s%s", code, out, errs)
 	}
+	// Over RESTCONF: the same verdicts and exit codes.
+	code, out, errs = runBin(t, "rivctl", "attest", "--transport", "restconf", clean, kernel)
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 1 || len(lines) != 2 || !strings.HasPrefix(lines[0], "RTR-0001 (serial RTR-0001): AFFIRMING") || !strings.Contains(lines[1], "CONTRAINDICATED") {
+		t.Errorf("attest over RESTCONF: %d\n%s%s", code, out, errs)
+	}
+	if code, _, errs := runBin(t, "rivctl", "attest", "--transport", "restconf", "--netconf-tls", "127.0.0.1:1", clean); code != 2 || !strings.Contains(errs, "not both") {
+		t.Errorf("attest with files and an address: %d %s", code, errs)
+	}
 }
 
 // TestCLIUnreachable: a device that accepts TCP and says nothing is

@@ -305,6 +305,11 @@ func DecodeSupport(body []byte) (*Support, error) {
 	return s, err
 }
 
+// DecodeSupportInventory is DecodeSupport, also reporting whether the
+// device implements riv-software-inventory (the RESTCONF client decodes
+// the same data).
+func DecodeSupportInventory(body []byte) (*Support, bool, error) { return decodeSupport(body) }
+
 // decodeSupport is DecodeSupport, also reporting whether the device
 // implements riv-software-inventory.
 func decodeSupport(body []byte) (*Support, bool, error) {
@@ -477,6 +482,10 @@ func localName(s string) string {
 var hashIdentities = map[string]alg.ID{"TPM_ALG_SHA1": alg.SHA1, "TPM_ALG_SHA256": alg.SHA256, "TPM_ALG_SHA384": alg.SHA384, "TPM_ALG_SHA512": alg.SHA512, "TPM_ALG_SM3_256": alg.SM3_256}
 
 func hashByIdentity(s string) (alg.ID, bool) { b, ok := hashIdentities[s]; return b, ok }
+
+// IdentityOf is the ietf-tcg-algs identity of bank b, without its
+// prefix ("TPM_ALG_SHA256"); "" for one the module does not name.
+func IdentityOf(b alg.ID) string { return identityOf(b) }
 
 func identityOf(b alg.ID) string {
 	for k, v := range hashIdentities {

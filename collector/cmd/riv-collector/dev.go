@@ -225,7 +225,7 @@ func (f *fleet) device(name string, ep *endpoint.Endpoints) (scheduler.Device, e
 		v.Reuse = true
 		f.verifiers[pk] = v
 	}
-	t, err := endpointsTarget(ep, nil)
+	t, err := endpointsTarget(ep, "", nil)
 	if err != nil {
 		return scheduler.Device{}, err
 	}

@@ -312,7 +312,7 @@ func (s *service) configured(cd *config.Device) (scheduler.Device, []byte, error
 		if err != nil {
 			return scheduler.Device{}, nil, err
 		}
-		if t, err = endpointsTarget(ep, s.cache); err != nil {
+		if t, err = endpointsTarget(ep, cd.Transport, s.cache); err != nil {
 			return scheduler.Device{}, nil, err
 		}
 		spec, _ = json.Marshal(ep)
@@ -333,7 +333,12 @@ func (s *service) configured(cd *config.Device) (scheduler.Device, []byte, error
 			if err != nil {
 				return scheduler.Device{}, nil, fmt.Errorf("client_key: %w", err)
 			}
-			t = verifier.Target{TLSAddr: cd.Address, TLS: &tls.Config{Certificates: []tls.Certificate{cert}, ClientSessionCache: s.cache}}
+			t = verifier.Target{TLS: &tls.Config{Certificates: []tls.Certificate{cert}, ClientSessionCache: s.cache}}
+			if cd.Transport == "restconf" {
+				t.RESTCONF = "https://" + cd.Address
+			} else {
+				t.TLSAddr = cd.Address
+			}
 			spec = append(spec, pem...)
 		}
 		h := sha256.Sum256([]byte(cd.ClientKey.Value() + "\x00" + cd.SSHKey.Value()))
@@ -347,13 +352,16 @@ func (s *service) configured(cd *config.Device) (scheduler.Device, []byte, error
 	return scheduler.Device{Name: cd.Name, Target: t, Verifier: v, Interval: cd.Interval, Policy: cd.Policy, Fixed: true}, desc, nil
 }
 
-// endpointsTarget is the target of an endpoints.json: NETCONF over TLS
-// when it has it, else SSH; with cache, TLS sessions resume from it (one
-// cache for the fleet) instead of the target's own.
-func endpointsTarget(ep *endpoint.Endpoints, cache tls.ClientSessionCache) (verifier.Target, error) {
-	via := "tls"
-	if ep.NetconfTLS == "" {
-		via = "ssh"
+// endpointsTarget is the target of an endpoints.json over transport via
+// ("": NETCONF over TLS when it has it, else SSH); with cache, TLS
+// sessions resume from it (one cache for the fleet) instead of the
+// target's own.
+func endpointsTarget(ep *endpoint.Endpoints, via string, cache tls.ClientSessionCache) (verifier.Target, error) {
+	if via == "" {
+		via = "tls"
+		if ep.NetconfTLS == "" {
+			via = "ssh"
+		}
 	}
 	t, err := verifier.TargetOf(ep, via)
 	if err == nil && t.TLS != nil && cache != nil {
@@ -366,7 +374,7 @@ func endpointsTarget(ep *endpoint.Endpoints, cache tls.ClientSessionCache) (veri
 // default policy set, the configuration's trust anchors (an
 // endpoints.json's own are not trusted here).
 func (s *service) apiDevice(name string, ep *endpoint.Endpoints) (scheduler.Device, error) {
-	t, err := endpointsTarget(ep, s.cache)
+	t, err := endpointsTarget(ep, "", s.cache)
 	if err != nil {
 		return scheduler.Device{}, err
 	}

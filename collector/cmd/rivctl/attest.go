@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -72,6 +73,7 @@ func cmdAttest(env *cli.Env, args []string) error {
 	fs.Var(&endpoints, "endpoints", "endpoints.json `FILE` of a device (repeatable; also as arguments)")
 	sshAddr := fs.String("netconf-ssh", "", "NETCONF-over-SSH `HOST:PORT` of one device")
 	tlsAddr := fs.String("netconf-tls", "", "NETCONF-over-TLS `HOST:PORT` of one device")
+	rcURL := fs.String("restconf", "", "RESTCONF `URL` (https://HOST:PORT) of one device")
 	user := fs.String("user", "", "SSH `USER`")
 	sshKey := fs.String("ssh-key", "", "SSH private key `FILE`")
 	tlsCert := fs.String("tls-cert", "", "TLS client certificate `FILE`")
@@ -80,7 +82,7 @@ func cmdAttest(env *cli.Env, args []string) error {
 	ownerAnchors := fs.String("owner-anchors", "", "owner CA certificates (PEM `FILE`) for LDevID/LAK")
 	rimAnchors := fs.String("rim-anchors", "", "vendor CA certificates (PEM `FILE`) for RIMs")
 	rims := fs.String("rims", "", "`DIR` of signed RIMs")
-	via := fs.String("transport", "", "`TRANSPORT` with endpoints files: ssh (default) or tls")
+	via := fs.String("transport", "", "`TRANSPORT` with endpoints files: ssh (default), tls (NETCONF over TLS) or restconf")
 	asJSON := fs.Bool("json", false, "one JSON object per device")
 	verbose := fs.Bool("verbose", false, "print the trust vector and every reason under each device")
 	timeout := fs.Duration("timeout", 60*time.Second, "deadline for each device")
@@ -103,8 +105,8 @@ func cmdAttest(env *cli.Env, args []string) error {
 		return attestCollector(env, cf, endpoints, *all, *asJSON, *parallel, *timeout)
 	}
 	o := attestOpts{transport: *via, profile: *profile, timeout: *timeout, stageTimeout: *stageTimeout, dbPath: *dbPath}
-	if o.transport != "" && o.transport != "ssh" && o.transport != "tls" {
-		return badInput("attest: --transport %q: want ssh or tls", o.transport)
+	if o.transport != "" && o.transport != "ssh" && o.transport != "tls" && o.transport != "restconf" {
+		return badInput("attest: --transport %q: want ssh, tls or restconf", o.transport)
 	}
 	if o.profile != "veraison" && o.profile != "draft-03" {
 		return badInput("attest: --ear-profile %q: want veraison or draft-03", o.profile)
@@ -115,26 +117,29 @@ func cmdAttest(env *cli.Env, args []string) error {
 
 	var devs []*device
 	files := endpoints // --endpoints and arguments, in the order given
-	explicit := *sshAddr != "" || *tlsAddr != ""
+	explicit := *sshAddr != "" || *tlsAddr != "" || *rcURL != ""
 	switch {
 	case explicit && len(files) > 0:
 		// A stray argument is never ignored.
-		return badInput("attest: give endpoints files or --netconf-ssh/--netconf-tls, not both (unexpected %q)", files[0])
+		return badInput("attest: give endpoints files or --netconf-ssh/--netconf-tls/--restconf, not both (unexpected %q)", files[0])
 	case explicit:
-		if *sshAddr != "" && *tlsAddr != "" {
-			return badInput("attest: give one of --netconf-ssh and --netconf-tls")
+		if n := len(slices.DeleteFunc([]string{*sshAddr, *tlsAddr, *rcURL}, func(a string) bool { return a == "" })); n > 1 {
+			return badInput("attest: give one of --netconf-ssh, --netconf-tls and --restconf")
 		}
-		ep := &verifier.Endpoints{NetconfSSH: *sshAddr, NetconfTLS: *tlsAddr, SSHUser: *user, SSHPrivateKey: *sshKey,
+		ep := &verifier.Endpoints{NetconfSSH: *sshAddr, NetconfTLS: *tlsAddr, RESTCONF: *rcURL, SSHUser: *user, SSHPrivateKey: *sshKey,
 			TLSClientCert: *tlsCert, TLSClientKey: *tlsKey, TrustAnchors: *anchors, OwnerAnchors: *ownerAnchors, RIMSigner: *rimAnchors, RIMs: *rims}
 		if ep.TrustAnchors == "" || ep.RIMSigner == "" {
-			return badInput("attest: --anchors and --rim-anchors are required with --netconf-ssh/--netconf-tls (--rims too for a device that carries no RIMs)")
+			return badInput("attest: --anchors and --rim-anchors are required with --netconf-ssh/--netconf-tls/--restconf (--rims too for a device that carries no RIMs)")
 		}
-		if *tlsAddr != "" {
+		switch {
+		case *tlsAddr != "":
 			o.transport = "tls"
+		case *rcURL != "":
+			o.transport = "restconf"
 		}
-		devs = append(devs, &device{label: *sshAddr + *tlsAddr, ep: ep})
+		devs = append(devs, &device{label: *sshAddr + *tlsAddr + *rcURL, ep: ep})
 	case len(files) == 0:
-		return badInput("attest: no target: give endpoints files, or --netconf-ssh/--netconf-tls (see --help)")
+		return badInput("attest: no target: give endpoints files, or --netconf-ssh/--netconf-tls/--restconf (see --help)")
 	default:
 		for _, f := range files {
 			ep, err := verifier.ReadEndpoints(f)
@@ -239,7 +244,10 @@ func appraise(ctx context.Context, pol verifier.Policy, d *device, o attestOpts)
 	if err != nil {
 		return nil, badInput("%s: %v", d.label, err)
 	}
-	if (transport == "tls" && target.TLSAddr == "") || (transport == "ssh" && target.SSHAddr == "") {
+	switch {
+	case transport == "restconf" && target.RESTCONF == "":
+		return nil, badInput("%s: no RESTCONF address", d.label)
+	case (transport == "tls" && target.TLSAddr == "") || (transport == "ssh" && target.SSHAddr == ""):
 		return nil, badInput("%s: no NETCONF-over-%s address", d.label, strings.ToUpper(transport))
 	}
 	target.StageTimeout = o.stageTimeout

@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/veraison/ear"
+
+	"github.com/openriv/riv/agent/sim/attack"
+	"github.com/openriv/riv/agent/sim/device"
+	"github.com/openriv/riv/agent/sim/router"
+	"github.com/openriv/riv/collector/verifier"
+	"github.com/openriv/riv/pkg/identity"
+)
+
+// targets are the ways to reach d: NETCONF over SSH, NETCONF over TLS and
+// RESTCONF, each with the device's own client credentials.
+func targets(d *device.Device) map[string]verifier.Target {
+	cfg := func() *tls.Config { return &tls.Config{Certificates: []tls.Certificate{d.ClientCert}} }
+	return map[string]verifier.Target{
+		"ssh":      {Name: d.Serial, SSHAddr: d.SSHAddr, SSHUser: d.User, SSHKey: d.SSHClientKey},
+		"tls":      {Name: d.Serial, TLSAddr: d.TLSAddr, TLS: cfg()},
+		"restconf": {Name: d.Serial, RESTCONF: "https://" + d.RESTCONFAddr, TLS: cfg()},
+	}
+}
+
+// TestTransportsAgree: the same device gets the same verdict, the same
+// reasons and the same trust vector over every transport, and the second
+// poll of each (incremental logs, over a kept session) the same again.
+func TestTransportsAgree(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cases := []struct {
+		name   string
+		img    *router.Image
+		after  func(*device.Device)
+		status ear.TrustTier
+	}{
+		{"clean", router.DefaultImage("2.0"), nil, ear.TrustTierAffirming},
+		{"tampered kernel", attack.TamperKernel(router.DefaultImage("2.0")), nil, ear.TrustTierContraindicated},
+		{"rollback", router.DefaultImage("1.0"), nil, ear.TrustTierWarning},
+		{"unknown binary", router.DefaultImage("2.0"), func(d *device.Device) {
+			if err := d.MeasureFile(ctx, "/tmp/.x/miner", []byte("not from any vendor")); err != nil {
+				t.Fatal(err)
+			}
+		}, ear.TrustTierWarning},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := start(t, e, c.img)
+			defer d.Close()
+			if c.after != nil {
+				c.after(d)
+			}
+			type verdict struct {
+				Status  ear.TrustTier
+				Reasons []string
+				Vector  ear.TrustVector
+			}
+			got := map[string][]verdict{}
+			vs := map[string]*verifier.Verifier{}
+			poll := func(via string, tg verifier.Target) {
+				cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				defer cancel()
+				r, err := vs[via].AppraiseTarget(cctx, tg)
+				if err != nil {
+					t.Fatalf("%s: %v", via, err)
+				}
+				if len(r.EAR) == 0 {
+					t.Errorf("%s: no EAR", via)
+				}
+				got[via] = append(got[via], verdict{r.Status, r.Reasons, r.Vector})
+			}
+			tgs := targets(d)
+			for via, tg := range tgs {
+				key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+				vs[via] = verifier.New(e.v.Policy, key)
+				vs[via].Reuse = true
+				defer vs[via].Close()
+				poll(via, tg)
+				poll(via, tg)
+			}
+			// The log grows by a file of the image (measured again, as
+			// after an upgrade in place): a third, incremental, poll
+			// over each kept session finds the same.
+			f := c.img.Packages[0].Files[0]
+			if err := d.MeasureFile(ctx, f.Path, f.Content); err != nil {
+				t.Fatal(err)
+			}
+			for via, tg := range tgs {
+				poll(via, tg)
+			}
+			if s := got["ssh"][0].Status; s != c.status {
+				t.Errorf("over SSH: %v %v, want %v", s, got["ssh"][0].Reasons, c.status)
+			}
+			for _, via := range []string{"ssh", "tls", "restconf"} {
+				for i, g := range got[via] {
+					// The third poll may name the file measured again
+					// (a rollback's finding lists the entry).
+					want := got["ssh"][min(i, 1)]
+					if i == 2 {
+						want = got["ssh"][2]
+					}
+					if d := cmp.Diff(want, g); d != "" {
+						t.Errorf("%s poll %d differs from SSH's (-ssh +%s):\n%s", via, i+1, via, d)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRESTCONFIdentity: a RESTCONF server whose certificate is no IDevID
+// of a trusted manufacturer is a verdict (instance identity), not an
+// unreachable device; and a device that refuses the collector's client
+// certificate is unreachable, with the device's reason.
+func TestRESTCONFIdentity(t *testing.T) {
+	e := newEnv(t)
+	d := start(t, e, router.DefaultImage("2.0"))
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	other, err := identity.NewCA("Another Manufacturer", time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(other.Cert)
+	pol := e.v.Policy
+	pol.Anchors = pool
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	r, err := verifier.New(pol, key).AppraiseTarget(ctx, targets(d)["restconf"])
+	if err != nil {
+		t.Fatalf("an untrusted server certificate: %v, want a verdict", err)
+	}
+	if r.Status != ear.TrustTierContraindicated || r.Vector.InstanceIdentity != ear.UntrustworthyInstanceClaim || !strings.Contains(strings.Join(r.Reasons, " "), "IDevID") {
+		t.Errorf("an untrusted server certificate: %v %v %v", r.Status, r.Vector.InstanceIdentity, r.Reasons)
+	}
+	// No client certificate: the agent answers 401 and the verifier
+	// reports the device's words.
+	tg := targets(d)["restconf"]
+	tg.TLS = &tls.Config{}
+	_, err = verifier.New(e.v.Policy, key).AppraiseTarget(ctx, tg)
+	if err == nil || !slices.ContainsFunc([]string{"certificate", "401", "access-denied"}, func(s string) bool { return strings.Contains(err.Error(), s) }) {
+		t.Errorf("without a client certificate: %v", err)
+	}
+}
