@@ -628,6 +628,13 @@ func (c *Client) logs(ctx context.Context, logType string, after *uint64, pages 
 // nextPage returns where the page after l (asked for after after) starts,
 // nil when l was the last page, and an error when the device repeated
 // entries instead of moving on.
+// NextPage is where the page after l (the entries after after) starts:
+// nil when l was the last page, an error when the device repeated
+// entries instead of moving on.
+func NextPage(l *eventlog.Log, logType string, after *uint64) (*uint64, error) {
+	return nextPage(l, logType, after)
+}
+
 func nextPage(l *eventlog.Log, logType string, after *uint64) (*uint64, error) {
 	if len(l.Events) < LogPage {
 		return nil, nil

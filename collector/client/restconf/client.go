@@ -391,14 +391,12 @@ func (c *Client) Logs(ctx context.Context, logType string, after *uint64) (*even
 		} else {
 			out.Events = append(out.Events, l.Events...)
 		}
-		if len(l.Events) < netconf.LogPage {
+		if after, err = netconf.NextPage(l, logType, after); err != nil {
+			return nil, 0, err
+		}
+		if after == nil {
 			return out, up, nil
 		}
-		last := uint64(l.Events[len(l.Events)-1].Seq)
-		if after != nil && last <= *after {
-			return nil, 0, fmt.Errorf("log-retrieval %s: the device repeated entries up to %d", logType, last)
-		}
-		after = &last
 	}
 	return nil, 0, fmt.Errorf("log-retrieval %s: more than %d entries", logType, maxLogPages*netconf.LogPage)
 }

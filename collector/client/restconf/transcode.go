@@ -75,57 +75,48 @@ func members(d *json.Decoder, out *bytes.Buffer, depth int) error {
 	return expectDelim(d, '}')
 }
 
-// value writes the value of member name as element(s).
+// value writes the value of member name as element(s): an array is its
+// entries, each an element.
 func value(d *json.Decoder, out *bytes.Buffer, name string, depth int) error {
-	if depth > maxDepth {
-		return fmt.Errorf("restconf reply: nesting deeper than %d", maxDepth)
-	}
-	tok, err := d.Token()
+	tok, err := token(d, depth)
 	if err != nil {
-		return fmt.Errorf("restconf reply: %w", err)
+		return err
 	}
-	switch t := tok.(type) {
-	case json.Delim:
-		switch t {
-		case '{':
-			out.WriteString("<" + name + ">")
-			if err := members(d, out, depth+1); err != nil {
+	if tok == json.Delim('[') {
+		for d.More() {
+			// An array in an array is no YANG encoding ([null], an
+			// empty leaf, is a null in an array).
+			t, err := token(d, depth+1)
+			if err != nil {
 				return err
 			}
-			out.WriteString("</" + name + ">")
-		case '[':
-			for d.More() {
-				if err := arrayEntry(d, out, name, depth+1); err != nil {
-					return err
-				}
+			if err := element(d, out, name, t, depth+1); err != nil {
+				return err
 			}
-			return expectDelim(d, ']')
-		default:
-			return fmt.Errorf("restconf reply: unexpected %q", t)
 		}
-	case nil:
-		out.WriteString("<" + name + "/>")
-	case string:
-		text(out, name, t)
-	case json.Number:
-		text(out, name, t.String())
-	case bool:
-		text(out, name, fmt.Sprint(t))
+		return expectDelim(d, ']')
 	}
-	return nil
+	return element(d, out, name, tok, depth)
 }
 
-// arrayEntry writes one entry of a list or leaf-list; an array in an
-// array is no YANG encoding, except [null] for an empty leaf.
-func arrayEntry(d *json.Decoder, out *bytes.Buffer, name string, depth int) error {
+func token(d *json.Decoder, depth int) (json.Token, error) {
+	if depth > maxDepth {
+		return nil, fmt.Errorf("restconf reply: nesting deeper than %d", maxDepth)
+	}
 	tok, err := d.Token()
 	if err != nil {
-		return fmt.Errorf("restconf reply: %w", err)
+		return nil, fmt.Errorf("restconf reply: %w", err)
 	}
+	return tok, nil
+}
+
+// element writes the value that starts with tok as one element name: an
+// object, or a scalar as its text, null as an empty element.
+func element(d *json.Decoder, out *bytes.Buffer, name string, tok json.Token, depth int) error {
 	switch t := tok.(type) {
 	case json.Delim:
 		if t != '{' {
-			return fmt.Errorf("restconf reply: %q in the array %s", t, name)
+			return fmt.Errorf("restconf reply: unexpected %q in %s", t, name)
 		}
 		out.WriteString("<" + name + ">")
 		if err := members(d, out, depth+1); err != nil {

@@ -42,7 +42,7 @@ func TestToXMLRefuses(t *testing.T) {
 		want     string
 	}{
 		{"not an object", `[1]`, false, "where"},
-		{"array in array", `{"a":[[1]]}`, false, "in the array"},
+		{"array in array", `{"a":[[1]]}`, false, "unexpected"},
 		{"name that breaks XML", `{"a><b":1}`, false, "member name"},
 		{"empty name", `{"":1}`, false, "member name"},
 		{"truncated", `{"a":{"b":`, false, "restconf reply"},
