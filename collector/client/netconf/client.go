@@ -598,15 +598,24 @@ func (c *Client) Logs(ctx context.Context, logType string, after *uint64) (*even
 }
 
 func (c *Client) logs(ctx context.Context, logType string, after *uint64, pages int) (*eventlog.Log, uint32, error) {
-	var out *eventlog.Log
-	var up uint32
-	for range pages {
-		var l *eventlog.Log
-		var u uint32
-		err := c.do(ctx, logRPC(logType, after, c.scope.TPM), func(body []byte) (err error) {
+	return Pages(logType, after, pages, func(after *uint64) (l *eventlog.Log, u uint32, err error) {
+		err = c.do(ctx, logRPC(logType, after, c.scope.TPM), func(body []byte) (err error) {
 			l, u, err = DecodeLogs(body, logType)
 			return err
 		})
+		return l, u, err
+	})
+}
+
+// Pages follows the pages of a log: fetch gets the page after event
+// number after (nil: from the start), at most pages of them; the result
+// is every entry, with the first page's up-time. A transport's client
+// gives it its request.
+func Pages(logType string, after *uint64, pages int, fetch func(after *uint64) (*eventlog.Log, uint32, error)) (*eventlog.Log, uint32, error) {
+	var out *eventlog.Log
+	var up uint32
+	for range pages {
+		l, u, err := fetch(after)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -622,17 +631,7 @@ func (c *Client) logs(ctx context.Context, logType string, after *uint64, pages 
 			return out, up, nil
 		}
 	}
-	return nil, 0, fmt.Errorf("log-retrieval %s: more than %d entries", logType, maxLogPages*LogPage)
-}
-
-// nextPage returns where the page after l (asked for after after) starts,
-// nil when l was the last page, and an error when the device repeated
-// entries instead of moving on.
-// NextPage is where the page after l (the entries after after) starts:
-// nil when l was the last page, an error when the device repeated
-// entries instead of moving on.
-func NextPage(l *eventlog.Log, logType string, after *uint64) (*uint64, error) {
-	return nextPage(l, logType, after)
+	return nil, 0, fmt.Errorf("log-retrieval %s: more than %d entries", logType, pages*LogPage)
 }
 
 func nextPage(l *eventlog.Log, logType string, after *uint64) (*uint64, error) {

@@ -368,9 +368,7 @@ const maxLogPages = 256
 // Logs runs log-retrieval for logType from after event number after (nil
 // for the whole log), following pages of netconf.LogPage entries.
 func (c *Client) Logs(ctx context.Context, logType string, after *uint64) (*eventlog.Log, uint32, error) {
-	var out *eventlog.Log
-	var up uint32
-	for range maxLogPages {
+	return netconf.Pages(logType, after, maxLogPages, func(after *uint64) (*eventlog.Log, uint32, error) {
 		sel := map[string]any{"log-entry-quantity": netconf.LogPage}
 		if c.scope.TPM != "" {
 			sel["name"] = []string{c.scope.TPM}
@@ -382,21 +380,6 @@ func (c *Client) Logs(ctx context.Context, logType string, after *uint64) (*even
 		if err != nil {
 			return nil, 0, err
 		}
-		l, u, err := netconf.DecodeLogs(x, logType)
-		if err != nil {
-			return nil, 0, err
-		}
-		if out == nil {
-			out, up = l, u
-		} else {
-			out.Events = append(out.Events, l.Events...)
-		}
-		if after, err = netconf.NextPage(l, logType, after); err != nil {
-			return nil, 0, err
-		}
-		if after == nil {
-			return out, up, nil
-		}
-	}
-	return nil, 0, fmt.Errorf("log-retrieval %s: more than %d entries", logType, maxLogPages*netconf.LogPage)
+		return netconf.DecodeLogs(x, logType)
+	})
 }
