@@ -304,6 +304,11 @@ func (c *Client) RIMs(ctx context.Context, tagIDs []string) ([]evidence.RIMFile,
 		if err != nil {
 			return nil, err
 		}
+		// The RIMs decoded are bounded (64 MiB); their text is bounded
+		// before it is all held.
+		if data.Len()+len(x) > maxRIMText {
+			return nil, fmt.Errorf("restconf: the RIMs of %d components exceed %d bytes of reply", len(tagIDs), maxRIMText)
+		}
 		data.WriteString("<component><tag-id>")
 		xml.EscapeText(&data, []byte(id))
 		data.WriteString("</tag-id>")
@@ -313,6 +318,10 @@ func (c *Client) RIMs(ctx context.Context, tagIDs []string) ([]evidence.RIMFile,
 	data.WriteString("</software-inventory></data>")
 	return netconf.DecodeRIMs(data.Bytes())
 }
+
+// maxRIMText bounds the replies of one RIMs call: 64 MiB of RIMs in
+// base64, with room for the markup.
+const maxRIMText = 96 << 20
 
 // challengeInput is the input of tpm20-challenge-response-attestation.
 func (c *Client) challengeInput(nonce []byte, sel []pcr.Selection) any {
