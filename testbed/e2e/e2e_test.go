@@ -98,32 +98,40 @@ func start(t testing.TB, e *env, img *router.Image) *device.Device {
 	return d
 }
 
-func TestEndToEnd(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	cases := []struct {
-		name   string
-		img    *router.Image
-		after  func(*device.Device)
-		status ear.TrustTier
-		reason string
-	}{
+// deviceCase is a device booted from img, after (when set) run on it,
+// and the verdict it must get, with a word of its reasons.
+type deviceCase struct {
+	name   string
+	img    *router.Image
+	after  func(*testing.T, *device.Device)
+	status ear.TrustTier
+	reason string
+}
+
+// deviceCases are the devices every way of appraising is held to: clean,
+// a tampered kernel, a rollback, debug mode and an unknown binary.
+func deviceCases() []deviceCase {
+	return []deviceCase{
 		{"clean", router.DefaultImage("2.0"), nil, ear.TrustTierAffirming, ""},
 		{"tampered kernel", attack.TamperKernel(router.DefaultImage("2.0")), nil, ear.TrustTierContraindicated, "vmlinuz-2.0"},
 		{"rollback", router.DefaultImage("1.0"), nil, ear.TrustTierWarning, "rollback"},
 		{"debug mode", attack.DebugMode(router.DefaultImage("2.0")), nil, ear.TrustTierContraindicated, "debug mode"},
-		{"unknown binary", router.DefaultImage("2.0"), func(d *device.Device) {
-			if err := d.MeasureFile(ctx, "/tmp/.x/miner", []byte("not from any vendor")); err != nil {
+		{"unknown binary", router.DefaultImage("2.0"), func(t *testing.T, d *device.Device) {
+			if err := d.MeasureFile(context.Background(), "/tmp/.x/miner", []byte("not from any vendor")); err != nil {
 				t.Fatal(err)
 			}
 		}, ear.TrustTierWarning, "/tmp/.x/miner"},
 	}
-	for _, c := range cases {
+}
+
+func TestEndToEnd(t *testing.T) {
+	e := newEnv(t)
+	for _, c := range deviceCases() {
 		t.Run(c.name, func(t *testing.T) {
 			d := start(t, e, c.img)
 			defer d.Close()
 			if c.after != nil {
-				c.after(d)
+				c.after(t, d)
 			}
 			r := e.appraiseSSH(t, d)
 			if r.Status != c.status || !strings.Contains(strings.Join(r.Reasons, "\n"), c.reason) {

@@ -14,7 +14,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/veraison/ear"
 
-	"github.com/openriv/riv/agent/sim/attack"
 	"github.com/openriv/riv/agent/sim/device"
 	"github.com/openriv/riv/agent/sim/router"
 	"github.com/openriv/riv/collector/verifier"
@@ -38,27 +37,12 @@ func targets(d *device.Device) map[string]verifier.Target {
 func TestTransportsAgree(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	cases := []struct {
-		name   string
-		img    *router.Image
-		after  func(*device.Device)
-		status ear.TrustTier
-	}{
-		{"clean", router.DefaultImage("2.0"), nil, ear.TrustTierAffirming},
-		{"tampered kernel", attack.TamperKernel(router.DefaultImage("2.0")), nil, ear.TrustTierContraindicated},
-		{"rollback", router.DefaultImage("1.0"), nil, ear.TrustTierWarning},
-		{"unknown binary", router.DefaultImage("2.0"), func(d *device.Device) {
-			if err := d.MeasureFile(ctx, "/tmp/.x/miner", []byte("not from any vendor")); err != nil {
-				t.Fatal(err)
-			}
-		}, ear.TrustTierWarning},
-	}
-	for _, c := range cases {
+	for _, c := range deviceCases() {
 		t.Run(c.name, func(t *testing.T) {
 			d := start(t, e, c.img)
 			defer d.Close()
 			if c.after != nil {
-				c.after(d)
+				c.after(t, d)
 			}
 			type verdict struct {
 				Status  ear.TrustTier
@@ -98,8 +82,8 @@ func TestTransportsAgree(t *testing.T) {
 			for via, tg := range tgs {
 				poll(via, tg)
 			}
-			if s := got["ssh"][0].Status; s != c.status {
-				t.Errorf("over SSH: %v %v, want %v", s, got["ssh"][0].Reasons, c.status)
+			if first := got["ssh"][0]; first.Status != c.status || !strings.Contains(strings.Join(first.Reasons, "\n"), c.reason) {
+				t.Errorf("over SSH: %v %v, want %v with %q", first.Status, first.Reasons, c.status, c.reason)
 			}
 			for _, via := range []string{"ssh", "tls", "restconf"} {
 				for i, g := range got[via] {
