@@ -75,7 +75,7 @@ func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error
 		cfg := v.deviceTLS(t.TLS, &leaf)
 		if t.RESTCONF != "" {
 			var rc *restconf.Client
-			rc, err = (restconf.Dialer{}).Dial(ctx, t.RESTCONF, cfg)
+			rc, err = (restconf.Dialer{StageTimeout: t.StageTimeout}).Dial(ctx, t.RESTCONF, cfg)
 			c = rc
 		} else {
 			var nc *netconf.Client

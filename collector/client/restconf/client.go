@@ -62,6 +62,9 @@ type Dialer struct {
 	// Timeout bounds each request (default 60 s: a TPM quote takes up to
 	// a second, a long log page some more).
 	Timeout time.Duration
+	// StageTimeout bounds each stage of reaching the device (TCP, the TLS
+	// handshake); default netconf.DefaultStageTimeout, as over NETCONF.
+	StageTimeout time.Duration
 }
 
 // Dial connects to the agent at base ("https://HOST:PORT"), finds its
@@ -76,6 +79,9 @@ func (d Dialer) Dial(ctx context.Context, base string, cfg *tls.Config) (*Client
 	if d.Timeout == 0 {
 		d.Timeout = 60 * time.Second
 	}
+	if d.StageTimeout == 0 {
+		d.StageTimeout = netconf.DefaultStageTimeout
+	}
 	cfg = cfg.Clone()
 	if cfg == nil {
 		cfg = &tls.Config{}
@@ -84,8 +90,8 @@ func (d Dialer) Dial(ctx context.Context, base string, cfg *tls.Config) (*Client
 	tr := &http.Transport{
 		TLSClientConfig:     cfg,
 		ForceAttemptHTTP2:   true,
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
-		TLSHandshakeTimeout: 10 * time.Second,
+		DialContext:         (&net.Dialer{Timeout: d.StageTimeout}).DialContext,
+		TLSHandshakeTimeout: d.StageTimeout,
 		MaxIdleConnsPerHost: 2,
 		IdleConnTimeout:     10 * time.Minute,
 		Proxy:               nil, // a device is reached directly, never through an environment's proxy
