@@ -4,8 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"hash"
 	"slices"
-	"strconv"
 
 	"github.com/veraison/ear"
 
@@ -24,7 +24,7 @@ import (
 type attestationSet struct {
 	MPS      string                       `json:"mps"`
 	LEM      []logEntries                 `json:"lem,omitempty"`
-	PCR      map[string]map[string]string `json:"pcr,omitempty"`
+	PCR      pcr.Values                   `json:"pcr,omitempty"` // as {"sha256":{"0":"<hex>"}}
 	FMA      string                       `json:"fma"`
 	Evidence string                       `json:"evidence,omitempty"` // "sha-256:" hex
 }
@@ -49,20 +49,13 @@ const evidenceFormat = "urn:ietf:params:xml:ns:yang:ietf-tpm-remote-attestation:
 // to (vals, the quoted values; nil when the poll ended before).
 func (p *poll) attestationSet(vals pcr.Values) *attestationSet {
 	set := &attestationSet{MPS: p.v.Policy.Name, FMA: evidenceFormat}
-	h := sha256.New()
+	h := newFieldHash()
 	if p.quote != nil {
-		writeField(h, p.quote.Attest)
-		writeField(h, p.quote.Sig)
+		h.field(p.quote.Attest)
+		h.field(p.quote.Sig)
 	}
 	if vals != nil {
-		set.PCR = map[string]map[string]string{}
-		for _, b := range vals.Banks() {
-			m := map[string]string{}
-			for _, i := range vals.Indexes(b) {
-				m[strconv.Itoa(i)] = hex.EncodeToString(vals.Get(b, i))
-			}
-			set.PCR[b.String()] = m
-		}
+		set.PCR = vals
 		add := func(t string, l *eventlog.Log) {
 			le := logEntries{Log: t}
 			if l == nil {
@@ -77,8 +70,8 @@ func (p *poll) attestationSet(vals pcr.Values) *attestationSet {
 				if le.Count > 0 {
 					le.Digest = "sha-256:" + hex.EncodeToString(d[:])
 				}
-				writeField(h, []byte(t))
-				writeField(h, d[:])
+				h.field([]byte(t))
+				h.field(d[:])
 			}
 			set.LEM = append(set.LEM, le)
 		}
@@ -106,28 +99,37 @@ func (p *poll) attestationSet(vals pcr.Values) *attestationSet {
 // entriesDigest hashes what the verifier used of each entry: its
 // position, PCR, type, digests and data.
 func entriesDigest(l *eventlog.Log) [32]byte {
-	h := sha256.New()
-	var n [16]byte
+	h := newFieldHash()
 	for i := range l.Events {
 		e := &l.Events[i]
-		binary.BigEndian.PutUint64(n[:8], uint64(e.Seq))
-		binary.BigEndian.PutUint32(n[8:12], uint32(e.PCR))
-		binary.BigEndian.PutUint32(n[12:], e.Type)
-		h.Write(n[:])
+		binary.BigEndian.PutUint64(h.n[:8], uint64(e.Seq))
+		binary.BigEndian.PutUint32(h.n[8:12], uint32(e.PCR))
+		binary.BigEndian.PutUint32(h.n[12:], e.Type)
+		h.Write(h.n[:])
 		for _, d := range e.Digests {
-			binary.BigEndian.PutUint16(n[:2], uint16(d.Alg))
-			h.Write(n[:2])
-			writeField(h, d.Value)
+			binary.BigEndian.PutUint16(h.n[:2], uint16(d.Alg))
+			h.Write(h.n[:2])
+			h.field(d.Value)
 		}
-		writeField(h, e.Data)
+		h.field(e.Data)
 	}
 	return [32]byte(h.Sum(nil))
 }
 
-func writeField(h interface{ Write([]byte) (int, error) }, b []byte) {
-	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], uint32(len(b)))
-	h.Write(n[:])
+// A fieldHash is a SHA-256 of length-prefixed fields. Its scratch bytes
+// live with it: written through the hash.Hash interface, a local array
+// escapes, one allocation per field and two per log entry.
+type fieldHash struct {
+	hash.Hash
+	n [16]byte
+}
+
+func newFieldHash() *fieldHash { return &fieldHash{Hash: sha256.New()} }
+
+// field hashes b after its length.
+func (h *fieldHash) field(b []byte) {
+	binary.BigEndian.PutUint32(h.n[:4], uint32(len(b)))
+	h.Write(h.n[:4])
 	h.Write(b)
 }
 
@@ -156,9 +158,9 @@ func evidenceDigest(sets ...*attestationSet) []byte {
 		b, _ := hex.DecodeString(got[0][len("sha-256:"):])
 		return b
 	}
-	h := sha256.New()
+	h := newFieldHash()
 	for _, g := range got {
-		writeField(h, []byte(g))
+		h.field([]byte(g))
 	}
 	return h.Sum(nil)
 }

@@ -7,6 +7,9 @@ import (
 	"testing"
 
 	"github.com/veraison/ear"
+
+	"github.com/openriv/riv/pkg/alg"
+	"github.com/openriv/riv/pkg/pcr"
 )
 
 // earClaims writes the bytes the ear package writes, for every shape of
@@ -42,7 +45,7 @@ func TestEARClaimsJSON(t *testing.T) {
 			if rng.IntN(3) > 0 {
 				annotate(a, &attestationSet{MPS: "riv-default", FMA: evidenceFormat, Evidence: "sha-256:00ff",
 					LEM: []logEntries{{Log: "bios", First: &first, Last: &last, Count: 15, Digest: "ab<>&"}, {Log: "ima", Kept: true}},
-					PCR: map[string]map[string]string{"sha256": {"0": "00", "10": "aa"}, "sha384": {"4": "bb"}}})
+					PCR: pcr.Values{alg.SHA256: {0: {0x00}, 10: {0xaa}}, alg.SHA384: {4: {0xbb}}}})
 			}
 		}
 		want, err := ar.MarshalJSON()
@@ -66,7 +69,7 @@ func BenchmarkEARClaims(b *testing.B) {
 	first, last := 3, 117
 	annotate(ar.Submods["tpm0"], &attestationSet{MPS: "riv-default", FMA: evidenceFormat, Evidence: "sha-256:00ff",
 		LEM: []logEntries{{Log: "bios", Kept: true}, {Log: "ima", First: &first, Last: &last, Count: 100, Digest: "ab"}},
-		PCR: map[string]map[string]string{"sha256": {"0": "00", "10": "aa"}}})
+		PCR: pcr.Values{alg.SHA256: {0: {0x00}, 10: {0xaa}}}})
 	b.Run("ear-package", func(b *testing.B) {
 		for b.Loop() {
 			ar.MarshalJSON()

@@ -11,6 +11,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/openriv/riv/pkg/alg"
 )
@@ -92,17 +93,57 @@ func Initial(bank alg.ID, idx int) []byte {
 	return v
 }
 
-// MarshalJSON writes {"sha256":{"0":"<hex>",...}} with bank names lower-case.
+// MarshalJSON writes {"sha256":{"0":"<hex>",...}} with bank names lower-case,
+// keys in the order encoding/json gives a map's (sorted as strings). It is
+// written directly: a collector encodes the PCRs of every poll twice (the
+// EAR's claims and the kept state), and a map of strings per bank was a
+// third of the allocations of saving a poll.
 func (v Values) MarshalJSON() ([]byte, error) {
-	out := make(map[string]map[string]string, len(v))
-	for b, m := range v {
-		bm := make(map[string]string, len(m))
-		for i, x := range m {
-			bm[strconv.Itoa(i)] = hex.EncodeToString(x)
-		}
-		out[b.String()] = bm
+	banks := make([]alg.ID, 0, len(v))
+	for b := range v {
+		banks = append(banks, b)
 	}
-	return json.Marshal(out)
+	slices.SortFunc(banks, func(a, b alg.ID) int { return strings.Compare(a.String(), b.String()) })
+	n := 2
+	for _, m := range v {
+		for _, x := range m {
+			n += 2*len(x) + 10
+		}
+	}
+	out := make([]byte, 0, n+16*len(v))
+	out = append(out, '{')
+	var idx []int
+	for bi, b := range banks {
+		if bi > 0 {
+			out = append(out, ',')
+		}
+		name, _ := json.Marshal(b.String()) // escaped, as a map key would be
+		out = append(out, name...)
+		out = append(out, ':', '{')
+		idx = idx[:0]
+		for i := range v[b] {
+			idx = append(idx, i)
+		}
+		slices.SortFunc(idx, compareDecimal)
+		for j, i := range idx {
+			if j > 0 {
+				out = append(out, ',')
+			}
+			out = append(out, '"')
+			out = strconv.AppendInt(out, int64(i), 10)
+			out = append(out, '"', ':', '"')
+			out = hex.AppendEncode(out, v[b][i])
+			out = append(out, '"')
+		}
+		out = append(out, '}')
+	}
+	return append(out, '}'), nil
+}
+
+// compareDecimal orders ints as their decimal strings sort.
+func compareDecimal(a, b int) int {
+	var x, y [24]byte
+	return bytes.Compare(strconv.AppendInt(x[:0], int64(a), 10), strconv.AppendInt(y[:0], int64(b), 10))
 }
 
 // UnmarshalJSON reads the form MarshalJSON writes, checking each value's

@@ -1,7 +1,9 @@
 package pcr
 
 import (
+	"encoding/hex"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -33,6 +35,40 @@ func TestValuesJSON(t *testing.T) {
 			t.Errorf("Unmarshal(%s) succeeded", bad)
 		}
 	}
+}
+
+// The direct encoder writes what encoding/json writes for the same values
+// as maps of strings, byte for byte (stored states and EARs hold it).
+func TestValuesJSONAsMaps(t *testing.T) {
+	for _, v := range []Values{
+		{},
+		{alg.SHA256: {}},
+		full(alg.SHA256, alg.SHA384),
+		full(alg.SHA1, alg.SHA256, alg.SHA384, alg.SHA512),
+	} {
+		want := map[string]map[string]string{}
+		for b, m := range v {
+			want[b.String()] = map[string]string{}
+			for i, x := range m {
+				want[b.String()][strconv.Itoa(i)] = hex.EncodeToString(x)
+			}
+		}
+		wb, _ := json.Marshal(want)
+		gb, err := v.MarshalJSON()
+		if err != nil || string(gb) != string(wb) {
+			t.Errorf("MarshalJSON = %s, %v\nwant %s", gb, err, wb)
+		}
+	}
+}
+
+func full(banks ...alg.ID) Values {
+	v := Values{}
+	for _, b := range banks {
+		for i := 0; i <= MaxPCR; i++ {
+			v.Set(b, i, b.Sum([]byte{byte(i), byte(b)}))
+		}
+	}
+	return v
 }
 
 func TestSelection(t *testing.T) {

@@ -323,6 +323,8 @@ func BenchmarkPoll(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
+				// 1 kHz: the default 100 Hz gives ~1 sample per poll.
+				runtime.SetCPUProfileRate(1000)
 				pprof.StartCPUProfile(out)
 				defer func() { pprof.StopCPUProfile(); out.Close() }()
 			}
