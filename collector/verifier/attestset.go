@@ -22,11 +22,11 @@ import (
 // draft has no registered claim keys yet; the names are its
 // abbreviations).
 type attestationSet struct {
-	MPS      string                       `json:"mps"`
-	LEM      []logEntries                 `json:"lem,omitempty"`
-	PCR      pcr.Values                   `json:"pcr,omitempty"` // as {"sha256":{"0":"<hex>"}}
-	FMA      string                       `json:"fma"`
-	Evidence string                       `json:"evidence,omitempty"` // "sha-256:" hex
+	MPS      string       `json:"mps"`
+	LEM      []logEntries `json:"lem,omitempty"`
+	PCR      pcr.Values   `json:"pcr,omitempty"` // as {"sha256":{"0":"<hex>"}}
+	FMA      string       `json:"fma"`
+	Evidence string       `json:"evidence,omitempty"` // "sha-256:" hex
 }
 
 // logEntries are the entries of one log this poll used: new ones (First
