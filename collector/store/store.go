@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -138,7 +139,12 @@ func OpenWith(ctx context.Context, path string, o Options) (*Store, error) {
 	if o.DurableWithin <= 0 {
 		o.DurableWithin = time.Second
 	}
-	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + string(o.Sync) + ")&_pragma=foreign_keys(1)"
+	// The collector holds the database alone (locking_mode before WAL, so
+	// that the log's index lives in memory, not in a shared -shm file): a
+	// commit then takes no file locks, six fcntl calls fewer per save, and
+	// a second collector on the same data_dir is refused at Open instead of
+	// writing beside the first.
+	dsn := "file:" + path + "?_pragma=locking_mode(EXCLUSIVE)&_pragma=busy_timeout(1000)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + string(o.Sync) + ")&_pragma=foreign_keys(1)"
 	if path == ":memory:" {
 		dsn = "file::memory:?cache=shared"
 	}
@@ -149,6 +155,9 @@ func OpenWith(ctx context.Context, path string, o Options) (*Store, error) {
 	db.SetMaxOpenConns(1) // SQLite: one writer; serialize in the pool
 	if err := migrate(ctx, db); err != nil {
 		db.Close()
+		if strings.Contains(err.Error(), "database is locked") {
+			return nil, fmt.Errorf("store: %s: in use by another process (is a collector already running on this data_dir?)", path)
+		}
 		return nil, fmt.Errorf("store: %s: %w", path, err)
 	}
 	s := &Store{db: db, o: o}

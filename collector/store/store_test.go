@@ -373,3 +373,41 @@ func TestDurableWithin(t *testing.T) {
 		t.Error("sync \"sometimes\" accepted")
 	}
 }
+
+// The store holds its database alone: a second collector on the same
+// data_dir is refused with a clear error, and the database opens again
+// once the first has closed it (or died: the lock goes with its process,
+// which the fleet test's kill -9 covers).
+func TestOneCollectorPerDatabase(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "riv.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Save(ctx, &verifier.Result{Device: "rtr1", Time: time.Now()}, Saved{}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	if o, err := Open(ctx, path); err == nil {
+		o.Close()
+		t.Fatal("a second Open of a database in use succeeded")
+	} else if !strings.Contains(err.Error(), "in use by another process") {
+		t.Errorf("second Open: %v", err)
+	}
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Errorf("the refusal took %v", d)
+	}
+	if _, err := os.Stat(path + "-shm"); err == nil {
+		t.Error("a shared-memory index file exists: the log's index should be private to the collector")
+	}
+	s.Close()
+	s, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, ok, err := s.Last(ctx, "rtr1"); err != nil || !ok {
+		t.Errorf("after reopening: Last = %v, %v", ok, err)
+	}
+}
