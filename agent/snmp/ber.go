@@ -101,6 +101,16 @@ func parseInt(v []byte, what string) (int64, error) {
 	return n, nil
 }
 
+// parseUint reads the contents of an Unsigned32/Gauge32 (encoded as an
+// INTEGER is, RFC 2578 §7.1.7): 0..2^32-1.
+func parseUint(v []byte) (uint32, error) {
+	n, err := parseInt(v, "Unsigned32")
+	if err == nil && (n < 0 || n > 1<<32-1) {
+		err = fmt.Errorf("Unsigned32 %d out of range", n)
+	}
+	return uint32(n), err
+}
+
 // uint32Of reads an INTEGER that must be 0..2^31-1 (RFC 3412 ranges).
 func (d *decoder) nonNegative(what string) (int64, error) {
 	n, err := d.integer(what)

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/openriv/riv/agent/attester"
 	"github.com/openriv/riv/pkg/alg"
+	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/mibdef"
 	"github.com/openriv/riv/pkg/pcr"
 )
@@ -29,6 +31,19 @@ func fuzzServer(t testing.TB) (*Server, *userKeys) {
 		status: func(context.Context) (*attester.Status, error) {
 			return &attester.Status{PCRs: vals, Logs: []attester.LogStatus{{Type: attester.LogBIOS, Entries: 3, LastDigest: []byte{1}}}}, nil
 		}}
+	// Two logs, with entries that span fragments and entries with none.
+	ima := eventlog.IMAEntryFor(10, alg.SHA256, make([]byte, 32), "/usr/bin/"+strings.Repeat("x", 300), nil, []alg.ID{alg.SHA256})
+	evs := &events{logs: []codedLog{
+		{1, []eventlog.Event{{Seq: 0, PCR: 0, Type: 3, Digests: []eventlog.Digest{{Alg: alg.SHA1, Value: make([]byte, 20)}}, Data: make([]byte, 33)},
+			{Seq: 1, PCR: 7, Type: 0x80000001, Digests: []eventlog.Digest{{Alg: alg.SHA256, Value: make([]byte, 32)}}}}},
+		{2, []eventlog.Event{ima, ima}},
+	}}
+	evs.logs[1].ev[1].Seq = 5
+	s.logs = func(context.Context) *events { return evs }
+	s.chal = &challenges{lifetime: time.Minute, maxRows: 4, rows: map[uint32]*challenge{
+		7: {index: 7, nonce: make([]byte, 32), bank: alg.SHA256, sel: [3]byte{0xff, 0xff, 0xff}, created: time.Now().Add(time.Hour), state: mibdef.StateReady,
+			attest: make([]byte, 300), sig: make([]byte, 72)},
+	}}
 	s.cfg.Logger = slog.New(slog.DiscardHandler)
 	s.users.Store(&map[string]userKeys{"riv": k})
 	return s, &k
@@ -106,6 +121,21 @@ func FuzzRespond(f *testing.F) {
 		pdu := seq(tag, appendInt(nil, tagInteger, 1), appendInt(nil, tagInteger, 1), appendInt(nil, tagInteger, 9),
 			seq(tagSequence, seq(tagSequence, appendTLV(nil, tagOID, oid(mibdef.TpmName).bytes()), []byte{tagNull, 0})))
 		f.Add(tag, pdu[2:], int64(484))
+	}
+	// A challenge created, destroyed, read; the log tables walked.
+	nonce := appendTLV(nil, tagOctets, make([]byte, 32))
+	vb := func(o mibdef.OID, v []byte) []byte { return seq(tagSequence, appendTLV(nil, tagOID, oid(o).bytes()), v) }
+	for _, vbs := range [][][]byte{
+		{vb(mibdef.ChallengeEntry.Child(mibdef.ChallengeNonce, 9), nonce), vb(mibdef.ChallengeEntry.Child(mibdef.ChallengeRowStatus, 9), appendInt(nil, tagInteger, 4))},
+		{vb(mibdef.ChallengeEntry.Child(mibdef.ChallengeRowStatus, 7), appendInt(nil, tagInteger, 6))},
+		{vb(mibdef.ChallengeEntry.Child(mibdef.ChallengeBank, 9), appendUint(nil, tagGauge32, 11)), vb(mibdef.ChallengeEntry.Child(mibdef.ChallengePcrSelect, 9), appendTLV(nil, tagOctets, []byte{1, 0, 0}))},
+	} {
+		pdu := seq(pduSet, appendInt(nil, tagInteger, 1), appendInt(nil, tagInteger, 0), appendInt(nil, tagInteger, 0), seq(tagSequence, vbs...))
+		f.Add(byte(pduSet), pdu[2:], int64(484))
+	}
+	for _, o := range []mibdef.OID{mibdef.EventEntry.Child(mibdef.EventPcr, 2, 0), mibdef.EventData.Child(1), mibdef.QuoteData.Child(7)} {
+		pdu := seq(pduGetBulk, appendInt(nil, tagInteger, 1), appendInt(nil, tagInteger, 0), appendInt(nil, tagInteger, 20), seq(tagSequence, vb(o, []byte{tagNull, 0})))
+		f.Add(byte(pduGetBulk), pdu[2:], int64(484))
 	}
 	f.Fuzz(func(t *testing.T, tag byte, pdu []byte, maxSize int64) {
 		resp, err := s.respond(context.Background(), &inbound{maxSize: max(maxSize, 484)}, tag, pdu)

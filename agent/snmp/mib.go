@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/openriv/riv/agent/attester"
 	"github.com/openriv/riv/pkg/mibdef"
 )
 
@@ -18,18 +17,95 @@ type varbind struct {
 	val []byte
 }
 
-// view returns every instance the agent serves, in OID order: the TPM's
-// (cached for CacheFor, so a walk sees one consistent state) and the
+// A source serves some of the MIB's instances.
+type source interface {
+	// get returns the value of instance o; exists says whether o lies
+	// within an object type the source serves, so that a Get of it is
+	// noSuchInstance rather than noSuchObject (RFC 3416 §4.2.1).
+	get(o oid) (val []byte, found, exists bool)
+	// next returns the first instance after o.
+	next(o oid) (varbind, bool)
+}
+
+// sorted is a source held as varbinds in OID order. types lists object
+// types it serves even when they have no instance (an empty table).
+type sorted struct {
+	vbs   []varbind
+	types []oid
+}
+
+func (s *sorted) get(o oid) ([]byte, bool, bool) {
+	i, found := slices.BinarySearchFunc(s.vbs, o, func(v varbind, t oid) int { return v.oid.cmp(t) })
+	if found {
+		return s.vbs[i].val, true, true
+	}
+	for _, t := range s.types {
+		if o.hasPrefix(t) {
+			return nil, false, true
+		}
+	}
+	return nil, false, objectExists(s.vbs, o)
+}
+
+func (s *sorted) next(o oid) (varbind, bool) {
+	i, _ := slices.BinarySearchFunc(s.vbs, o, func(v varbind, t oid) int { return v.oid.cmp(t) })
+	for i < len(s.vbs) && s.vbs[i].oid.cmp(o) <= 0 {
+		i++
+	}
+	if i == len(s.vbs) {
+		return varbind{}, false
+	}
+	return s.vbs[i], true
+}
+
+// view is every instance the agent serves, for one request: the TPM's
+// (cached for CacheFor, so a walk sees one consistent state), the
 // engine's own, which are read live so counters and clocks never stand
-// still.
-func (s *Server) view(ctx context.Context) ([]varbind, error) {
+// still, the challenges, and the log entries.
+type view []source
+
+func (s *Server) view(ctx context.Context) (view, error) {
 	tpm, err := s.snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := append(slices.Clone(tpm), s.engineObjects()...)
-	slices.SortFunc(out, func(a, b varbind) int { return a.oid.cmp(b.oid) })
-	return out, nil
+	static := append(slices.Clone(tpm), s.engineObjects()...)
+	slices.SortFunc(static, func(a, b varbind) int { return a.oid.cmp(b.oid) })
+	return view{&sorted{vbs: static}, s.chal.view(), s.events(ctx)}, nil
+}
+
+func (v view) get(o oid) (val []byte, found, exists bool) {
+	for _, src := range v {
+		val, f, e := src.get(o)
+		if f {
+			return val, true, true
+		}
+		exists = exists || e
+	}
+	return nil, false, exists
+}
+
+// next is the first instance after o of any source.
+func (v view) next(o oid) (varbind, bool) {
+	var best varbind
+	ok := false
+	for _, src := range v {
+		if vb, f := src.next(o); f && (!ok || vb.oid.cmp(best.oid) < 0) {
+			best, ok = vb, true
+		}
+	}
+	return best, ok
+}
+
+// events returns the log entries, read at most once per CacheFor.
+func (s *Server) events(ctx context.Context) *events {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ev != nil && time.Since(s.evAt) < s.cfg.CacheFor {
+		return s.ev
+	}
+	s.ev, s.evAt = s.logs(ctx), time.Now()
+	return s.ev
 }
 
 // sysServices: a router serves the internet layer (3) and applications
@@ -118,16 +194,25 @@ func (s *Server) snapshot(ctx context.Context) ([]varbind, error) {
 			str(mibdef.PcrValue.Child(uint32(b), uint32(i)), st.PCRs.Get(b, i))
 		}
 	}
+	u32(mibdef.FragmentSize.Child(0), tagGauge32, fragmentSize)
+	u32(mibdef.ChallengeLifetime.Child(0), tagGauge32, uint32(s.chal.lifetime/time.Second))
+	u32(mibdef.ChallengeMaxRows.Child(0), tagGauge32, uint32(s.chal.maxRows))
 	for i, c := range cfg.Certificates {
 		n := uint32(i + 1)
 		str(mibdef.CertName.Child(n), []byte(c.Name))
 		str(mibdef.CertType.Child(n), []byte(c.Type))
+		var der []byte
 		if c.Cert != nil {
-			str(mibdef.CertData.Child(n), c.Cert.Raw)
+			der = c.Cert.Raw
+			str(mibdef.CertData.Child(n), der)
+		}
+		u32(mibdef.CertLength.Child(n), tagGauge32, uint32(len(der)))
+		for f := uint32(1); f <= fragments(len(der)); f++ {
+			str(mibdef.CertFragmentData.Child(n, f), fragment(der, f))
 		}
 	}
 	for _, l := range st.Logs {
-		t := map[attester.LogType]uint32{attester.LogBIOS: 1, attester.LogIMA: 2, attester.LogNetequip: 3}[l.Type]
+		t := logCodes[l.Type]
 		u32(mibdef.LogEntries.Child(t), tagGauge32, uint32(min(l.Entries, 1<<32-1)))
 		str(mibdef.LogLastDigest.Child(t), l.LastDigest)
 	}
@@ -169,6 +254,7 @@ func (s *Server) respond(ctx context.Context, in *inbound, tag byte, pdu []byte)
 	}
 	var oids []oid
 	var raws [][]byte
+	var sets []setVarbind
 	l := decoder{list}
 	for !l.empty() {
 		before := l.b
@@ -185,19 +271,26 @@ func (s *Server) respond(ctx context.Context, in *inbound, tag byte, pdu []byte)
 		if err != nil {
 			return nil, err
 		}
-		if _, _, err := v.tlv(); err != nil {
+		vt, vv, err := v.tlv()
+		if err != nil {
 			return nil, fmt.Errorf("value: %w", err)
+		}
+		if !v.empty() {
+			return nil, fmt.Errorf("%w: bytes after a VarBind's value", errBER)
 		}
 		if len(oids) == maxVarbinds {
 			return s.errorPDU(reqID, errTooBig, 0, nil), nil
 		}
 		oids = append(oids, o)
 		raws = append(raws, before[:len(before)-len(l.b)])
+		sets = append(sets, setVarbind{o, vt, vv})
 	}
 	in.reqID = reqID
 	if tag == pduSet {
-		// The MIB is read-only.
-		return s.errorPDU(reqID, errNotWritable, 1, raws), nil
+		// The request's varbinds echoed: with error-status 0 when all
+		// were set (RFC 3416 §4.2.5).
+		st, at := s.set(ctx, string(in.user), sets)
+		return s.errorPDU(reqID, st, at, raws), nil
 	}
 	snap, err := s.view(ctx)
 	if err != nil {
@@ -205,26 +298,23 @@ func (s *Server) respond(ctx context.Context, in *inbound, tag byte, pdu []byte)
 		return s.errorPDU(reqID, errGen, 1, raws), nil
 	}
 	next := func(o oid) []byte {
-		i, _ := slices.BinarySearchFunc(snap, o, func(v varbind, t oid) int { return v.oid.cmp(t) })
-		for i < len(snap) && snap[i].oid.cmp(o) <= 0 {
-			i++
-		}
-		if i == len(snap) {
+		vb, ok := snap.next(o)
+		if !ok {
 			return seq(tagSequence, appendTLV(nil, tagOID, o.bytes()), []byte{tagEndOfMibView, 0})
 		}
-		return seq(tagSequence, appendTLV(nil, tagOID, snap[i].oid.bytes()), snap[i].val)
+		return seq(tagSequence, appendTLV(nil, tagOID, vb.oid.bytes()), vb.val)
 	}
 	var vbs [][]byte
 	switch tag {
 	case pduGet:
 		for _, o := range oids {
-			i, found := slices.BinarySearchFunc(snap, o, func(v varbind, t oid) int { return v.oid.cmp(t) })
-			val := []byte{tagNoSuchObject, 0}
+			val, found, exists := snap.get(o)
 			switch {
 			case found:
-				val = snap[i].val
-			case objectExists(snap, o):
+			case exists:
 				val = []byte{tagNoSuchInstance, 0}
+			default:
+				val = []byte{tagNoSuchObject, 0}
 			}
 			vbs = append(vbs, seq(tagSequence, appendTLV(nil, tagOID, o.bytes()), val))
 		}
@@ -264,22 +354,29 @@ func (s *Server) respond(ctx context.Context, in *inbound, tag byte, pdu []byte)
 	return resp, nil
 }
 
-// objectExists says whether o names an instance of an object type the
-// agent serves, so that a Get of it is noSuchInstance rather than
-// noSuchObject (RFC 3416 §4.2.1). An object type is a served instance
-// less its index: .0 for scalars, the row index for columns, bank and
-// index for PCR values.
+// objectExists says whether o names an instance of an object type with
+// an instance in snap. An object type is an instance less its index: .0
+// for scalars, the row index for columns.
 func objectExists(snap []varbind, o oid) bool {
 	for _, v := range snap {
-		k := 1
-		if v.oid.hasPrefix(oid(mibdef.PcrValue)) {
-			k = 2
-		}
-		if o.hasPrefix(v.oid[:len(v.oid)-k]) {
+		if o.hasPrefix(v.oid[:len(v.oid)-indexLen(v.oid)]) {
 			return true
 		}
 	}
 	return false
+}
+
+// indexLen is how many sub-identifiers of an instance are its index.
+func indexLen(o oid) int {
+	for _, t := range []struct {
+		o mibdef.OID
+		n int
+	}{{mibdef.PcrValue, 2}, {mibdef.CertFragmentData, 2}, {mibdef.QuoteData, 3}} {
+		if o.hasPrefix(oid(t.o)) {
+			return t.n
+		}
+	}
+	return 1
 }
 
 // errorPDU is a Response with error-status (and the request's varbinds

@@ -1,12 +1,14 @@
 // Package snmp is the agent's embedded SNMPv3 agent: RIV-ATTESTATION-MIB
-// (mibs/) read-only over UDP, with the User-based Security Model at
-// authPriv only (HMAC-SHA-256-192 and AES-128). Engine discovery gets its
+// (mibs/) over UDP, with the User-based Security Model at authPriv only
+// (HMAC-SHA-256-192 and AES-128). Engine discovery gets its
 // Report; every other request below authPriv, from an unknown user, with
 // a wrong digest or outside the time window gets the RFC 3414 Report and
 // nothing else. SNMPv1 and v2c messages are dropped.
 //
-// The MIB is for noticing change cheaply (PCR values, TPM reset count,
-// log lengths); appraisal needs a quote over NETCONF or RESTCONF.
+// A manager notices change cheaply (PCR values, TPM reset count, log
+// lengths), sets a challenge in rivChallengeTable and reads its quote
+// from rivQuoteTable, and walks the log entries in rivEventTable from the
+// last one it holds. The only writable objects are the challenge table's.
 package snmp
 
 import (
@@ -48,8 +50,13 @@ type Config struct {
 	// sysDescr (default: the agent and its TPM), sysContact, sysName
 	// (default Name), sysLocation.
 	SysDescr, SysContact, SysName, SysLocation string
-	// CacheFor reuses one reading of the TPM for a walk (default 2 s).
+	// CacheFor reuses one reading of the TPM and of the logs for a walk
+	// (default 2 s).
 	CacheFor time.Duration
+	// ChallengeLifetime is how long a row of rivChallengeTable lives
+	// (default 5 min); ChallengeMaxRows how many it holds (default 64).
+	ChallengeLifetime time.Duration
+	ChallengeMaxRows  int
 	Logger   *slog.Logger
 }
 
@@ -61,10 +68,15 @@ type Server struct {
 	start    time.Time
 	salt     atomic.Uint64
 	status   func(context.Context) (*attester.Status, error)
+	logs     func(context.Context) *events
 
 	mu     sync.Mutex
 	snap   []varbind
 	snapAt time.Time
+	ev     *events
+	evAt   time.Time
+
+	chal *challenges
 
 	// usmStats (RFC 3414 §5), snmpUnknownContexts, and the SNMPv2-MIB
 	// snmp group (RFC 3418); zero backs the counters of what this agent
@@ -110,7 +122,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Server{cfg: cfg, engineID: cfg.EngineID, start: time.Now(), status: cfg.Attester.Status}
+	if cfg.ChallengeLifetime <= 0 {
+		cfg.ChallengeLifetime = 5 * time.Minute
+	}
+	if cfg.ChallengeMaxRows <= 0 {
+		cfg.ChallengeMaxRows = 64
+	}
+	s := &Server{cfg: cfg, engineID: cfg.EngineID, start: time.Now(), status: cfg.Attester.Status,
+		logs: func(ctx context.Context) *events { return readEvents(ctx, cfg.Attester) },
+		chal: &challenges{lifetime: cfg.ChallengeLifetime, maxRows: cfg.ChallengeMaxRows, rows: map[uint32]*challenge{}}}
 	if len(s.engineID) == 0 {
 		name := cfg.Name
 		if name == "" {

@@ -1,25 +1,34 @@
 package snmp_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/openriv/riv/agent/attester"
 	"github.com/openriv/riv/agent/sim/device"
 	"github.com/openriv/riv/agent/snmp"
 	"github.com/openriv/riv/internal/testref"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/mibdef"
 	"github.com/openriv/riv/pkg/pcr"
+	"github.com/openriv/riv/pkg/quote"
 )
 
 func startDevice(t *testing.T) *device.Device { return device.StartT(t, device.Options{}) }
@@ -248,5 +257,266 @@ func TestEngineBootsPersisted(t *testing.T) {
 	os.WriteFile(file, []byte("many\n"), 0o600)
 	if _, err := snmp.New(snmp.Config{Attester: d.Attester, Users: []snmp.User{d.SNMPUser}, BootsFile: file}); err == nil {
 		t.Error("a corrupt boots file was accepted")
+	}
+}
+
+// values parses net-snmp output printed with -Oqx (quick, hex): the
+// value of each OID, continued over the lines that follow it.
+func values(out string) map[string]string {
+	m := map[string]string{}
+	last := ""
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, ".") {
+			o, v, _ := strings.Cut(line, " ")
+			m[o], last = strings.TrimSpace(v), o
+		} else if last != "" && strings.TrimSpace(line) != "" {
+			m[last] += " " + strings.TrimSpace(line)
+		}
+	}
+	return m
+}
+
+// octets reads a hex value of -Oqx output.
+func octets(t *testing.T, v string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(strings.Join(strings.Fields(strings.Trim(v, `"`)), ""))
+	if err != nil {
+		t.Fatalf("not hex: %q", v)
+	}
+	return b
+}
+
+// TestChallengeNetSNMP: a manager creates a challenge row with snmpset
+// (createAndGo, the nonce, defaults for bank and PCRs), waits for
+// rivChallengeState ready, reads the quote's fragments and the IAK
+// certificate's with snmpwalk, and the quote verifies against that key
+// with the nonce it set. Then the errors RFC 3416 and RFC 2579 give for
+// a wrong SET.
+func TestChallengeNetSNMP(t *testing.T) {
+	d := startDevice(t)
+	auth, priv := string(d.SNMPUser.AuthPassword), string(d.SNMPUser.PrivPassword)
+	col := func(c, idx uint32) string { return oidStr(mibdef.ChallengeEntry.Child(c, idx)) }
+	nonce := make([]byte, 32)
+	rand.Read(nonce)
+	const idx = 4242
+	out, err := netsnmp(t, "snmpset", append(v3(d, "authPriv", auth, priv),
+		col(mibdef.ChallengeNonce, idx), "x", hex.EncodeToString(nonce), col(mibdef.ChallengeRowStatus, idx), "i", "4")...)
+	if err != nil {
+		t.Fatalf("snmpset: %v\n%s", err, out)
+	}
+	var state string
+	for i := 0; i < 100; i++ {
+		out, err = netsnmp(t, "snmpget", append(append(v3(d, "authPriv", auth, priv), "-Oqx"), col(mibdef.ChallengeState, idx), col(mibdef.ChallengeError, idx))...)
+		if err != nil {
+			t.Fatalf("snmpget: %v\n%s", err, out)
+		}
+		if state = values(out)[col(mibdef.ChallengeState, idx)]; state != "1" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if state != "2" {
+		t.Fatalf("rivChallengeState = %s, want ready(2):\n%s", state, out)
+	}
+	walk := func(o mibdef.OID) map[string]string {
+		t.Helper()
+		out, err := netsnmp(t, "snmpbulkwalk", append(append(v3(d, "authPriv", auth, priv), "-Oqx"), oidStr(o))...)
+		if err != nil {
+			t.Fatalf("snmpbulkwalk %s: %v\n%s", oidStr(o), err, out)
+		}
+		return values(out)
+	}
+	join := func(vals map[string]string, prefix mibdef.OID) []byte {
+		var b []byte
+		for f := uint32(1); ; f++ {
+			v, ok := vals[oidStr(prefix.Child(f))]
+			if !ok {
+				return b
+			}
+			b = append(b, octets(t, v)...)
+		}
+	}
+	qv := walk(mibdef.QuoteData.Child(idx))
+	attest, sig := join(qv, mibdef.QuoteData.Child(idx, mibdef.QuoteAttest)), join(qv, mibdef.QuoteData.Child(idx, mibdef.QuoteSignature))
+	rows := walk(mibdef.ChallengeEntry)
+	if got := rows[col(mibdef.ChallengeAttestLength, idx)]; got != strconv.Itoa(len(attest)) {
+		t.Errorf("rivChallengeAttestLength %s, fragments hold %d", got, len(attest))
+	}
+	// The IAK's certificate, from its fragments.
+	certs := walk(mibdef.RIVAttestationMIB.Child(1, 3))
+	var der []byte
+	for n := uint32(1); n < 10; n++ {
+		if string(octets(t, certs[oidStr(mibdef.CertType.Child(n))])) == "initial-attestation-certificate" {
+			der = join(walk(mibdef.CertFragmentData.Child(n)), mibdef.CertFragmentData.Child(n))
+		}
+	}
+	iak, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatalf("IAK certificate from its fragments: %v\n%v", err, certs)
+	}
+	if !iak.Equal(d.IAK) {
+		t.Error("the certificate read is not the device's IAK")
+	}
+	res, err := quote.Verify(iak.PublicKey, attest, sig, quote.Options{Nonce: nonce})
+	if err != nil {
+		t.Fatalf("the quote read over SNMP does not verify: %v", err)
+	}
+	if got := res.Selection; len(got) != 1 || got[0].Bank != alg.SHA256 || len(got[0].PCRs) != 24 {
+		t.Errorf("quoted selection %v, want sha256 PCRs 0-23", got)
+	}
+
+	set := func(args ...string) string {
+		t.Helper()
+		out, err := netsnmp(t, "snmpset", append(v3(d, "authPriv", auth, priv), args...)...)
+		if err == nil {
+			return ""
+		}
+		return out
+	}
+	n32 := hex.EncodeToString(nonce)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"short nonce", []string{col(mibdef.ChallengeNonce, 1), "x", "0102", col(mibdef.ChallengeRowStatus, 1), "i", "4"}, "wrongLength"},
+		{"createAndWait", []string{col(mibdef.ChallengeNonce, 1), "x", n32, col(mibdef.ChallengeRowStatus, 1), "i", "5"}, "wrongValue"},
+		{"no nonce", []string{col(mibdef.ChallengeRowStatus, 1), "i", "4"}, "inconsistentValue"},
+		{"bank not allocated", []string{col(mibdef.ChallengeNonce, 1), "x", n32, col(mibdef.ChallengeBank, 1), "u", "18", col(mibdef.ChallengeRowStatus, 1), "i", "4"}, "inconsistentValue"},
+		{"no PCRs", []string{col(mibdef.ChallengeNonce, 1), "x", n32, col(mibdef.ChallengePcrSelect, 1), "x", "000000", col(mibdef.ChallengeRowStatus, 1), "i", "4"}, "wrongValue"},
+		{"not an attestation key", []string{col(mibdef.ChallengeNonce, 1), "x", n32, col(mibdef.ChallengeCertName, 1), "s", "nope", col(mibdef.ChallengeRowStatus, 1), "i", "4"}, "inconsistentValue"},
+		{"wrong type", []string{col(mibdef.ChallengeNonce, 1), "i", "5", col(mibdef.ChallengeRowStatus, 1), "i", "4"}, "wrongType"},
+		{"column without a row", []string{col(mibdef.ChallengeNonce, 1), "x", n32}, "inconsistentName"},
+		{"existing row", []string{col(mibdef.ChallengeNonce, idx), "x", n32, col(mibdef.ChallengeRowStatus, idx), "i", "4"}, "inconsistentValue"},
+		{"read-only column", []string{col(mibdef.ChallengeState, idx), "i", "2"}, "notWritable"},
+		{"no index", []string{oidStr(mibdef.ChallengeEntry.Child(mibdef.ChallengeNonce, 1, 2)), "x", n32}, "noCreation"},
+	} {
+		if out := set(tc.args...); !strings.Contains(out, tc.want) {
+			t.Errorf("%s: want %s, got:\n%s", tc.name, tc.want, out)
+		}
+	}
+	// Nothing was created by the failed SETs; destroy removes the row.
+	if out := set(col(mibdef.ChallengeRowStatus, idx), "i", "6"); out != "" {
+		t.Fatalf("destroy: %s", out)
+	}
+	out, _ = netsnmp(t, "snmpwalk", append(v3(d, "authPriv", auth, priv), oidStr(mibdef.ChallengeEntry))...)
+	if strings.Contains(out, oidStr(mibdef.ChallengeEntry)+".") {
+		t.Errorf("rows left after destroy:\n%s", out)
+	}
+}
+
+// TestChallengeRowsBounded: the table holds at most ChallengeMaxRows
+// rows (resourceUnavailable beyond, RFC 3416 §4.2.5), and rows age out
+// after ChallengeLifetime, which frees their places.
+func TestChallengeRowsBounded(t *testing.T) {
+	d := startDevice(t)
+	s, err := snmp.New(snmp.Config{Attester: d.Attester, Users: []snmp.User{d.SNMPUser}, Name: d.Serial, ChallengeMaxRows: 2, ChallengeLifetime: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, pc) }()
+	t.Cleanup(func() { cancel(); <-done })
+	args := []string{"-v3", "-l", "authPriv", "-u", d.SNMPUser.Name, "-a", "SHA-256", "-A", string(d.SNMPUser.AuthPassword), "-x", "AES", "-X", string(d.SNMPUser.PrivPassword),
+		"udp:" + pc.LocalAddr().String()}
+	create := func(idx uint32) (string, error) {
+		nonce := make([]byte, 32)
+		rand.Read(nonce)
+		return netsnmp(t, "snmpset", append(args, oidStr(mibdef.ChallengeEntry.Child(mibdef.ChallengeNonce, idx)), "x", hex.EncodeToString(nonce),
+			oidStr(mibdef.ChallengeEntry.Child(mibdef.ChallengeRowStatus, idx)), "i", "4")...)
+	}
+	for _, idx := range []uint32{1, 2} {
+		if out, err := create(idx); err != nil {
+			t.Fatalf("row %d: %v\n%s", idx, err, out)
+		}
+	}
+	if out, err := create(3); err == nil || !strings.Contains(out, "resourceUnavailable") {
+		t.Fatalf("a third row in a table of two: %v\n%s", err, out)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	out, err := netsnmp(t, "snmpwalk", append(args, oidStr(mibdef.ChallengeEntry))...)
+	if err != nil || strings.Contains(out, oidStr(mibdef.ChallengeEntry)+".") {
+		t.Fatalf("rows left after their lifetime: %v\n%s", err, out)
+	}
+	if out, err := create(3); err != nil {
+		t.Fatalf("after the rows aged out: %v\n%s", err, out)
+	}
+	out, err = netsnmp(t, "snmpget", append(args, oidStr(mibdef.ChallengeMaxRows.Child(0)), oidStr(mibdef.ChallengeLifetime.Child(0)), oidStr(mibdef.FragmentSize.Child(0)))...)
+	if err != nil || !strings.Contains(out, "Gauge32: 2\n") || !strings.Contains(out, "Gauge32: 1\n") || !strings.Contains(out, "Gauge32: 256") {
+		t.Errorf("the table's bounds: %v\n%s", err, out)
+	}
+}
+
+// TestEventTableNetSNMP: snmpbulkwalk reads every entry of every log
+// with its digests and data (from the fragments) as the device holds
+// them, and snmpbulkget from the last entry a manager holds returns the
+// entries after it, which is how a manager follows a growing log.
+func TestEventTableNetSNMP(t *testing.T) {
+	d := startDevice(t)
+	auth, priv := string(d.SNMPUser.AuthPassword), string(d.SNMPUser.PrivPassword)
+	base := append(v3(d, "authPriv", auth, priv), "-Oqx")
+	out, err := netsnmp(t, "snmpbulkwalk", append(base, oidStr(mibdef.RIVAttestationMIB.Child(1, 7)))...)
+	if err != nil {
+		t.Fatalf("snmpbulkwalk: %v\n%s", err, out)
+	}
+	rows := values(out)
+	out, err = netsnmp(t, "snmpbulkwalk", append(base, oidStr(mibdef.RIVAttestationMIB.Child(1, 8)))...)
+	if err != nil {
+		t.Fatalf("snmpbulkwalk: %v\n%s", err, out)
+	}
+	data := values(out)
+	total := 0
+	for _, lt := range d.Attester.LogTypes() {
+		code := map[attester.LogType]uint32{attester.LogBIOS: 1, attester.LogIMA: 2, attester.LogNetequip: 3}[lt]
+		ent, err := d.Logs.Log(context.Background(), lt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ent.Log.Events {
+			key := func(c uint32) string { return oidStr(mibdef.EventEntry.Child(c, code, uint32(e.Seq))) }
+			total++
+			if got := rows[key(mibdef.EventPcr)]; got != strconv.Itoa(e.PCR) {
+				t.Fatalf("%s entry %d: rivEventPcr %q, want %d", lt, e.Seq, got, e.PCR)
+			}
+			digests := octets(t, rows[key(mibdef.EventDigests)])
+			if n := int(digests[3]); n != len(e.Digests) || !bytes.Contains(digests, e.Digests[0].Value) {
+				t.Errorf("%s entry %d: digests %x, want %v", lt, e.Seq, digests, e.Digests)
+			}
+			var b []byte
+			for f := uint32(1); ; f++ {
+				v, ok := data[oidStr(mibdef.EventData.Child(code, uint32(e.Seq), f))]
+				if !ok {
+					break
+				}
+				b = append(b, octets(t, v)...)
+			}
+			if !bytes.Equal(b, e.Data) {
+				t.Errorf("%s entry %d: data %x, want %x", lt, e.Seq, b, e.Data)
+			}
+		}
+	}
+	if n := strings.Count(strings.Join(slices.Collect(maps.Keys(rows)), "\n"), oidStr(mibdef.EventEntry.Child(mibdef.EventPcr))+"."); n != total || total < 20 {
+		t.Errorf("%d rows walked, the logs hold %d", n, total)
+	}
+
+	// A manager holding the BIOS log up to entry 3 reads on from there.
+	out, err = netsnmp(t, "snmpbulkget", append(base, "-Cn0", "-Cr3", oidStr(mibdef.EventEntry.Child(mibdef.EventPcr, 1, 3)))...)
+	if err != nil {
+		t.Fatalf("snmpbulkget: %v\n%s", err, out)
+	}
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if o, _, _ := strings.Cut(line, " "); strings.HasPrefix(o, ".") {
+			got = append(got, o)
+		}
+	}
+	want := []string{oidStr(mibdef.EventEntry.Child(mibdef.EventPcr, 1, 4)), oidStr(mibdef.EventEntry.Child(mibdef.EventPcr, 1, 5)), oidStr(mibdef.EventEntry.Child(mibdef.EventPcr, 1, 6))}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("entries after 3 (-want +got):\n%s", diff)
 	}
 }

@@ -23,21 +23,89 @@ var (
 	TpmResetCount   = rivDevice.Child(3)
 	TpmRestartCount = rivDevice.Child(4)
 	UpTime          = rivDevice.Child(5)
+	FragmentSize    = rivDevice.Child(6)
+	// ChallengeLifetime and ChallengeMaxRows bound the challenge table.
+	ChallengeLifetime = rivDevice.Child(7)
+	ChallengeMaxRows  = rivDevice.Child(8)
 
 	// PcrValue is rivPcrValue; instances are PcrValue.BANK.INDEX.
 	PcrValue = rivObjects.Child(2, 1, 3)
 	// Cert columns; instances are COLUMN.N, N from 1.
-	CertName = rivObjects.Child(3, 1, 2)
-	CertType = rivObjects.Child(3, 1, 3)
-	CertData = rivObjects.Child(3, 1, 4)
+	CertName   = rivObjects.Child(3, 1, 2)
+	CertType   = rivObjects.Child(3, 1, 3)
+	CertData   = rivObjects.Child(3, 1, 4)
+	CertLength = rivObjects.Child(3, 1, 5)
+	// CertFragmentData instances are CertFragmentData.N.FRAGMENT.
+	CertFragmentData = rivObjects.Child(9, 1, 2)
 	// Log columns; instances are COLUMN.TYPE (bios 1, ima 2, netequipBoot 3).
 	LogEntries    = rivObjects.Child(4, 1, 2)
 	LogLastDigest = rivObjects.Child(4, 1, 3)
+
+	// ChallengeEntry is rivChallengeEntry; its columns are
+	// ChallengeEntry.COLUMN.INDEX.
+	ChallengeEntry = rivObjects.Child(5, 1)
+	// QuoteData instances are QuoteData.CHALLENGE.PART.FRAGMENT.
+	QuoteData = rivObjects.Child(6, 1, 3)
+	// EventEntry is rivEventEntry; its columns are
+	// EventEntry.COLUMN.TYPE.NUMBER.
+	EventEntry = rivObjects.Child(7, 1)
+	// EventData instances are EventData.TYPE.NUMBER.FRAGMENT.
+	EventData = rivObjects.Child(8, 1, 2)
+
+	// Notifications (rivNotifications, { rivAttestationMIB 0 }).
+	TpmReset    = RIVAttestationMIB.Child(0, 1)
+	PcrExtended = RIVAttestationMIB.Child(0, 2)
+	LogGrown    = RIVAttestationMIB.Child(0, 3)
 
 	// RIVAgent is rivAgent, the agent's sysObjectID.
 	RIVAgent = RIVAttestationMIB.Child(3, 1)
 	// RIVCompliance is rivCompliance, listed in sysORTable.
 	RIVCompliance = RIVAttestationMIB.Child(2, 1, 1)
+)
+
+// The columns of rivChallengeEntry.
+const (
+	ChallengeNonce           = 2
+	ChallengeBank            = 3
+	ChallengePcrSelect       = 4
+	ChallengeCertName        = 5
+	ChallengeState           = 6
+	ChallengeError           = 7
+	ChallengeAttestLength    = 8
+	ChallengeSignatureLength = 9
+	ChallengeRowStatus       = 10
+)
+
+// The columns of rivEventEntry.
+const (
+	EventPcr        = 2
+	EventType       = 3
+	EventTemplate   = 4
+	EventDigests    = 5
+	EventDataLength = 6
+)
+
+// rivQuotePart values.
+const (
+	QuoteAttest    = 1
+	QuoteSignature = 2
+)
+
+// rivChallengeState values.
+const (
+	StatePending = 1
+	StateReady   = 2
+	StateFailed  = 3
+)
+
+// RowStatus values (SNMPv2-TC, RFC 2579).
+const (
+	RowActive        = 1
+	RowNotInService  = 2
+	RowNotReady      = 3
+	RowCreateAndGo   = 4
+	RowCreateAndWait = 5
+	RowDestroy       = 6
 )
 
 // SNMPv2-MIB (RFC 3418): the system group, which NMS discovery reads, and
