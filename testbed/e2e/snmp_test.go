@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openriv/riv/internal/testref"
+	"github.com/openriv/riv/pkg/endpoint"
+)
+
+// TestCLIQuoteOverSNMP is the operator's path from an NMS: net-snmp's
+// snmpset creates a challenge on a `riv-agent dev` router, snmpget waits
+// for it, snmpwalk reads the quote's fragments and the IAK certificate's,
+// and `rivctl quote verify` accepts the quote with that nonce (exit 0)
+// and refuses it with another (exit 1).
+func TestCLIQuoteOverSNMP(t *testing.T) {
+	ep, err := endpoint.Read(startDev(t, "RTR-SNMP"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	snmp := func(tool string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(testref.NeedTool(t, tool), append([]string{"-v3", "-l", "authPriv", "-u", ep.SNMPUser, "-a", ep.SNMPAuthProtocol, "-A", ep.SNMPAuthKey,
+			"-x", ep.SNMPPrivProtocol, "-X", ep.SNMPPrivKey, "-m", "", "-M", tmp, "-On", "-Oqx", "-r", "0", "-t", "3", "udp:" + ep.SNMP}, args...)...)
+		cmd.Env = append(os.Environ(), "SNMPCONFPATH="+tmp, "SNMP_PERSISTENT_DIR="+tmp, "MIBS=")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s %v: %v\n%s", tool, args, err, out)
+		}
+		return string(out)
+	}
+	// hexOf joins the hex values of -Oqx output, in OID order.
+	hexOf := func(out string) []byte {
+		var b []byte
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasPrefix(line, ".") {
+				_, line, _ = strings.Cut(line, " ")
+			}
+			h, err := hex.DecodeString(strings.Join(strings.Fields(strings.Trim(line, `"`)), ""))
+			if err != nil {
+				t.Fatalf("not hex: %q", line)
+			}
+			b = append(b, h...)
+		}
+		return b
+	}
+	const m = ".1.3.6.1.3.9684.1"
+	nonce := make([]byte, 32)
+	rand.Read(nonce)
+	snmp("snmpset", m+".5.1.2.77", "x", hex.EncodeToString(nonce), m+".5.1.10.77", "i", "4")
+	for i := 0; ; i++ {
+		f := strings.Fields(snmp("snmpget", "-Ov", m+".5.1.6.77")) // -Oqx above: just the value
+		if state := f[len(f)-1]; state == "2" {
+			break
+		} else if state != "1" || i > 100 {
+			t.Fatalf("rivChallengeState %v", f)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	write := func(name string, b []byte) string {
+		p := filepath.Join(tmp, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	attest := write("attest.bin", hexOf(snmp("snmpwalk", m+".6.1.3.77.1")))
+	sig := write("sig.bin", hexOf(snmp("snmpwalk", m+".6.1.3.77.2")))
+	// The IAK is the certificate whose rivCertType says so.
+	var iak string
+	for _, n := range []string{"1", "2", "3"} {
+		if v := snmp("snmpget", "-Ov", m+".3.1.3."+n); !strings.Contains(v, "No Such") && string(hexOf(v)) == "initial-attestation-certificate" {
+			iak = write("iak.der", hexOf(snmp("snmpwalk", m+".9.1.2."+n)))
+		}
+	}
+	if iak == "" {
+		t.Fatal("no IAK in rivCertTable")
+	}
+	code, out, errOut := runBin(t, "rivctl", "quote", "verify", "--ak", iak, "--quote", attest, "--sig", sig, "--nonce", hex.EncodeToString(nonce))
+	if code != 0 {
+		t.Fatalf("rivctl quote verify: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Logf("rivctl quote verify:\n%s", out)
+	other := make([]byte, 32)
+	rand.Read(other)
+	if code, out, errOut := runBin(t, "rivctl", "quote", "verify", "--ak", iak, "--quote", attest, "--sig", sig, "--nonce", hex.EncodeToString(other)); code != 1 {
+		t.Errorf("with another nonce: exit %d, want 1\n%s%s", code, out, errOut)
+	}
+}
