@@ -5,7 +5,7 @@ GO        ?= go
 FUZZTIME  ?= 60s
 DEMO_ARGS ?=
 # Debian packages the tests and the demo use (NOTES.md).
-DEB_PKGS  := gcc libssl-dev curl swtpm swtpm-tools tpm2-tools libyang2-tools snmp snmpd smitools \
+DEB_PKGS  := gcc libssl-dev curl swtpm swtpm-tools tpm2-tools libyang2-tools snmp snmpd snmptrapd smitools \
              python3-ncclient python3-pysnmp4 yangcli ssh-audit chromium
 BINARIES  := rivctl riv-agent riv-demo riv-router riv-collector
 # What `version` prints: the nearest tag and commit.

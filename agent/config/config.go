@@ -152,6 +152,25 @@ type Rule struct {
 type SNMP struct {
 	Users     []SNMPUser `yaml:"users"`
 	BootsFile string     `yaml:"boots_file"`
+	// Notify lists the receivers of the agent's notifications
+	// (rivTpmReset, rivPcrExtended, rivLogGrown).
+	Notify []NotifyTarget `yaml:"notify"`
+	// NotifyStateFile keeps the TPM reset count last seen, so that a
+	// reboot is notified when the agent starts again.
+	NotifyStateFile string `yaml:"notify_state_file"`
+	// WatchInterval is how often the TPM is read for notifications.
+	WatchInterval time.Duration `yaml:"watch_interval"`
+}
+
+// NotifyTarget is a receiver of notifications, with SNMP-TARGET-MIB's
+// semantics: an address, a user of snmp.users (authPriv), trap or inform,
+// and for informs the wait for an acknowledgement and the retries.
+type NotifyTarget struct {
+	Address string        `yaml:"address"`
+	User    string        `yaml:"user"`
+	Type    string        `yaml:"type"`
+	Timeout time.Duration `yaml:"timeout"`
+	Retries *int          `yaml:"retries"`
 }
 
 // SNMPUser is a USM user whose passwords are read from files (never
@@ -197,7 +216,7 @@ func Default() *Config {
 		Listen:  Listen{NetconfSSH: "[::]:830", NetconfTLS: "[::]:6513", RESTCONF: "[::]:443", SNMP: "[::]:161"},
 		NETCONF: NETCONF{IdleTimeout: 10 * time.Minute},
 		TLS:     TLS{CertToName: []CertToName{{MapType: "common-name"}}},
-		SNMP:    SNMP{BootsFile: "/var/lib/riv/snmp-engine-boots"},
+		SNMP:    SNMP{BootsFile: "/var/lib/riv/snmp-engine-boots", NotifyStateFile: "/var/lib/riv/snmp-notify-state", WatchInterval: 5 * time.Second},
 		Limits:  Limits{QuotesPerSecond: 20, MaxSessionsPerUser: 32, MaxMessageSize: 1 << 20, DrainTimeout: 10 * time.Second},
 	}
 }
@@ -371,6 +390,37 @@ func (c *Config) Validate() error {
 	}
 	if c.Listen.SNMP != Off && len(c.SNMP.Users) == 0 {
 		return keyErr("snmp.users", "at least one user is required while listen.snmp is on (authPriv only; or set listen.snmp: off)")
+	}
+	users := map[string]bool{}
+	for _, u := range c.SNMP.Users {
+		users[u.Name] = true
+	}
+	for i, n := range c.SNMP.Notify {
+		k := fmt.Sprintf("snmp.notify[%d]", i)
+		if _, _, err := net.SplitHostPort(n.Address); err != nil {
+			return keyErr(k+".address", "%q: want HOST:PORT (UDP; receivers listen on 162)", n.Address)
+		}
+		if !users[n.User] {
+			return keyErr(k+".user", "%q is not one of snmp.users", n.User)
+		}
+		if n.Type != "trap" && n.Type != "inform" {
+			return keyErr(k+".type", "%q: want trap or inform", n.Type)
+		}
+		if n.Timeout < 0 || n.Timeout > time.Minute {
+			return keyErr(k+".timeout", "%v: want up to 1m", n.Timeout)
+		}
+		if n.Retries != nil && (*n.Retries < 0 || *n.Retries > 10) {
+			return keyErr(k+".retries", "%d: want 0-10", *n.Retries)
+		}
+		if n.Type == "trap" && (n.Timeout != 0 || n.Retries != nil) {
+			return keyErr(k+".type", "a trap is sent once: timeout and retries are for informs")
+		}
+	}
+	if len(c.SNMP.Notify) > 0 && c.Listen.SNMP == Off {
+		return keyErr("snmp.notify", "notifications come from the SNMP engine: listen.snmp must be on")
+	}
+	if c.SNMP.WatchInterval < time.Second {
+		return keyErr("snmp.watch_interval", "%v: want 1s or more", c.SNMP.WatchInterval)
 	}
 	seen = map[string]bool{}
 	for i, u := range c.SNMP.Users {

@@ -74,7 +74,8 @@ func TestLoadValid(t *testing.T) {
 	want.NETCONF.Users = []User{{Name: "riv", AuthorizedKeys: dir + "/riv.keys"}}
 	want.TLS.ClientCA = dir + "/client-ca.pem"
 	want.NACM = NACM{Groups: map[string][]string{"verifiers": {"riv"}}, Rules: []Rule{{Group: "verifiers", Operation: "*", Action: "permit"}}}
-	want.SNMP = SNMP{Users: []SNMPUser{{Name: "riv", AuthProtocol: "SHA-256", AuthKeyFile: dir + "/auth", PrivProtocol: "AES", PrivKeyFile: dir + "/priv"}}, BootsFile: dir + "/boots"}
+	want.SNMP = SNMP{Users: []SNMPUser{{Name: "riv", AuthProtocol: "SHA-256", AuthKeyFile: dir + "/auth", PrivProtocol: "AES", PrivKeyFile: dir + "/priv"}}, BootsFile: dir + "/boots",
+		NotifyStateFile: "/var/lib/riv/snmp-notify-state", WatchInterval: 5 * time.Second}
 	if d := cmp.Diff(want, c); d != "" {
 		t.Errorf("config (-want +got):\n%s", d)
 	}
@@ -114,6 +115,10 @@ func TestLoadErrors(t *testing.T) {
 		{"missing SNMP key file", edit(dir+"/priv", dir+"/nopriv"), f + ":21: snmp.users[0].priv_key_file: open " + dir + "/nopriv: no such file or directory"},
 		{"wrong type", edit("boots_file: "+dir+"/boots", "boots_file: [a, b]"), f + ":22: snmp.boots_file: cannot unmarshal !!seq into string"},
 		{"not YAML", "tpm: [\n", f + ": line 1: did not find expected node content"},
+		{"notify type", edit("  boots_file:", "  notify: [{address: \"127.0.0.1:162\", user: riv, type: informs}]\n  boots_file:"), f + ":22: snmp.notify[0].type: \"informs\": want trap or inform"},
+		{"notify user", edit("  boots_file:", "  notify: [{address: \"127.0.0.1:162\", user: nms, type: trap}]\n  boots_file:"), f + ":22: snmp.notify[0].user: \"nms\" is not one of snmp.users"},
+		{"notify address", edit("  boots_file:", "  notify: [{address: \"nms1\", user: riv, type: trap}]\n  boots_file:"), f + ":22: snmp.notify[0].address: \"nms1\": want HOST:PORT (UDP; receivers listen on 162)"},
+		{"trap retries", edit("  boots_file:", "  notify: [{address: \"127.0.0.1:162\", user: riv, type: trap, retries: 2}]\n  boots_file:"), f + ":22: snmp.notify[0].type: a trap is sent once: timeout and retries are for informs"},
 		{"a line card on the main TPM", text + "line_cards:\n  - name: lc1\n    tpm: swtpm:" + dir + "/tpm.sock\n    logs: {bios: " + dir + "/bios}\n    iak: {cert: " + dir + "/iak.pem, handle: 0x81020000}\n",
 			f + ":25: line_cards[0].tpm: \"swtpm:" + dir + "/tpm.sock\" is the TPM of another card: each card has its own"},
 		{"both runtime logs", edit("  ima: "+dir+"/ima\n", "  ima: "+dir+"/ima\n  netequip_boot: "+dir+"/ima\n"), f + ":2: logs: ima and netequip_boot both measure into PCR 10: configure one"},

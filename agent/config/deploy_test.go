@@ -73,7 +73,7 @@ func materialize(t *testing.T, dir string, c *Config) {
 		switch {
 		case key == "inventory":
 			err = os.MkdirAll(p, 0o755)
-		case strings.HasSuffix(key, "boots_file"):
+		case strings.HasSuffix(key, "boots_file"), strings.HasSuffix(key, "state_file"):
 			err = os.MkdirAll(filepath.Dir(p), 0o755)
 		default:
 			content := "placeholder\n"

@@ -116,7 +116,7 @@ type setVarbind struct {
 // rowSet is what one SET asks of one row.
 type rowSet struct {
 	index  uint32
-	status int64 // 0 when the SET does not name the RowStatus
+	status int64          // 0 when the SET does not name the RowStatus
 	cols   map[uint32]int // column → position of its varbind
 }
 

@@ -124,7 +124,9 @@ func FuzzRespond(f *testing.F) {
 	}
 	// A challenge created, destroyed, read; the log tables walked.
 	nonce := appendTLV(nil, tagOctets, make([]byte, 32))
-	vb := func(o mibdef.OID, v []byte) []byte { return seq(tagSequence, appendTLV(nil, tagOID, oid(o).bytes()), v) }
+	vb := func(o mibdef.OID, v []byte) []byte {
+		return seq(tagSequence, appendTLV(nil, tagOID, oid(o).bytes()), v)
+	}
 	for _, vbs := range [][][]byte{
 		{vb(mibdef.ChallengeEntry.Child(mibdef.ChallengeNonce, 9), nonce), vb(mibdef.ChallengeEntry.Child(mibdef.ChallengeRowStatus, 9), appendInt(nil, tagInteger, 4))},
 		{vb(mibdef.ChallengeEntry.Child(mibdef.ChallengeRowStatus, 7), appendInt(nil, tagInteger, 6))},

@@ -57,7 +57,14 @@ type Config struct {
 	// (default 5 min); ChallengeMaxRows how many it holds (default 64).
 	ChallengeLifetime time.Duration
 	ChallengeMaxRows  int
-	Logger   *slog.Logger
+	// Targets receive the notifications (rivTpmReset, rivPcrExtended,
+	// rivLogGrown); the TPM is read for them every WatchEvery (default
+	// 5 s). StateFile keeps the TPM reset count the agent last saw, so
+	// that a reboot is notified once the agent runs again.
+	Targets    []Target
+	WatchEvery time.Duration
+	StateFile  string
+	Logger     *slog.Logger
 }
 
 // Server is an SNMPv3 agent.
@@ -65,6 +72,7 @@ type Server struct {
 	cfg      Config
 	engineID []byte
 	users    atomic.Pointer[map[string]userKeys]
+	rawUsers atomic.Pointer[map[string]User] // for keys localized to an inform's receiver
 	start    time.Time
 	salt     atomic.Uint64
 	status   func(context.Context) (*attester.Status, error)
@@ -88,6 +96,17 @@ type Server struct {
 // enterprise is the RFC 5612 documentation enterprise number, used in the
 // default engine ID until the project has its own.
 const enterprise = 32473
+
+// DefaultEngineID is the engine ID of an agent named name (Config.Name;
+// "riv" when empty) without Config.EngineID: the RFC 3411 text format,
+// the name cut to 27 octets. A receiver of its traps is told it.
+func DefaultEngineID(name string) []byte {
+	if name == "" {
+		name = "riv"
+	}
+	id := append(binary.BigEndian.AppendUint32(nil, 0x80000000|enterprise), 4)
+	return append(id, name[:min(len(name), 27)]...)
+}
 
 // New returns a server with its users' keys localized to the engine.
 func New(cfg Config) (*Server, error) {
@@ -128,16 +147,28 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ChallengeMaxRows <= 0 {
 		cfg.ChallengeMaxRows = 64
 	}
+	if cfg.WatchEvery <= 0 {
+		cfg.WatchEvery = 5 * time.Second
+	}
+	for i, t := range cfg.Targets {
+		if !slices.ContainsFunc(cfg.Users, func(u User) bool { return u.Name == t.User }) {
+			return nil, fmt.Errorf("snmp: notification target %s: no user %q", t.Addr, t.User)
+		}
+		if _, _, err := net.SplitHostPort(t.Addr); err != nil {
+			return nil, fmt.Errorf("snmp: notification target %q: %w", t.Addr, err)
+		}
+		if t.Retries < 0 {
+			return nil, fmt.Errorf("snmp: notification target %s: retries %d", t.Addr, t.Retries)
+		}
+		if t.Timeout <= 0 {
+			cfg.Targets[i].Timeout = 1500 * time.Millisecond
+		}
+	}
 	s := &Server{cfg: cfg, engineID: cfg.EngineID, start: time.Now(), status: cfg.Attester.Status,
 		logs: func(ctx context.Context) *events { return readEvents(ctx, cfg.Attester) },
 		chal: &challenges{lifetime: cfg.ChallengeLifetime, maxRows: cfg.ChallengeMaxRows, rows: map[uint32]*challenge{}}}
 	if len(s.engineID) == 0 {
-		name := cfg.Name
-		if name == "" {
-			name = "riv"
-		}
-		s.engineID = append(binary.BigEndian.AppendUint32(nil, 0x80000000|enterprise), 4)
-		s.engineID = append(s.engineID, name[:min(len(name), 27)]...)
+		s.engineID = DefaultEngineID(cfg.Name)
 	}
 	if len(s.engineID) < 5 || len(s.engineID) > 32 {
 		return nil, fmt.Errorf("snmp: engine ID of %d bytes, want 5-32", len(s.engineID))
@@ -158,6 +189,7 @@ func (s *Server) SetUsers(users []User) error {
 		return errors.New("snmp: at least one user is required (authPriv only)")
 	}
 	m := make(map[string]userKeys, len(users))
+	raw := make(map[string]User, len(users))
 	for _, u := range users {
 		if u.Name == "" || len(u.Name) > 32 {
 			return fmt.Errorf("snmp: user name %q must have 1-32 characters", u.Name)
@@ -167,8 +199,10 @@ func (s *Server) SetUsers(users []User) error {
 			return err
 		}
 		m[u.Name] = k
+		raw[u.Name] = u
 	}
 	s.users.Store(&m)
+	s.rawUsers.Store(&raw)
 	return nil
 }
 
@@ -179,6 +213,9 @@ func (s *Server) EngineID() []byte { return s.engineID }
 func (s *Server) Serve(ctx context.Context, pc net.PacketConn) error {
 	stop := context.AfterFunc(ctx, func() { pc.Close() })
 	defer stop()
+	if len(s.cfg.Targets) > 0 {
+		go s.watch(ctx)
+	}
 	buf := make([]byte, 65535)
 	for {
 		n, addr, err := pc.ReadFrom(buf)
@@ -428,34 +465,55 @@ func (s *Server) reportLevel(in *inbound, keys *userKeys, priv bool, counter mib
 // wrap builds the outgoing message around pdu: authenticated (and, with
 // priv, encrypted) when keys are given.
 func (s *Server) wrap(in *inbound, keys *userKeys, priv bool, pdu []byte) []byte {
-	scoped := seq(tagSequence, appendTLV(nil, tagOctets, s.engineID), appendTLV(nil, tagOctets, nil), pdu)
-	boots, etime := s.cfg.EngineBoots, s.engineTime()
 	var flags byte
-	var authParams, privParams []byte
-	msgData := scoped
 	if keys != nil {
 		flags |= 1
-		authParams = make([]byte, authParamLen)
 		if priv {
 			flags |= 2
+		}
+	}
+	return s.message(header{msgID: in.msgID, flags: flags, engineID: s.engineID, boots: s.cfg.EngineBoots, etime: s.engineTime(), user: in.user, ctxEngine: s.engineID}, keys, pdu)
+}
+
+// header is what a message says about itself: its msgGlobalData and the
+// USM parameters of the authoritative engine (this one for responses
+// and traps, the receiver for informs).
+type header struct {
+	msgID        int64
+	flags        byte // 1 auth, 2 priv, 4 reportable
+	engineID     []byte
+	boots, etime uint32
+	user         []byte
+	ctxEngine    []byte // the scoped PDU's contextEngineID
+}
+
+// message encodes a message with pdu, authenticating and encrypting it
+// as h.flags ask with keys localized to h.engineID.
+func (s *Server) message(h header, keys *userKeys, pdu []byte) []byte {
+	scoped := seq(tagSequence, appendTLV(nil, tagOctets, h.ctxEngine), appendTLV(nil, tagOctets, nil), pdu)
+	var authParams, privParams []byte
+	msgData := scoped
+	if h.flags&1 != 0 {
+		authParams = make([]byte, authParamLen)
+		if h.flags&2 != 0 {
 			privParams = binary.BigEndian.AppendUint64(nil, s.salt.Add(1))
 			enc := slices.Clone(scoped)
-			cfb(keys.priv, boots, etime, privParams, enc, false)
+			cfb(keys.priv, h.boots, h.etime, privParams, enc, false)
 			msgData = appendTLV(nil, tagOctets, enc)
 		}
 	}
 	head := [][]byte{
-		appendTLV(nil, tagOctets, s.engineID),
-		appendInt(nil, tagInteger, int64(boots)),
-		appendInt(nil, tagInteger, int64(etime)),
-		appendTLV(nil, tagOctets, in.user),
+		appendTLV(nil, tagOctets, h.engineID),
+		appendInt(nil, tagInteger, int64(h.boots)),
+		appendInt(nil, tagInteger, int64(h.etime)),
+		appendTLV(nil, tagOctets, h.user),
 	}
 	authTLV := appendTLV(nil, tagOctets, authParams)
 	sp := seq(tagSequence, head[0], head[1], head[2], head[3], authTLV, appendTLV(nil, tagOctets, privParams))
 	spOct := appendTLV(nil, tagOctets, sp)
-	hdr := seq(tagSequence, appendInt(nil, tagInteger, in.msgID), appendInt(nil, tagInteger, maxMsg), appendTLV(nil, tagOctets, []byte{flags}), appendInt(nil, tagInteger, 3))
+	hdr := seq(tagSequence, appendInt(nil, tagInteger, h.msgID), appendInt(nil, tagInteger, maxMsg), appendTLV(nil, tagOctets, []byte{h.flags}), appendInt(nil, tagInteger, 3))
 	msg := seq(tagSequence, appendInt(nil, tagInteger, 3), hdr, spOct, msgData)
-	if keys != nil {
+	if h.flags&1 != 0 {
 		prefix := 0
 		for _, p := range head {
 			prefix += len(p)

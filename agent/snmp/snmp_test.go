@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 	"github.com/openriv/riv/agent/attester"
 	"github.com/openriv/riv/agent/sim/device"
 	"github.com/openriv/riv/agent/snmp"
+	trapd "github.com/openriv/riv/internal/netsnmp"
 	"github.com/openriv/riv/internal/testref"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/mibdef"
@@ -519,4 +522,100 @@ func TestEventTableNetSNMP(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("entries after 3 (-want +got):\n%s", diff)
 	}
+}
+
+// TestNotificationsNetSNMP: the agent sends its notifications to
+// net-snmp's snmptrapd as an SNMPv3 trap (authoritative itself) and as
+// an inform (after discovering snmptrapd's engine, acknowledged), both
+// authPriv: rivTpmReset when it first sees the TPM's reset count, then
+// rivPcrExtended and rivLogGrown when a file is measured. A restart that
+// finds the same reset count (recorded in StateFile) sends no reset.
+func TestNotificationsNetSNMP(t *testing.T) {
+	d := startDevice(t)
+	user := d.SNMPUser
+	state := filepath.Join(t.TempDir(), "notify-state")
+	// The agent's warnings: an inform snmptrapd did not acknowledge, a
+	// notification not sent.
+	var warnings syncBuffer
+	logger := slog.New(slog.NewTextHandler(&warnings, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	start := func(td *trapd.Trapd) (*snmp.Server, func()) {
+		s, err := snmp.New(snmp.Config{Attester: d.Attester, Users: []snmp.User{user}, Name: d.Serial, StateFile: state, WatchEvery: 100 * time.Millisecond, Logger: logger,
+			Targets: []snmp.Target{{Addr: td.Addr, User: user.Name}, {Addr: td.Addr, User: user.Name, Inform: true, Retries: 3}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Serve(ctx, pc) }()
+		return s, func() { cancel(); <-done }
+	}
+	// The agent's engine ID, for the traps: the default is built from Name.
+	td := trapd.StartTrapd(t, trapd.User{Name: user.Name, Auth: string(user.AuthPassword), Priv: string(user.PrivPassword), EngineID: snmp.DefaultEngineID(d.Serial)})
+	_, stop := start(td)
+	reset := oidStr(mibdef.TpmReset)
+	count := func(l, s string) int { return strings.Count(l, s) }
+	l := td.Wait(t, 10*time.Second, func(l string) bool { return count(l, "= OID: "+reset) >= 2 })
+	st, err := d.Attester.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		oidStr(mibdef.TpmResetCount.Child(0)) + " = Gauge32: " + strconv.Itoa(int(st.Clock.ResetCount)),
+		oidStr(mibdef.TpmName.Child(0)) + ` = STRING: "tpm0"`,
+		oidStr(mibdef.SysUpTime) + " = Timeticks:",
+	} {
+		if !strings.Contains(l, want) {
+			t.Errorf("snmptrapd log lacks %q:\n%s", want, l)
+		}
+	}
+
+	// A measured file: PCR 10 moves, the IMA log grows.
+	if err := d.MeasureFile(context.Background(), "/usr/bin/new-tool", []byte("new tool")); err != nil {
+		t.Fatal(err)
+	}
+	pcr10 := oidStr(mibdef.PcrValue.Child(uint32(alg.SHA256), 10))
+	l = td.Wait(t, 10*time.Second, func(l string) bool {
+		return count(l, "= OID: "+oidStr(mibdef.PcrExtended)) >= 2 && count(l, "= OID: "+oidStr(mibdef.LogGrown)) >= 2
+	})
+	if !strings.Contains(l, pcr10+" = Hex-STRING:") {
+		t.Errorf("rivPcrExtended without sha256 PCR 10:\n%s", l)
+	}
+	if !strings.Contains(l, oidStr(mibdef.LogEntries)+".") {
+		t.Errorf("rivLogGrown without the log's length:\n%s", l)
+	}
+	stop()
+
+	// Restarted with the same TPM: no reset to tell.
+	before := count(td.Log(), "= OID: "+reset)
+	_, stop = start(td)
+	time.Sleep(500 * time.Millisecond)
+	stop()
+	if n := count(td.Log(), "= OID: "+reset); n != before {
+		t.Errorf("a restart without a TPM reset sent %d reset notifications", n-before)
+	}
+	if w := warnings.String(); w != "" {
+		t.Errorf("the agent warned:\n%s", w)
+	}
+}
+
+// syncBuffer is a bytes.Buffer for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

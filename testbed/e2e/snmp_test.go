@@ -3,15 +3,21 @@ package e2e
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/openriv/riv/agent/snmp"
+	trapd "github.com/openriv/riv/internal/netsnmp"
 	"github.com/openriv/riv/internal/testref"
 	"github.com/openriv/riv/pkg/endpoint"
+	"github.com/openriv/riv/pkg/mibdef"
 )
 
 // TestCLIQuoteOverSNMP is the operator's path from an NMS: net-snmp's
@@ -93,4 +99,57 @@ func TestCLIQuoteOverSNMP(t *testing.T) {
 	if code, out, errOut := runBin(t, "rivctl", "quote", "verify", "--ak", iak, "--quote", attest, "--sig", sig, "--nonce", hex.EncodeToString(other)); code != 1 {
 		t.Errorf("with another nonce: exit %d, want 1\n%s%s", code, out, errOut)
 	}
+}
+
+// TestRouterRebootTrap: `riv-router reboot` resets the TPM and restarts
+// riv-agent serve, which finds a resetCount other than the one it
+// recorded and tells snmptrapd: an SNMPv3 trap and an inform, authPriv,
+// rivTpmReset with the new counts.
+func TestRouterRebootTrap(t *testing.T) {
+	// snmptrapd needs the router's SNMP passwords, which the router
+	// makes: it gets a port now and starts once they exist.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	const serial = "RTR-TRAP"
+	dir := startRouter(t, "--serial", serial, "--notify", "trap:"+addr, "--notify", "inform:"+addr)
+	ep, err := endpoint.Read(filepath.Join(dir, "endpoints.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	td := trapd.StartTrapdAt(t, addr, trapd.User{Name: ep.SNMPUser, Auth: ep.SNMPAuthKey, Priv: ep.SNMPPrivKey, EngineID: snmp.DefaultEngineID(serial)})
+	tmp := t.TempDir()
+	cmd := exec.Command(testref.NeedTool(t, "snmpget"), "-v3", "-l", "authPriv", "-u", ep.SNMPUser, "-a", "SHA-256", "-A", ep.SNMPAuthKey, "-x", "AES", "-X", ep.SNMPPrivKey,
+		"-m", "", "-M", tmp, "-On", "-Oqv", "udp:"+ep.SNMP, oidString(mibdef.TpmResetCount.Child(0)))
+	cmd.Env = append(os.Environ(), "SNMPCONFPATH="+tmp, "SNMP_PERSISTENT_DIR="+tmp, "MIBS=")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("snmpget rivTpmResetCount: %v %s", err, out)
+	}
+	before, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatalf("rivTpmResetCount %q", out)
+	}
+	if code, out, stderr := runBin(t, "riv-router", "reboot", "--dir", dir); code != 0 {
+		t.Fatalf("reboot: exit %d %s %s", code, out, stderr)
+	}
+	// One trap and one inform from the agent that came back, with the
+	// reset count the reboot made.
+	after := oidString(mibdef.TpmResetCount.Child(0)) + " = Gauge32: " + strconv.Itoa(before+1) + "\t"
+	l := td.Wait(t, 30*time.Second, func(l string) bool { return strings.Count(l, after) >= 2 })
+	if !strings.Contains(l, "= OID: "+oidString(mibdef.TpmReset)) {
+		t.Errorf("no rivTpmReset:\n%s", l)
+	}
+	t.Logf("snmptrapd:\n%s", l)
+}
+
+func oidString(o mibdef.OID) string {
+	var b strings.Builder
+	for _, n := range o {
+		fmt.Fprintf(&b, ".%d", n)
+	}
+	return b.String()
 }

@@ -127,6 +127,7 @@ func runServe(env *cli.Env, args []string) error {
 			Limits: netconf.Limits{MaxSessionsPerUser: cfg.Limits.MaxSessionsPerUser}},
 		Identity: id.tls, ClientCAs: clientCAs, CertToName: ctn, Access: access,
 		SNMP: snmp.Config{Name: snmpName(cfg, id.tls.Leaf), BootsFile: cfg.SNMP.BootsFile,
+			Targets: notifyTargets(cfg.SNMP.Notify), StateFile: cfg.SNMP.NotifyStateFile, WatchEvery: cfg.SNMP.WatchInterval,
 			SysName: cfg.Device.Name, SysContact: cfg.Device.Contact, SysLocation: cfg.Device.Location},
 		Listen: daemon.Listen{NetconfSSH: on(cfg.Listen.NetconfSSH), NetconfTLS: on(cfg.Listen.NetconfTLS),
 			RESTCONF: on(cfg.Listen.RESTCONF), SNMP: on(cfg.Listen.SNMP)},
@@ -544,6 +545,19 @@ func on(addr string) string {
 		return ""
 	}
 	return addr
+}
+
+// notifyTargets are snmp.notify as the SNMP engine takes them.
+func notifyTargets(ns []config.NotifyTarget) []snmp.Target {
+	var out []snmp.Target
+	for _, n := range ns {
+		t := snmp.Target{Addr: n.Address, User: n.User, Inform: n.Type == "inform", Timeout: n.Timeout, Retries: 3}
+		if n.Retries != nil {
+			t.Retries = *n.Retries
+		}
+		out = append(out, t)
+	}
+	return out
 }
 
 // snmpName names the SNMP engine: the device name, or the serial number

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -64,6 +65,9 @@ type state struct {
 	// transport identity.
 	Local       bool   `json:"local,omitempty"`
 	RebootError string `json:"reboot_error,omitempty"`
+	// Notify are the agent's notification targets, "trap HOST:PORT" or
+	// "inform HOST:PORT".
+	Notify []string `json:"notify,omitempty"`
 }
 
 func readState(dir string) (*state, error) {
@@ -118,6 +122,18 @@ func runRouter(env *cli.Env, args []string) error {
 	lineCards := fs.Int("line-cards", 0, "line cards, each with its own TPM (swtpm), provisioned IAK and measured boot")
 	local := fs.Bool("local", false, "also enrol the owner's LDevID and LAK (a testbed owner CA) and identify with the LDevID")
 	cardAttack := fs.String("card-attack", "none", "boot the last line card with an attack: "+strings.Join(attack.Names, ", "))
+	var notify []string
+	fs.Func("notify", "send SNMPv3 notifications to `[trap|inform:]HOST:PORT` (as user riv; repeatable; default trap)", func(v string) error {
+		kind, addr, ok := strings.Cut(v, ":")
+		if !ok || kind != "trap" && kind != "inform" {
+			kind, addr = "trap", v
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%q: want [trap|inform:]HOST:PORT", v)
+		}
+		notify = append(notify, kind+" "+addr)
+		return nil
+	})
 	if err := env.Parse(fs, args); err != nil {
 		return err
 	}
@@ -167,6 +183,7 @@ func runRouter(env *cli.Env, args []string) error {
 		st.Boots = old.Boots
 	}
 	st.Local = *local
+	st.Notify = notify
 	for i := 1; i <= *lineCards; i++ {
 		name := fmt.Sprintf("lc%d", i)
 		c := card{Name: name, TPM: "swtpm:" + filepath.Join(abs, name+".sock"), Ctrl: filepath.Join(abs, name+".ctrl"),
@@ -636,7 +653,7 @@ snmp:
       priv_protocol: AES
       priv_key_file: %[16]q
   boots_file: %[17]q
-inventory: %[18]q
+`+r.notifyConfig()+`inventory: %[18]q
 `+r.lineCardsConfig(), d, r.st.TPM, r.st.BIOS, r.st.IMA, filepath.Join(d, "certs", "idevid.pem"), filepath.Join(d, "certs", "iak.pem"), r.chainFile(),
 		listen("netconf_ssh"), listen("netconf_tls"), listen("restconf"), listen("snmp"), r.st.Serial,
 		filepath.Join(d, "users", "riv.pub"), filepath.Join(d, "client-ca.pem"), filepath.Join(d, "snmp", "riv.auth"), filepath.Join(d, "snmp", "riv.priv"),
@@ -645,6 +662,20 @@ inventory: %[18]q
 		return err
 	}
 	return r.st.write(d)
+}
+
+// notifyConfig is the agent's snmp.notify for --notify.
+func (r *rig) notifyConfig() string {
+	out := fmt.Sprintf("  notify_state_file: %q\n  watch_interval: 1s\n", filepath.Join(r.dir, "snmp-notify-state"))
+	if len(r.st.Notify) == 0 {
+		return out
+	}
+	out += "  notify:\n"
+	for _, n := range r.st.Notify {
+		kind, addr, _ := strings.Cut(n, " ")
+		out += fmt.Sprintf("    - {address: %q, user: riv, type: %s}\n", addr, kind)
+	}
+	return out
 }
 
 // chainFile is the CA sent with the transport identity: the owner's for
