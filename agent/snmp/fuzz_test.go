@@ -218,3 +218,28 @@ func TestUnknownEngineIDReport(t *testing.T) {
 		t.Error("a non-reportable message got a report")
 	}
 }
+
+// FuzzParseReply feeds the notification sender's reader what a receiver
+// (or anyone on its path) may send back: a Response, a Report, garbage.
+// It must not panic, and it accepts an authenticated reply only with the
+// right key.
+func FuzzParseReply(f *testing.F) {
+	s, k := fuzzServer(f)
+	resp := seq(pduResponse, appendInt(nil, tagInteger, 5), appendInt(nil, tagInteger, 0), appendInt(nil, tagInteger, 0), seq(tagSequence))
+	f.Add(s.message(header{msgID: 9, flags: 3, engineID: s.engineID, boots: 1, etime: 5, user: []byte("riv"), ctxEngine: s.engineID}, k, resp))
+	report := seq(pduReport, appendInt(nil, tagInteger, 5), appendInt(nil, tagInteger, 0), appendInt(nil, tagInteger, 0),
+		seq(tagSequence, seq(tagSequence, appendTLV(nil, tagOID, oid(mibdef.UsmStatsUnknownEngineIDs).bytes()), appendUint(nil, tagCounter32, 1))))
+	f.Add(s.message(header{msgID: 9, engineID: s.engineID, boots: 1, etime: 5}, nil, report))
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		r, err := parseReply(pkt, 9, k, s.engineID)
+		if err != nil {
+			return
+		}
+		if r.authentic {
+			other := userKeys{auth: make([]byte, 32), priv: make([]byte, 16)}
+			if r2, err := parseReply(pkt, 9, &other, s.engineID); err == nil && r2.authentic {
+				t.Fatalf("a reply authenticated under two keys: %x", pkt)
+			}
+		}
+	})
+}
