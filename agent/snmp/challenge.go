@@ -12,6 +12,7 @@ import (
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/mibdef"
 	"github.com/openriv/riv/pkg/pcr"
+	"github.com/openriv/riv/pkg/quote"
 )
 
 // SNMP error-status values a SET can end with (RFC 3416 §3).
@@ -37,7 +38,10 @@ type challenge struct {
 	bank     alg.ID
 	sel      [3]byte
 	certName string
-	created  time.Time
+	// selection is what the TPM quotes: rivChallengeSelection when set,
+	// else the bank and mask.
+	selection []pcr.Selection
+	created   time.Time
 
 	// Set by the quote when it ends.
 	state       int
@@ -82,6 +86,7 @@ func (c *challenges) view() *sorted {
 		col(mibdef.ChallengeAttestLength, r.index, appendUint(nil, tagGauge32, uint64(len(r.attest))))
 		col(mibdef.ChallengeSignatureLength, r.index, appendUint(nil, tagGauge32, uint64(len(r.sig))))
 		col(mibdef.ChallengeRowStatus, r.index, appendInt(nil, tagInteger, mibdef.RowActive))
+		col(mibdef.ChallengeSelection, r.index, appendTLV(nil, tagOctets, quote.AppendSelection(nil, r.selection)))
 		for part, b := range map[uint32][]byte{mibdef.QuoteAttest: r.attest, mibdef.QuoteSignature: r.sig} {
 			for f := uint32(1); f <= fragments(len(b)); f++ {
 				out = append(out, varbind{oid(mibdef.QuoteData.Child(r.index, part, f)), appendTLV(nil, tagOctets, fragment(b, f))})
@@ -91,7 +96,7 @@ func (c *challenges) view() *sorted {
 	slices.SortFunc(out, func(a, b varbind) int { return a.oid.cmp(b.oid) })
 	types := []oid{oid(mibdef.QuoteData)}
 	for _, n := range []uint32{mibdef.ChallengeNonce, mibdef.ChallengeBank, mibdef.ChallengePcrSelect, mibdef.ChallengeCertName, mibdef.ChallengeState,
-		mibdef.ChallengeError, mibdef.ChallengeAttestLength, mibdef.ChallengeSignatureLength, mibdef.ChallengeRowStatus} {
+		mibdef.ChallengeError, mibdef.ChallengeAttestLength, mibdef.ChallengeSignatureLength, mibdef.ChallengeRowStatus, mibdef.ChallengeSelection} {
 		types = append(types, oid(mibdef.ChallengeEntry.Child(n)))
 	}
 	return &sorted{vbs: out, types: types}
@@ -128,7 +133,7 @@ func (s *Server) set(ctx context.Context, user string, vbs []setVarbind) (status
 	entry := oid(mibdef.ChallengeEntry)
 	rows := map[uint32]*rowSet{}
 	var order []uint32
-	writable := []uint32{mibdef.ChallengeNonce, mibdef.ChallengeBank, mibdef.ChallengePcrSelect, mibdef.ChallengeCertName, mibdef.ChallengeRowStatus}
+	writable := []uint32{mibdef.ChallengeNonce, mibdef.ChallengeBank, mibdef.ChallengePcrSelect, mibdef.ChallengeCertName, mibdef.ChallengeRowStatus, mibdef.ChallengeSelection}
 	for i, vb := range vbs {
 		at := int64(i + 1)
 		if !vb.oid.hasPrefix(entry) || len(vb.oid) == len(entry) || !slices.Contains(writable, vb.oid[len(entry)]) {
@@ -211,7 +216,7 @@ func (s *Server) set(ctx context.Context, user string, vbs []setVarbind) (status
 // checkValue checks a value against its column's syntax.
 func checkValue(col uint32, tag byte, v []byte) int64 {
 	switch col {
-	case mibdef.ChallengeNonce, mibdef.ChallengePcrSelect, mibdef.ChallengeCertName:
+	case mibdef.ChallengeNonce, mibdef.ChallengePcrSelect, mibdef.ChallengeCertName, mibdef.ChallengeSelection:
 		if tag != tagOctets {
 			return errWrongType
 		}
@@ -244,6 +249,21 @@ func checkValue(col uint32, tag byte, v []byte) int64 {
 			if r > unicode.MaxASCII || !unicode.IsPrint(r) {
 				return errWrongValue // DisplayString: NVT ASCII
 			}
+		}
+	case mibdef.ChallengeSelection:
+		if len(v) > 64 {
+			return errWrongLength
+		}
+		sel, err := quote.ParseSelection(v)
+		if err != nil || len(sel) == 0 {
+			return errWrongValue
+		}
+		seen := map[alg.ID]bool{}
+		for _, b := range sel {
+			if len(b.PCRs) == 0 || b.PCRs[len(b.PCRs)-1] > 23 || seen[b.Bank] {
+				return errWrongValue // every bank once, with PCRs of 0-23
+			}
+			seen[b.Bank] = true
 		}
 	case mibdef.ChallengeBank:
 		n, err := parseUint(v)
@@ -281,6 +301,21 @@ func (s *Server) newChallenge(idx uint32, r *rowSet, vbs []setVarbind, now time.
 	if p, ok := r.cols[mibdef.ChallengePcrSelect]; ok {
 		copy(ch.sel[:], vbs[p].val)
 	}
+	var pcrs []int
+	for i := range 24 {
+		if ch.sel[i/8]&(1<<(i%8)) != 0 {
+			pcrs = append(pcrs, i)
+		}
+	}
+	ch.selection = []pcr.Selection{{Bank: ch.bank, PCRs: pcrs}}
+	if p, ok := r.cols[mibdef.ChallengeSelection]; ok {
+		ch.selection, _ = quote.ParseSelection(vbs[p].val) // checked already
+		for _, b := range ch.selection {
+			if !slices.Contains(s.cfg.Attester.Banks(), b.Bank) {
+				return nil, errInconsistentValue, mibdef.ChallengeSelection
+			}
+		}
+	}
 	aks := attestationKeys(s.cfg.Attester)
 	if p, ok := r.cols[mibdef.ChallengeCertName]; ok && len(vbs[p].val) > 0 {
 		ch.certName = string(vbs[p].val)
@@ -314,13 +349,7 @@ const quoteTimeout = 30 * time.Second
 func (s *Server) quote(ctx context.Context, user string, ch *challenge) {
 	ctx, cancel := context.WithTimeout(ctx, quoteTimeout)
 	defer cancel()
-	var pcrs []int
-	for i := range 24 {
-		if ch.sel[i/8]&(1<<(i%8)) != 0 {
-			pcrs = append(pcrs, i)
-		}
-	}
-	res, err := s.cfg.Attester.Attest(ctx, attester.Challenge{Nonce: ch.nonce, Selection: []pcr.Selection{{Bank: ch.bank, PCRs: pcrs}},
+	res, err := s.cfg.Attester.Attest(ctx, attester.Challenge{Nonce: ch.nonce, Selection: ch.selection,
 		CertificateNames: []string{ch.certName}, Client: "snmp:" + user})
 	s.chal.mu.Lock()
 	defer s.chal.mu.Unlock()

@@ -74,6 +74,7 @@ const (
 	ChallengeAttestLength    = 8
 	ChallengeSignatureLength = 9
 	ChallengeRowStatus       = 10
+	ChallengeSelection       = 11
 )
 
 // The columns of rivEventEntry.

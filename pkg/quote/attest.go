@@ -217,6 +217,17 @@ func readSelection(r *wire.Reader) []pcr.Selection {
 	return out
 }
 
+// ParseSelection reads a whole TPML_PCR_SELECTION, as AppendSelection
+// writes it (any bitmap size up to the TPM's).
+func ParseSelection(b []byte) ([]pcr.Selection, error) {
+	r := newReader(b)
+	sel := readSelection(r)
+	if err := r.Done("TPML_PCR_SELECTION"); err != nil {
+		return nil, err
+	}
+	return sel, nil
+}
+
 // AppendSelection appends the TPML_PCR_SELECTION encoding of sel, with a
 // 3-byte bitmap per bank (24 PCRs, the PC Client minimum).
 func AppendSelection(b []byte, sel []pcr.Selection) []byte {
