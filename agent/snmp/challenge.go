@@ -361,5 +361,10 @@ func (s *Server) quote(ctx context.Context, user string, ch *challenge) {
 		ch.state, ch.err = mibdef.StateFailed, fmt.Sprintf("the TPM returned %d quotes for one key", len(res))
 	default:
 		ch.state, ch.attest, ch.sig = mibdef.StateReady, res[0].QuoteData, res[0].QuoteSignature
+		// The logs a manager reads next must hold every entry the quote
+		// covers: none from the cache of before it.
+		s.mu.Lock()
+		s.ev, s.snap = nil, nil
+		s.mu.Unlock()
 	}
 }

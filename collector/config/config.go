@@ -129,19 +129,24 @@ type Webhook struct {
 type Device struct {
 	Name      string `yaml:"name"`
 	Endpoints string `yaml:"endpoints"`
-	// Address is HOST:PORT of NETCONF over TLS (port 6513), SSH (830) or
-	// RESTCONF (443).
+	// Address is HOST:PORT of NETCONF over TLS (port 6513), SSH (830),
+	// RESTCONF (443) or SNMP (161, UDP).
 	Address string `yaml:"address"`
 	// Transport is tls (NETCONF over TLS, the default), ssh (NETCONF over
-	// SSH) or restconf; with Endpoints, the endpoints.json's NETCONF over
-	// TLS when it has it, else SSH, unless set.
+	// SSH), restconf or snmp (SNMPv3, RIV-ATTESTATION-MIB); with
+	// Endpoints, the endpoints.json's NETCONF over TLS when it has it,
+	// else SSH, unless set.
 	Transport string `yaml:"transport"`
-	// Credentials: a TLS client certificate and key (tls, restconf), or an
-	// SSH user and key.
-	ClientCert string `yaml:"client_cert"`
-	ClientKey  Secret `yaml:"client_key"`
-	SSHUser    string `yaml:"ssh_user"`
-	SSHKey     Secret `yaml:"ssh_key"`
+	// Credentials: a TLS client certificate and key (tls, restconf), an
+	// SSH user and key, or an SNMPv3 user with its SHA-256 authentication
+	// and AES privacy passwords.
+	ClientCert  string `yaml:"client_cert"`
+	ClientKey   Secret `yaml:"client_key"`
+	SSHUser     string `yaml:"ssh_user"`
+	SSHKey      Secret `yaml:"ssh_key"`
+	SNMPUser    string `yaml:"snmp_user"`
+	SNMPAuthKey Secret `yaml:"snmp_auth_key"`
+	SNMPPrivKey Secret `yaml:"snmp_priv_key"`
 	// Serial and Model are what the device's IDevID must name (empty:
 	// anything).
 	Serial   string        `yaml:"serial"`
@@ -385,10 +390,10 @@ func (d *Device) validate(key string, c *Config, names map[string]bool) error {
 	}
 	if d.Endpoints != "" {
 		switch d.Transport {
-		case "", "tls", "ssh", "restconf":
+		case "", "tls", "ssh", "restconf", "snmp":
 			return nil
 		}
-		return keyErr(key+".transport", "%q: want tls, ssh or restconf", d.Transport)
+		return keyErr(key+".transport", "%q: want tls, ssh, restconf or snmp", d.Transport)
 	}
 	if _, _, err := net.SplitHostPort(d.Address); err != nil {
 		return keyErr(key+".address", "%v", err)
@@ -421,8 +426,23 @@ func (d *Device) validate(key string, c *Config, names map[string]bool) error {
 		if blk, _ := pem.Decode([]byte(d.SSHKey.value)); blk == nil {
 			return keyErr(key+".ssh_key", "not a PEM private key")
 		}
+	case "snmp":
+		if d.SNMPUser == "" || !d.SNMPAuthKey.set() || !d.SNMPPrivKey.set() {
+			return keyErr(key, "transport snmp needs snmp_user, snmp_auth_key and snmp_priv_key")
+		}
+		for _, k := range []struct {
+			name string
+			s    *Secret
+		}{{".snmp_auth_key", &d.SNMPAuthKey}, {".snmp_priv_key", &d.SNMPPrivKey}} {
+			if err := k.s.load(key + k.name); err != nil {
+				return err
+			}
+			if len(k.s.value) < 8 {
+				return keyErr(key+k.name, "an SNMPv3 password has at least 8 characters (RFC 3414 §11.2)")
+			}
+		}
 	default:
-		return keyErr(key+".transport", "%q: want tls, ssh or restconf", d.Transport)
+		return keyErr(key+".transport", "%q: want tls, ssh, restconf or snmp", d.Transport)
 	}
 	return nil
 }

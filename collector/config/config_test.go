@@ -46,6 +46,8 @@ func materialize(t *testing.T, dir string) string {
 		"collector-admin.token":    []byte(strings.Repeat("a", 40) + "\n"),
 		"collector-readonly.token": []byte(strings.Repeat("r", 40) + "\n"),
 		"webhook.secret":           []byte("a webhook secret of some length\n"),
+		"snmp-riv.auth":            []byte("an-snmp-auth-password\n"),
+		"snmp-riv.priv":            []byte("an-snmp-priv-password\n"),
 	}
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(dir, "etc", name), b, 0o600); err != nil {
@@ -70,7 +72,8 @@ func TestExampleLoads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load(deploy/riv-collector.yaml) = %v", err)
 	}
-	if len(c.Devices) != 2 || c.Devices[0].Policy != StrictPolicy || c.Devices[1].Policy != DefaultPolicy || c.Devices[1].Transport != "ssh" {
+	if len(c.Devices) != 3 || c.Devices[0].Policy != StrictPolicy || c.Devices[1].Policy != DefaultPolicy || c.Devices[1].Transport != "ssh" ||
+		c.Devices[2].Transport != "snmp" || c.Devices[2].SNMPPrivKey.Value() != "an-snmp-priv-password" {
 		t.Errorf("devices: %+v", c.Devices)
 	}
 	if c.Tokens.Admin.Value() != strings.Repeat("a", 40) || !strings.Contains(c.Devices[0].ClientKey.Value(), "BEGIN PRIVATE KEY") {
@@ -118,8 +121,9 @@ func TestLoadErrors(t *testing.T) {
 		{"bad type", "max_in_flight: 256", "max_in_flight: lots", "poll.max_in_flight"},
 		{"no policy set", "policy: strict", "policy: paranoid", `devices[0].policy: "paranoid": no such policy set`},
 		{"bad bank", "banks: [sha256, sha384]   # quoted", "banks: [md5]   # quoted", `policies.default.banks[0]: "md5"`},
-		{"transport", "transport: ssh", "transport: telnet", `devices[1].transport: "telnet": want tls, ssh or restconf`},
+		{"transport", "transport: ssh", "transport: telnet", `devices[1].transport: "telnet": want tls, ssh, restconf or snmp`},
 		{"restconf without a certificate", "transport: ssh", "transport: restconf", "devices[1]: transport restconf needs client_cert and client_key"},
+		{"snmp without a user", "transport: ssh", "transport: snmp", "devices[1]: transport snmp needs snmp_user, snmp_auth_key and snmp_priv_key"},
 		{"missing file", "manufacturer-ca.pem]", "nowhere.pem]", "trust.manufacturers[0]"},
 		{"store sync", "sync: normal ", "sync: sometimes ", `store.sync: "sometimes": want normal or full`},
 		{"durable within", "durable_within: 1s ", "durable_within: 1h ", "store.durable_within: 1h0m0s: want 10ms to 1m"},

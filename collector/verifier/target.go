@@ -19,6 +19,7 @@ import (
 
 	"github.com/openriv/riv/collector/client/netconf"
 	"github.com/openriv/riv/collector/client/restconf"
+	"github.com/openriv/riv/collector/client/snmp"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/endpoint"
 	"github.com/openriv/riv/pkg/rim"
@@ -35,6 +36,12 @@ type Target struct {
 	// with TLS as TLSAddr; it is used when set.
 	RESTCONF string
 	TLS      *tls.Config // client certificate (NETCONF-TLS and RESTCONF)
+	// SNMP is the agent's SNMPv3 address (HOST:PORT, UDP) with its USM
+	// user, used when set. SNMP authenticates no device key: the
+	// identity is the IDevID and IAK the device lists, bound to it by the
+	// quote the IAK signs.
+	SNMP     string
+	SNMPUser snmp.Credentials
 	// Serial and Model are what the device's identity must name (empty:
 	// anything).
 	Serial, Model string
@@ -50,7 +57,7 @@ type Target struct {
 func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error) {
 	name := t.Name
 	if name == "" {
-		name = t.SSHAddr + t.TLSAddr + t.RESTCONF
+		name = t.SSHAddr + t.TLSAddr + t.RESTCONF + t.SNMP
 	}
 	if v.Reuse {
 		v.mu.Lock()
@@ -70,7 +77,13 @@ func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error
 	var c closer
 	var peer crypto.PublicKey
 	var err error
-	if t.TLSAddr != "" || t.RESTCONF != "" {
+	if t.SNMP != "" {
+		sc, err := (snmp.Dialer{Timeout: t.StageTimeout / 3}).Dial(ctx, t.SNMP, t.SNMPUser) // three tries per stage
+		if err != nil {
+			return nil, err
+		}
+		c = sc
+	} else if t.TLSAddr != "" || t.RESTCONF != "" {
 		var leaf *x509.Certificate
 		cfg := v.deviceTLS(t.TLS, &leaf)
 		if t.RESTCONF != "" {
@@ -110,7 +123,7 @@ func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error
 	return r, err
 }
 
-// closer is a transport's session: NETCONF or RESTCONF.
+// closer is a transport's session: NETCONF, RESTCONF or SNMP.
 type closer interface {
 	Session
 	Close() error
@@ -444,10 +457,16 @@ func ParseSSHKey(b []byte) (crypto.Signer, error) {
 	return nil, errors.New("not a signing key")
 }
 
-// TargetOf builds the target for transport "ssh", "tls" or "restconf".
+// TargetOf builds the target for transport "ssh", "tls", "restconf" or
+// "snmp".
 func TargetOf(e *Endpoints, transport string) (Target, error) {
 	t := Target{Name: e.Serial}
 	switch transport {
+	case "snmp":
+		if e.SNMP == "" || e.SNMPUser == "" {
+			return t, errors.New("the endpoints name no SNMP address and user")
+		}
+		t.SNMP, t.SNMPUser = e.SNMP, snmp.Credentials{User: e.SNMPUser, AuthProtocol: e.SNMPAuthProtocol, AuthKey: e.SNMPAuthKey, PrivProtocol: e.SNMPPrivProtocol, PrivKey: e.SNMPPrivKey}
 	case "restconf":
 		if e.RESTCONF == "" {
 			return t, errors.New("the endpoints name no RESTCONF URL")

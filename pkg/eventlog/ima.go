@@ -181,6 +181,18 @@ func ParseIMABank(raw []byte, bank alg.ID) (*Log, error) {
 	return l, nil
 }
 
+// DecodeIMATemplate decodes one entry's template data by its template
+// name, as the kernel's binary log carries them (the SNMP MIB does too).
+func DecodeIMATemplate(name string, data []byte) (*IMAEntry, error) {
+	if !validTemplateName([]byte(name)) || len(name) > maxTemplateName {
+		return nil, fmt.Errorf("%w: IMA template name %q", ErrMalformed, name)
+	}
+	if len(data) > maxTemplateData {
+		return nil, fmt.Errorf("%w: IMA template data of %d bytes", ErrMalformed, len(data))
+	}
+	return decodeTemplate(name, data)
+}
+
 // decodeTemplate splits template data into fields and decodes the common
 // ones. For non-legacy templates each field is a u32 length and a value.
 func decodeTemplate(name string, data []byte) (*IMAEntry, error) {

@@ -244,6 +244,11 @@ func TestCLIAttest(t *testing.T) {
 	if code, _, errs := runBin(t, "rivctl", "attest", "--transport", "restconf", "--netconf-tls", "127.0.0.1:1", clean); code != 2 || !strings.Contains(errs, "not both") {
 		t.Errorf("attest with files and an address: %d %s", code, errs)
 	}
+	// Over SNMPv3 (RIV-ATTESTATION-MIB): the same again.
+	code, out, errs = runBin(t, "rivctl", "attest", "--transport", "snmp", clean, kernel)
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 1 || len(lines) != 2 || !strings.HasPrefix(lines[0], "RTR-0001 (serial RTR-0001): AFFIRMING") || !strings.Contains(lines[1], "CONTRAINDICATED") {
+		t.Errorf("attest over SNMP: %d\n%s%s", code, out, errs)
+	}
 }
 
 // TestCLIUnreachable: a device that accepts TCP and says nothing is

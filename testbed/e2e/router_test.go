@@ -586,7 +586,7 @@ func TestRouterOwnerIdentity(t *testing.T) {
 	if ep.OwnerAnchors == "" {
 		t.Fatal("no owner_anchors in endpoints.json")
 	}
-	for _, via := range []string{"tls", "ssh", "restconf"} {
+	for _, via := range []string{"tls", "ssh", "restconf", "snmp"} {
 		code, out, stderr := runBin(t, "rivctl", "attest", "--json", "--transport", via, filepath.Join(dir, "endpoints.json"))
 		if code != 0 || !strings.Contains(out, `"status":"affirming"`) {
 			t.Errorf("over %s: exit %d %s %s", via, code, out, stderr)

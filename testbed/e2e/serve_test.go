@@ -184,10 +184,11 @@ func TestCollectorServe(t *testing.T) {
 		"{name: RTR-SV2-default, endpoints: "+ep(odd)+"}",
 		"{name: RTR-SV2-strict, endpoints: "+ep(odd)+", policy: strict}",
 		"{name: swapped, endpoints: "+ep(clean)+", serial: RTR-ELSEWHERE}",
-		"{name: RTR-SV1-restconf, endpoints: "+ep(clean)+", transport: restconf}")
+		"{name: RTR-SV1-restconf, endpoints: "+ep(clean)+", transport: restconf}",
+		"{name: RTR-SV1-snmp, endpoints: "+ep(clean)+", transport: snmp}")
 
 	out, err := exec.Command(bin(t, "riv-collector"), "config", "check", "--config", cfg).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "ok: 5 devices") {
+	if err != nil || !strings.Contains(string(out), "ok: 6 devices") {
 		t.Fatalf("config check: %v %s", err, out)
 	}
 	bad := filepath.Join(dir, "bad.yaml")
@@ -199,8 +200,9 @@ func TestCollectorServe(t *testing.T) {
 	}
 
 	c := startServe(t, dir, cfg, p)
-	devs := c.devices(t, 5)
-	want := map[string]string{"RTR-SV1": "affirming", "RTR-SV2-default": "warning", "RTR-SV2-strict": "contraindicated", "swapped": "contraindicated", "RTR-SV1-restconf": "affirming"}
+	devs := c.devices(t, 6)
+	want := map[string]string{"RTR-SV1": "affirming", "RTR-SV2-default": "warning", "RTR-SV2-strict": "contraindicated", "swapped": "contraindicated", "RTR-SV1-restconf": "affirming",
+		"RTR-SV1-snmp": "affirming"}
 	for name, st := range want {
 		if devs[name].Status != st {
 			t.Errorf("%s: %s, want %s; reasons %v", name, devs[name].Status, st, devs[name].Reasons)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/openriv/riv/agent/sim/device"
 	"github.com/openriv/riv/agent/sim/router"
+	snmpc "github.com/openriv/riv/collector/client/snmp"
 	"github.com/openriv/riv/collector/verifier"
 	"github.com/openriv/riv/pkg/identity"
 )
@@ -28,6 +29,8 @@ func targets(d *device.Device) map[string]verifier.Target {
 		"ssh":      {Name: d.Serial, SSHAddr: d.SSHAddr, SSHUser: d.User, SSHKey: d.SSHClientKey},
 		"tls":      {Name: d.Serial, TLSAddr: d.TLSAddr, TLS: cfg()},
 		"restconf": {Name: d.Serial, RESTCONF: "https://" + d.RESTCONFAddr, TLS: cfg()},
+		"snmp": {Name: d.Serial, SNMP: d.SNMPAddr, SNMPUser: snmpc.Credentials{User: d.SNMPUser.Name, AuthProtocol: "SHA-256", AuthKey: string(d.SNMPUser.AuthPassword),
+			PrivProtocol: "AES", PrivKey: string(d.SNMPUser.PrivPassword)}},
 	}
 }
 
@@ -85,7 +88,7 @@ func TestTransportsAgree(t *testing.T) {
 			if first := got["ssh"][0]; first.Status != c.status || !strings.Contains(strings.Join(first.Reasons, "\n"), c.reason) {
 				t.Errorf("over SSH: %v %v, want %v with %q", first.Status, first.Reasons, c.status, c.reason)
 			}
-			for _, via := range []string{"ssh", "tls", "restconf"} {
+			for _, via := range []string{"ssh", "tls", "restconf", "snmp"} {
 				for i, g := range got[via] {
 					// The third poll may name the file measured again
 					// (a rollback's finding lists the entry).

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/openriv/riv/collector/api"
+	snmpc "github.com/openriv/riv/collector/client/snmp"
 	"github.com/openriv/riv/collector/config"
 	"github.com/openriv/riv/collector/dashboard"
 	"github.com/openriv/riv/collector/metrics"
@@ -318,6 +319,9 @@ func (s *service) configured(cd *config.Device) (scheduler.Device, []byte, error
 		spec, _ = json.Marshal(ep)
 	} else {
 		switch cd.Transport {
+		case "snmp":
+			t = verifier.Target{SNMP: cd.Address, SNMPUser: snmpc.Credentials{User: cd.SNMPUser, AuthProtocol: "SHA-256", AuthKey: cd.SNMPAuthKey.Value(),
+				PrivProtocol: "AES", PrivKey: cd.SNMPPrivKey.Value()}}
 		case "ssh":
 			k, err := verifier.ParseSSHKey([]byte(cd.SSHKey.Value()))
 			if err != nil {
@@ -341,7 +345,7 @@ func (s *service) configured(cd *config.Device) (scheduler.Device, []byte, error
 			}
 			spec = append(spec, pem...)
 		}
-		h := sha256.Sum256([]byte(cd.ClientKey.Value() + "\x00" + cd.SSHKey.Value()))
+		h := sha256.Sum256([]byte(cd.ClientKey.Value() + "\x00" + cd.SSHKey.Value() + "\x00" + cd.SNMPAuthKey.Value() + "\x00" + cd.SNMPPrivKey.Value()))
 		spec = append(spec, h[:]...)
 	}
 	t.Name, t.Serial, t.Model = cd.Name, cd.Serial, cd.Model

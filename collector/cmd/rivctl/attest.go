@@ -82,7 +82,7 @@ func cmdAttest(env *cli.Env, args []string) error {
 	ownerAnchors := fs.String("owner-anchors", "", "owner CA certificates (PEM `FILE`) for LDevID/LAK")
 	rimAnchors := fs.String("rim-anchors", "", "vendor CA certificates (PEM `FILE`) for RIMs")
 	rims := fs.String("rims", "", "`DIR` of signed RIMs")
-	via := fs.String("transport", "", "`TRANSPORT` with endpoints files: ssh (default), tls (NETCONF over TLS) or restconf")
+	via := fs.String("transport", "", "`TRANSPORT` with endpoints files: ssh (default), tls (NETCONF over TLS), restconf or snmp (SNMPv3, RIV-ATTESTATION-MIB)")
 	asJSON := fs.Bool("json", false, "one JSON object per device")
 	verbose := fs.Bool("verbose", false, "print the trust vector and every reason under each device")
 	timeout := fs.Duration("timeout", 60*time.Second, "deadline for each device")
@@ -105,8 +105,8 @@ func cmdAttest(env *cli.Env, args []string) error {
 		return attestCollector(env, cf, endpoints, *all, *asJSON, *parallel, *timeout)
 	}
 	o := attestOpts{transport: *via, profile: *profile, timeout: *timeout, stageTimeout: *stageTimeout, dbPath: *dbPath}
-	if o.transport != "" && o.transport != "ssh" && o.transport != "tls" && o.transport != "restconf" {
-		return badInput("attest: --transport %q: want ssh, tls or restconf", o.transport)
+	if o.transport != "" && o.transport != "ssh" && o.transport != "tls" && o.transport != "restconf" && o.transport != "snmp" {
+		return badInput("attest: --transport %q: want ssh, tls, restconf or snmp", o.transport)
 	}
 	if o.profile != "veraison" && o.profile != "draft-03" {
 		return badInput("attest: --ear-profile %q: want veraison or draft-03", o.profile)
@@ -122,6 +122,8 @@ func cmdAttest(env *cli.Env, args []string) error {
 	case explicit && len(files) > 0:
 		// A stray argument is never ignored.
 		return badInput("attest: give endpoints files or --netconf-ssh/--netconf-tls/--restconf, not both (unexpected %q)", files[0])
+	case explicit && o.transport == "snmp":
+		return badInput("attest: --transport snmp takes endpoints files (they carry the SNMPv3 user and keys)")
 	case explicit:
 		if n := len(slices.DeleteFunc([]string{*sshAddr, *tlsAddr, *rcURL}, func(a string) bool { return a == "" })); n > 1 {
 			return badInput("attest: give one of --netconf-ssh, --netconf-tls and --restconf")
@@ -245,6 +247,8 @@ func appraise(ctx context.Context, pol verifier.Policy, d *device, o attestOpts)
 		return nil, badInput("%s: %v", d.label, err)
 	}
 	switch {
+	case transport == "snmp" && target.SNMP == "":
+		return nil, badInput("%s: no SNMP address", d.label)
 	case transport == "restconf" && target.RESTCONF == "":
 		return nil, badInput("%s: no RESTCONF address", d.label)
 	case (transport == "tls" && target.TLSAddr == "") || (transport == "ssh" && target.SSHAddr == ""):
