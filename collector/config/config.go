@@ -74,6 +74,10 @@ type Poll struct {
 	Interval    time.Duration `yaml:"interval"`
 	MaxInFlight int           `yaml:"max_in_flight"`
 	Timeout     time.Duration `yaml:"timeout"`
+	// SNMPTraps is where (HOST:PORT, UDP) the devices polled over SNMP
+	// send their SNMPv3 traps; each one from a device polls it at once.
+	// Empty: no trap receiver.
+	SNMPTraps string `yaml:"snmp_traps"`
 }
 
 // Retention bounds the history: results older than MaxAge go, except each
@@ -295,6 +299,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Poll.Timeout < time.Second {
 		return keyErr("poll.timeout", "%v: want at least 1s", c.Poll.Timeout)
+	}
+	if a := c.Poll.SNMPTraps; a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return keyErr("poll.snmp_traps", "%q: want HOST:PORT (UDP; traps go to 162)", a)
+		}
 	}
 	if c.Retention.MaxAge < time.Hour || c.Retention.Keep < 1 {
 		return keyErr("retention", "max_age %v, keep %d: want at least 1h and 1", c.Retention.MaxAge, c.Retention.Keep)

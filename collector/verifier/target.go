@@ -82,6 +82,9 @@ func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error
 		if err != nil {
 			return nil, err
 		}
+		if v.OnSNMP != nil {
+			v.OnSNMP(name, sc.EngineID(), t.SNMPUser)
+		}
 		c = sc
 	} else if t.TLSAddr != "" || t.RESTCONF != "" {
 		var leaf *x509.Certificate

@@ -31,6 +31,7 @@ import (
 
 	"github.com/veraison/ear"
 
+	"github.com/openriv/riv/collector/client/snmp"
 	"github.com/openriv/riv/collector/evidence"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/eventlog"
@@ -102,6 +103,10 @@ type Verifier struct {
 	// Reuse keeps each device's NETCONF session open between polls
 	// (re-dialling when it broke), instead of reconnecting every time.
 	Reuse bool
+	// OnSNMP, when set, learns each SNMP agent's engine ID as a session
+	// to it starts: the collector's trap receiver authenticates a
+	// device's traps with keys localized to it.
+	OnSNMP func(device string, engineID []byte, user snmp.Credentials)
 	conns map[string]*pooled
 
 	// InventoryRecheck: see DefaultInventoryRecheck (0 means it).

@@ -4,8 +4,19 @@
 // change here that the MIB text does not make shows up there.
 package mibdef
 
+import "strconv"
+
 // OID is an object identifier.
 type OID []uint32
+
+// String is o in dotted form, as net-snmp prints it (".1.3.6...").
+func (o OID) String() string {
+	var b []byte
+	for _, n := range o {
+		b = strconv.AppendUint(append(b, '.'), uint64(n), 10)
+	}
+	return string(b)
+}
 
 // Child returns o extended by sub-identifiers.
 func (o OID) Child(sub ...uint32) OID {

@@ -1,19 +1,24 @@
 package e2e
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/openriv/riv/agent/sim/router"
 	"github.com/openriv/riv/agent/snmp"
+	snmpc "github.com/openriv/riv/collector/client/snmp"
 	trapd "github.com/openriv/riv/internal/netsnmp"
 	"github.com/openriv/riv/internal/testref"
 	"github.com/openriv/riv/pkg/endpoint"
@@ -152,4 +157,118 @@ func oidString(o mibdef.OID) string {
 		fmt.Fprintf(&b, ".%d", n)
 	}
 	return b.String()
+}
+
+// TestTrapsReceived: the collector's trap receiver takes an agent's
+// SNMPv3 traps once it knows the agent's engine (from a session), names
+// the device, and drops traps from an engine it has not polled.
+func TestTrapsReceived(t *testing.T) {
+	e := newEnv(t)
+	d := start(t, e, router.DefaultImage("2.0"))
+	defer d.Close()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	got := make(chan snmpc.Notification, 16)
+	tr, err := snmpc.ListenTraps(addr, func(n snmpc.Notification) { got <- n })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	tg := targets(d)["snmp"]
+	c, err := (snmpc.Dialer{}).Dial(context.Background(), tg.SNMP, tg.SNMPUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := tr.Add("rtr-1", c.EngineID(), tg.SNMPUser); err != nil {
+		t.Fatal(err)
+	}
+	// Agents that send to the receiver: a reset at their first start.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	agent := func(name string) {
+		s, err := snmp.New(snmp.Config{Attester: d.Attester, Users: []snmp.User{d.SNMPUser}, Name: name, WatchEvery: 100 * time.Millisecond,
+			Targets: []snmp.Target{{Addr: addr, User: d.SNMPUser.Name}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		spc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Serve(ctx, spc)
+	}
+	// The same user and passwords on an engine never polled: dropped.
+	agent("NEVER-POLLED")
+	select {
+	case n := <-got:
+		t.Fatalf("a trap from an engine not polled was taken: %+v", n)
+	case <-time.After(time.Second):
+	}
+	agent(d.Serial)
+	select {
+	case n := <-got:
+		if n.Device != "rtr-1" || !slices.Equal(n.OID, mibdef.TpmReset) {
+			t.Errorf("notification %+v, want rivTpmReset from rtr-1", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no trap received")
+	}
+}
+
+// TestCollectorTrapReattests: riv-collector serve with poll.snmp_traps
+// polls a router over SNMP once an hour; the router reboots, its agent
+// sends rivTpmReset as a trap to the collector, and the collector
+// attests it again at once: a second poll, with the reboot, within
+// seconds. (With the traps sent elsewhere, no second poll comes.)
+func TestCollectorTrapReattests(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	traps := pc.LocalAddr().String()
+	pc.Close()
+	r := startRouter(t, "--serial", "RTR-TRAPPED", "--notify", "trap:"+traps)
+	dir := t.TempDir()
+	p := newPKI(t, dir)
+	cfg := serveConfig(t, dir, p, []string{r}, "{name: RTR-TRAPPED, endpoints: "+filepath.Join(r, "endpoints.json")+", transport: snmp}")
+	b, _ := os.ReadFile(cfg)
+	// The MIB carries no software inventory: the RIMs come from the
+	// vendor's directory.
+	b = []byte(strings.Replace(string(b), "poll: {interval: 2s, timeout: 10s}", "poll: {interval: 1h, timeout: 10s, snmp_traps: \""+traps+"\"}\nrims: {dirs: ["+filepath.Join(r, "rims")+"]}", 1))
+	if err := os.WriteFile(cfg, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := startServe(t, dir, cfg, p)
+	if d := c.devices(t, 1)["RTR-TRAPPED"]; d.Status != "affirming" || d.Polls != 1 {
+		t.Fatalf("first poll: %+v", d)
+	}
+	if code, out, stderr := runBin(t, "riv-router", "reboot", "--dir", r); code != 0 {
+		t.Fatalf("reboot: exit %d %s %s", code, out, stderr)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		code, b := c.call(t, "GET", "/api/v1/devices/RTR-TRAPPED/history?limit=10", c.ReadonlyToken)
+		var h struct {
+			History []struct {
+				Status   string `json:"status"`
+				Rebooted bool   `json:"rebooted"`
+			}
+		}
+		if code != 200 || json.Unmarshal(b, &h) != nil {
+			t.Fatalf("history: %d %s", code, b)
+		}
+		if len(h.History) >= 2 {
+			if !h.History[0].Rebooted || h.History[0].Status != "affirming" {
+				t.Errorf("the poll after the trap: %+v", h.History[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no poll within 30 s of the reboot (interval 1h): %s", b)
+		}
+	}
 }

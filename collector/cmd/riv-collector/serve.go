@@ -101,6 +101,16 @@ func runServe(env *cli.Env, args []string) error {
 	}
 	sch = scheduler.New(so, devices)
 	svc.sch = sch
+	if cfg.Poll.SNMPTraps != "" {
+		tr, err := snmpc.ListenTraps(cfg.Poll.SNMPTraps, svc.onTrap(ctx))
+		if err != nil {
+			return cli.Usage("serve: poll.snmp_traps: %v", err)
+		}
+		defer tr.Close()
+		svc.mu.Lock()
+		svc.traps, svc.trapping = tr, map[string]bool{}
+		svc.mu.Unlock()
+	}
 
 	srv := &api.Server{Fleet: sch, AdminToken: cfg.Tokens.Admin.Value(), ReadToken: cfg.Tokens.Readonly.Value(), EARKey: &key.PublicKey,
 		Metrics: m.Handler(), NewDevice: svc.apiDevice, ClientCerts: cfg.TLS.ClientCA != "", Dashboard: dashboard.Handler()}
@@ -188,6 +198,47 @@ type service struct {
 	trust     [32]byte // digest of the trust and policy sections the verifiers were built from
 	verifiers map[string]*verifier.Verifier
 	specs     map[string][]byte // each configured device as built, to see what a reload changed
+
+	traps    *snmpc.Traps    // nil without poll.snmp_traps
+	trapping map[string]bool // devices whose trap-triggered poll runs
+}
+
+// snmpSession registers an SNMP device's engine with the trap receiver.
+func (s *service) snmpSession(device string, engineID []byte, c snmpc.Credentials) {
+	s.mu.Lock()
+	tr := s.traps
+	s.mu.Unlock()
+	if tr == nil {
+		return
+	}
+	if err := tr.Add(device, engineID, c); err != nil {
+		s.log.Warn("the device's traps cannot be received", "device", device, "err", err)
+	}
+}
+
+// onTrap polls the device that sent a notification at once (one such
+// poll at a time per device: a burst of traps is one poll).
+func (s *service) onTrap(ctx context.Context) func(snmpc.Notification) {
+	return func(n snmpc.Notification) {
+		s.mu.Lock()
+		if s.trapping[n.Device] {
+			s.mu.Unlock()
+			return
+		}
+		s.trapping[n.Device] = true
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			delete(s.trapping, n.Device)
+			s.mu.Unlock()
+		}()
+		s.log.Info("trap: attesting the device now", "device", n.Device, "notification", n.OID.String())
+		actx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		if _, err := s.sch.Attest(actx, n.Device); err != nil {
+			s.log.Warn("trap: the attestation it asked for failed", "device", n.Device, "err", err)
+		}
+	}
 }
 
 // configure builds the verifiers of cfg's policy sets, with the RIMs of
@@ -228,6 +279,7 @@ func (s *service) configure(cfg *config.Config) error {
 		v := verifier.New(verifier.Policy{Name: name, Anchors: anchors, OwnerAnchors: owner, RIMs: idx, RIMAnchors: inband,
 			Banks: banks, MultiBank: ps.MultiBank, RequireSecureBoot: ps.RequireSecureBoot, NoUnknownFiles: ps.NoUnknownFiles}, s.key)
 		v.Reuse = true
+		v.OnSNMP = s.snmpSession
 		vs[name] = v
 	}
 	ups, err := s.db.RIMs(context.Background())
