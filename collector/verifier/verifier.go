@@ -107,7 +107,7 @@ type Verifier struct {
 	// to it starts: the collector's trap receiver authenticates a
 	// device's traps with keys localized to it.
 	OnSNMP func(device string, engineID []byte, user snmp.Credentials)
-	conns map[string]*pooled
+	conns  map[string]*pooled
 
 	// InventoryRecheck: see DefaultInventoryRecheck (0 means it).
 	InventoryRecheck time.Duration
