@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -160,6 +161,9 @@ type SNMP struct {
 	NotifyStateFile string `yaml:"notify_state_file"`
 	// WatchInterval is how often the TPM is read for notifications.
 	WatchInterval time.Duration `yaml:"watch_interval"`
+	// AgentX is the socket of an AgentX master (net-snmp snmpd): the
+	// agent also serves the MIB as its subagent.
+	AgentX string `yaml:"agentx"`
 }
 
 // NotifyTarget is a receiver of notifications, with SNMP-TARGET-MIB's
@@ -416,8 +420,17 @@ func (c *Config) Validate() error {
 			return keyErr(k+".type", "a trap is sent once: timeout and retries are for informs")
 		}
 	}
-	if len(c.SNMP.Notify) > 0 && c.Listen.SNMP == Off {
-		return keyErr("snmp.notify", "notifications come from the SNMP engine: listen.snmp must be on")
+	if a := c.SNMP.AgentX; a != "" {
+		if hp, ok := strings.CutPrefix(a, "tcp:"); ok {
+			if _, _, err := net.SplitHostPort(hp); err != nil {
+				return keyErr("snmp.agentx", "%q: want tcp:HOST:PORT or the master's Unix socket path", a)
+			}
+		} else if !filepath.IsAbs(a) {
+			return keyErr("snmp.agentx", "%q: want tcp:HOST:PORT or the master's Unix socket path (net-snmp: /var/agentx/master)", a)
+		}
+	}
+	if len(c.SNMP.Notify) > 0 && c.Listen.SNMP == Off && c.SNMP.AgentX == "" {
+		return keyErr("snmp.notify", "notifications come from the SNMP engine: listen.snmp or snmp.agentx must be on")
 	}
 	if c.SNMP.WatchInterval < time.Second {
 		return keyErr("snmp.watch_interval", "%v: want 1s or more", c.SNMP.WatchInterval)

@@ -54,6 +54,10 @@ type Options struct {
 	// here.
 	SNMP   snmp.Config
 	Listen Listen
+	// AgentX is the socket of an AgentX master (net-snmp snmpd's
+	// agentXSocket: "tcp:HOST:PORT" or a Unix socket path) the SNMP
+	// engine also serves RIV-ATTESTATION-MIB through; empty: none.
+	AgentX string
 	Logger *slog.Logger
 }
 
@@ -125,14 +129,16 @@ func Start(o Options) (*Daemon, error) {
 	}
 	d.RESTCONFAddr = a
 	var snmpConn net.PacketConn
-	if o.Listen.SNMP != "" {
-		if snmpConn, err = net.ListenPacket("udp", o.Listen.SNMP); err != nil {
-			return fail(fmt.Errorf("snmp: %w", err))
+	if o.Listen.SNMP != "" || o.AgentX != "" {
+		if o.Listen.SNMP != "" {
+			if snmpConn, err = net.ListenPacket("udp", o.Listen.SNMP); err != nil {
+				return fail(fmt.Errorf("snmp: %w", err))
+			}
+			opened = append(opened, snmpConn)
+			d.SNMPAddr = snmpConn.LocalAddr().String()
 		}
-		opened = append(opened, snmpConn)
-		d.SNMPAddr = snmpConn.LocalAddr().String()
 		sc := o.SNMP
-		sc.Attester, sc.Users = nc.Attester, o.Access.SNMPUsers
+		sc.Attester, sc.Users, sc.AgentXOnly = nc.Attester, o.Access.SNMPUsers, o.Listen.SNMP == ""
 		if sc.Logger == nil {
 			sc.Logger = o.Logger
 		}
@@ -160,8 +166,11 @@ func Start(o Options) (*Daemon, error) {
 	if rc != nil {
 		runs = append(runs, func() error { return rc.Serve(ctx, rcLn) })
 	}
-	if d.SNMP != nil {
+	if snmpConn != nil {
 		runs = append(runs, func() error { return d.SNMP.Serve(ctx, snmpConn) })
+	}
+	if o.AgentX != "" {
+		runs = append(runs, func() error { return d.SNMP.AgentX(ctx, o.AgentX) })
 	}
 	errc := make(chan error, len(runs))
 	for _, run := range runs {

@@ -129,6 +129,16 @@ type rowSet struct {
 // 3416 §4.2.5): it returns 0 and starts the quotes of the rows created,
 // or an error-status and the 1-based index of the varbind that caused it.
 func (s *Server) set(ctx context.Context, user string, vbs []setVarbind) (status, index int64) {
+	return s.setOrTest(ctx, user, vbs, false)
+}
+
+// testSet is set's checks without the change (AgentX TestSet, RFC 2741
+// §7.2.4.1): what set would answer now.
+func (s *Server) testSet(user string, vbs []setVarbind) (status, index int64) {
+	return s.setOrTest(context.Background(), user, vbs, true)
+}
+
+func (s *Server) setOrTest(ctx context.Context, user string, vbs []setVarbind, test bool) (status, index int64) {
 	c := s.chal
 	entry := oid(mibdef.ChallengeEntry)
 	rows := map[uint32]*rowSet{}
@@ -200,6 +210,9 @@ func (s *Server) set(ctx context.Context, user string, vbs []setVarbind) (status
 	}
 	if len(c.rows)+len(created) > c.maxRows {
 		return errResourceUnavailable, int64(rows[created[0].index].cols[mibdef.ChallengeRowStatus] + 1)
+	}
+	if test {
+		return 0, 0
 	}
 	for _, idx := range order {
 		if rows[idx].status == mibdef.RowDestroy {

@@ -1,6 +1,7 @@
 package snmp
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"log/slog"
@@ -240,6 +241,35 @@ func FuzzParseReply(f *testing.F) {
 			if r2, err := parseReply(pkt, 9, &other, s.engineID); err == nil && r2.authentic {
 				t.Fatalf("a reply authenticated under two keys: %x", pkt)
 			}
+		}
+	})
+}
+
+// FuzzAgentX feeds the subagent what a master (or anything on its
+// socket) may send: PDUs of every type in either byte order, truncated,
+// with hostile lengths. Nothing may panic; a response encodes.
+func FuzzAgentX(f *testing.F) {
+	s, _ := fuzzServer(f)
+	rng := func(start, end mibdef.OID) []byte {
+		return axOIDBytes(axOIDBytes(nil, oid(start), false), oid(end), false)
+	}
+	f.Add(axPDU(axGet, 0, 1, 2, 3, rng(mibdef.TpmName.Child(0), nil)))
+	f.Add(axPDU(axGetNext, 0, 1, 2, 3, append(rng(mibdef.RIVAttestationMIB, nil), rng(mibdef.EventEntry.Child(mibdef.EventPcr, 2, 0), nil)...)))
+	f.Add(axPDU(axGetBulk, 0, 1, 2, 3, append([]byte{0, 0, 0, 20}, rng(mibdef.EventData.Child(1), nil)...)))
+	set := axVarbind(nil, oid(mibdef.ChallengeEntry.Child(mibdef.ChallengeNonce, 3)), appendTLV(nil, tagOctets, make([]byte, 32)))
+	set = axVarbind(set, oid(mibdef.ChallengeEntry.Child(mibdef.ChallengeRowStatus, 3)), appendInt(nil, tagInteger, 4))
+	f.Add(axPDU(axTestSet, 0, 1, 2, 3, set))
+	f.Add(axPDU(axCommitSet, 0, 1, 2, 3, nil))
+	f.Add(axPDU(axGet, axNonDefaultContext, 1, 2, 3, axOctets(nil, []byte("ctx"))))
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		h, p, err := axRead(bufio.NewReader(bytes.NewReader(pkt)))
+		if err != nil {
+			return
+		}
+		var pending []setVarbind
+		st, _, vbs, answer, _ := s.axHandle(context.Background(), h, p, &pending)
+		if answer && st == 0 && len(vbs)%4 != 0 {
+			t.Fatalf("a response of %d octets, not a multiple of 4", len(vbs))
 		}
 	})
 }

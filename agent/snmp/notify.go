@@ -69,6 +69,7 @@ func (s *Server) watch(ctx context.Context) {
 		go s.sender(ctx, t, q)
 	}
 	emit := func(n notification) {
+		s.axNotification(n) // to the AgentX master, when a session is open
 		for i, q := range queues {
 			select {
 			case q <- n:
@@ -91,6 +92,9 @@ func (s *Server) watch(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		cur, err := s.status(ctx)
+		if err != nil && ctx.Err() != nil {
+			return
+		}
 		if err != nil {
 			s.cfg.Logger.Warn("snmp: reading the TPM for notifications failed", "err", err)
 		} else {
@@ -105,6 +109,17 @@ func (s *Server) watch(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// startWatch runs watch once, for the life of ctx, and returns a wait
+// for its end: Serve and AgentX return only once the watcher has stopped
+// reading the TPM (whose owner closes it after them).
+func (s *Server) startWatch(ctx context.Context) func() {
+	s.watchOnce.Do(func() {
+		s.watchDone = make(chan struct{})
+		go func() { defer close(s.watchDone); s.watch(ctx) }()
+	})
+	return func() { <-s.watchDone }
 }
 
 // changes lists the notifications that cur calls for after prev (nil:

@@ -64,6 +64,9 @@ type Config struct {
 	Targets    []Target
 	WatchEvery time.Duration
 	StateFile  string
+	// AgentXOnly is an engine that serves only as an AgentX subagent (no
+	// UDP listener): it needs no users of its own, the master has them.
+	AgentXOnly bool
 	Logger     *slog.Logger
 }
 
@@ -85,6 +88,15 @@ type Server struct {
 	evAt   time.Time
 
 	chal *challenges
+
+	// The AgentX session's Notify sender (nil when none is open), and the
+	// watcher of notifications, run once for Serve and AgentX alike.
+	axMu      sync.Mutex
+	axNotify  func(payload []byte) error
+	axRunning bool           // AgentX runs: notifications wait for a session
+	axPending []notification // those waiting
+	watchOnce sync.Once
+	watchDone chan struct{}
 
 	// usmStats (RFC 3414 §5), snmpUnknownContexts, and the SNMPv2-MIB
 	// snmp group (RFC 3418); zero backs the counters of what this agent
@@ -113,7 +125,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Attester == nil {
 		return nil, errors.New("snmp: attester is required")
 	}
-	if len(cfg.Users) == 0 {
+	if len(cfg.Users) == 0 && !cfg.AgentXOnly {
 		return nil, errors.New("snmp: at least one user is required (authPriv only)")
 	}
 	if cfg.BootsFile != "" {
@@ -185,7 +197,7 @@ func New(cfg Config) (*Server, error) {
 // SetUsers replaces the USM users (a reload): requests already being
 // answered finish with the keys they started with.
 func (s *Server) SetUsers(users []User) error {
-	if len(users) == 0 {
+	if len(users) == 0 && !s.cfg.AgentXOnly {
 		return errors.New("snmp: at least one user is required (authPriv only)")
 	}
 	m := make(map[string]userKeys, len(users))
@@ -214,7 +226,7 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn) error {
 	stop := context.AfterFunc(ctx, func() { pc.Close() })
 	defer stop()
 	if len(s.cfg.Targets) > 0 {
-		go s.watch(ctx)
+		defer s.startWatch(ctx)()
 	}
 	buf := make([]byte, 65535)
 	for {

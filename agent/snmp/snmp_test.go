@@ -619,3 +619,107 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// TestAgentXUnderSnmpd: the agent as an AgentX subagent of net-snmp's
+// snmpd. A GET of several objects of the MIB in one PDU gets every one
+// (a Go AgentX library answered only the first), snmpbulkwalk reads the
+// PCRs and log entries through the master, a challenge is created with
+// snmpset through it and its quote verifies, and when snmpd restarts the
+// subagent registers again.
+func TestAgentXUnderSnmpd(t *testing.T) {
+	d := startDevice(t)
+	nms := snmp.User{Name: "nms", AuthPassword: "nms-auth-password", PrivPassword: "nms-priv-password"}
+	// snmpd forwards the subagent's notifications as SNMPv3 traps to
+	// snmptrapd, which knows snmpd's engine ID (set here).
+	engine := []byte("\x80\x00\x1f\x88\x04riv-snmpd")
+	td := trapd.StartTrapd(t, trapd.User{Name: nms.Name, Auth: string(nms.AuthPassword), Priv: string(nms.PrivPassword), EngineID: engine})
+	sess := fmt.Sprintf("exactEngineID 0x%x\ntrapsess -v3 -l authPriv -u %s -a SHA-256 -A %s -x AES -X %s udp:%s", engine, nms.Name, nms.AuthPassword, nms.PrivPassword, td.Addr)
+	sd := trapd.StartSnmpdWith(t, sess, trapd.User{Name: nms.Name, Auth: string(nms.AuthPassword), Priv: string(nms.PrivPassword)})
+	s, err := snmp.New(snmp.Config{Attester: d.Attester, Users: []snmp.User{d.SNMPUser}, Name: d.Serial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.AgentX(ctx, sd.AgentX) }()
+	t.Cleanup(func() { cancel(); <-done })
+	args := []string{"-v3", "-l", "authPriv", "-u", nms.Name, "-a", "SHA-256", "-A", string(nms.AuthPassword), "-x", "AES", "-X", string(nms.PrivPassword), "udp:" + sd.Addr}
+	get := func() (string, error) {
+		return netsnmp(t, "snmpget", append(args, oidStr(mibdef.TpmName.Child(0)), oidStr(mibdef.TpmResetCount.Child(0)), oidStr(mibdef.PcrValue.Child(uint32(alg.SHA256), 7)),
+			oidStr(mibdef.FragmentSize.Child(0)))...)
+	}
+	var out string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if out, err = get(); err == nil && strings.Contains(out, `"tpm0"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the subagent's objects through snmpd: %v\n%s\nsnmpd:\n%s", err, out, sd.Log())
+		}
+	}
+	for _, want := range []string{oidStr(mibdef.TpmResetCount.Child(0)) + " = Gauge32:", oidStr(mibdef.PcrValue.Child(uint32(alg.SHA256), 7)) + " = Hex-STRING:",
+		oidStr(mibdef.FragmentSize.Child(0)) + " = Gauge32: 256"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("a GET of four varbinds lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = netsnmp(t, "snmpbulkwalk", append(args, oidStr(mibdef.RIVAttestationMIB))...)
+	if err != nil {
+		t.Fatalf("snmpbulkwalk through snmpd: %v\n%s", err, out)
+	}
+	if n, want := strings.Count(out, oidStr(mibdef.PcrValue)+"."), 24*len(d.Attester.Banks()); n != want {
+		t.Errorf("%d PCR values through snmpd, want %d", n, want)
+	}
+	if !strings.Contains(out, oidStr(mibdef.EventEntry.Child(mibdef.EventDigests, 1, 0))+" = ") {
+		t.Errorf("no BIOS log entry 0 through snmpd")
+	}
+	// A challenge: TestSet and CommitSet from the master.
+	nonce := make([]byte, 32)
+	rand.Read(nonce)
+	col := func(c uint32) string { return oidStr(mibdef.ChallengeEntry.Child(c, 9)) }
+	if out, err := netsnmp(t, "snmpset", append(args, col(mibdef.ChallengeNonce), "x", hex.EncodeToString(nonce), col(mibdef.ChallengeRowStatus), "i", "4")...); err != nil {
+		t.Fatalf("snmpset through snmpd: %v\n%s", err, out)
+	}
+	if out, err := netsnmp(t, "snmpset", append(args, col(mibdef.ChallengeNonce), "x", "01", col(mibdef.ChallengeRowStatus), "i", "4")...); err == nil || !strings.Contains(out, "wrongLength") {
+		t.Errorf("a short nonce through snmpd: %v\n%s", err, out)
+	}
+	var state string
+	for i := 0; i < 100 && state != "2"; i++ {
+		out, _ := netsnmp(t, "snmpget", append(append(args, "-Oqv"), col(mibdef.ChallengeState))...)
+		if f := strings.Fields(out); len(f) > 0 {
+			state = f[len(f)-1] // after net-snmp's "Created directory" notes
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	out, err = netsnmp(t, "snmpwalk", append(append(args, "-Oqx"), oidStr(mibdef.QuoteData.Child(9)))...)
+	if err != nil || state != "2" {
+		t.Fatalf("the quote through snmpd: state %s, %v\n%s", state, err, out)
+	}
+	var attest, sig []byte
+	for o, v := range values(out) {
+		switch {
+		case strings.HasPrefix(o, oidStr(mibdef.QuoteData.Child(9, 1))):
+			attest = append(attest, octets(t, v)...) // one fragment each here
+		case strings.HasPrefix(o, oidStr(mibdef.QuoteData.Child(9, 2))):
+			sig = append(sig, octets(t, v)...)
+		}
+	}
+	if _, err := quote.Verify(d.IAK.PublicKey, attest, sig, quote.Options{Nonce: nonce}); err != nil {
+		t.Errorf("the quote read through snmpd: %v", err)
+	}
+
+	// The subagent's rivTpmReset of its start, through snmpd.
+	td.Wait(t, 10*time.Second, func(l string) bool { return strings.Contains(l, "= OID: "+oidStr(mibdef.TpmReset)) })
+
+	// snmpd restarts: the subagent comes back.
+	sd.Stop()
+	sd.Start(t)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if out, err = get(); err == nil && strings.Contains(out, `"tpm0"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after snmpd restarted: %v\n%s\nsnmpd:\n%s", err, out, sd.Log())
+		}
+	}
+}

@@ -117,3 +117,96 @@ func (td *Trapd) Wait(t testing.TB, timeout time.Duration, ok func(log string) b
 		}
 	}
 }
+
+// Snmpd is a running net-snmp snmpd, an AgentX master.
+type Snmpd struct {
+	Addr   string // 127.0.0.1:PORT (UDP), SNMPv3 with the users it was given
+	AgentX string // tcp:127.0.0.1:PORT, its agentXSocket
+	bin    string
+	dir    string
+	conf   string
+	log    string
+	cmd    *exec.Cmd
+}
+
+// StartSnmpd starts snmpd as an AgentX master on free ports of
+// 127.0.0.1 until the test ends; its users may read and write.
+func StartSnmpd(t testing.TB, users ...User) *Snmpd {
+	t.Helper()
+	return StartSnmpdWith(t, "", users...)
+}
+
+// StartSnmpdWith is StartSnmpd with more lines of snmpd.conf (a
+// trapsess, say).
+func StartSnmpdWith(t testing.TB, extra string, users ...User) *Snmpd {
+	t.Helper()
+	sd := &Snmpd{bin: testref.NeedTool(t, "snmpd"), dir: t.TempDir()}
+	sd.Addr, sd.AgentX = freeUDP(t), "tcp:"+freeTCP(t)
+	var conf strings.Builder
+	fmt.Fprintf(&conf, "agentAddress udp:%s\nmaster agentx\nagentXSocket %s\nagentXTimeout 5\n%s\n", sd.Addr, sd.AgentX, extra)
+	for _, u := range users {
+		fmt.Fprintf(&conf, "createUser %s SHA-256 %s AES %s\nrwuser %s priv\n", u.Name, u.Auth, u.Priv, u.Name)
+	}
+	// Not in the persistent directory: snmpd writes its own snmpd.conf
+	// there when it stops.
+	sd.conf, sd.log = filepath.Join(t.TempDir(), "snmpd.conf"), filepath.Join(sd.dir, "snmpd.log")
+	if err := os.WriteFile(sd.conf, []byte(conf.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sd.Start(t)
+	t.Cleanup(sd.Stop)
+	return sd
+}
+
+// Start starts snmpd (again) and waits until it serves.
+func (sd *Snmpd) Start(t testing.TB) {
+	t.Helper()
+	os.Remove(sd.log)
+	sd.cmd = exec.Command(sd.bin, "-f", "-C", "-c", sd.conf, "-Lf", sd.log, "-m", "", "-M", sd.dir, "-p", filepath.Join(sd.dir, "snmpd.pid"))
+	sd.cmd.Env = append(os.Environ(), "SNMP_PERSISTENT_DIR="+sd.dir, "SNMPCONFPATH="+sd.dir, "MIBS=")
+	if err := sd.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(sd.log); strings.Contains(string(b), "NET-SNMP version") {
+			return
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(sd.log)
+			t.Fatalf("snmpd did not start:\n%s", b)
+		}
+	}
+}
+
+// Stop stops snmpd.
+func (sd *Snmpd) Stop() {
+	if sd.cmd != nil && sd.cmd.Process != nil {
+		sd.cmd.Process.Signal(syscall.SIGTERM)
+		sd.cmd.Wait()
+		sd.cmd = nil
+	}
+}
+
+// Log is what snmpd logged since it last started.
+func (sd *Snmpd) Log() string {
+	b, _ := os.ReadFile(sd.log)
+	return string(b)
+}
+
+func freeUDP(t testing.TB) string {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().String()
+}
+
+func freeTCP(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}

@@ -131,6 +131,7 @@ func runServe(env *cli.Env, args []string) error {
 			SysName: cfg.Device.Name, SysContact: cfg.Device.Contact, SysLocation: cfg.Device.Location},
 		Listen: daemon.Listen{NetconfSSH: on(cfg.Listen.NetconfSSH), NetconfTLS: on(cfg.Listen.NetconfTLS),
 			RESTCONF: on(cfg.Listen.RESTCONF), SNMP: on(cfg.Listen.SNMP)},
+		AgentX: cfg.SNMP.AgentX,
 		Logger: log,
 	})
 	if err != nil {
