@@ -135,6 +135,19 @@ devices:
 	return f
 }
 
+// withRIMs adds a RIM directory to a serveConfig file.
+func withRIMs(t *testing.T, cfg, dir string) {
+	t.Helper()
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(b), "poll: {interval: 2s, timeout: 10s}", "poll: {interval: 2s, timeout: 10s}\nrims: {dirs: ["+dir+"]}", 1)
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // startServe runs riv-collector serve and returns its API.
 func startServe(t *testing.T, dir, config string, p *pki) *collector {
 	t.Helper()
@@ -186,6 +199,10 @@ func TestCollectorServe(t *testing.T) {
 		"{name: swapped, endpoints: "+ep(clean)+", serial: RTR-ELSEWHERE}",
 		"{name: RTR-SV1-restconf, endpoints: "+ep(clean)+", transport: restconf}",
 		"{name: RTR-SV1-snmp, endpoints: "+ep(clean)+", transport: snmp}")
+	// The MIB carries no software inventory: RTR-SV1-snmp's RIMs come
+	// from the vendor's directory (not from whichever NETCONF poll of the
+	// same router happened to run first).
+	withRIMs(t, cfg, filepath.Join(clean, "rims"))
 
 	out, err := exec.Command(bin(t, "riv-collector"), "config", "check", "--config", cfg).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "ok: 6 devices") {
@@ -277,6 +294,7 @@ func TestCollectorServe(t *testing.T) {
 		"{name: RTR-SV2-default, endpoints: "+ep(odd)+"}",
 		"{name: RTR-SV2-strict, endpoints: "+ep(odd)+", policy: strict}",
 		"{name: RTR-SV1-again, endpoints: "+ep(clean)+"}")
+	withRIMs(t, cfg, filepath.Join(clean, "rims")) // the same trust: no device restarts for it
 	c.cmd.Process.Signal(syscall.SIGHUP)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		devs = c.devices(t, 4)
