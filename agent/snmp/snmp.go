@@ -226,7 +226,13 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn) error {
 	stop := context.AfterFunc(ctx, func() { pc.Close() })
 	defer stop()
 	if len(s.cfg.Targets) > 0 {
-		defer s.startWatch(ctx)()
+		wait := s.startWatch(ctx)
+		defer func() {
+			// A Serve that fails leaves the watcher to its context.
+			if ctx.Err() != nil {
+				wait()
+			}
+		}()
 	}
 	buf := make([]byte, 65535)
 	for {
