@@ -54,12 +54,33 @@ func (e *events) entry(code, n uint32) *eventlog.Event {
 		if l.code != code {
 			continue
 		}
-		i := sort.Search(len(l.ev), func(i int) bool { return uint32(l.ev[i].Seq) >= n })
-		if i < len(l.ev) && uint32(l.ev[i].Seq) == n {
+		if i, exact := l.seek(n); exact {
 			return &l.ev[i]
 		}
 	}
 	return nil
+}
+
+// seek returns the position of the first entry numbered n or more, and
+// whether it is numbered n.
+func (l *codedLog) seek(n uint32) (int, bool) {
+	i := sort.Search(len(l.ev), func(i int) bool { return uint32(l.ev[i].Seq) >= n })
+	return i, i < len(l.ev) && uint32(l.ev[i].Seq) == n
+}
+
+// from says where in log l an instance whose index follows a (log,
+// number, ...) may start: skip when all of l comes before a; else the
+// position of the first candidate entry, and whether that entry is the
+// one a names (a has its number).
+func (l *codedLog) from(a oid) (i int, named, skip bool) {
+	switch {
+	case len(a) == 0 || l.code > a[0] || len(a) == 1 && l.code == a[0]:
+		return 0, false, false
+	case l.code < a[0]:
+		return 0, false, true
+	}
+	i, named = l.seek(a[1])
+	return i, named, false
 }
 
 func (e *events) get(o oid) ([]byte, bool, bool) {
@@ -117,18 +138,15 @@ func (e *events) next(o oid) (varbind, bool) {
 	if !ok {
 		return varbind{}, false
 	}
-	for _, l := range e.logs {
-		i, f := 0, uint32(0) // the first entry to look at, and the fragment after which
-		switch {
-		case len(a) == 0 || l.code > a[0] || len(a) == 1 && l.code == a[0]:
-		case l.code < a[0]:
+	for k := range e.logs {
+		l := &e.logs[k]
+		i, named, skip := l.from(a)
+		if skip {
 			continue
-		default:
-			n := a[1]
-			i = sort.Search(len(l.ev), func(i int) bool { return uint32(l.ev[i].Seq) >= n })
-			if i < len(l.ev) && uint32(l.ev[i].Seq) == n && len(a) > 2 {
-				f = a[2]
-			}
+		}
+		f := uint32(0) // the fragment after which, in entry i
+		if named && len(a) > 2 {
+			f = a[2]
 		}
 		for ; i < len(l.ev); i, f = i+1, 0 {
 			ev := &l.ev[i]
@@ -142,15 +160,14 @@ func (e *events) next(o oid) (varbind, bool) {
 
 // rowAfter returns the first entry whose index (log, number) follows a.
 func (e *events) rowAfter(a oid) (uint32, *eventlog.Event) {
-	for _, l := range e.logs {
-		i := 0
-		switch {
-		case len(a) == 0 || l.code > a[0] || len(a) == 1 && l.code == a[0]:
-		case l.code < a[0]:
+	for k := range e.logs {
+		l := &e.logs[k]
+		i, named, skip := l.from(a)
+		if skip {
 			continue
-		default:
-			n := a[1]
-			i = sort.Search(len(l.ev), func(i int) bool { return uint32(l.ev[i].Seq) > n })
+		}
+		if named {
+			i++ // (log, n) itself does not follow (log, n)
 		}
 		if i < len(l.ev) {
 			return l.code, &l.ev[i]
