@@ -378,75 +378,17 @@ func (s *Server) await(conn net.Conn, timeout time.Duration, msgID int64, keys *
 
 // parseReply decodes a Response or Report to message msgID.
 func parseReply(pkt []byte, msgID int64, keys *userKeys, engineID []byte) (*reply, error) {
-	top := decoder{pkt}
-	body, err := top.expect(tagSequence, "message")
+	msg, err := decodeMessage(pkt)
 	if err != nil {
 		return nil, err
 	}
-	m := decoder{body}
-	if v, err := m.integer("msgVersion"); err != nil || v != 3 {
-		return nil, errors.New("not SNMPv3")
+	if msg.msgID != msgID {
+		return nil, fmt.Errorf("msgID %d, want %d", msg.msgID, msgID)
 	}
-	hdr, err := m.expect(tagSequence, "msgGlobalData")
-	if err != nil {
-		return nil, err
-	}
-	h := decoder{hdr}
-	id, err := h.nonNegative("msgID")
-	if err != nil {
-		return nil, err
-	}
-	if id != msgID {
-		return nil, fmt.Errorf("msgID %d, want %d", id, msgID)
-	}
-	if _, err := h.nonNegative("msgMaxSize"); err != nil {
-		return nil, err
-	}
-	flags, err := h.expect(tagOctets, "msgFlags")
-	if err != nil || len(flags) != 1 {
-		return nil, errors.New("msgFlags")
-	}
-	spRaw, err := m.expect(tagOctets, "msgSecurityParameters")
-	if err != nil {
-		return nil, err
-	}
-	spd := decoder{spRaw}
-	spSeq, err := spd.expect(tagSequence, "UsmSecurityParameters")
-	if err != nil {
-		return nil, err
-	}
-	p := decoder{spSeq}
-	r := &reply{}
-	if r.engineID, err = p.expect(tagOctets, "msgAuthoritativeEngineID"); err != nil {
-		return nil, err
-	}
-	boots, err := p.nonNegative("boots")
-	if err != nil {
-		return nil, err
-	}
-	etime, err := p.nonNegative("time")
-	if err != nil {
-		return nil, err
-	}
-	r.boots, r.etime = uint32(boots), uint32(etime)
-	r.engineID = slices.Clone(r.engineID)
-	if _, err := p.expect(tagOctets, "msgUserName"); err != nil {
-		return nil, err
-	}
-	authParams, err := p.expect(tagOctets, "msgAuthenticationParameters")
-	if err != nil {
-		return nil, err
-	}
-	privParams, err := p.expect(tagOctets, "msgPrivacyParameters")
-	if err != nil {
-		return nil, err
-	}
-	dataTag, data, err := m.tlv()
-	if err != nil {
-		return nil, err
-	}
+	r := &reply{engineID: slices.Clone(msg.engineID), boots: uint32(msg.boots), etime: uint32(msg.etime)}
+	authParams, privParams, dataTag, data := msg.authParams, msg.privParams, msg.dataTag, msg.data
 	scoped := data
-	if flags[0]&1 != 0 {
+	if msg.flags&1 != 0 {
 		if keys == nil || !bytes.Equal(r.engineID, engineID) || len(authParams) != authParamLen {
 			return nil, errors.New("an authenticated reply the agent has no key for")
 		}
@@ -459,7 +401,7 @@ func parseReply(pkt []byte, msgID int64, keys *userKeys, engineID []byte) (*repl
 		r.authentic = true
 	}
 	switch {
-	case flags[0]&2 != 0 && r.authentic && dataTag == tagOctets:
+	case msg.flags&2 != 0 && r.authentic && dataTag == tagOctets:
 		scoped = slices.Clone(data)
 		if err := cfb(keys.priv, r.boots, r.etime, privParams, scoped, true); err != nil {
 			return nil, err
@@ -468,7 +410,7 @@ func parseReply(pkt []byte, msgID int64, keys *userKeys, engineID []byte) (*repl
 		if scoped, err = d.expect(tagSequence, "ScopedPDU"); err != nil {
 			return nil, err
 		}
-	case flags[0]&2 == 0 && dataTag == tagSequence:
+	case msg.flags&2 == 0 && dataTag == tagSequence:
 	default:
 		return nil, errors.New("a scoped PDU the agent cannot read")
 	}

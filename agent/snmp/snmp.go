@@ -278,97 +278,16 @@ func (s *Server) handle(ctx context.Context, pkt []byte) []byte {
 }
 
 func (s *Server) process(ctx context.Context, pkt []byte) ([]byte, error) {
-	if len(pkt) > maxMsg {
-		return nil, errors.New("message too large")
-	}
-	top := decoder{pkt}
-	body, err := top.expect(tagSequence, "message")
-	if err != nil {
-		return nil, err
-	}
-	if !top.empty() {
-		return nil, fmt.Errorf("%w: bytes after the message", errBER)
-	}
-	m := decoder{body}
-	ver, err := m.integer("msgVersion")
-	if err != nil {
-		return nil, err
-	}
-	if ver != 3 {
+	msg, err := decodeMessage(pkt)
+	if errors.Is(err, errVersion) {
 		s.badVersions.Add(1)
-		return nil, fmt.Errorf("SNMP version %d: only SNMPv3 is served", ver+1)
 	}
-	hdr, err := m.expect(tagSequence, "msgGlobalData")
 	if err != nil {
 		return nil, err
 	}
-	h := decoder{hdr}
-	in := &inbound{}
-	if in.msgID, err = h.nonNegative("msgID"); err != nil {
-		return nil, err
-	}
-	if in.maxSize, err = h.nonNegative("msgMaxSize"); err != nil {
-		return nil, err
-	}
-	if in.maxSize < 484 {
-		return nil, fmt.Errorf("msgMaxSize %d below 484", in.maxSize)
-	}
-	flags, err := h.expect(tagOctets, "msgFlags")
-	if err != nil || len(flags) != 1 {
-		return nil, fmt.Errorf("msgFlags: %v", err)
-	}
-	model, err := h.integer("msgSecurityModel")
-	if err != nil || model != 3 {
-		return nil, fmt.Errorf("security model %d: only USM (3) is served (%v)", model, err)
-	}
-	authFlag, privFlag := flags[0]&1 != 0, flags[0]&2 != 0
-	in.reportable = flags[0]&4 != 0
-	if privFlag && !authFlag {
-		return nil, errors.New("privacy without authentication")
-	}
-	spRaw, err := m.expect(tagOctets, "msgSecurityParameters")
-	if err != nil {
-		return nil, err
-	}
-	spd := decoder{spRaw}
-	spSeq, err := spd.expect(tagSequence, "UsmSecurityParameters")
-	if err != nil {
-		return nil, err
-	}
-	p := decoder{spSeq}
-	engineID, err := p.expect(tagOctets, "msgAuthoritativeEngineID")
-	if err != nil {
-		return nil, err
-	}
-	boots, err := p.nonNegative("msgAuthoritativeEngineBoots")
-	if err != nil {
-		return nil, err
-	}
-	etime, err := p.nonNegative("msgAuthoritativeEngineTime")
-	if err != nil {
-		return nil, err
-	}
-	if in.user, err = p.expect(tagOctets, "msgUserName"); err != nil {
-		return nil, err
-	}
-	authParams, err := p.expect(tagOctets, "msgAuthenticationParameters")
-	if err != nil {
-		return nil, err
-	}
-	privParams, err := p.expect(tagOctets, "msgPrivacyParameters")
-	if err != nil {
-		return nil, err
-	}
-	if len(engineID) > 32 || len(in.user) > 32 {
-		return nil, errors.New("engine ID or user name longer than 32")
-	}
-	dataTag, data, err := m.tlv()
-	if err != nil {
-		return nil, fmt.Errorf("msgData: %w", err)
-	}
-	if !m.empty() {
-		return nil, errors.New("bytes after msgData")
-	}
+	in := &inbound{msgID: msg.msgID, maxSize: msg.maxSize, reportable: msg.flags&4 != 0, user: msg.user}
+	authFlag, privFlag := msg.flags&1 != 0, msg.flags&2 != 0
+	engineID, boots, etime, authParams, privParams, dataTag, data := msg.engineID, msg.boots, msg.etime, msg.authParams, msg.privParams, msg.dataTag, msg.data
 	// A plaintext scoped PDU's request-id goes into Reports.
 	if !privFlag && dataTag == tagSequence {
 		in.reqID = plainRequestID(data)
@@ -443,6 +362,111 @@ func (s *Server) process(ctx context.Context, pkt []byte) ([]byte, error) {
 		return nil, err
 	}
 	return s.wrap(in, &keys, true, resp), nil
+}
+
+// wireMsg is an SNMPv3 message as sent (RFC 3412 §6): its header and USM
+// security parameters (RFC 3414 §2.4) decoded, its msgData not.
+type wireMsg struct {
+	msgID, maxSize         int64
+	flags                  byte
+	engineID, user         []byte
+	boots, etime           int64
+	authParams, privParams []byte // slices of the packet: authParams' offset is known
+	dataTag                byte
+	data                   []byte
+}
+
+// errVersion is a message of another SNMP version than 3.
+var errVersion = errors.New("only SNMPv3 is served")
+
+// decodeMessage decodes the parts of a message that every SNMPv3 message
+// has, with RFC 3412's and 3414's bounds: the agent's requests and the
+// replies to its informs alike.
+func decodeMessage(pkt []byte) (*wireMsg, error) {
+	if len(pkt) > maxMsg {
+		return nil, errors.New("message too large")
+	}
+	top := decoder{pkt}
+	body, err := top.expect(tagSequence, "message")
+	if err != nil {
+		return nil, err
+	}
+	if !top.empty() {
+		return nil, fmt.Errorf("%w: bytes after the message", errBER)
+	}
+	m := decoder{body}
+	ver, err := m.integer("msgVersion")
+	if err != nil {
+		return nil, err
+	}
+	if ver != 3 {
+		return nil, fmt.Errorf("SNMP version %d: %w", ver+1, errVersion)
+	}
+	hdr, err := m.expect(tagSequence, "msgGlobalData")
+	if err != nil {
+		return nil, err
+	}
+	h := decoder{hdr}
+	w := &wireMsg{}
+	if w.msgID, err = h.nonNegative("msgID"); err != nil {
+		return nil, err
+	}
+	if w.maxSize, err = h.nonNegative("msgMaxSize"); err != nil {
+		return nil, err
+	}
+	if w.maxSize < 484 {
+		return nil, fmt.Errorf("msgMaxSize %d below 484", w.maxSize)
+	}
+	flags, err := h.expect(tagOctets, "msgFlags")
+	if err != nil || len(flags) != 1 {
+		return nil, fmt.Errorf("msgFlags: %v", err)
+	}
+	w.flags = flags[0]
+	model, err := h.integer("msgSecurityModel")
+	if err != nil || model != 3 {
+		return nil, fmt.Errorf("security model %d: only USM (3) is served (%v)", model, err)
+	}
+	if w.flags&2 != 0 && w.flags&1 == 0 {
+		return nil, errors.New("privacy without authentication")
+	}
+	spRaw, err := m.expect(tagOctets, "msgSecurityParameters")
+	if err != nil {
+		return nil, err
+	}
+	spd := decoder{spRaw}
+	spSeq, err := spd.expect(tagSequence, "UsmSecurityParameters")
+	if err != nil {
+		return nil, err
+	}
+	p := decoder{spSeq}
+	if w.engineID, err = p.expect(tagOctets, "msgAuthoritativeEngineID"); err != nil {
+		return nil, err
+	}
+	if w.boots, err = p.nonNegative("msgAuthoritativeEngineBoots"); err != nil {
+		return nil, err
+	}
+	if w.etime, err = p.nonNegative("msgAuthoritativeEngineTime"); err != nil {
+		return nil, err
+	}
+	if w.user, err = p.expect(tagOctets, "msgUserName"); err != nil {
+		return nil, err
+	}
+	if w.authParams, err = p.expect(tagOctets, "msgAuthenticationParameters"); err != nil {
+		return nil, err
+	}
+	if w.privParams, err = p.expect(tagOctets, "msgPrivacyParameters"); err != nil {
+		return nil, err
+	}
+	if len(w.engineID) > 32 || len(w.user) > 32 {
+		return nil, errors.New("engine ID or user name longer than 32")
+	}
+	if w.dataTag, w.data, err = m.tlv(); err != nil {
+		return nil, fmt.Errorf("msgData: %w", err)
+	}
+	if !m.empty() {
+		return nil, errors.New("bytes after msgData")
+	}
+	return w, nil
 }
 
 // plainRequestID digs the request-id out of a plaintext scoped PDU (0
