@@ -36,20 +36,7 @@ type Trapd struct {
 // test ends, accepting authPriv notifications from users.
 func StartTrapd(t testing.TB, users ...User) *Trapd {
 	t.Helper()
-	bin := testref.NeedTool(t, "snmptrapd")
-	dir := t.TempDir()
-	cf, err := writeConf(dir, users)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A free port: taken, released, handed to snmptrapd.
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := pc.LocalAddr().String()
-	pc.Close()
-	return start(t, bin, dir, cf, addr)
+	return StartTrapdAt(t, freeUDP(t), users...)
 }
 
 // StartTrapdAt is StartTrapd on a given address (one a sender was told
@@ -193,6 +180,7 @@ func (sd *Snmpd) Log() string {
 	return string(b)
 }
 
+// freeUDP and freeTCP find a free port: taken, released, handed on.
 func freeUDP(t testing.TB) string {
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
