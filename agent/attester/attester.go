@@ -35,6 +35,16 @@ const (
 	LogNetequip LogType = "netequip_boot"
 )
 
+// TPM is what the attester asks of a TPM: *tpm.TPM (the in-process
+// simulator, swtpm or a kernel device), or the fleet simulator's software
+// TPM (agent/sim/softtpm), which encodes the same structures.
+type TPM interface {
+	Banks(ctx context.Context) ([]alg.ID, error)
+	ReadPCRs(ctx context.Context, sel []pcr.Selection) (pcr.Values, error)
+	ReadClock(ctx context.Context) (quote.ClockInfo, error)
+	Quote(ctx context.Context, key *tpm.Key, nonce []byte, sel []pcr.Selection) (attest, sig []byte, err error)
+}
+
 // CertType is the certificate type enumeration of RFC 9684.
 type CertType string
 
@@ -70,7 +80,7 @@ type Source interface {
 
 // Config describes the attester.
 type Config struct {
-	TPM           *tpm.TPM
+	TPM           TPM
 	TPMName       string // e.g. "tpm0"
 	Manufacturer  string
 	HardwareBased bool
@@ -111,7 +121,7 @@ type Node struct {
 // Card is one further TPM of the device with its own keys and logs.
 type Card struct {
 	Node          Node
-	TPM           *tpm.TPM
+	TPM           TPM
 	TPMName       string
 	Manufacturer  string
 	HardwareBased bool

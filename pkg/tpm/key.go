@@ -3,6 +3,8 @@ package tpm
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"errors"
 	"crypto/rsa"
 	"encoding/asn1"
 	"fmt"
@@ -141,6 +143,30 @@ func (tp *TPM) CreateKey(ctx context.Context, spec KeySpec) (*Key, error) {
 		return nil
 	})
 	return k, err
+}
+
+// SoftwareKey describes an ECC key held outside any TPM (the fleet
+// simulator's software TPM) as a TPM holding it at handle would: the
+// TPMT_PUBLIC of spec's template with pub as its point, so that its Name,
+// and the qualifiedSigner of the quotes it signs, are what a TPM's are.
+func SoftwareKey(spec KeySpec, pub *ecdsa.PublicKey, handle uint32) (*Key, error) {
+	if spec.Alg == RSA2048 {
+		return nil, errors.New("software key: ECC keys only")
+	}
+	t := spec.template()
+	size := (pub.Curve.Params().BitSize + 7) / 8
+	pt, err := pub.Bytes() // 0x04 || X || Y
+	if err != nil || len(pt) != 1+2*size {
+		return nil, fmt.Errorf("software key: %v", err)
+	}
+	t.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{
+		X: tpm2.TPM2BECCParameter{Buffer: pt[1 : 1+size]}, Y: tpm2.TPM2BECCParameter{Buffer: pt[1+size:]}})
+	raw := tpm2.Marshal(t)
+	p, err := quote.ParsePublic(raw)
+	if err != nil {
+		return nil, fmt.Errorf("software key: %w", err)
+	}
+	return &Key{Handle: tpm2.TPMHandle(handle), Name: tpm2.TPM2BName{Buffer: p.Name()}, Public: p, Spec: spec}, nil
 }
 
 // Flush unloads a transient key (swtpm has no resource manager: keys left

@@ -11,12 +11,19 @@ import (
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/eventlog"
 	"github.com/openriv/riv/pkg/pcr"
-	"github.com/openriv/riv/pkg/tpm"
 )
 
 // NetequipPCR is the PCR of the netequip_boot log (RFC 9684 uses the IMA
 // PCR for it on Linux-based NOSes).
 const NetequipPCR = 10
+
+// TPM is what a measured boot asks of a TPM: *tpm.TPM, or the fleet
+// simulator's software TPM.
+type TPM interface {
+	Banks(ctx context.Context) ([]alg.ID, error)
+	ReadPCRs(ctx context.Context, sel []pcr.Selection) (pcr.Values, error)
+	Extend(ctx context.Context, idx int, digests map[alg.ID][]byte) error
+}
 
 // Boot is the result of a measured boot.
 type Boot struct {
@@ -31,7 +38,7 @@ type Boot struct {
 // booter extends a TPM and records the events.
 type booter struct {
 	ctx   context.Context
-	tp    *tpm.TPM
+	tp    TPM
 	banks []alg.ID
 	log   []eventlog.Event
 }
@@ -91,7 +98,7 @@ func signatureList(cert []byte) []byte {
 // BootImage runs a measured boot of img into tp. The TPM must be freshly
 // reset (PCRs 0–10 at their reset values): call it right after Open or a
 // reset.
-func BootImage(ctx context.Context, tp *tpm.TPM, img *Image) (*Boot, error) {
+func BootImage(ctx context.Context, tp TPM, img *Image) (*Boot, error) {
 	banks, err := tp.Banks(ctx)
 	if err != nil {
 		return nil, err
@@ -206,7 +213,7 @@ var ErrUnreproducible = errors.New("firmware log cannot be reproduced in a TPM")
 // locality 3 or 4 (a StartupLocality event other than 0: PCR 0 then
 // starts at 3 or 4, which no extend reaches), that extends PCR 10 (the
 // NOS's), or whose banks tp lacks is ErrUnreproducible.
-func BootFirmwareLog(ctx context.Context, tp *tpm.TPM, raw []byte, img *Image) (*Boot, error) {
+func BootFirmwareLog(ctx context.Context, tp TPM, raw []byte, img *Image) (*Boot, error) {
 	l, err := eventlog.ParseTCG(raw)
 	if err != nil {
 		return nil, err
@@ -260,7 +267,7 @@ func startupLocality(data []byte) (int, bool) {
 // bootNOS is the NOS's part of a boot: boot_aggregate, then every package
 // file and the startup configuration, measured into PCR 10 as ima-ng
 // entries.
-func bootNOS(ctx context.Context, tp *tpm.TPM, img *Image, boot *Boot) error {
+func bootNOS(ctx context.Context, tp TPM, img *Image, boot *Boot) error {
 	n := &netequip{ctx: ctx, tp: tp, banks: boot.Banks}
 	if img.RuntimeOff {
 		boot.Netequip = &eventlog.Log{Format: eventlog.FormatIMA, Banks: []alg.ID{alg.SHA1}}
@@ -291,7 +298,7 @@ func bootNOS(ctx context.Context, tp *tpm.TPM, img *Image, boot *Boot) error {
 // MeasureFile is the NOS measuring a file at run time (an executable it
 // is about to run, a configuration it loads): extended into PCR 10 and
 // appended to the netequip_boot log.
-func (b *Boot) MeasureFile(ctx context.Context, tp *tpm.TPM, name string, content []byte) error {
+func (b *Boot) MeasureFile(ctx context.Context, tp TPM, name string, content []byte) error {
 	n := &netequip{ctx: ctx, tp: tp, banks: b.Banks, log: b.Netequip.Events}
 	if err := n.measure(name, alg.SHA256.Sum(content), alg.SHA256); err != nil {
 		return fmt.Errorf("measure %s: %w", name, err)
@@ -327,7 +334,7 @@ func imageLoadEvent(size int, path string) []byte {
 // bootAggregate is IMA's boot_aggregate: SHA-256 over PCRs 0–9 of the
 // SHA-256 bank (the SHA-1 bank's on a TPM without one, as the kernel
 // takes the first bank it has).
-func bootAggregate(ctx context.Context, tp *tpm.TPM, banks []alg.ID) ([]byte, error) {
+func bootAggregate(ctx context.Context, tp TPM, banks []alg.ID) ([]byte, error) {
 	bank := alg.SHA256
 	if !slices.Contains(banks, bank) {
 		bank = banks[0]
@@ -346,7 +353,7 @@ func bootAggregate(ctx context.Context, tp *tpm.TPM, banks []alg.ID) ([]byte, er
 // netequip records ima-ng measurements into PCR 10.
 type netequip struct {
 	ctx   context.Context
-	tp    *tpm.TPM
+	tp    TPM
 	banks []alg.ID
 	log   []eventlog.Event
 }
@@ -365,7 +372,7 @@ func (n *netequip) measure(name string, fileHash []byte, fileAlg alg.ID) error {
 // entry for the file name with its hash, whose template digest (SHA-1 and
 // each of banks) is extended into PCR 10. The entry is returned for the
 // log.
-func MeasureIMA(ctx context.Context, tp *tpm.TPM, banks []alg.ID, name string, fileHash []byte, fileAlg alg.ID) (eventlog.Event, error) {
+func MeasureIMA(ctx context.Context, tp TPM, banks []alg.ID, name string, fileHash []byte, fileAlg alg.ID) (eventlog.Event, error) {
 	e := eventlog.IMAEntryFor(NetequipPCR, fileAlg, fileHash, name, nil, dedupe(append([]alg.ID{alg.SHA1}, banks...)))
 	ds := map[alg.ID][]byte{}
 	for _, b := range banks {

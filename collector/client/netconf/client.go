@@ -197,6 +197,18 @@ func (d Dialer) DialTLS(ctx context.Context, addr string, cfg *tls.Config) (*Cli
 	return c, nil
 }
 
+// Open runs NETCONF over a stream the caller has already authenticated
+// and trusts to be the device's: an in-process transport (the fleet
+// simulator's loopback, benchmarks). Nothing here authenticates the peer;
+// the caller passes the verifier the key it bound the stream to.
+func Open(ctx context.Context, rw io.ReadWriteCloser) (*Client, error) {
+	s, err := openSession(ctx, rw, rw, rw.Close)
+	if err != nil {
+		return nil, fmt.Errorf("netconf: %w", err)
+	}
+	return &Client{s: s}, nil
+}
+
 // Close ends the session.
 func (c *Client) Close() error { return c.s.close() }
 
