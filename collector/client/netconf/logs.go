@@ -88,8 +88,89 @@ func (ld *logDecoder) alloc(n int) []byte {
 // b64 decodes standard base64 into the arena.
 func (ld *logDecoder) b64(v []byte) ([]byte, error) {
 	dst := ld.alloc(base64.StdEncoding.DecodedLen(len(v)))
+	if n, ok := decodeB64(dst, v); ok {
+		return dst[:n:n], nil
+	}
 	n, err := base64.StdEncoding.Decode(dst, v)
 	return dst[:n:n], err
+}
+
+// b64Value maps a standard base64 character to its value; 0xff for any
+// other byte.
+var b64Value = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/" {
+		t[c] = byte(i)
+	}
+	return t
+}()
+
+// decodeB64 is the common case of base64.StdEncoding.Decode, padded
+// groups of four with nothing else, in one pass (the library's general
+// decoder costs more than the rest of a log entry's fields). It returns
+// false, having decided nothing, for any other input: line breaks,
+// missing or misplaced padding, characters outside the alphabet are the
+// library's to judge.
+func decodeB64(dst, src []byte) (int, bool) {
+	if len(src)%4 != 0 {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(src); i += 4 {
+		a, b, c, d := b64Value[src[i]], b64Value[src[i+1]], b64Value[src[i+2]], b64Value[src[i+3]]
+		if a|b|c|d < 64 { // all four in the alphabet
+			dst[n], dst[n+1], dst[n+2] = a<<2|b>>4, b<<4|c>>2, c<<6|d
+			n += 3
+			continue
+		}
+		// Only the last group may be padded: "xx==" or "xxx=".
+		if i+4 != len(src) || a|b >= 64 || src[i+3] != '=' {
+			return 0, false
+		}
+		switch {
+		case src[i+2] == '=':
+			dst[n] = a<<2 | b>>4
+			return n + 1, true
+		case c < 64:
+			dst[n], dst[n+1] = a<<2|b>>4, b<<4|c>>2
+			return n + 2, true
+		}
+		return 0, false
+	}
+	return n, true
+}
+
+// parseHash is alg.ParseHash with the names agents send spelled out
+// first (it lower-cases and copies its argument).
+func parseHash(s string) (alg.ID, error) {
+	switch s {
+	case "sha1":
+		return alg.SHA1, nil
+	case "sha256":
+		return alg.SHA256, nil
+	case "sha384":
+		return alg.SHA384, nil
+	case "sha512":
+		return alg.SHA512, nil
+	}
+	return alg.ParseHash(s)
+}
+
+// logBanks are the banks a log can name, in the order Log.Banks lists
+// them.
+var logBanks = [...]alg.ID{alg.SHA1, alg.SHA256, alg.SHA384, alg.SHA512, alg.SM3_256}
+
+// bankSet is which of logBanks a reply named.
+type bankSet [len(logBanks)]bool
+
+func (bs *bankSet) add(b alg.ID) {
+	for i, l := range logBanks {
+		if l == b {
+			bs[i] = true
+		}
+	}
 }
 
 // parseUint parses a decimal without allocating.
@@ -138,7 +219,7 @@ func newLogDecoder(b []byte) *logDecoder { return &logDecoder{s: &scanner{b: b}}
 func (ld *logDecoder) decode(logType string) (*eventlog.Log, uint32, error) {
 	l := &eventlog.Log{}
 	var upTime uint32
-	bankSet := map[alg.ID]bool{}
+	var bankSet bankSet
 	var text []byte
 	var cur *eventlog.Event
 	var curIMA *eventlog.IMAEntry
@@ -200,7 +281,7 @@ func (ld *logDecoder) decode(logType string) (*eventlog.Log, uint32, error) {
 			if cur == nil {
 				continue
 			}
-			if err := ld.field(cur, curIMA, tok, v, &digestAlg, &tmplAlg, bankSet); err != nil {
+			if err := ld.field(cur, curIMA, tok, v, &digestAlg, &tmplAlg, &bankSet); err != nil {
 				return nil, 0, fmt.Errorf("log entry %d: %w", len(events)-1, err)
 			}
 			switch string(tok) {
@@ -217,8 +298,8 @@ func (ld *logDecoder) decode(logType string) (*eventlog.Log, uint32, error) {
 	if len(events) > 0 {
 		l.Events = slices.Clone(events)
 	}
-	for _, b := range []alg.ID{alg.SHA1, alg.SHA256, alg.SHA384, alg.SHA512, alg.SM3_256} {
-		if bankSet[b] {
+	for i, b := range logBanks {
+		if bankSet[i] {
 			l.Banks = append(l.Banks, b)
 		}
 	}
@@ -248,7 +329,7 @@ func (ld *logDecoder) decode(logType string) (*eventlog.Log, uint32, error) {
 	return l, upTime, nil
 }
 
-func (ld *logDecoder) field(e *eventlog.Event, ima *eventlog.IMAEntry, name, v []byte, digestAlg, tmplAlg *alg.ID, banks map[alg.ID]bool) error {
+func (ld *logDecoder) field(e *eventlog.Event, ima *eventlog.IMAEntry, name, v []byte, digestAlg, tmplAlg *alg.ID, banks *bankSet) error {
 	var err error
 	switch string(name) {
 	case "event-number":
@@ -272,7 +353,7 @@ func (ld *logDecoder) field(e *eventlog.Event, ima *eventlog.IMAEntry, name, v [
 			return fmt.Errorf("hash-algo %q", v)
 		}
 		*digestAlg = b
-		banks[b] = true
+		banks.add(b)
 	case "digest":
 		var d []byte
 		if d, err = ld.b64(v); err == nil {
@@ -294,14 +375,14 @@ func (ld *logDecoder) field(e *eventlog.Event, ima *eventlog.IMAEntry, name, v [
 		ima.FileHash, err = ld.b64(v)
 	case "filedata-hash-algorithm":
 		ima.FileHashAlgName = intern(v)
-		ima.FileHashAlg, _ = alg.ParseHash(ima.FileHashAlgName)
+		ima.FileHashAlg, _ = parseHash(ima.FileHashAlgName)
 	case "template-hash-algorithm":
-		b, perr := alg.ParseHash(intern(v))
+		b, perr := parseHash(intern(v))
 		if perr != nil {
 			return fmt.Errorf("template-hash-algorithm %q", v)
 		}
 		*tmplAlg = b
-		banks[b] = true
+		banks.add(b)
 	case "template-hash":
 		var d []byte
 		if d, err = ld.b64(v); err == nil {

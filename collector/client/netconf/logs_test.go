@@ -104,3 +104,22 @@ func BenchmarkDecodeLogs(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "ns/entry")
 	})
 }
+
+// FuzzDecodeB64: where the one-pass decoder decides, it decides as
+// encoding/base64 does.
+func FuzzDecodeB64(f *testing.F) {
+	for _, s := range []string{"", "AA==", "AAA=", "AAAA", "q83vASNFZ4k=", "a=b=", "AA=A", "A===", "AAAAA===", "AB\nCD==", "////", "-_-_"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, src []byte) {
+		dst := make([]byte, base64.StdEncoding.DecodedLen(len(src)))
+		n, ok := decodeB64(dst, src)
+		if !ok {
+			return
+		}
+		want, err := base64.StdEncoding.DecodeString(string(src))
+		if err != nil || string(want) != string(dst[:n]) {
+			t.Fatalf("decodeB64(%q) = %x, encoding/base64: %x, %v", src, dst[:n], want, err)
+		}
+	})
+}
