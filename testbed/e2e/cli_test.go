@@ -52,6 +52,7 @@ func bin(t *testing.T, name string) string {
 			{".", "riv-demo", "./testbed/cmd/riv-demo"},
 			{".", "riv-router", "./testbed/cmd/riv-router"},
 			{".", "riv-collector", "./collector/cmd/riv-collector"},
+			{".", "riv-fleetsim", "./testbed/cmd/riv-fleetsim"},
 			{"tools", "arc", "github.com/veraison/ear/arc"},
 		} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, b[1]), b[2])

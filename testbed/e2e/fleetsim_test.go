@@ -1,0 +1,101 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/openriv/riv/testbed/fleetsim"
+)
+
+// startFleetsim runs riv-fleetsim in dir and returns its fleetsim.json.
+func startFleetsim(t *testing.T, dir string, args ...string) fleetsim.Info {
+	t.Helper()
+	cmd := exec.Command(bin(t, "riv-fleetsim"), append([]string{"--dir", dir}, args...)...)
+	errb := &syncBuffer{}
+	cmd.Stderr = errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("riv-fleetsim:\n%s", errb.String())
+		}
+	})
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, err := os.ReadFile(filepath.Join(dir, "fleetsim.json")); err == nil {
+			var info fleetsim.Info
+			if err := json.Unmarshal(b, &info); err != nil {
+				t.Fatal(err)
+			}
+			return info
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no fleetsim.json after 60 s\n%s", errb.String())
+		}
+	}
+}
+
+// TestFleetsimUnderCollector: riv-collector serve polls a simulated fleet
+// over NETCONF-TLS, each device on its own loopback address, with the
+// inventory riv-fleetsim wrote: the clean devices affirm, the tampered
+// ones do not, and the logs that grow are polled incrementally.
+func TestFleetsimUnderCollector(t *testing.T) {
+	const n, tampered = 40, 3
+	dir := t.TempDir()
+	info := startFleetsim(t, filepath.Join(dir, "fleet"), "--devices", "40", "--tamper", "3", "--grow", "2", "--every", "500ms", "--duration", "10m")
+	if info.Devices != n || info.First != "127.1.0.1:6513" || info.Last != "127.1.0.40:6513" {
+		t.Fatalf("fleetsim.json: %+v", info)
+	}
+	inv, err := os.ReadFile(info.DevicesYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPKI(t, dir)
+	cfg := serveConfig(t, dir, p, nil)
+	b, _ := os.ReadFile(cfg)
+	text := strings.Replace(string(b), "  manufacturers: []\n  rim_signers: []", "  manufacturers: ["+info.ManufacturerCA+"]\n  rim_signers: ["+info.RIMSignerCA+"]", 1)
+	text = strings.Replace(text, "poll: {interval: 2s, timeout: 10s}", "poll: {interval: 2s, timeout: 10s}\nrims: {dirs: ["+info.RIMs+"]}", 1)
+	for _, line := range strings.Split(strings.TrimSpace(string(inv)), "\n") {
+		text += "  " + line + "\n"
+	}
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := startServe(t, dir, cfg, p)
+	devs := c.devices(t, n)
+	bad := 0
+	for name, d := range devs {
+		switch {
+		case d.Status == "affirming":
+		case strings.Contains(strings.Join(d.Reasons, "\n"), "/tmp/.x/implant"):
+			bad++
+		default:
+			t.Errorf("%s: %s %q", name, d.Status, d.Reasons)
+		}
+	}
+	if bad != tampered {
+		t.Errorf("%d devices show the unsigned binary, want %d", bad, tampered)
+	}
+	// Their logs grow between polls: later polls fetch only what is new.
+	time.Sleep(5 * time.Second)
+	h := c.history(t, "sim-000000")
+	if len(h) < 2 {
+		t.Fatalf("sim-000000 polled %d times in 5 s", len(h))
+	}
+	incremental := false
+	for _, e := range h {
+		lem := logsUsed(t, e.EAR)
+		incremental = incremental || lem["bios"] == "kept" && strings.Contains(lem["netequip_boot"], " new from ")
+	}
+	if !incremental {
+		t.Errorf("no poll of sim-000000 kept the boot log and fetched only new netequip_boot entries: %d polls, latest %v", len(h), logsUsed(t, h[0].EAR))
+	}
+}
