@@ -7,7 +7,7 @@ DEMO_ARGS ?=
 # Debian packages the tests and the demo use (NOTES.md).
 DEB_PKGS  := gcc libssl-dev curl swtpm swtpm-tools tpm2-tools libyang2-tools snmp snmpd snmptrapd smitools \
              python3-ncclient python3-pysnmp4 yangcli ssh-audit chromium
-BINARIES  := rivctl riv-agent riv-demo riv-router riv-collector
+BINARIES  := rivctl riv-agent riv-demo riv-router riv-collector riv-fleetsim
 # What `version` prints: the nearest tag and commit.
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/openriv/riv/internal/cli.Version=$(VERSION)
@@ -39,6 +39,7 @@ build: setup ## build the binaries into bin/
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/riv-demo ./testbed/cmd/riv-demo
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/riv-router ./testbed/cmd/riv-router
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/riv-agent ./agent/cmd/riv-agent
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/riv-fleetsim ./testbed/cmd/riv-fleetsim
 
 test: setup lint ## run every test (fuzz seed corpora included)
 	$(GO) test -count=1 -timeout 20m ./...
@@ -51,6 +52,7 @@ bench: setup ## run the benchmarks (see docs/BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench BenchmarkSave -benchtime 3000x -count 3 ./collector/store
 	$(GO) test -run '^$$' -bench BenchmarkPoll -benchtime 100x -count 2 ./testbed/e2e
 	$(GO) test -run '^$$' -bench BenchmarkRestart10k -benchtime 3x ./testbed/e2e
+	$(GO) test -run '^$$' -bench BenchmarkAppraisalFloor -benchtime 400x -cpu 1 ./testbed/fleetsim
 
 fuzz: setup ## fuzz every Fuzz target of the repository for FUZZTIME each (found with go test -list)
 	@for p in $$($(GO) list ./...); do \

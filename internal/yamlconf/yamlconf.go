@@ -43,8 +43,9 @@ func KeyErr(key, format string, args ...any) error {
 	return &Error{Key: key, Msg: fmt.Sprintf(format, args...)}
 }
 
-// MaxFile bounds a configuration file.
-const MaxFile = 1 << 20
+// MaxFile bounds a configuration file: a collector's inventory of
+// 250,000 devices, one line each, is about 50 MB.
+const MaxFile = 64 << 20
 
 // Read reads file, refusing one larger than MaxFile.
 func Read(file string) ([]byte, error) {

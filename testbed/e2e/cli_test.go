@@ -334,6 +334,7 @@ func TestCLIConventions(t *testing.T) {
 		{"riv-demo", [][]string{{}}},
 		{"riv-router", [][]string{{}, {"measure"}, {"reboot"}}},
 		{"riv-collector", [][]string{{"dev"}, {"serve"}, {"config", "check"}}},
+		{"riv-fleetsim", [][]string{{}}},
 	} {
 		if code, out, _ := runBin(t, c.bin, "version"); code != 0 || !strings.HasPrefix(out, c.bin+" ") {
 			t.Errorf("%s version: %d %q", c.bin, code, out)

@@ -99,3 +99,17 @@ func TestFleetsimUnderCollector(t *testing.T) {
 		t.Errorf("no poll of sim-000000 kept the boot log and fetched only new netequip_boot entries: %d polls, latest %v", len(h), logsUsed(t, h[0].EAR))
 	}
 }
+
+// TestFleetsimBounds: riv-fleetsim refuses what it cannot bound.
+func TestFleetsimBounds(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"--devices", "0"}, {"--devices", "100001"}, {"--devices", "2", "--duration", "25h"}, {"--devices", "2", "--base", "192.0.2.1"},
+		{"--devices", "2", "--tamper", "3"}, {"--devices", "2", "--port", "0"},
+	} {
+		code, _, errs := runBin(t, "riv-fleetsim", append([]string{"--dir", dir}, args...)...)
+		if code != 2 || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+			t.Errorf("riv-fleetsim %v: exit %d, stderr %q", args, code, errs)
+		}
+	}
+}

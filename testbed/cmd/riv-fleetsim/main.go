@@ -78,6 +78,12 @@ func run(env *cli.Env, args []string) error {
 	if err != nil {
 		return cli.Usage("--base: %v", err)
 	}
+	if last, ok := nth(addr, *n-1); !addr.Is4() || !addr.IsLoopback() || !ok || !last.IsLoopback() {
+		return cli.Usage("--base %v: %d devices from it must all be in 127.0.0.0/8", addr, *n)
+	}
+	if *tamper < 0 || *tamper > *n {
+		return cli.Usage("--tamper %d of %d devices", *tamper, *n)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, *duration)
@@ -102,6 +108,19 @@ func run(env *cli.Env, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// nth is the address k after a.
+func nth(a netip.Addr, k int) (netip.Addr, bool) {
+	if !a.Is4() {
+		return a, false
+	}
+	b := a.As4()
+	v := uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3]) + uint64(k)
+	if v > 0xffffffff {
+		return a, false
+	}
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), true
 }
 
 func main() { os.Exit(app.Run(os.Args[1:], os.Stdout, os.Stderr)) }
