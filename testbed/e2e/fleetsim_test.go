@@ -3,10 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,31 +14,12 @@ import (
 // startFleetsim runs riv-fleetsim in dir and returns its fleetsim.json.
 func startFleetsim(t *testing.T, dir string, args ...string) fleetsim.Info {
 	t.Helper()
-	cmd := exec.Command(bin(t, "riv-fleetsim"), append([]string{"--dir", dir}, args...)...)
-	errb := &syncBuffer{}
-	cmd.Stderr = errb
-	if err := cmd.Start(); err != nil {
+	_, b := startUntil(t, filepath.Join(dir, "fleetsim.json"), "riv-fleetsim", append([]string{"--dir", dir}, args...)...)
+	var info fleetsim.Info
+	if err := json.Unmarshal(b, &info); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("riv-fleetsim:\n%s", errb.String())
-		}
-	})
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if b, err := os.ReadFile(filepath.Join(dir, "fleetsim.json")); err == nil {
-			var info fleetsim.Info
-			if err := json.Unmarshal(b, &info); err != nil {
-				t.Fatal(err)
-			}
-			return info
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no fleetsim.json after 60 s\n%s", errb.String())
-		}
-	}
+	return info
 }
 
 // TestFleetsimUnderCollector: riv-collector serve polls a simulated fleet

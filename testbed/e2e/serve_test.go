@@ -153,7 +153,20 @@ func startServe(t *testing.T, dir, config string, p *pki) *collector {
 	t.Helper()
 	ready := filepath.Join(dir, "data", "collector.json")
 	os.Remove(ready)
-	cmd := exec.Command(bin(t, "riv-collector"), "serve", "--config", config)
+	cmd, b := startUntil(t, ready, "riv-collector", "serve", "--config", config)
+	c := &collector{cmd: cmd, AdminToken: strings.Repeat("a", 40), ReadonlyToken: strings.Repeat("r", 40), client: p.client(nil)}
+	if err := json.Unmarshal(b, c); err != nil || !strings.HasPrefix(c.URL, "https://") {
+		t.Fatalf("collector.json: %v %s", err, b)
+	}
+	return c
+}
+
+// startUntil starts binary name with args, stopped (SIGTERM) when the
+// test ends, and returns once it has written the file ready, with its
+// content; its stderr is logged if the test failed.
+func startUntil(t *testing.T, ready, name string, args ...string) (*exec.Cmd, []byte) {
+	t.Helper()
+	cmd := exec.Command(bin(t, name), args...)
 	errb := &syncBuffer{}
 	cmd.Stderr = errb
 	if err := cmd.Start(); err != nil {
@@ -163,19 +176,15 @@ func startServe(t *testing.T, dir, config string, p *pki) *collector {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 		if t.Failed() {
-			t.Logf("riv-collector serve:\n%s", errb.String())
+			t.Logf("%s:\n%s", name, errb.String())
 		}
 	})
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if b, err := os.ReadFile(ready); err == nil {
-			c := &collector{cmd: cmd, AdminToken: strings.Repeat("a", 40), ReadonlyToken: strings.Repeat("r", 40), client: p.client(nil)}
-			if err := json.Unmarshal(b, c); err != nil || !strings.HasPrefix(c.URL, "https://") {
-				t.Fatalf("collector.json: %v %s", err, b)
-			}
-			return c
+			return cmd, b
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("serve: no collector.json after 30 s\n%s", errb.String())
+			t.Fatalf("%s: no %s after 60 s\n%s", name, filepath.Base(ready), errb.String())
 		}
 	}
 }
