@@ -6,7 +6,7 @@ FUZZTIME  ?= 60s
 DEMO_ARGS ?=
 # Debian packages the tests and the demo use (NOTES.md).
 DEB_PKGS  := gcc libssl-dev curl swtpm swtpm-tools tpm2-tools libyang2-tools snmp snmpd snmptrapd smitools \
-             python3-ncclient python3-pysnmp4 yangcli ssh-audit chromium
+             python3-ncclient python3-pysnmp4 yangcli ssh-audit chromium postgresql
 BINARIES  := rivctl riv-agent riv-demo riv-router riv-collector riv-fleetsim
 # What `version` prints: the nearest tag and commit.
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)

@@ -203,6 +203,9 @@ type Device struct {
 	ResetCount  *uint32          `json:"reset_count,omitempty"`
 	Polls       int              `json:"polls"`
 	Policy      string           `json:"policy,omitempty"`
+	// Collector is the collector that appraised it (several can share a
+	// fleet on PostgreSQL).
+	Collector string `json:"collector,omitempty"`
 	// Inventory is the software the device lists, each component with
 	// whether a signed RIM covers it (from the latest appraisal).
 	Inventory []verifier.Component `json:"inventory,omitempty"`
@@ -217,7 +220,7 @@ type TPM struct {
 }
 
 func view(st scheduler.State) Device {
-	d := Device{Name: st.Name, State: "pending", Polls: st.Polls, Policy: st.Policy}
+	d := Device{Name: st.Name, State: "pending", Polls: st.Polls, Policy: st.Policy, Collector: st.Collector}
 	if r := st.Result; r != nil {
 		t, rc := r.Time, r.Clock.ResetCount
 		d.State, d.Serial, d.Status, d.TrustVector, d.Reasons, d.Appraised, d.ResetCount = "appraised", r.Serial, r.Status.String(), &r.Vector, r.Reasons, &t, &rc
@@ -465,6 +468,8 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err != nil && errors.Is(err, context.DeadlineExceeded):
 		fail(w, http.StatusGatewayTimeout, "the attestation did not finish in time")
+	case errors.Is(err, scheduler.ErrElsewhere):
+		fail(w, http.StatusConflict, err.Error())
 	case err != nil:
 		fail(w, http.StatusNotFound, err.Error())
 	default:

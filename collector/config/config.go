@@ -94,6 +94,16 @@ type Store struct {
 	// (every commit waits for the disk).
 	Sync          string        `yaml:"sync"`
 	DurableWithin time.Duration `yaml:"durable_within"`
+	// Postgres, when set, is the URL of a PostgreSQL database ({file:}
+	// or {env:}: it may carry a password) that several collectors share
+	// instead of DATA_DIR/riv.db: each polls the devices it leases.
+	Postgres Secret `yaml:"postgres"`
+	// CollectorID names this collector among those sharing Postgres
+	// (default HOSTNAME:DATA_DIR: stable across restarts).
+	CollectorID string `yaml:"collector_id"`
+	// LeaseTTL is how long a device's lease lasts unrenewed: a dead
+	// collector's devices are taken over within LeaseTTL×4/3.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
 }
 
 // Trust are the PEM files of the trust anchors.
@@ -173,7 +183,7 @@ func Default() *Config {
 		DataDir:   "/var/lib/riv-collector",
 		Poll:      Poll{Interval: 5 * time.Minute, MaxInFlight: 256, Timeout: time.Minute},
 		Retention: Retention{MaxAge: 90 * 24 * time.Hour, Keep: 100},
-		Store:     Store{Sync: "normal", DurableWithin: time.Second},
+		Store:     Store{Sync: "normal", DurableWithin: time.Second, LeaseTTL: 30 * time.Second},
 		RIMs:      RIMs{InBand: &t, Uploads: &t},
 	}
 }
@@ -232,6 +242,10 @@ func (c *Config) resolve(file string) {
 	if c.EARKey == "" {
 		c.EARKey = filepath.Join(c.DataDir, "ear-key.pem")
 	}
+	if c.Store.CollectorID == "" {
+		host, _ := os.Hostname()
+		c.Store.CollectorID = host + ":" + c.DataDir
+	}
 	if c.Policies == nil {
 		c.Policies = map[string]PolicySet{}
 	}
@@ -243,7 +257,7 @@ func (c *Config) resolve(file string) {
 }
 
 func (c *Config) secrets() []*Secret {
-	out := []*Secret{&c.Tokens.Admin, &c.Tokens.Readonly}
+	out := []*Secret{&c.Tokens.Admin, &c.Tokens.Readonly, &c.Store.Postgres}
 	for i := range c.Webhooks {
 		out = append(out, &c.Webhooks[i].Secret)
 	}
@@ -313,6 +327,17 @@ func (c *Config) Validate() error {
 	}
 	if c.Store.DurableWithin < 10*time.Millisecond || c.Store.DurableWithin > time.Minute {
 		return keyErr("store.durable_within", "%v: want 10ms to 1m", c.Store.DurableWithin)
+	}
+	if c.Store.Postgres.set() {
+		if err := c.Store.Postgres.load("store.postgres"); err != nil {
+			return err
+		}
+		if c.Store.LeaseTTL < 3*time.Second || c.Store.LeaseTTL > 10*time.Minute {
+			return keyErr("store.lease_ttl", "%v: want 3s to 10m", c.Store.LeaseTTL)
+		}
+		if len(c.Store.CollectorID) > 256 {
+			return keyErr("store.collector_id", "longer than 256 characters")
+		}
 	}
 	if len(c.Trust.Manufacturers) == 0 {
 		return keyErr("trust.manufacturers", "required: the CAs of the devices' IDevIDs")

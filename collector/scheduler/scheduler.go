@@ -46,6 +46,9 @@ var (
 	ErrNoDevice = errors.New("no such device")
 	ErrExists   = errors.New("a device of that name is polled already")
 	ErrFixed    = errors.New("the device is defined in the configuration: remove it there")
+	// ErrElsewhere is Attest's error for a device another collector
+	// holds the lease of (Options.Leases).
+	ErrElsewhere = errors.New("another collector polls the device now (it holds the lease): ask that one")
 )
 
 // State is what is known of a device now.
@@ -60,6 +63,9 @@ type State struct {
 	Polls       int
 	// Policy is the device's policy set.
 	Policy string
+	// Collector appraised Result (with Options.Leases: several share the
+	// fleet).
+	Collector string
 }
 
 // Options configure the scheduler.
@@ -75,6 +81,23 @@ type Options struct {
 	// counts as done (an on-demand attestation returns after it): the
 	// webhooks' durable queue.
 	Outbox func(ctx context.Context, evs []Event)
+	// Leases, when set, share the fleet with other collectors on the
+	// same (PostgreSQL) store: a device is polled only under its lease
+	// (collector/lease), and the API shows the store's latest result of
+	// the devices others hold.
+	Leases Leases
+	// Collector names this collector in the results it keeps.
+	Collector string
+}
+
+// Leases says which devices this collector may poll now.
+type Leases interface {
+	// Begin starts a poll under the device's lease: the lease to save
+	// under and when the poll must end; false when the lease is not held
+	// (another collector polls the device).
+	Begin(device string) (*store.Lease, time.Time, bool)
+	End(device string)
+	Holds(device string) bool
 }
 
 // Observer is told when a poll starts and how it ended: its verdict, or
@@ -104,7 +127,9 @@ type entry struct {
 	d      Device
 	state  State
 	now    chan chan struct{} // on-demand polls; each is closed when done
+	wake   chan time.Time     // a new due time (its lease was taken)
 	cancel context.CancelFunc // ends its loop (Remove)
+	epoch  int64              // the lease whose state the verifier has
 }
 
 // New returns a scheduler for devices.
@@ -132,7 +157,7 @@ func (s *Scheduler) newEntry(d Device) *entry {
 	if d.Interval == 0 {
 		d.Interval = s.o.Interval
 	}
-	return &entry{d: d, state: State{Name: d.Name, Policy: d.Policy}, now: make(chan chan struct{}, 1)}
+	return &entry{d: d, state: State{Name: d.Name, Policy: d.Policy}, now: make(chan chan struct{}, 1), wake: make(chan time.Time, 1)}
 }
 
 // Run polls every device until ctx ends. With a store, each device starts
@@ -200,7 +225,7 @@ func (s *Scheduler) restoreOne(e *entry) {
 // verifier the stored state (when there is one).
 func (s *Scheduler) restore(e *entry, rec store.Record, ok bool, state []byte) {
 	if ok {
-		e.state.Result, e.state.LastPoll = rec.Result(), rec.Time
+		e.state.Result, e.state.LastPoll, e.state.Collector = rec.Result(), rec.Time, rec.Collector
 	}
 	if state != nil && e.d.Verifier != nil {
 		if err := e.d.Verifier.Restore(e.d.Name, state); err != nil {
@@ -312,6 +337,8 @@ func (s *Scheduler) loop(ctx context.Context, e *entry) {
 		case <-time.After(jitter(min(wait, e.d.Interval))):
 		case w := <-e.now:
 			waiting = append(waiting, w)
+		case due := <-e.wake:
+			s.sleepUntil(ctx, e, due)
 		}
 	}
 	failures := 0
@@ -345,8 +372,72 @@ func (s *Scheduler) loop(ctx context.Context, e *entry) {
 		case <-time.After(jitter(next)):
 		case w := <-e.now:
 			waiting = append(waiting, w)
+		case due := <-e.wake:
+			s.sleepUntil(ctx, e, due)
 		}
 	}
+}
+
+// sleepUntil waits for a device's due time (one taken over from another
+// collector is polled when that one would have polled it).
+func (s *Scheduler) sleepUntil(ctx context.Context, e *entry, due time.Time) {
+	if d := time.Until(due); d > 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+	}
+}
+
+// Wake tells the scheduler that this collector took the device's lease:
+// it is polled at due (at once when that has passed), not at the end of
+// the interval it was waiting out.
+func (s *Scheduler) Wake(name string, due time.Time) {
+	s.mu.Lock()
+	e, ok := s.devices[name]
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	select {
+	case e.wake <- due:
+	default:
+	}
+}
+
+// takeOver reloads what the store has of a device whose lease this
+// collector has just taken: the verifier's state and latest result the
+// previous holder kept.
+func (s *Scheduler) takeOver(e *entry, epoch int64) {
+	if s.o.Store == nil || e.d.Verifier == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	state, err := s.o.Store.State(ctx, e.d.Name)
+	if err != nil {
+		s.o.Logger.Warn("lease taken: verifier state not loaded, the next poll starts afresh", "device", e.d.Name, "err", err)
+	}
+	e.d.Verifier.Forget(e.d.Name)
+	rec, ok, err := s.o.Store.Last(ctx, e.d.Name)
+	s.mu.Lock()
+	if err == nil && ok {
+		e.state.Result, e.state.LastPoll, e.state.Collector = rec.Result(), rec.Time, rec.Collector
+	}
+	s.mu.Unlock()
+	if state != nil {
+		if err := e.d.Verifier.Restore(e.d.Name, state); err != nil {
+			s.o.Logger.Warn("verifier state not restored: the next poll starts afresh", "device", e.d.Name, "err", err)
+		}
+	}
+	e.epoch = epoch
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // jitter moves d by up to ±10 %.
@@ -367,11 +458,25 @@ func (s *Scheduler) poll(ctx context.Context, e *entry, onDemand bool) bool {
 		return true
 	}
 	defer func() { <-s.sem }()
+	start := time.Now()
+	deadline := start.Add(s.o.PollTimeout)
+	var lease *store.Lease
+	if s.o.Leases != nil {
+		var until time.Time
+		var ok bool
+		if lease, until, ok = s.o.Leases.Begin(e.d.Name); !ok {
+			return true // another collector's
+		}
+		defer s.o.Leases.End(e.d.Name)
+		if lease.Epoch != e.epoch {
+			s.takeOver(e, lease.Epoch)
+		}
+		deadline = minTime(deadline, until)
+	}
 	if s.o.Observer != nil {
 		s.o.Observer.Started()
 	}
-	start := time.Now()
-	pctx, cancel := context.WithTimeout(ctx, s.o.PollTimeout)
+	pctx, cancel := context.WithDeadline(ctx, deadline)
 	r, err := e.d.Verifier.AppraiseTarget(pctx, e.d.Target)
 	cancel()
 	if s.o.Observer != nil {
@@ -385,8 +490,16 @@ func (s *Scheduler) poll(ctx context.Context, e *entry, onDemand bool) bool {
 		// The store's own context: a result appraised is kept even when
 		// the collector is stopping.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
-		_, serr = s.o.Store.Save(sctx, r, store.Saved{State: snap, Policy: e.d.Policy, OnDemand: onDemand})
+		_, serr = s.o.Store.Save(sctx, r, store.Saved{State: snap, Policy: e.d.Policy, OnDemand: onDemand,
+			Collector: s.o.Collector, Started: start, Finished: time.Now(), Lease: lease, NextAt: time.Now().Add(e.d.Interval)})
 		cancel()
+		if errors.Is(serr, store.ErrLeaseLost) {
+			// Another collector holds the device now: this result is
+			// not kept, so neither shown nor notified.
+			s.o.Logger.Warn("lease lost during the poll: result dropped", "device", e.d.Name)
+			e.epoch = 0
+			return true
+		}
 		if serr != nil {
 			s.o.Logger.Error("store result", "device", e.d.Name, "err", serr)
 		}
@@ -400,7 +513,7 @@ func (s *Scheduler) poll(ctx context.Context, e *entry, onDemand bool) bool {
 	if err != nil {
 		e.state.Unreachable = err.Error()
 	} else {
-		e.state.Unreachable, e.state.Result = "", r
+		e.state.Unreachable, e.state.Result, e.state.Collector = "", r, s.o.Collector
 	}
 	evs := s.publish(prev, e.state, onDemand)
 	s.mu.Unlock()
@@ -485,15 +598,48 @@ func (s *Scheduler) Subscribe(ctx context.Context) <-chan Event {
 	return ch
 }
 
-// Devices returns every device's state, by name.
+// Devices returns every device's state, by name. With leases, the
+// devices another collector holds are as the store has them.
 func (s *Scheduler) Devices() []State {
+	var latest map[string]store.Record
+	if s.o.Leases != nil && s.o.Store != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		latest, _ = s.o.Store.Latest(ctx)
+		cancel()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]State, 0, len(s.devices))
 	for _, e := range s.devices {
-		out = append(out, e.state)
+		st := e.state
+		if latest != nil && !s.o.Leases.Holds(st.Name) {
+			st = elsewhere(st, latest[st.Name])
+		}
+		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// elsewhere is the state of a device another collector holds: its
+// latest stored result (none yet: pending), not this collector's view.
+func elsewhere(st State, rec store.Record) State {
+	st.Unreachable, st.Result, st.Collector, st.LastPoll = "", nil, "", time.Time{}
+	if rec.ID != 0 {
+		st.Result, st.Collector, st.LastPoll = rec.Result(), rec.Collector, rec.Time
+	}
+	return st
+}
+
+// Names returns the names of the devices polled, sorted.
+func (s *Scheduler) Names() []string {
+	s.mu.Lock()
+	out := make([]string, 0, len(s.devices))
+	for n := range s.devices {
+		out = append(out, n)
+	}
+	s.mu.Unlock()
+	sort.Strings(out)
 	return out
 }
 
@@ -534,15 +680,23 @@ func (s *Scheduler) PostureByPolicy() map[[2]string]int {
 	return out
 }
 
-// Device returns one device's state.
+// Device returns one device's state (with leases, as the store has it
+// when another collector holds the device).
 func (s *Scheduler) Device(name string) (State, bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	e, ok := s.devices[name]
-	if !ok {
-		return State{}, false
+	var st State
+	if ok {
+		st = e.state
 	}
-	return e.state, true
+	s.mu.Unlock()
+	if ok && s.o.Leases != nil && s.o.Store != nil && !s.o.Leases.Holds(name) {
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		rec, _, _ := s.o.Store.Last(ctx, name)
+		cancel()
+		st = elsewhere(st, rec)
+	}
+	return st, ok
 }
 
 // History is the device's stored results, newest first.
@@ -561,6 +715,9 @@ func (s *Scheduler) Attest(ctx context.Context, name string) (State, error) {
 	s.mu.Unlock()
 	if !ok {
 		return State{}, fmt.Errorf("no device %q", name)
+	}
+	if s.o.Leases != nil && !s.o.Leases.Holds(name) {
+		return State{}, fmt.Errorf("%q: %w", name, ErrElsewhere)
 	}
 	done := make(chan struct{})
 	select {

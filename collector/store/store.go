@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -79,15 +80,21 @@ var migrations = []string{
 	// (a reboot, an on-demand re-attestation) no longer scans a device's
 	// whole history.
 	`CREATE INDEX results_current ON results(device) WHERE superseded IS NULL;`,
+	// 4: which collector appraised a result, and when its poll started
+	// and ended (several collectors share a PostgreSQL store).
+	`ALTER TABLE results ADD COLUMN collector TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN started INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE results ADD COLUMN finished INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // Store is a results database.
 type Store struct {
 	db *sql.DB
+	pg bool // PostgreSQL, not SQLite
 	// Save's statements, prepared once: parsing them is a third of a
 	// save's CPU.
-	insert, upsert, supersede *sql.Stmt
-	o                         Options
+	insert, upsert, supersede, fence *sql.Stmt
+	o                                Options
 	// The group-commit writer.
 	saves      chan *saveReq
 	closed     chan struct{}
@@ -160,18 +167,29 @@ func OpenWith(ctx context.Context, path string, o Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("store: %s: %w", path, err)
 	}
-	s := &Store{db: db, o: o}
+	return start(ctx, db, false, o)
+}
+
+// start prepares the statements of a migrated database and starts its
+// writer.
+func start(ctx context.Context, db *sql.DB, pg bool, o Options) (*Store, error) {
+	s := &Store{db: db, pg: pg, o: o}
+	var err error
 	for _, p := range []struct {
 		st    **sql.Stmt
 		query string
 	}{
-		{&s.insert, `INSERT INTO results (device, serial, at, status, vector, reasons, reset_count, restart_count, rebooted, ear, tpms, evidence, policy)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&s.insert, `INSERT INTO results (device, serial, at, status, vector, reasons, reset_count, restart_count, rebooted, ear, tpms, evidence, policy, collector, started, finished)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`},
+		{&s.fence, `UPDATE leases SET next_at = ? WHERE device = ? AND owner = ? AND epoch = ? AND expires > now()`},
 		{&s.upsert, `INSERT INTO device_state (device, state, updated) VALUES (?, ?, ?)
 			ON CONFLICT (device) DO UPDATE SET state = excluded.state, updated = excluded.updated`},
 		{&s.supersede, `UPDATE results SET superseded = ? WHERE device = ? AND superseded IS NULL`},
 	} {
-		if *p.st, err = db.PrepareContext(ctx, p.query); err != nil {
+		if p.st == &s.fence && !pg {
+			continue // leases are PostgreSQL's
+		}
+		if *p.st, err = db.PrepareContext(ctx, s.rebind(p.query)); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("store: %w", err)
 		}
@@ -217,8 +235,10 @@ func migrate(ctx context.Context, db *sql.DB) error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() { close(s.closed) })
 	<-s.writerDone
-	for _, st := range []*sql.Stmt{s.insert, s.upsert, s.supersede} {
-		st.Close()
+	for _, st := range []*sql.Stmt{s.insert, s.upsert, s.supersede, s.fence} {
+		if st != nil {
+			st.Close()
+		}
 	}
 	return s.db.Close()
 }
@@ -235,7 +255,20 @@ type Saved struct {
 	// OnDemand marks a re-attestation asked for through the API: it
 	// supersedes the results before it.
 	OnDemand bool
+	// Collector names who appraised it; its poll ran from Started to
+	// Finished.
+	Collector         string
+	Started, Finished time.Time
+	// Lease, with PostgreSQL, is the collector's lease on the device: the
+	// result is kept only if the lease is still held, so that a collector
+	// that lost it (and another now polls the device) writes nothing;
+	// NextAt is when the device is due next, for whoever holds it next.
+	Lease  *Lease
+	NextAt time.Time
 }
+
+// ErrLeaseLost is Save's error when Saved.Lease is no longer held.
+var ErrLeaseLost = errors.New("store: the device's lease was lost: result not kept")
 
 // Save stores a result. When the device rebooted since its last result,
 // or this is an on-demand re-attestation, the earlier results are marked
@@ -317,7 +350,7 @@ func (s *Store) writer() {
 			}
 		}
 		s.commit(batch)
-		if due == nil && s.o.Sync == SyncNormal {
+		if due == nil && s.o.Sync == SyncNormal && !s.pg {
 			due = time.After(s.o.DurableWithin)
 		}
 	}
@@ -351,7 +384,10 @@ func (s *Store) commit(batch []*saveReq) {
 		return
 	}
 	defer tx.Rollback()
-	st := txStmts{tx.StmtContext(ctx, s.insert), tx.StmtContext(ctx, s.upsert), tx.StmtContext(ctx, s.supersede)}
+	st := txStmts{tx.StmtContext(ctx, s.insert), tx.StmtContext(ctx, s.upsert), tx.StmtContext(ctx, s.supersede), nil}
+	if s.fence != nil {
+		st.fence = tx.StmtContext(ctx, s.fence)
+	}
 	if len(batch) == 1 {
 		// Alone in its transaction: no savepoint needed.
 		q := batch[0]
@@ -369,13 +405,15 @@ func (s *Store) commit(batch []*saveReq) {
 			return
 		}
 		res[i].id, res[i].err = saveOne(ctx, st, q)
-		end := `RELEASE save`
+		ends := []string{`RELEASE save`}
 		if res[i].err != nil {
-			end = `ROLLBACK TO save; RELEASE save`
+			ends = []string{`ROLLBACK TO save`, `RELEASE save`}
 		}
-		if _, err := tx.ExecContext(ctx, end); err != nil {
-			fail(fmt.Errorf("store: %w", err))
-			return
+		for _, end := range ends {
+			if _, err := tx.ExecContext(ctx, end); err != nil {
+				fail(fmt.Errorf("store: %w", err))
+				return
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -388,7 +426,7 @@ func (s *Store) commit(batch []*saveReq) {
 }
 
 // txStmts are Save's statements in one transaction.
-type txStmts struct{ insert, upsert, supersede *sql.Stmt }
+type txStmts struct{ insert, upsert, supersede, fence *sql.Stmt }
 
 func saveOne(ctx context.Context, st txStmts, q *saveReq) (int64, error) {
 	r, o := q.r, q.o
@@ -399,14 +437,33 @@ func saveOne(ctx context.Context, st txStmts, q *saveReq) (int64, error) {
 	case o.OnDemand:
 		why = "re-attested on demand at " + r.Time.UTC().Format(time.RFC3339)
 	}
+	if o.Lease != nil {
+		if st.fence == nil {
+			return 0, errors.New("store: leases need PostgreSQL")
+		}
+		res, err := st.fence.ExecContext(ctx, o.NextAt.UnixNano(), r.Device, o.Lease.Owner, o.Lease.Epoch)
+		if err != nil {
+			return 0, err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return 0, ErrLeaseLost
+		}
+	}
 	if why != "" {
 		if _, err := st.supersede.ExecContext(ctx, why, r.Device); err != nil {
 			return 0, err
 		}
 	}
-	res, err := st.insert.ExecContext(ctx,
-		r.Device, r.Serial, r.Time.UnixNano(), r.Status.String(), string(q.vec), string(q.reasons), r.Clock.ResetCount, r.Clock.RestartCount, r.Rebooted, string(r.EAR),
-		string(q.tpms), hex.EncodeToString(r.Evidence), o.Policy)
+	var id int64
+	nanos := func(t time.Time) int64 {
+		if t.IsZero() {
+			return 0
+		}
+		return t.UnixNano()
+	}
+	err := st.insert.QueryRowContext(ctx,
+		r.Device, r.Serial, r.Time.UnixNano(), r.Status.String(), string(q.vec), string(q.reasons), int64(r.Clock.ResetCount), int64(r.Clock.RestartCount), r.Rebooted, string(r.EAR),
+		string(q.tpms), hex.EncodeToString(r.Evidence), o.Policy, o.Collector, nanos(o.Started), nanos(o.Finished)).Scan(&id)
 	if err != nil {
 		return 0, err
 	}
@@ -415,7 +472,7 @@ func saveOne(ctx context.Context, st txStmts, q *saveReq) (int64, error) {
 			return 0, err
 		}
 	}
-	return res.LastInsertId()
+	return id, nil
 }
 
 // States returns the verifier's kept state of every device.
@@ -425,7 +482,7 @@ func (s *Store) States(ctx context.Context) (map[string][]byte, error) {
 
 // blobs runs a query of (name, bytes) rows into a map.
 func (s *Store) blobs(ctx context.Context, what, query string) (map[string][]byte, error) {
-	rows, err := s.db.QueryContext(ctx, query)
+	rows, err := s.db.QueryContext(ctx, s.rebind(query))
 	if err != nil {
 		return nil, fmt.Errorf("store: %s: %w", what, err)
 	}
@@ -445,7 +502,7 @@ func (s *Store) blobs(ctx context.Context, what, query string) (map[string][]byt
 // State returns the verifier's kept state of one device (nil: none).
 func (s *Store) State(ctx context.Context, device string) ([]byte, error) {
 	var b []byte
-	err := s.db.QueryRowContext(ctx, `SELECT state FROM device_state WHERE device = ?`, device).Scan(&b)
+	err := s.db.QueryRowContext(ctx, s.rebind(`SELECT state FROM device_state WHERE device = ?`), device).Scan(&b)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -463,8 +520,8 @@ func (s *Store) Last(ctx context.Context, device string) (Record, bool, error) {
 
 // Latest returns every device's latest result.
 func (s *Store) Latest(ctx context.Context) (map[string]Record, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+recordColumns+` FROM results
-		WHERE id IN (SELECT MAX(id) FROM results GROUP BY device)`)
+	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT `+recordColumns+` FROM results
+		WHERE id IN (SELECT MAX(id) FROM results GROUP BY device)`))
 	if err != nil {
 		return nil, fmt.Errorf("store: latest: %w", err)
 	}
@@ -483,14 +540,14 @@ func (s *Store) Latest(ctx context.Context) (map[string]Record, error) {
 // newest keep, and the notifications delivered or given up before it: the
 // retention policy. It returns the number of results deleted.
 func (s *Store) Prune(ctx context.Context, before time.Time, keep int) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM results WHERE at < ? AND id NOT IN (
-		SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY device ORDER BY id DESC) AS n FROM results) WHERE n <= ?)`,
+	res, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM results WHERE at < ? AND id NOT IN (
+		SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY device ORDER BY id DESC) AS n FROM results) AS ranked WHERE n <= ?)`),
 		before.UnixNano(), keep)
 	if err != nil {
 		return 0, fmt.Errorf("store: prune: %w", err)
 	}
 	n, _ := res.RowsAffected()
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM outbox WHERE done != 0 AND created < ?`, before.UnixNano()); err != nil {
+	if _, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM outbox WHERE done != 0 AND created < ?`), before.UnixNano()); err != nil {
 		return n, fmt.Errorf("store: prune outbox: %w", err)
 	}
 	return n, nil
@@ -499,7 +556,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time, keep int) (int64, e
 // AddDevice keeps a device added through the API (its spec as JSON), so
 // that it is polled again after a restart; false when the name is taken.
 func (s *Store) AddDevice(ctx context.Context, name string, spec []byte) (bool, error) {
-	res, err := s.db.ExecContext(ctx, `INSERT INTO devices (name, spec, added) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`, name, spec, time.Now().UnixNano())
+	res, err := s.db.ExecContext(ctx, s.rebind(`INSERT INTO devices (name, spec, added) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`), name, spec, time.Now().UnixNano())
 	if err != nil {
 		return false, fmt.Errorf("store: add device: %w", err)
 	}
@@ -510,10 +567,10 @@ func (s *Store) AddDevice(ctx context.Context, name string, spec []byte) (bool, 
 // RemoveDevice forgets a device added through the API and the verifier's
 // state of it; its results stay.
 func (s *Store) RemoveDevice(ctx context.Context, name string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM devices WHERE name = ?`, name); err != nil {
+	if _, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM devices WHERE name = ?`), name); err != nil {
 		return fmt.Errorf("store: remove device: %w", err)
 	}
-	_, err := s.db.ExecContext(ctx, `DELETE FROM device_state WHERE device = ?`, name)
+	_, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM device_state WHERE device = ?`), name)
 	return err
 }
 
@@ -521,7 +578,7 @@ func (s *Store) RemoveDevice(ctx context.Context, name string) error {
 // that it is used again after a restart.
 func (s *Store) AddRIM(ctx context.Context, name string, raw []byte) error {
 	d := sha256.Sum256(raw)
-	_, err := s.db.ExecContext(ctx, `INSERT INTO rims (digest, name, raw, added) VALUES (?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
+	_, err := s.db.ExecContext(ctx, s.rebind(`INSERT INTO rims (digest, name, raw, added) VALUES (?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`),
 		hex.EncodeToString(d[:]), name, raw, time.Now().UnixNano())
 	if err != nil {
 		return fmt.Errorf("store: add RIM: %w", err)
@@ -537,7 +594,7 @@ type UploadedRIM struct {
 
 // RIMs returns the uploaded RIMs, in the order they came.
 func (s *Store) RIMs(ctx context.Context) ([]UploadedRIM, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, raw FROM rims ORDER BY added, digest`)
+	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT name, raw FROM rims ORDER BY added, digest`))
 	if err != nil {
 		return nil, fmt.Errorf("store: RIMs: %w", err)
 	}
@@ -575,6 +632,10 @@ type Record struct {
 	TPMs         []verifier.TPMResult
 	Evidence     string // hex SHA-256 of the evidence bundle
 	Policy       string
+	// Collector appraised it, in a poll from Started to Finished (zero:
+	// not recorded).
+	Collector         string
+	Started, Finished time.Time
 }
 
 // Result is the record as the verifier's result.
@@ -590,11 +651,11 @@ func (r *Record) Result() *verifier.Result {
 		Clock: quote.ClockInfo{ResetCount: r.ResetCount, RestartCount: r.RestartCount}, EAR: []byte(r.EAR), Time: r.Time, TPMs: r.TPMs, Evidence: ev}
 }
 
-const recordColumns = `id, device, serial, at, status, vector, reasons, reset_count, restart_count, rebooted, ear, COALESCE(superseded, ''), tpms, evidence, policy`
+const recordColumns = `id, device, serial, at, status, vector, reasons, reset_count, restart_count, rebooted, ear, COALESCE(superseded, ''), tpms, evidence, policy, collector, started, finished`
 
 // History returns a device's results, newest first.
 func (s *Store) History(ctx context.Context, device string, limit int) ([]Record, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+recordColumns+` FROM results WHERE device = ? ORDER BY id DESC LIMIT ?`, device, limit)
+	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT `+recordColumns+` FROM results WHERE device = ? ORDER BY id DESC LIMIT ?`), device, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -606,13 +667,19 @@ func scanRecords(rows *sql.Rows) ([]Record, error) {
 	var out []Record
 	for rows.Next() {
 		var r Record
-		var at int64
+		var at, started, finished int64
 		var vec, reasons, tpms string
 		if err := rows.Scan(&r.ID, &r.Device, &r.Serial, &at, &r.Status, &vec, &reasons, &r.ResetCount, &r.RestartCount, &r.Rebooted, &r.EAR, &r.Superseded,
-			&tpms, &r.Evidence, &r.Policy); err != nil {
+			&tpms, &r.Evidence, &r.Policy, &r.Collector, &started, &finished); err != nil {
 			return nil, err
 		}
 		r.Time = time.Unix(0, at)
+		if started != 0 {
+			r.Started = time.Unix(0, started)
+		}
+		if finished != 0 {
+			r.Finished = time.Unix(0, finished)
+		}
 		if err := json.Unmarshal([]byte(vec), &r.Vector); err != nil {
 			return nil, fmt.Errorf("store: result %d vector: %w", r.ID, err)
 		}
@@ -639,17 +706,26 @@ type Message struct {
 // restart until it is delivered or given up.
 func (s *Store) Enqueue(ctx context.Context, url string, body []byte) (int64, error) {
 	now := time.Now().UnixNano()
-	res, err := s.db.ExecContext(ctx, `INSERT INTO outbox (url, body, created, next_at) VALUES (?, ?, ?, ?)`, url, body, now, now)
+	var id int64
+	err := s.db.QueryRowContext(ctx, s.rebind(`INSERT INTO outbox (url, body, created, next_at) VALUES (?, ?, ?, ?) RETURNING id`), url, body, now, now).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("store: outbox: %w", err)
 	}
-	return res.LastInsertId()
+	return id, nil
 }
 
-// Due returns up to limit notifications whose next attempt is due, oldest
-// first.
+// Due claims up to limit notifications whose next attempt is due, oldest
+// first: their next attempt moves ClaimFor on, so that another collector
+// on the same database does not deliver them too, and one that dies
+// holding them leaves them due again after it.
 func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]Message, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, url, body, attempts FROM outbox WHERE done = 0 AND next_at <= ? ORDER BY id LIMIT ?`, now.UnixNano(), limit)
+	lock := ""
+	if s.pg {
+		lock = " FOR UPDATE SKIP LOCKED"
+	}
+	rows, err := s.db.QueryContext(ctx, s.rebind(`UPDATE outbox SET next_at = ? WHERE id IN (
+		SELECT id FROM outbox WHERE done = 0 AND next_at <= ? ORDER BY id LIMIT ?`+lock+`)
+		RETURNING id, url, body, attempts`), now.Add(ClaimFor).UnixNano(), now.UnixNano(), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -662,12 +738,20 @@ func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]Message, e
 		}
 		out = append(out, m)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// RETURNING keeps no order.
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
 }
+
+// ClaimFor is how long Due holds a notification for its delivery.
+const ClaimFor = 5 * time.Minute
 
 // Delivered marks a notification delivered.
 func (s *Store) Delivered(ctx context.Context, id int64) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET done = 1, attempts = attempts + 1, last_error = '' WHERE id = ?`, id)
+	_, err := s.db.ExecContext(ctx, s.rebind(`UPDATE outbox SET done = 1, attempts = attempts + 1, last_error = '' WHERE id = ?`), id)
 	return err
 }
 
@@ -678,13 +762,13 @@ func (s *Store) Failed(ctx context.Context, id int64, next time.Time, giveUp boo
 	if giveUp {
 		done = 2
 	}
-	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, next_at = ?, done = ?, last_error = ? WHERE id = ?`, next.UnixNano(), done, reason, id)
+	_, err := s.db.ExecContext(ctx, s.rebind(`UPDATE outbox SET attempts = attempts + 1, next_at = ?, done = ?, last_error = ? WHERE id = ?`), next.UnixNano(), done, reason, id)
 	return err
 }
 
 // Pending counts the notifications not delivered yet (nor given up).
 func (s *Store) Pending(ctx context.Context) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox WHERE done = 0`).Scan(&n)
+	err := s.db.QueryRowContext(ctx, s.rebind(`SELECT COUNT(*) FROM outbox WHERE done = 0`)).Scan(&n)
 	return n, err
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,13 +18,30 @@ import (
 	"github.com/veraison/ear"
 
 	"github.com/openriv/riv/collector/verifier"
+	"github.com/openriv/riv/internal/pgtest"
 	"github.com/openriv/riv/pkg/quote"
 )
 
-func TestHistoryAndReboot(t *testing.T) {
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// eachBackend runs a test on SQLite and on PostgreSQL (a server of the
+// test's own): open opens its database, again each call.
+func eachBackend(t *testing.T, test func(t *testing.T, open func() (*Store, error))) {
+	t.Run("sqlite", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "riv.db")
+		test(t, func() (*Store, error) { return Open(context.Background(), path) })
+	})
+	t.Run("postgres", func(t *testing.T) {
+		url := pgtest.NewDatabase(t)
+		test(t, func() (*Store, error) { return OpenPostgres(context.Background(), url, Options{}) })
+	})
+}
+
+func TestHistoryAndReboot(t *testing.T) { eachBackend(t, testHistoryAndReboot) }
+
+func testHistoryAndReboot(t *testing.T, open func() (*Store, error)) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "riv.db")
-	s, err := Open(ctx, path)
+	s, err := open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +64,7 @@ func TestHistoryAndReboot(t *testing.T) {
 	}
 	s.Close()
 	// Reopen: the history survived.
-	s, err = Open(ctx, path)
+	s, err = open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,9 +181,11 @@ func TestMigrationsAndState(t *testing.T) {
 	}
 }
 
-func TestPrune(t *testing.T) {
+func TestPrune(t *testing.T) { eachBackend(t, testPrune) }
+
+func testPrune(t *testing.T, open func() (*Store, error)) {
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "riv.db"))
+	s, err := open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,9 +291,11 @@ func BenchmarkSave(b *testing.B) {
 
 // Concurrent saves are group-committed: each gets its own id and every
 // one is kept.
-func TestConcurrentSaves(t *testing.T) {
+func TestConcurrentSaves(t *testing.T) { eachBackend(t, testConcurrentSaves) }
+
+func testConcurrentSaves(t *testing.T, open func() (*Store, error)) {
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "riv.db"))
+	s, err := open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,5 +431,184 @@ func TestOneCollectorPerDatabase(t *testing.T) {
 	defer s.Close()
 	if _, ok, err := s.Last(ctx, "rtr1"); err != nil || !ok {
 		t.Errorf("after reopening: Last = %v, %v", ok, err)
+	}
+}
+
+// The outbox hands each due notification to one deliverer: a second Due
+// at the same moment (another collector on the same database) gets the
+// others; a claim that is not settled is due again after ClaimFor.
+func TestOutboxClaims(t *testing.T) { eachBackend(t, testOutboxClaims) }
+
+func testOutboxClaims(t *testing.T, open func() (*Store, error)) {
+	ctx := context.Background()
+	s, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 6 {
+		if _, err := s.Enqueue(ctx, "http://127.0.0.1:1/hook", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	a, err := s.Due(ctx, now, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Due(ctx, now, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int64]bool{}
+	for _, m := range append(a, b...) {
+		if seen[m.ID] {
+			t.Errorf("notification %d handed out twice", m.ID)
+		}
+		seen[m.ID] = true
+	}
+	if len(a) != 4 || len(b) != 2 {
+		t.Errorf("claimed %d then %d, want 4 then 2", len(a), len(b))
+	}
+	if len(a) > 1 && a[0].ID > a[1].ID {
+		t.Errorf("Due not oldest first: %d before %d", a[0].ID, a[1].ID)
+	}
+	if err := s.Delivered(ctx, a[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Due(ctx, now.Add(ClaimFor+time.Second), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again) != 5 {
+		t.Errorf("after the claims lapsed %d due, want the 5 not delivered", len(again))
+	}
+}
+
+// Leases: a device is held by one collector at a time; a result saved
+// under a lease that was released, expired and taken, is refused and
+// not kept; collectors claiming at once never get the same device.
+func TestLeases(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenPostgres(ctx, pgtest.NewDatabase(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var devs []string
+	for i := range 100 {
+		devs = append(devs, fmt.Sprintf("rtr-%03d", i))
+	}
+	if err := s.AddLeases(ctx, devs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddLeases(ctx, devs[:10]); err != nil { // again: no change
+		t.Fatal(err)
+	}
+	if n, err := s.Heartbeat(ctx, "a", time.Minute); err != nil || n != 1 {
+		t.Fatalf("heartbeat: %d live, %v", n, err)
+	}
+	// Four collectors claim at once.
+	var mu sync.Mutex
+	owner := map[string]string{}
+	var wg sync.WaitGroup
+	for _, c := range []string{"a", "b", "c", "d"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 3 {
+				g, err := s.Claim(ctx, c, time.Minute, devs, 10)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				for _, x := range g {
+					if o, dup := owner[x.Device]; dup {
+						t.Errorf("%s granted to %s and %s", x.Device, o, c)
+					}
+					owner[x.Device] = c
+					if x.Epoch != 1 {
+						t.Errorf("%s: epoch %d, want 1", x.Device, x.Epoch)
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(owner) != 100 {
+		t.Errorf("%d devices claimed, want all 100", len(owner))
+	}
+	if g, _ := s.Claim(ctx, "e", time.Minute, devs, 100); len(g) != 0 {
+		t.Errorf("%d held devices claimed again", len(g))
+	}
+	total, held, err := s.LeaseCounts(ctx)
+	if err != nil || total != 100 || held != 100 {
+		t.Errorf("LeaseCounts = %d, %d, %v; want 100, 100", total, held, err)
+	}
+
+	var mine string
+	for d, o := range owner {
+		if o == "a" {
+			mine = d
+			break
+		}
+	}
+	res := func() *verifier.Result {
+		return &verifier.Result{Device: mine, Time: time.Now(), Status: ear.TrustTierAffirming}
+	}
+	if _, err := s.Save(ctx, res(), Saved{Lease: &Lease{Owner: "a", Epoch: 1}, NextAt: time.Now().Add(time.Minute), Collector: "a"}); err != nil {
+		t.Fatalf("save under the lease: %v", err)
+	}
+	if _, err := s.Save(ctx, res(), Saved{Lease: &Lease{Owner: "b", Epoch: 1}}); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("save by a collector without the lease: %v, want ErrLeaseLost", err)
+	}
+	// a lets it go (or lets it expire): e takes it in epoch 2, and a's
+	// late result is refused.
+	if err := s.Release(ctx, "a", []string{mine}); err != nil {
+		t.Fatal(err)
+	}
+	g, err := s.Claim(ctx, "e", time.Minute, devs, 100)
+	if err != nil || len(g) != 1 || g[0].Device != mine || g[0].Epoch != 2 || g[0].NextAt.IsZero() {
+		t.Fatalf("claim after release = %+v, %v; want %s in epoch 2 with its due time", g, err, mine)
+	}
+	if _, err := s.Save(ctx, res(), Saved{Lease: &Lease{Owner: "a", Epoch: 1}}); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("late save by the old holder: %v, want ErrLeaseLost", err)
+	}
+	if h, _ := s.History(ctx, mine, 10); len(h) != 1 || h[0].Collector != "a" {
+		t.Errorf("history = %+v, want the one result saved under a lease", h)
+	}
+	// Expiry: b's leases lapse without renewal; a claims them.
+	if _, err := s.Renew(ctx, "b", 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	g, err = s.Claim(ctx, "a", time.Minute, devs, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range g {
+		if owner[x.Device] != "b" || x.Epoch != 2 {
+			t.Errorf("claimed %+v, want only b's expired leases in epoch 2", x)
+		}
+	}
+	if r, _ := s.Renew(ctx, "b", time.Minute); len(r) != 0 {
+		t.Errorf("b renewed %d leases a took", len(r))
+	}
+}
+
+// Leases are PostgreSQL's: SQLite's one collector refuses them.
+func TestLeasesNeedPostgres(t *testing.T) {
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "riv.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Claim(context.Background(), "a", time.Minute, []string{"x"}, 1); err == nil {
+		t.Error("Claim on SQLite succeeded")
+	}
+	if _, err := s.Save(context.Background(), &verifier.Result{Device: "x"}, Saved{Lease: &Lease{Owner: "a"}}); err == nil {
+		t.Error("Save under a lease on SQLite succeeded")
 	}
 }

@@ -146,6 +146,19 @@ func (v *Verifier) Knows(device string) bool {
 	return v.state[device] != nil
 }
 
+// Forget drops the verifier's state of device and its line cards: its
+// next appraisal starts afresh (another collector appraised it since).
+func (v *Verifier) Forget(device string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if old := v.state[device]; old != nil {
+		for card, key := range old.cards {
+			delete(v.state, cardKey(device, card, key))
+		}
+	}
+	delete(v.state, device)
+}
+
 // Restore sets the verifier's state of device (and its line cards) from
 // a Snapshot. A snapshot it cannot read is an error and changes nothing:
 // the device is then appraised afresh.

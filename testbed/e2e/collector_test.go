@@ -90,6 +90,8 @@ type apiDevice struct {
 	Status  string   `json:"status"`
 	Reasons []string `json:"reasons"`
 	Polls   int      `json:"polls"`
+	// Collector appraised it (several share a fleet on PostgreSQL).
+	Collector string `json:"collector"`
 }
 
 // devices waits until every device has been appraised and returns them.

@@ -22,6 +22,28 @@ func startFleetsim(t *testing.T, dir string, args ...string) fleetsim.Info {
 	return info
 }
 
+// fleetConfig writes a collector's configuration (serveConfig's, and
+// extra) for the simulated fleet of info: its anchors, RIMs and
+// inventory.
+func fleetConfig(t *testing.T, dir string, p *pki, info fleetsim.Info, extra string) string {
+	t.Helper()
+	inv, err := os.ReadFile(info.DevicesYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := serveConfig(t, dir, p, nil)
+	b, _ := os.ReadFile(cfg)
+	text := strings.Replace(string(b), "  manufacturers: []\n  rim_signers: []", "  manufacturers: ["+info.ManufacturerCA+"]\n  rim_signers: ["+info.RIMSignerCA+"]", 1)
+	text = strings.Replace(text, "poll: {interval: 2s, timeout: 10s}", "poll: {interval: 2s, timeout: 10s}\nrims: {dirs: ["+info.RIMs+"]}\n"+extra, 1)
+	for _, line := range strings.Split(strings.TrimSpace(string(inv)), "\n") {
+		text += "  " + line + "\n"
+	}
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 // TestFleetsimUnderCollector: riv-collector serve polls a simulated fleet
 // over NETCONF-TLS, each device on its own loopback address, with the
 // inventory riv-fleetsim wrote: the clean devices affirm, the tampered
@@ -33,22 +55,8 @@ func TestFleetsimUnderCollector(t *testing.T) {
 	if info.Devices != n || info.First != "127.1.0.1:6513" || info.Last != "127.1.0.40:6513" {
 		t.Fatalf("fleetsim.json: %+v", info)
 	}
-	inv, err := os.ReadFile(info.DevicesYAML)
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := newPKI(t, dir)
-	cfg := serveConfig(t, dir, p, nil)
-	b, _ := os.ReadFile(cfg)
-	text := strings.Replace(string(b), "  manufacturers: []\n  rim_signers: []", "  manufacturers: ["+info.ManufacturerCA+"]\n  rim_signers: ["+info.RIMSignerCA+"]", 1)
-	text = strings.Replace(text, "poll: {interval: 2s, timeout: 10s}", "poll: {interval: 2s, timeout: 10s}\nrims: {dirs: ["+info.RIMs+"]}", 1)
-	for _, line := range strings.Split(strings.TrimSpace(string(inv)), "\n") {
-		text += "  " + line + "\n"
-	}
-	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c := startServe(t, dir, cfg, p)
+	c := startServe(t, dir, fleetConfig(t, dir, p, info, ""), p)
 	devs := c.devices(t, n)
 	bad := 0
 	for name, d := range devs {

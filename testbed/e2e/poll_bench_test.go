@@ -31,6 +31,7 @@ import (
 	"github.com/openriv/riv/collector/scheduler"
 	"github.com/openriv/riv/collector/store"
 	"github.com/openriv/riv/collector/verifier"
+	"github.com/openriv/riv/internal/pgtest"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/identity"
 	"github.com/openriv/riv/pkg/rim"
@@ -45,6 +46,7 @@ func TestMain(m *testing.M) {
 		os.Exit(runDevice(dir))
 	}
 	code := m.Run()
+	pgtest.Stop() // the PostgreSQL of the scale-out test
 	if binDir != "" {
 		os.RemoveAll(binDir) // the binaries cli_test.go built
 	}

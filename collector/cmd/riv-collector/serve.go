@@ -26,6 +26,7 @@ import (
 	snmpc "github.com/openriv/riv/collector/client/snmp"
 	"github.com/openriv/riv/collector/config"
 	"github.com/openriv/riv/collector/dashboard"
+	"github.com/openriv/riv/collector/lease"
 	"github.com/openriv/riv/collector/metrics"
 	"github.com/openriv/riv/collector/notify"
 	"github.com/openriv/riv/collector/scheduler"
@@ -70,7 +71,13 @@ func runServe(env *cli.Env, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	db, err := store.OpenWith(ctx, filepath.Join(cfg.DataDir, "riv.db"), store.Options{Sync: store.Sync(cfg.Store.Sync), DurableWithin: cfg.Store.DurableWithin})
+	sopt := store.Options{Sync: store.Sync(cfg.Store.Sync), DurableWithin: cfg.Store.DurableWithin}
+	var db *store.Store
+	if pg := cfg.Store.Postgres.Value(); pg != "" {
+		db, err = store.OpenPostgres(ctx, pg, sopt)
+	} else {
+		db, err = store.OpenWith(ctx, filepath.Join(cfg.DataDir, "riv.db"), sopt)
+	}
 	if err != nil {
 		return cli.Usage("serve: %v", err)
 	}
@@ -87,7 +94,14 @@ func runServe(env *cli.Env, args []string) error {
 	var sch *scheduler.Scheduler
 	m := metrics.New(func() metrics.Fleet { return sch })
 	so := scheduler.Options{Interval: cfg.Poll.Interval, MaxInFlight: cfg.Poll.MaxInFlight, PollTimeout: cfg.Poll.Timeout,
-		Store: db, Logger: log, Observer: m}
+		Store: db, Logger: log, Observer: m, Collector: cfg.Store.CollectorID}
+	var leases *lease.Manager
+	if db.Postgres() {
+		// Shared with other collectors: each polls the devices it leases.
+		leases = lease.New(lease.Options{Store: db, ID: cfg.Store.CollectorID, TTL: cfg.Store.LeaseTTL, Logger: log,
+			Devices: func() []string { return sch.Names() }, Acquired: func(d string, due time.Time) { sch.Wake(d, due) }})
+		so.Leases = leases
+	}
 	var hooks []*notify.Webhook
 	for _, w := range cfg.Webhooks {
 		hooks = append(hooks, notify.New(w.URL, []byte(w.Secret.Value()), db, log))
@@ -135,6 +149,18 @@ func runServe(env *cli.Env, args []string) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); sch.Run(ctx) }()
 	go func() { defer wg.Done(); svc.retain(ctx, cfg.Retention) }()
+	if leases != nil {
+		// The first round before the first polls: a restarted collector
+		// takes its devices back at once.
+		rctx, cancel := context.WithTimeout(ctx, cfg.Store.LeaseTTL/3)
+		if err := leases.Round(rctx); err != nil {
+			log.Warn("leases", "err", err)
+		}
+		cancel()
+		wg.Add(2)
+		go func() { defer wg.Done(); leases.Run(ctx) }()
+		go func() { defer wg.Done(); svc.shareDevices(ctx, cfg.Store.LeaseTTL/3) }()
+	}
 	for _, h := range hooks {
 		wg.Add(1)
 		go func() { defer wg.Done(); h.Run(ctx) }()
@@ -149,7 +175,7 @@ func runServe(env *cli.Env, args []string) error {
 	if err := atomicfile.Write(filepath.Join(cfg.DataDir, "collector.json"), append(b, '\n'), 0o600); err != nil {
 		return cli.Usage("serve: %v", err)
 	}
-	log.Info("serving", "url", url, "devices", len(devices), "config", file)
+	log.Info("serving", "url", url, "devices", len(devices), "config", file, "collector", cfg.Store.CollectorID, "postgres", db.Postgres())
 	for {
 		select {
 		case <-ctx.Done():
@@ -157,6 +183,9 @@ func runServe(env *cli.Env, args []string) error {
 			hs.Shutdown(sctx)
 			cancel()
 			wg.Wait()
+			if leases != nil {
+				leases.Leave()
+			}
 			log.Info("stopped")
 			return nil
 		case err := <-errc:
@@ -539,6 +568,53 @@ func (s *service) reload(ctx context.Context, file string) {
 	s.specs = specs
 	s.mu.Unlock()
 	s.log.Info("reloaded", "started", started, "stopped", stopped, "restarted", restarted, "trust_changed", changedTrust)
+}
+
+// shareDevices keeps the devices added through the API the same as the
+// shared store's, every period: those another collector added are
+// polled here too (when leased here), those it removed are stopped.
+func (s *service) shareDevices(ctx context.Context, every time.Duration) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+		// The names before the store's: a device added here after the
+		// store was read is not taken for one removed elsewhere.
+		before := s.sch.Names()
+		stored, err := s.db.Devices(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("devices of the shared store", "err", err)
+			}
+			continue
+		}
+		s.mu.Lock()
+		configured := maps.Clone(s.specs)
+		s.mu.Unlock()
+		polled := map[string]bool{}
+		for _, n := range before {
+			polled[n] = true
+			if _, ok := stored[n]; !ok && configured[n] == nil {
+				s.sch.RemoveFixed(n)
+				s.log.Info("device removed by another collector", "device", n)
+			}
+		}
+		for n, spec := range stored {
+			if polled[n] || configured[n] != nil {
+				continue
+			}
+			d, err := s.storedDevice(n, spec)
+			if err != nil {
+				s.log.Error("a device added through the API cannot be polled", "device", n, "err", err)
+				continue
+			}
+			if err := s.sch.Add(d); err == nil {
+				s.log.Info("device added by another collector", "device", n)
+			}
+		}
+	}
 }
 
 // retain applies the retention policy hourly.
