@@ -115,7 +115,7 @@ func TestLoadErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, from, to, want string
 	}{
-		{"unknown key", "  inband: true", "  inband: true\n  colour: red", "collector.yaml:64: rims.colour: unknown key"},
+		{"unknown key", "  inband: true", "  inband: true\n  colour: red", "collector.yaml:70: rims.colour: unknown key"},
 		{"inline secret", "admin: {file: " + dir + "/etc/collector-admin.token}", "admin: hunter2hunter2hunter2hunter2hunter2", "tokens.admin: a secret is not written in the file"},
 		{"bad interval", "interval: 5m ", "interval: 10ms ", "poll.interval: 10ms: want at least 1s"},
 		{"bad type", "max_in_flight: 256", "max_in_flight: lots", "poll.max_in_flight"},
