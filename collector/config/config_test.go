@@ -117,6 +117,8 @@ func TestLoadErrors(t *testing.T) {
 	}{
 		{"unknown key", "  inband: true", "  inband: true\n  colour: red", "collector.yaml:70: rims.colour: unknown key"},
 		{"inline secret", "admin: {file: " + dir + "/etc/collector-admin.token}", "admin: hunter2hunter2hunter2hunter2hunter2", "tokens.admin: a secret is not written in the file"},
+		{"postgres secret unset", "  # postgres: {file: " + dir + "/etc/postgres.url}", "  postgres: {env: RIV_TEST_NO_SUCH_VARIABLE}", "store.postgres"},
+		{"lease ttl", "  # postgres: {file: " + dir + "/etc/postgres.url}", "  postgres: {file: " + dir + "/etc/collector-admin.token}\n  lease_ttl: 1s", "store.lease_ttl: 1s: want 3s to 10m"},
 		{"bad interval", "interval: 5m ", "interval: 10ms ", "poll.interval: 10ms: want at least 1s"},
 		{"bad type", "max_in_flight: 256", "max_in_flight: lots", "poll.max_in_flight"},
 		{"no policy set", "policy: strict", "policy: paranoid", `devices[0].policy: "paranoid": no such policy set`},
