@@ -194,6 +194,9 @@ func TestCollectorsShareFleetOnPostgres(t *testing.T) {
 	if strings.Contains(cs[1].cmd.Stderr.(*syncBuffer).String()+cs[2].cmd.Stderr.(*syncBuffer).String(), "store result") {
 		t.Error("a surviving collector failed to store a result")
 	}
+	var stateBytes float64
+	db.QueryRowContext(ctx, `SELECT AVG(LENGTH(state)) FROM device_state`).Scan(&stateBytes)
+	t.Logf("kept verifier state: %.0f bytes per device", stateBytes)
 	// The survivors share the fleet now.
 	owners = waitOwners(t, db, n, 2)
 	for _, o := range owners {
