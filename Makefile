@@ -53,6 +53,7 @@ bench: setup ## run the benchmarks (see docs/BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench BenchmarkPoll -benchtime 100x -count 2 ./testbed/e2e
 	$(GO) test -run '^$$' -bench BenchmarkRestart10k -benchtime 3x ./testbed/e2e
 	$(GO) test -run '^$$' -bench BenchmarkAppraisalFloor -benchtime 400x -cpu 1 ./testbed/fleetsim
+	$(GO) test -run '^$$' -bench BenchmarkStatePerDevice -benchtime 1x -count 3 ./testbed/fleetsim
 
 fuzz: setup ## fuzz every Fuzz target of the repository for FUZZTIME each (found with go test -list)
 	@for p in $$($(GO) list ./...); do \
