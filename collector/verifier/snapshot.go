@@ -151,6 +151,13 @@ func (v *Verifier) Knows(device string) bool {
 func (v *Verifier) Forget(device string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.drop(device)
+}
+
+// drop deletes the states of device and its line cards, by the cards it
+// knew (a scan of every state would make restoring a fleet quadratic);
+// v.mu held.
+func (v *Verifier) drop(device string) {
 	if old := v.state[device]; old != nil {
 		for card, key := range old.cards {
 			delete(v.state, cardKey(device, card, key))
@@ -199,15 +206,7 @@ func (v *Verifier) Restore(device string, b []byte) error {
 	own.keys = keys
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	// The states it replaces: the device's and its line cards' (by the
-	// cards it knew; a scan of every state would make restoring a fleet
-	// quadratic).
-	if old := v.state[device]; old != nil {
-		for card, key := range old.cards {
-			delete(v.state, cardKey(device, card, key))
-		}
-	}
-	delete(v.state, device)
+	v.drop(device) // the states it replaces
 	for name, st := range states {
 		v.state[name] = st
 	}

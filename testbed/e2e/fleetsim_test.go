@@ -44,20 +44,10 @@ func fleetConfig(t *testing.T, dir string, p *pki, info fleetsim.Info, extra str
 	return cfg
 }
 
-// TestFleetsimUnderCollector: riv-collector serve polls a simulated fleet
-// over NETCONF-TLS, each device on its own loopback address, with the
-// inventory riv-fleetsim wrote: the clean devices affirm, the tampered
-// ones do not, and the logs that grow are polled incrementally.
-func TestFleetsimUnderCollector(t *testing.T) {
-	const n, tampered = 40, 3
-	dir := t.TempDir()
-	info := startFleetsim(t, filepath.Join(dir, "fleet"), "--devices", "40", "--tamper", "3", "--grow", "2", "--every", "500ms", "--duration", "10m")
-	if info.Devices != n || info.First != "127.1.0.1:6513" || info.Last != "127.1.0.40:6513" {
-		t.Fatalf("fleetsim.json: %+v", info)
-	}
-	p := newPKI(t, dir)
-	c := startServe(t, dir, fleetConfig(t, dir, p, info, ""), p)
-	devs := c.devices(t, n)
+// checkSimVerdicts checks a simulated fleet's verdicts: affirming, but
+// for the tampered devices, which show the unsigned binary.
+func checkSimVerdicts(t *testing.T, devs map[string]apiDevice, tampered int) {
+	t.Helper()
 	bad := 0
 	for name, d := range devs {
 		switch {
@@ -71,6 +61,22 @@ func TestFleetsimUnderCollector(t *testing.T) {
 	if bad != tampered {
 		t.Errorf("%d devices show the unsigned binary, want %d", bad, tampered)
 	}
+}
+
+// TestFleetsimUnderCollector: riv-collector serve polls a simulated fleet
+// over NETCONF-TLS, each device on its own loopback address, with the
+// inventory riv-fleetsim wrote: the clean devices affirm, the tampered
+// ones do not, and the logs that grow are polled incrementally.
+func TestFleetsimUnderCollector(t *testing.T) {
+	const n, tampered = 40, 3
+	dir := t.TempDir()
+	info := startFleetsim(t, filepath.Join(dir, "fleet"), "--devices", "40", "--tamper", "3", "--grow", "2", "--every", "500ms", "--duration", "10m")
+	if info.Devices != n || info.First != "127.1.0.1:6513" || info.Last != "127.1.0.40:6513" {
+		t.Fatalf("fleetsim.json: %+v", info)
+	}
+	p := newPKI(t, dir)
+	c := startServe(t, dir, fleetConfig(t, dir, p, info, ""), p)
+	checkSimVerdicts(t, c.devices(t, n), tampered)
 	// Their logs grow between polls: later polls fetch only what is new.
 	time.Sleep(5 * time.Second)
 	h := c.history(t, "sim-000000")
