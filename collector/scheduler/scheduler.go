@@ -338,7 +338,7 @@ func (s *Scheduler) loop(ctx context.Context, e *entry) {
 		case w := <-e.now:
 			waiting = append(waiting, w)
 		case due := <-e.wake:
-			s.sleepUntil(ctx, e, due)
+			sleepUntil(ctx, due)
 		}
 	}
 	failures := 0
@@ -373,14 +373,14 @@ func (s *Scheduler) loop(ctx context.Context, e *entry) {
 		case w := <-e.now:
 			waiting = append(waiting, w)
 		case due := <-e.wake:
-			s.sleepUntil(ctx, e, due)
+			sleepUntil(ctx, due)
 		}
 	}
 }
 
 // sleepUntil waits for a device's due time (one taken over from another
 // collector is polled when that one would have polled it).
-func (s *Scheduler) sleepUntil(ctx context.Context, e *entry, due time.Time) {
+func sleepUntil(ctx context.Context, due time.Time) {
 	if d := time.Until(due); d > 0 {
 		select {
 		case <-ctx.Done():
