@@ -714,18 +714,22 @@ func (s *Store) Enqueue(ctx context.Context, url string, body []byte) (int64, er
 	return id, nil
 }
 
-// Due claims up to limit notifications whose next attempt is due, oldest
-// first: their next attempt moves ClaimFor on, so that another collector
-// on the same database does not deliver them too, and one that dies
-// holding them leaves them due again after it.
+// Due returns up to limit notifications whose next attempt is due,
+// oldest first. On PostgreSQL, shared by collectors, it claims them: their
+// next attempt moves ClaimFor on, so that another collector does not
+// deliver them too, and one that dies holding them leaves them due again
+// after it. SQLite's collector is the only deliverer: nothing to claim,
+// and a restart delivers at once what was under way.
 func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]Message, error) {
-	lock := ""
+	query := `SELECT id, url, body, attempts FROM outbox WHERE done = 0 AND next_at <= ? ORDER BY id LIMIT ?`
+	args := []any{now.UnixNano(), limit}
 	if s.pg {
-		lock = " FOR UPDATE SKIP LOCKED"
+		query = `UPDATE outbox SET next_at = ? WHERE id IN (
+			SELECT id FROM outbox WHERE done = 0 AND next_at <= ? ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED)
+			RETURNING id, url, body, attempts`
+		args = append([]any{now.Add(ClaimFor).UnixNano()}, args...)
 	}
-	rows, err := s.db.QueryContext(ctx, s.rebind(`UPDATE outbox SET next_at = ? WHERE id IN (
-		SELECT id FROM outbox WHERE done = 0 AND next_at <= ? ORDER BY id LIMIT ?`+lock+`)
-		RETURNING id, url, body, attempts`), now.Add(ClaimFor).UnixNano(), now.UnixNano(), limit)
+	rows, err := s.db.QueryContext(ctx, s.rebind(query), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -746,8 +750,9 @@ func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]Message, e
 	return out, nil
 }
 
-// ClaimFor is how long Due holds a notification for its delivery.
-const ClaimFor = 5 * time.Minute
+// ClaimFor is how long Due holds a notification for its delivery on
+// PostgreSQL: more than a delivery's HTTP timeout.
+const ClaimFor = time.Minute
 
 // Delivered marks a notification delivered.
 func (s *Store) Delivered(ctx context.Context, id int64) error {
