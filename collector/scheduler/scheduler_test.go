@@ -2,9 +2,12 @@ package scheduler
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/openriv/riv/collector/store"
 	"github.com/openriv/riv/collector/verifier"
 )
 
@@ -46,5 +49,52 @@ func TestAddRemoveAttest(t *testing.T) {
 	}
 	if _, ok := s.Device("b"); ok || len(s.Devices()) != 1 {
 		t.Errorf("devices after the removal: %+v", s.Devices())
+	}
+}
+
+// heldOnly leases the devices it names, for an hour.
+type heldOnly map[string]bool
+
+func (h heldOnly) Begin(d string) (*store.Lease, time.Time, bool) {
+	return &store.Lease{Owner: "me", Epoch: 1}, time.Now().Add(time.Hour), h[d]
+}
+func (heldOnly) End(string)            {}
+func (h heldOnly) Holds(d string) bool { return h[d] }
+
+type counter struct{ started atomic.Int64 }
+
+func (c *counter) Started()                                    { c.started.Add(1) }
+func (c *counter) Done(*verifier.Result, error, time.Duration) {}
+
+// TestLeasedElsewhere: with leases, a device this collector does not
+// hold is never polled here (no poll starts), and asking for its
+// attestation here is refused with ErrElsewhere; the one it holds is
+// polled.
+func TestLeasedElsewhere(t *testing.T) {
+	v := verifier.New(verifier.Policy{}, nil)
+	target := verifier.Target{Name: "x", TLSAddr: "127.0.0.1:1", StageTimeout: 100 * time.Millisecond}
+	obs := &counter{}
+	s := New(Options{Interval: 50 * time.Millisecond, PollTimeout: time.Second, Leases: heldOnly{"mine": true}, Observer: obs},
+		[]Device{{Name: "mine", Target: target, Verifier: v}, {Name: "theirs", Target: target, Verifier: v}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+	defer acancel()
+	if _, err := s.Attest(actx, "theirs"); !errors.Is(err, ErrElsewhere) {
+		t.Errorf("attest of a device leased elsewhere: %v, want ErrElsewhere", err)
+	}
+	st, err := s.Attest(actx, "mine")
+	if err != nil || st.Polls == 0 {
+		t.Fatalf("attest of a held device: %+v %v", st, err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if st, _ := s.Device("theirs"); st.Polls != 0 {
+		t.Errorf("the device leased elsewhere was polled %d times here", st.Polls)
+	}
+	mine, _ := s.Device("mine")
+	if n := obs.started.Load(); n != int64(mine.Polls) && n != int64(mine.Polls)+1 {
+		t.Errorf("%d polls started, %d of the held device: polls started for the other", n, mine.Polls)
 	}
 }
