@@ -11,6 +11,18 @@ import (
 	"github.com/openriv/riv/collector/verifier"
 )
 
+// running runs s until the test ends and returns a context for its
+// calls, bounded to 10 s.
+func running(t *testing.T, s *Scheduler) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+	t.Cleanup(acancel)
+	return actx
+}
+
 // TestAddRemoveAttest: a device added while the scheduler runs is polled;
 // one removed is not any more, and an on-demand poll of a removed device
 // returns instead of waiting. The devices here cannot be reached (no
@@ -19,12 +31,7 @@ func TestAddRemoveAttest(t *testing.T) {
 	v := verifier.New(verifier.Policy{}, nil)
 	target := verifier.Target{Name: "x", TLSAddr: "127.0.0.1:1", StageTimeout: 100 * time.Millisecond}
 	s := New(Options{Interval: time.Hour, PollTimeout: time.Second}, []Device{{Name: "a", Target: target, Verifier: v}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); s.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	actx, acancel := context.WithTimeout(ctx, 10*time.Second)
-	defer acancel()
+	actx := running(t, s)
 	st, err := s.Attest(actx, "a")
 	if err != nil || st.Unreachable == "" || st.Result != nil || st.Polls == 0 {
 		t.Fatalf("attest a: %+v %v", st, err)
@@ -76,12 +83,7 @@ func TestLeasedElsewhere(t *testing.T) {
 	obs := &counter{}
 	s := New(Options{Interval: 50 * time.Millisecond, PollTimeout: time.Second, Leases: heldOnly{"mine": true}, Observer: obs},
 		[]Device{{Name: "mine", Target: target, Verifier: v}, {Name: "theirs", Target: target, Verifier: v}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); s.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	actx, acancel := context.WithTimeout(ctx, 10*time.Second)
-	defer acancel()
+	actx := running(t, s)
 	if _, err := s.Attest(actx, "theirs"); !errors.Is(err, ErrElsewhere) {
 		t.Errorf("attest of a device leased elsewhere: %v, want ErrElsewhere", err)
 	}

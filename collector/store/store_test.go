@@ -37,6 +37,18 @@ func eachBackend(t *testing.T, test func(t *testing.T, open func() (*Store, erro
 	})
 }
 
+// openPostgres opens a new database of the test's PostgreSQL, closed
+// when the test ends.
+func openPostgres(tb testing.TB) *Store {
+	tb.Helper()
+	s, err := OpenPostgres(context.Background(), pgtest.NewDatabase(tb), Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
 func TestHistoryAndReboot(t *testing.T) { eachBackend(t, testHistoryAndReboot) }
 
 func testHistoryAndReboot(t *testing.T, open func() (*Store, error)) {
@@ -271,11 +283,7 @@ func BenchmarkSave(b *testing.B) {
 	// Unix socket, fsync off): the collector's CPU per save; the server's
 	// is its own process's.
 	b.Run("save-postgres", func(b *testing.B) {
-		s, err := OpenPostgres(ctx, pgtest.NewDatabase(b), Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer s.Close()
+		s := openPostgres(b)
 		c0 := cpuTime()
 		defer func() { b.ReportMetric(float64(cpuTime()-c0)/float64(b.N)/1e3, "µs-cpu/op") }()
 		r := &verifier.Result{Device: "rtr", Serial: "RTR", Status: ear.TrustTierAffirming, EAR: earTok, Time: time.Now(), Evidence: make([]byte, 32)}
@@ -459,11 +467,7 @@ func TestOneCollectorPerDatabase(t *testing.T) {
 // again after ClaimFor. On SQLite (one deliverer) Due claims nothing.
 func TestOutboxClaims(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenPostgres(ctx, pgtest.NewDatabase(t), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openPostgres(t)
 	for i := range 6 {
 		if _, err := s.Enqueue(ctx, "http://127.0.0.1:1/hook", []byte(strconv.Itoa(i))); err != nil {
 			t.Fatal(err)
@@ -520,11 +524,7 @@ func TestOutboxClaims(t *testing.T) {
 // not kept; collectors claiming at once never get the same device.
 func TestLeases(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenPostgres(ctx, pgtest.NewDatabase(t), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openPostgres(t)
 	var devs []string
 	for i := range 100 {
 		devs = append(devs, fmt.Sprintf("rtr-%03d", i))
