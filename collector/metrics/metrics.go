@@ -35,10 +35,10 @@ type Metrics struct {
 
 // Fleet is what the metrics read from the scheduler at each scrape.
 type Fleet interface {
-	// Posture counts devices by state ("affirming", "warning",
-	// "contraindicated", "none", "unreachable", "pending").
-	Posture() map[string]int
-	// PostureByPolicy counts them by policy set and state.
+	// PostureByPolicy counts devices by policy set and state
+	// ("affirming", "warning", "contraindicated", "none", "unreachable",
+	// "pending"); the counts by state alone are its sums (one read of
+	// the fleet per scrape: with leases, it reads the store).
 	PostureByPolicy() map[[2]string]int
 	// Queued is the number of polls waiting for a slot.
 	Queued() int
@@ -146,11 +146,12 @@ type fleetCollector struct{ fleet func() Fleet }
 func (c *fleetCollector) Describe(ch chan<- *prometheus.Desc) { ch <- devicesDesc; ch <- policyDesc }
 
 func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
-	f := c.fleet()
-	for state, n := range f.Posture() {
-		ch <- prometheus.MustNewConstMetric(devicesDesc, prometheus.GaugeValue, float64(n), state)
-	}
-	for k, n := range f.PostureByPolicy() {
+	byState := map[string]int{}
+	for k, n := range c.fleet().PostureByPolicy() {
+		byState[k[1]] += n
 		ch <- prometheus.MustNewConstMetric(policyDesc, prometheus.GaugeValue, float64(n), k[0], k[1])
+	}
+	for state, n := range byState {
+		ch <- prometheus.MustNewConstMetric(devicesDesc, prometheus.GaugeValue, float64(n), state)
 	}
 }
