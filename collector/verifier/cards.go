@@ -55,11 +55,11 @@ func (p *poll) lineCards() []*poll {
 	// Who presents which attestation key.
 	keyOf := map[string]string{} // TPM name -> its AK's key
 	holders := map[string][]string{}
-	for _, cert := range p.sup.Certificates {
-		if cert.Type != p.akType || cert.Cert == nil {
+	for _, cert := range p.sup.certs {
+		if cert.Type != p.akType {
 			continue
 		}
-		k := string(cert.Cert.RawSubjectPublicKeyInfo)
+		k := cert.rawKey
 		if _, seen := keyOf[cert.TPM]; seen {
 			continue
 		}
@@ -86,9 +86,9 @@ func (p *poll) lineCards() []*poll {
 		}
 		c := &poll{v: p.v, r: &Result{Device: p.device, Serial: p.r.Serial, Time: time.Now()}, s: p.s, dev: &Result{},
 			sup: p.sup, model: p.model, rims: p.rims, tpm: t.Name, idCert: p.idCert, roots: p.roots, local: p.local, akType: p.akType}
-		for _, cert := range p.sup.Certificates {
-			if cert.TPM == t.Name && cert.Type == p.akType {
-				c.ak, c.akRef = cert.Cert, cert.Name
+		for j := range p.sup.certs {
+			if cert := &p.sup.certs[j]; cert.TPM == t.Name && cert.Type == p.akType {
+				c.ak, c.akRef = cert, cert.Name
 				break
 			}
 		}
@@ -117,7 +117,7 @@ func (p *poll) rememberCards(cards []*poll) {
 	now := map[string]string{}
 	for _, c := range cards {
 		if c.ak != nil {
-			now[c.tpm] = string(c.ak.RawSubjectPublicKeyInfo)
+			now[c.tpm] = c.ak.rawKey
 		}
 	}
 	p.v.mu.Lock()
@@ -136,7 +136,7 @@ func (p *poll) rememberCards(cards []*poll) {
 	}
 	// Until the next reboot the first key of each card is the one it
 	// must keep, and a card that went stays missed.
-	if st.cards == nil {
+	if st.cards == nil && len(now) > 0 {
 		st.cards = map[string]string{}
 	}
 	for name, key := range now {
@@ -160,7 +160,14 @@ func (c *poll) appraiseCard(ctx context.Context) error {
 		r.claim(&tv.InstanceIdentity, ear.UntrustworthyInstanceClaim, "instance-identity: the device's identity is unknown, so no card can be bound to it")
 		return nil
 	}
-	if !c.claimPair(c.v.verifyPair(c.idCert, c.ak, c.roots, c.local)) {
+	ir, ok := c.v.verifyPair(c.idCert, c.ak, c.roots, c.local)
+	if !ok {
+		if err := c.certificates(ctx); err != nil {
+			return err
+		}
+		ir, _ = c.v.verifyPair(c.idCert, c.ak, c.roots, c.local)
+	}
+	if !c.claimPair(ir) {
 		return nil
 	}
 	if !c.scope(evidence.Scope{CertificateName: c.akRef, TPM: c.tpm}) {
@@ -168,6 +175,32 @@ func (c *poll) appraiseCard(ctx context.Context) error {
 		return nil
 	}
 	return c.appraiseTPM(ctx)
+}
+
+// certificates fetches the device's certificates again for a card whose
+// pair has no verdict cached any more, in a poll that has only what was
+// kept of them (the device's own pair had its verdict cached): the card
+// is verified on the certificates with the DER digests of the kept
+// identity and attestation key. A device that no longer lists them
+// changed its certificates since they were kept: the card is not
+// appraised, and the device's next poll fetches its certificates anew.
+func (c *poll) certificates(ctx context.Context) error {
+	es, err := c.s.Support(ctx)
+	if err != nil {
+		return fmt.Errorf("certificates: %w", err)
+	}
+	sup := newSupport(es)
+	id, ak := sup.find(c.idCert), sup.find(c.ak)
+	if id == nil || ak == nil {
+		c.v.mu.Lock()
+		if st := c.v.state[c.r.Device]; st != nil { // the device's, not the card's
+			st.supTime = time.Time{}
+		}
+		c.v.mu.Unlock()
+		return fmt.Errorf("certificates: the device no longer lists the certificates it was appraised by")
+	}
+	c.idCert, c.ak = id, ak
+	return nil
 }
 
 // noModel stands for the model of a device whose certificates name none:

@@ -12,7 +12,6 @@ import (
 
 	"github.com/veraison/ear"
 
-	"github.com/openriv/riv/collector/evidence"
 	"github.com/openriv/riv/pkg/identity"
 )
 
@@ -37,49 +36,30 @@ const (
 // claims say why.
 func (p *poll) identity(ctx context.Context, peerKey crypto.PublicKey) error {
 	v, r, tv := p.v, p.r, &p.r.Vector
-	sup, err := v.support(ctx, p.device, p.s, peerKey)
+	sup, err := v.support(ctx, p.device, p.s, peerKey, false)
 	if err != nil {
 		return fmt.Errorf("%s: certificates: %w", p.device, err)
 	}
-	p.sup = sup
-	var idCert *x509.Certificate
-	for _, c := range sup.Certificates {
-		if c.Type != "" {
-			continue
+	akCert, ir, ok := p.pick(sup, peerKey)
+	if !ok {
+		// The kept certificates have no verdict cached any more (it
+		// expired, or the verifier forgot it): the device's certificates
+		// themselves are verified, never what was kept of them.
+		if sup, err = v.support(ctx, p.device, p.s, peerKey, true); err != nil {
+			return fmt.Errorf("%s: certificates: %w", p.device, err)
 		}
-		if peerKey != nil && samePub(c.Cert.PublicKey, peerKey) {
-			idCert, p.tpm = c.Cert, c.TPM
-			break
-		}
-		if peerKey == nil && idCert == nil && c.Cert.KeyUsage&x509.KeyUsageDigitalSignature != 0 {
-			idCert, p.tpm = c.Cert, c.TPM
+		if akCert, ir, ok = p.pick(sup, peerKey); !ok {
+			return fmt.Errorf("%s: certificates: fetched, and still not verifiable", p.device)
 		}
 	}
-	// An owner-enrolled identity (LDevID) chains to the owner anchors;
-	// its attestation key is then the LAK, appraised by the owner's rules.
-	local := idCert != nil && v.Policy.OwnerAnchors != nil && v.verifiedChain([]*x509.Certificate{idCert}, v.Policy.OwnerAnchors, x509.ExtKeyUsageAny) == nil
-	akType, roots := typeIAK, v.Policy.Anchors
-	if local {
-		akType, roots = typeLAK, v.Policy.OwnerAnchors
-	}
-	// The attestation key is the one in the identity's TPM: on a device
-	// with line cards, the others are theirs (lineCards).
-	var akCert *x509.Certificate
-	for _, c := range sup.Certificates {
-		if c.Type == akType && akCert == nil && (c.TPM == p.tpm || p.tpm == "") {
-			akCert, p.akRef, p.tpm = c.Cert, c.Name, c.TPM
-		}
-	}
-	p.idCert, p.roots, p.local, p.akType = idCert, roots, local, akType
 	if akCert == nil {
-		r.claim(&tv.InstanceIdentity, ear.UnrecognizedInstanceClaim, fmt.Sprintf("instance-identity: the device lists no %s", akType))
+		r.claim(&tv.InstanceIdentity, ear.UnrecognizedInstanceClaim, fmt.Sprintf("instance-identity: the device lists no %s", p.akType))
 		return nil
 	}
-	if idCert == nil && peerKey != nil {
+	if p.idCert == nil && peerKey != nil {
 		r.claim(&tv.InstanceIdentity, ear.UntrustworthyInstanceClaim, "instance-identity: the transport was authenticated with a key that is in none of the device's identity certificates")
 		return nil
 	}
-	ir := v.verifyPair(idCert, akCert, roots, local)
 	r.Serial, p.model = ir.Serial, ir.Model
 	if w := p.want; ir.OK && (w.Serial != "" && ir.Serial != w.Serial || w.Model != "" && ir.Model != w.Model) {
 		// A genuine device, but not the one the inventory has at this
@@ -91,6 +71,58 @@ func (p *poll) identity(ctx context.Context, peerKey crypto.PublicKey) error {
 		p.ak = akCert
 	}
 	return nil
+}
+
+// pick finds the identity certificate and the attestation key in sup,
+// setting the poll's fields, and the verdict on the pair (nil when there
+// is no pair to verify). It makes no claims; false means a verdict is
+// not cached and sup holds only what was kept of the certificates.
+func (p *poll) pick(sup *deviceSupport, peerKey crypto.PublicKey) (*deviceCert, *identity.Result, bool) {
+	v := p.v
+	var idCert *deviceCert
+	tpm := ""
+	for i := range sup.certs {
+		c := &sup.certs[i]
+		if c.Type != "" {
+			continue
+		}
+		if peerKey != nil && samePub(c.pub, peerKey) {
+			idCert, tpm = c, c.TPM
+			break
+		}
+		if peerKey == nil && idCert == nil && c.keyUsage&x509.KeyUsageDigitalSignature != 0 {
+			idCert, tpm = c, c.TPM
+		}
+	}
+	// An owner-enrolled identity (LDevID) chains to the owner anchors;
+	// its attestation key is then the LAK, appraised by the owner's rules.
+	local := false
+	if idCert != nil && v.Policy.OwnerAnchors != nil {
+		var known bool
+		if local, known = v.ownerIssued(idCert); !known {
+			return nil, nil, false
+		}
+	}
+	akType, roots := typeIAK, v.Policy.Anchors
+	if local {
+		akType, roots = typeLAK, v.Policy.OwnerAnchors
+	}
+	// The attestation key is the one in the identity's TPM: on a device
+	// with line cards, the others are theirs (lineCards).
+	var akCert *deviceCert
+	akRef := ""
+	for i := range sup.certs {
+		c := &sup.certs[i]
+		if c.Type == akType && akCert == nil && (c.TPM == tpm || tpm == "") {
+			akCert, akRef, tpm = c, c.Name, c.TPM
+		}
+	}
+	p.sup, p.idCert, p.roots, p.local, p.akType, p.akRef, p.tpm = sup, idCert, roots, local, akType, akRef, tpm
+	if akCert == nil || idCert == nil && peerKey != nil {
+		return akCert, nil, true
+	}
+	ir, ok := v.verifyPair(idCert, akCert, roots, local)
+	return akCert, ir, ok
 }
 
 // claimPair turns the verdict on an identity and attestation key pair
@@ -110,38 +142,41 @@ func (p *poll) claimPair(ir *identity.Result) bool {
 
 // support returns the device's certificate list, banks and log types,
 // from the cache while it is fresh and the transport key is still one of
-// its identity certificates'.
-func (v *Verifier) support(ctx context.Context, device string, s Session, peerKey crypto.PublicKey) (*evidence.Support, error) {
+// its identity certificates' (unless refetch). A support fetched has the
+// parsed certificates; one from the cache has only what was kept of them.
+func (v *Verifier) support(ctx context.Context, device string, s Session, peerKey crypto.PublicKey, refetch bool) (*deviceSupport, error) {
 	v.mu.Lock()
 	st := v.state[device]
-	var sup *evidence.Support
+	var sup *deviceSupport
 	refresh := v.SupportRefresh
 	if refresh == 0 {
 		refresh = certRefresh
 	}
-	if st != nil && time.Since(st.supTime) < refresh {
+	if st != nil && time.Since(st.supTime) < refresh && !refetch {
 		sup = st.sup
 	}
 	v.mu.Unlock()
 	if sup != nil && peerKey != nil {
-		for _, c := range sup.Certificates {
-			if c.Type == "" && samePub(c.Cert.PublicKey, peerKey) {
+		for i := range sup.certs {
+			if c := &sup.certs[i]; c.Type == "" && samePub(c.pub, peerKey) {
 				return sup, nil
 			}
 		}
 	}
-	sup, err := s.Support(ctx)
+	es, err := s.Support(ctx)
 	if err != nil {
 		return nil, err
 	}
+	sup = newSupport(es)
+	kept := sup.kept()
 	v.mu.Lock()
 	if st := v.state[device]; st != nil && (st.sup == nil && st.keys == nil || st.sup != nil && sameCertificates(st.sup, sup) || st.keys != nil && showsKey(sup, st.keys)) {
-		st.sup, st.supTime, st.keys = sup, time.Now(), nil
+		st.sup, st.supTime, st.keys = kept, time.Now(), nil
 	} else {
 		// Another device (none of its keys the same) behind the name:
 		// nothing verified of the one before carries over — logs, PCR
 		// values, clock.
-		v.state[device] = &deviceState{sup: sup, supTime: time.Now()}
+		v.state[device] = &deviceState{sup: kept, supTime: time.Now()}
 		// Its line cards' states go with it.
 		for k := range v.state {
 			if strings.HasPrefix(k, device+"\x00") {
@@ -157,10 +192,10 @@ func (v *Verifier) support(ctx context.Context, device string, s Session, peerKe
 // device: some key (IDevID, IAK, LDevID, LAK) in both. Certificates are
 // reissued for the same TPM keys, and the owner enrols more; a device
 // none of whose keys carry over is another TPM.
-func sameCertificates(a, b *evidence.Support) bool {
-	for _, ca := range a.Certificates {
-		for _, cb := range b.Certificates {
-			if ca.Cert != nil && cb.Cert != nil && samePub(ca.Cert.PublicKey, cb.Cert.PublicKey) {
+func sameCertificates(a, b *deviceSupport) bool {
+	for i := range a.certs {
+		for j := range b.certs {
+			if samePub(a.certs[i].pub, b.certs[j].pub) {
 				return true
 			}
 		}
@@ -170,9 +205,9 @@ func sameCertificates(a, b *evidence.Support) bool {
 
 // showsKey says whether the device shows one of the identity keys of a
 // restored state (the SHA-256 of their SubjectPublicKeyInfo).
-func showsKey(sup *evidence.Support, keys [][32]byte) bool {
-	for _, c := range sup.Certificates {
-		if c.Cert != nil && slices.Contains(keys, sha256.Sum256(c.Cert.RawSubjectPublicKeyInfo)) {
+func showsKey(sup *deviceSupport, keys [][32]byte) bool {
+	for i := range sup.certs {
+		if slices.Contains(keys, sup.certs[i].spki) {
 			return true
 		}
 	}
@@ -180,15 +215,15 @@ func showsKey(sup *evidence.Support, keys [][32]byte) bool {
 }
 
 // verifyPair checks the identity pair, from the cache when the same
-// certificates were verified before and are still valid.
-func (v *Verifier) verifyPair(id, ak *x509.Certificate, roots *x509.CertPool, local bool) *identity.Result {
+// certificates were verified before and are still valid. false means
+// the verdict is not cached and id or ak is only what was kept of a
+// certificate: there is nothing to verify it on.
+func (v *Verifier) verifyPair(id, ak *deviceCert, roots *x509.CertPool, local bool) (*identity.Result, bool) {
 	var k [64]byte
 	if id != nil {
-		h := sha256.Sum256(id.Raw)
-		copy(k[:32], h[:])
+		copy(k[:32], id.raw[:])
 	}
-	h := sha256.Sum256(ak.Raw)
-	copy(k[32:], h[:])
+	copy(k[32:], ak.raw[:])
 	if local {
 		k[0] ^= 0xff // the same pair under the other rules is another entry
 	}
@@ -197,17 +232,70 @@ func (v *Verifier) verifyPair(id, ak *x509.Certificate, roots *x509.CertPool, lo
 	c, ok := v.verified[k]
 	v.mu.Unlock()
 	if ok && now.Before(c.until) {
-		return c.res
+		return c.res, true
 	}
-	r := identity.VerifyPair(id, ak, identity.VerifyOptions{Roots: roots, Now: now, Local: local})
-	until := ak.NotAfter
-	if id != nil && id.NotAfter.Before(until) {
-		until = id.NotAfter
+	if ak.x509 == nil || id != nil && id.x509 == nil {
+		return nil, false
+	}
+	var idx *x509.Certificate
+	if id != nil {
+		idx = id.x509
+	}
+	r := identity.VerifyPair(idx, ak.x509, identity.VerifyOptions{Roots: roots, Now: now, Local: local})
+	until := ak.x509.NotAfter
+	if idx != nil && idx.NotAfter.Before(until) {
+		until = idx.NotAfter
 	}
 	v.mu.Lock()
 	v.verified[k] = cachedIdentity{res: r, until: until}
 	v.mu.Unlock()
-	return r
+	return r, true
+}
+
+// notChained marks a cached verdict that a certificate does not chain to
+// the anchors (verifiedChain caches a success with no result).
+var notChained = &identity.Result{}
+
+// ownerIssued reports whether the identity certificate chains to the
+// owner anchors (an LDevID). Both answers are cached: every poll of a
+// manufacturer identity asks, and a kept certificate can only be
+// answered from the cache. A failure is cached only once the certificate
+// is valid, as a success is, until it expires: a certificate not yet
+// valid may chain later. known is false when the answer is not cached
+// and c is only what was kept of the certificate.
+func (v *Verifier) ownerIssued(c *deviceCert) (local, known bool) {
+	k := chainKey(c.raw, x509.ExtKeyUsageAny, true)
+	now := time.Now()
+	v.mu.Lock()
+	e, ok := v.verified[k]
+	v.mu.Unlock()
+	if ok && now.Before(e.until) && now.After(c.notBefore) {
+		return e.res == nil, true
+	}
+	if c.x509 == nil {
+		return false, false
+	}
+	if err := v.verifiedChain([]*x509.Certificate{c.x509}, v.Policy.OwnerAnchors, x509.ExtKeyUsageAny); err == nil {
+		return true, true
+	}
+	if now.After(c.notBefore) {
+		v.mu.Lock()
+		v.verified[k] = cachedIdentity{res: notChained, until: c.x509.NotAfter}
+		v.mu.Unlock()
+	}
+	return false, true
+}
+
+// chainKey is the cache key of the verdict that the certificate with DER
+// digest raw chains for purpose to the manufacturer or the owner anchors.
+func chainKey(raw [32]byte, purpose x509.ExtKeyUsage, owner bool) [64]byte {
+	var k [64]byte
+	copy(k[:32], raw[:])
+	k[32] = byte(purpose) + 1
+	if owner {
+		k[33] = 1
+	}
+	return k
 }
 
 // verifiedChain reports whether leaf (with intermediates) chains to roots
@@ -216,18 +304,12 @@ func (v *Verifier) verifiedChain(certs []*x509.Certificate, roots *x509.CertPool
 	if roots == nil {
 		return fmt.Errorf("no trust anchors")
 	}
-	var k [64]byte
-	h := sha256.Sum256(certs[0].Raw)
-	copy(k[:32], h[:])
-	k[32] = byte(purpose) + 1
-	if roots == v.Policy.OwnerAnchors {
-		k[33] = 1
-	}
+	k := chainKey(sha256.Sum256(certs[0].Raw), purpose, roots == v.Policy.OwnerAnchors)
 	now := time.Now()
 	v.mu.Lock()
 	c, ok := v.verified[k]
 	v.mu.Unlock()
-	if ok && now.Before(c.until) && now.After(certs[0].NotBefore) {
+	if ok && c.res == nil && now.Before(c.until) && now.After(certs[0].NotBefore) {
 		return nil
 	}
 	inter := x509.NewCertPool()

@@ -1,7 +1,6 @@
 package verifier
 
 import (
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -81,11 +80,8 @@ func (v *Verifier) Snapshot(device string) ([]byte, error) {
 	}
 	s := snapshot{Version: snapshotVersion, TPMs: map[string]tpmSnapshot{}}
 	if st.sup != nil {
-		for _, c := range st.sup.Certificates {
-			if c.Cert != nil {
-				h := sha256.Sum256(c.Cert.RawSubjectPublicKeyInfo)
-				s.Keys = append(s.Keys, h[:])
-			}
+		for _, c := range st.sup.certs {
+			s.Keys = append(s.Keys, slices.Clone(c.spki[:]))
 		}
 	} else {
 		for _, k := range st.keys {

@@ -42,10 +42,12 @@ type deviceState struct {
 	// as long as the device runs, so each poll replays and appraises only
 	// the new entries, continuing from what was verified before.
 	runtime map[string]*runtimeState
-	// What the device supports (certificates, banks, log types),
+	// What the device supports (banks, log types, and of its
+	// certificates their keys and digests, not the certificates),
 	// refetched when the transport presents another key than the cached
-	// identity's, after a reboot, or hourly.
-	sup     *evidence.Support
+	// identity's, after a reboot, hourly, or when a verdict on its
+	// certificates is no longer cached.
+	sup     *deviceSupport
 	supTime time.Time
 	// inbandBad are the RIMs the device lists whose bytes are not what it
 	// said (by the digest listed), with the reason, claimed on every poll
@@ -106,7 +108,7 @@ const (
 
 // logTypes are the logs to fetch: those the device announces, or bios and
 // netequip_boot when it announces none (no YANG library).
-func logTypes(sup *evidence.Support) []string {
+func logTypes(sup *deviceSupport) []string {
 	if sup == nil || sup.LogTypes == nil {
 		return []string{logBIOS, logNetequip}
 	}
@@ -122,7 +124,7 @@ func logTypes(sup *evidence.Support) []string {
 // requests returns the log retrievals of the next poll: each log from
 // after the last event kept or verified for these banks and RIMs (from
 // the start otherwise).
-func (st *deviceState) requests(sup *evidence.Support, banks []alg.ID, rims *rim.Index) []evidence.LogRequest {
+func (st *deviceState) requests(sup *deviceSupport, banks []alg.ID, rims *rim.Index) []evidence.LogRequest {
 	var out []evidence.LogRequest
 	for _, t := range logTypes(sup) {
 		req := evidence.LogRequest{Type: t}

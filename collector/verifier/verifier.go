@@ -287,19 +287,19 @@ type poll struct {
 	device string
 	s      Session
 	st     *deviceState
-	sup    *evidence.Support
+	sup    *deviceSupport
 
 	want Expected
 	rims *rim.Index // the reference values of this appraisal
 	// dev holds the claims about the device as a whole (its in-band RIMs,
 	// its set of TPMs), apart from those about one of its TPMs.
 	dev   *Result
-	model string            // the device model its certificates name
-	ak    *x509.Certificate // the attestation key the quote must be by
-	tpm   string            // the TPM it is in (as the device names it)
+	model string      // the device model its certificates name
+	ak    *deviceCert // the attestation key the quote must be by
+	tpm   string      // the TPM it is in (as the device names it)
 	// The transport identity and how it was judged, for the line cards'
 	// attestation keys.
-	idCert *x509.Certificate
+	idCert *deviceCert
 	roots  *x509.CertPool
 	local  bool
 	akType string
@@ -471,7 +471,7 @@ func (p *poll) challenge(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	// Signature, nonce and selection first; the PCR digest after replay.
-	if _, err := quote.VerifyParsed(p.ak.PublicKey, p.attest, p.sig, quote.Options{Nonce: p.nonce, Selection: p.sel}); err != nil {
+	if _, err := quote.VerifyParsed(p.ak.pub, p.attest, p.sig, quote.Options{Nonce: p.nonce, Selection: p.sel}); err != nil {
 		r.claim(&tv.InstanceIdentity, ear.CryptoValidationFailedClaim, "quote: "+err.Error())
 		return false, nil
 	}
