@@ -322,9 +322,10 @@ func (s *Scheduler) stop(e *entry) {
 	delete(s.devices, e.d.Name)
 }
 
-// loop polls one device: at once, then every interval with ±10 % jitter
-// (devices started together drift apart), sooner on demand, and with
-// backoff up to 10 intervals while it cannot be reached.
+// loop polls one device: at once, then every interval (from one poll's
+// start to the next's) with ±10 % jitter (devices started together
+// drift apart), sooner on demand, and with backoff up to 10 intervals
+// while it cannot be reached.
 func (s *Scheduler) loop(ctx context.Context, e *entry) {
 	var waiting []chan struct{}
 	s.mu.Lock()
@@ -343,6 +344,9 @@ func (s *Scheduler) loop(ctx context.Context, e *entry) {
 	}
 	failures := 0
 	for {
+		// The interval runs from the poll's start: a slow device or a
+		// store busy syncing does not stretch the device's period.
+		began := time.Now()
 		ok := s.poll(ctx, e, len(waiting) > 0)
 		for _, w := range waiting {
 			close(w)
@@ -369,7 +373,7 @@ func (s *Scheduler) loop(ctx context.Context, e *entry) {
 					return
 				}
 			}
-		case <-time.After(jitter(next)):
+		case <-time.After(jitter(next) - time.Since(began)):
 		case w := <-e.now:
 			waiting = append(waiting, w)
 		case due := <-e.wake:

@@ -39,7 +39,7 @@ var (
 // bin returns the path of a RIV binary (rivctl, riv-agent, riv-demo,
 // riv-router) or
 // veraison's arc, built from this tree (arc from tools/go.mod).
-func bin(t *testing.T, name string) string {
+func bin(t testing.TB, name string) string {
 	t.Helper()
 	binOnce.Do(func() {
 		root := testref.Root(t)

@@ -56,13 +56,13 @@ func startCollector(t *testing.T, dir string, args ...string) *collector {
 	}
 }
 
-func (c *collector) call(t *testing.T, method, path, token string) (int, []byte) {
+func (c *collector) call(t testing.TB, method, path, token string) (int, []byte) {
 	t.Helper()
 	return c.send(t, method, path, token, "", nil)
 }
 
 // send is call with a body of contentType.
-func (c *collector) send(t *testing.T, method, path, token, contentType string, body []byte) (int, []byte) {
+func (c *collector) send(t testing.TB, method, path, token, contentType string, body []byte) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(method, c.URL+path, bytes.NewReader(body))
 	if token != "" {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,20 +13,27 @@ import (
 )
 
 // startFleetsim runs riv-fleetsim in dir and returns its fleetsim.json.
-func startFleetsim(t *testing.T, dir string, args ...string) fleetsim.Info {
+func startFleetsim(t testing.TB, dir string, args ...string) fleetsim.Info {
 	t.Helper()
-	_, b := startUntil(t, filepath.Join(dir, "fleetsim.json"), "riv-fleetsim", append([]string{"--dir", dir}, args...)...)
+	_, info := runFleetsim(t, dir, args...)
+	return info
+}
+
+// runFleetsim is startFleetsim that also returns the process.
+func runFleetsim(t testing.TB, dir string, args ...string) (*exec.Cmd, fleetsim.Info) {
+	t.Helper()
+	cmd, b := startUntil(t, filepath.Join(dir, "fleetsim.json"), "riv-fleetsim", append([]string{"--dir", dir}, args...)...)
 	var info fleetsim.Info
 	if err := json.Unmarshal(b, &info); err != nil {
 		t.Fatal(err)
 	}
-	return info
+	return cmd, info
 }
 
 // fleetConfig writes a collector's configuration (serveConfig's, and
 // extra) for the simulated fleet of info: its anchors, RIMs and
 // inventory.
-func fleetConfig(t *testing.T, dir string, p *pki, info fleetsim.Info, extra string) string {
+func fleetConfig(t testing.TB, dir string, p *pki, info fleetsim.Info, extra string) string {
 	t.Helper()
 	inv, err := os.ReadFile(info.DevicesYAML)
 	if err != nil {

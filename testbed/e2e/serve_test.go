@@ -36,7 +36,7 @@ type pki struct {
 	dir  string
 }
 
-func newPKI(t *testing.T, dir string) *pki {
+func newPKI(t testing.TB, dir string) *pki {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "RIV test API CA"}, NotBefore: time.Now().Add(-time.Hour),
@@ -51,7 +51,7 @@ func newPKI(t *testing.T, dir string) *pki {
 	return p
 }
 
-func (p *pki) write(t *testing.T, name, typ string, der []byte) string {
+func (p *pki) write(t testing.TB, name, typ string, der []byte) string {
 	t.Helper()
 	f := filepath.Join(p.dir, name)
 	if err := os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
@@ -62,7 +62,7 @@ func (p *pki) write(t *testing.T, name, typ string, der []byte) string {
 
 // issue makes a leaf: a server for 127.0.0.1 when ou is "", else a client
 // of that OU. It returns the files and the tls.Certificate.
-func (p *pki) issue(t *testing.T, name, ou string) (certFile, keyFile string, tc tls.Certificate) {
+func (p *pki) issue(t testing.TB, name, ou string) (certFile, keyFile string, tc tls.Certificate) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name}, NotBefore: time.Now().Add(-time.Hour),
@@ -97,7 +97,7 @@ func (p *pki) client(cert *tls.Certificate) *http.Client {
 
 // serveConfig writes the collector's configuration for the routers in
 // dirs (each line of devices is one list item).
-func serveConfig(t *testing.T, dir string, p *pki, routers []string, devices ...string) string {
+func serveConfig(t testing.TB, dir string, p *pki, routers []string, devices ...string) string {
 	t.Helper()
 	cert, key, _ := p.issue(t, "api", "")
 	for _, tok := range []string{"admin", "read"} {
@@ -149,7 +149,7 @@ func withRIMs(t *testing.T, cfg, dir string) {
 }
 
 // startServe runs riv-collector serve and returns its API.
-func startServe(t *testing.T, dir, config string, p *pki) *collector {
+func startServe(t testing.TB, dir, config string, p *pki) *collector {
 	t.Helper()
 	ready := filepath.Join(dir, "data", "collector.json")
 	os.Remove(ready)
@@ -164,7 +164,7 @@ func startServe(t *testing.T, dir, config string, p *pki) *collector {
 // startUntil starts binary name with args, stopped (SIGTERM) when the
 // test ends, and returns once it has written the file ready, with its
 // content; its stderr is logged if the test failed.
-func startUntil(t *testing.T, ready, name string, args ...string) (*exec.Cmd, []byte) {
+func startUntil(t testing.TB, ready, name string, args ...string) (*exec.Cmd, []byte) {
 	t.Helper()
 	cmd := exec.Command(bin(t, name), args...)
 	errb := &syncBuffer{}

@@ -237,9 +237,6 @@ func startProfile(b *testing.B) func() {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// 100 Hz is a few samples per poll part; the runtime warns about the
-	// rate being set twice, which is harmless.
-	runtime.SetCPUProfileRate(2000)
 	if err := pprof.StartCPUProfile(out); err != nil {
 		b.Fatal(err)
 	}

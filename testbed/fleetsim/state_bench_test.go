@@ -33,6 +33,11 @@ func BenchmarkStatePerDevice(b *testing.B) {
 		appraise(b, warm, d)
 	}
 	warm = nil
+	if os.Getenv("RIV_BENCH_MEMPROFILE") != "" {
+		// Every allocation sampled: the device's share is small.
+		defer func(r int) { runtime.MemProfileRate = r }(runtime.MemProfileRate)
+		runtime.MemProfileRate = 1
+	}
 	for b.Loop() {
 		v := newVerifier(b, f)
 		appraise(b, v, devs[0]) // the RIM index and caches, shared

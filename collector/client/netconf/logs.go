@@ -29,6 +29,15 @@ type logDecoder struct {
 	imas   []eventlog.IMAEntry
 	dgs    []eventlog.Digest
 	fields [][]byte
+	// name is the entry's filename-hint as it is in the reply (or the
+	// unescaped copy the general path made), until finishIMA builds the
+	// template data around it; names makes the FileName strings.
+	name []byte
+	// names is how many bytes of file names the reply's entries hold.
+	names int
+	// general turns fastIMA off (to test that it decides as the general
+	// path does).
+	general bool
 }
 
 // Entries are decoded into a scratch slice kept between replies and
@@ -266,6 +275,19 @@ func (ld *logDecoder) decode(logType string) (*eventlog.Log, uint32, error) {
 				if string(tok) != "bios-event-entry" {
 					curIMA = ld.newIMA()
 					cur.IMA = curIMA
+					ok, err := false, error(nil)
+					if !ld.general {
+						ok, err = ld.fastIMA(cur, curIMA, &tmplAlg, &bankSet)
+					}
+					if err == nil && ok {
+						err = ld.finishIMA(cur, tmplAlg)
+					}
+					if err != nil {
+						return nil, 0, fmt.Errorf("log entry %d: %w", len(events)-1, err)
+					}
+					if ok {
+						cur, curIMA = nil, nil
+					}
 				}
 			}
 		case tokText:
@@ -298,6 +320,7 @@ func (ld *logDecoder) decode(logType string) (*eventlog.Log, uint32, error) {
 	if len(events) > 0 {
 		l.Events = slices.Clone(events)
 	}
+	ld.fileNames(l.Events)
 	for i, b := range logBanks {
 		if bankSet[i] {
 			l.Banks = append(l.Banks, b)
@@ -370,7 +393,7 @@ func (ld *logDecoder) field(e *eventlog.Event, ima *eventlog.IMAEntry, name, v [
 	case "ima-template":
 		ima.Template = intern(v)
 	case "filename-hint":
-		ima.FileName = string(v)
+		ld.name = append(ld.name[:0:0], v...) // v is the scanner's buffer
 	case "filedata-hash":
 		ima.FileHash, err = ld.b64(v)
 	case "filedata-hash-algorithm":
@@ -394,6 +417,29 @@ func (ld *logDecoder) field(e *eventlog.Event, ima *eventlog.IMAEntry, name, v [
 	return err
 }
 
+// fileNames sets the entries' FileName from their template data: one
+// string for all of them, cut into the names, instead of one allocation
+// per entry.
+func (ld *logDecoder) fileNames(events []eventlog.Event) {
+	if ld.names == 0 {
+		return
+	}
+	var sb strings.Builder
+	sb.Grow(ld.names)
+	for i := range events {
+		if ima := events[i].IMA; ima != nil && len(ima.Fields) > 1 {
+			sb.Write(ima.Fields[1][:len(ima.Fields[1])-1]) // less the NUL
+		}
+	}
+	all := sb.String()
+	for i := range events {
+		if ima := events[i].IMA; ima != nil && len(ima.Fields) > 1 {
+			n := len(ima.Fields[1]) - 1
+			ima.FileName, all = all[:n], all[n:]
+		}
+	}
+}
+
 // finishIMA rebuilds the template data the kernel hashed from the fields
 // RFC 9684 carries (as for an ASCII log), so every bank can be replayed.
 func (ld *logDecoder) finishIMA(e *eventlog.Event, tmplAlg alg.ID) error {
@@ -408,8 +454,11 @@ func (ld *logDecoder) finishIMA(e *eventlog.Event, tmplAlg alg.ID) error {
 	}
 	// Template data: <len><algo>:\0<hash> <len><name>\0 [<len><sig>],
 	// built once in the arena; the fields are slices of it.
+	name := ld.name
+	ld.name = nil
+	ld.names += len(name)
 	dl := len(ima.FileHashAlgName) + 2 + len(ima.FileHash)
-	nl := len(ima.FileName) + 1
+	nl := len(name) + 1
 	size := 4 + dl + 4 + nl
 	if ima.Template != "ima-ng" {
 		size += 4 + len(ima.Sig)
@@ -418,7 +467,7 @@ func (ld *logDecoder) finishIMA(e *eventlog.Event, tmplAlg alg.ID) error {
 	data = binary.LittleEndian.AppendUint32(data, uint32(dl))
 	data = append(append(append(data, ima.FileHashAlgName...), ':', 0), ima.FileHash...)
 	data = binary.LittleEndian.AppendUint32(data, uint32(nl))
-	data = append(append(data, ima.FileName...), 0)
+	data = append(append(data, name...), 0)
 	if ima.Template == "ima-ng" {
 		ima.Fields = ld.newFields(2)
 	} else {

@@ -123,3 +123,53 @@ func FuzzDecodeB64(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFastEntries: an entry in the agent's canonical form is decoded by
+// fastIMA, anything else by the general scanner; both must agree on
+// every input, entry by entry, and on whether it is an error.
+func FuzzFastEntries(f *testing.F) {
+	body, _ := replyBody(3)
+	f.Add(body)
+	entry := `<boot-event-entry><event-number>7</event-number><ima-template>ima-sig</ima-template><filename-hint>/a b</filename-hint><filedata-hash>AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=</filedata-hash><filedata-hash-algorithm>sha256</filedata-hash-algorithm><template-hash-algorithm>sha1</template-hash-algorithm><template-hash>AAAAAAAAAAAAAAAAAAAAAAAAAAA=</template-hash><pcr-index>10</pcr-index><signature>AwI=</signature></boot-event-entry>`
+	for _, e := range []string{
+		entry,
+		strings.Replace(entry, "/a b", "/a&amp;b", 1),
+		strings.Replace(entry, "<pcr-index>10", "<pcr-index> 10", 1),
+		strings.Replace(entry, "<pcr-index>10", "<pcr-index>40", 1),
+		strings.Replace(entry, "sha1<", "md5<", 1),
+		strings.Replace(entry, "<signature>AwI=</signature>", "", 1),
+		strings.Replace(entry, "<filename-hint>/a b</filename-hint>", "", 1),
+		strings.Replace(entry, "<filedata-hash-algorithm>sha256</filedata-hash-algorithm>", "", 1),
+		strings.Replace(entry, "</boot-event-entry>", "<!-- x --></boot-event-entry>", 1),
+		strings.Replace(entry, "<event-number>7</event-number>", "<event-number>7</event-number><event-number>8</event-number>", 1),
+		`<boot-event-entry/>`,
+		strings.Replace(entry, "ima-sig", "ima", 1),
+	} {
+		f.Add([]byte(`<system-event-logs><node-data><log-result><boot-event-logs>` + e + e + `</boot-event-logs></log-result></node-data></system-event-logs>`))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, _, ferr := DecodeLogs(b, "netequip_boot")
+		general, _, gerr := (&logDecoder{s: &scanner{b: b}, general: true}).decode("netequip_boot")
+		if (ferr == nil) != (gerr == nil) {
+			t.Fatalf("fast path: %v; general path: %v", ferr, gerr)
+		}
+		if diff := cmp.Diff(general, fast); diff != "" {
+			t.Fatalf("fast path decoded otherwise (-general +fast):\n%s", diff)
+		}
+	})
+}
+
+// TestDecodeLogsAllocs: the agent's canonical entries take the fast path
+// and allocate per reply, not per entry (the general path allocates a
+// name per entry).
+func TestDecodeLogsAllocs(t *testing.T) {
+	body, _ := replyBody(1000)
+	n := testing.AllocsPerRun(5, func() {
+		if _, _, err := DecodeLogs(body, "netequip_boot"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n > 60 {
+		t.Errorf("decoding 1,000 entries allocated %.0f times; want at most 60", n)
+	}
+}
