@@ -20,10 +20,11 @@ import (
 func (p *poll) referenceValues() {
 	st := p.st
 	if p.bios != nil {
-		st.boot, st.bootRIMs = p.v.bootFindings(p.rims, p.bios, p.bv, p.banks, p.rimModel()), p.rims
+		br := p.v.bootFindings(p.rims, p.bios, p.bv, p.banks, p.rimModel())
+		st.boot, st.bootRIMs = &keptClaims{Vector: br.Vector, Reasons: br.Reasons}, p.rims
 	}
 	if (p.bios != nil || p.biosKept) && st.boot != nil {
-		p.r.merge(st.boot)
+		p.r.merge(&Result{Vector: st.boot.Vector, Reasons: st.boot.Reasons})
 	}
 }
 

@@ -42,7 +42,7 @@ func TestClock(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			v := New(Policy{}, nil)
 			if tt.prev != nil {
-				v.state["d"] = &deviceState{clockSeen: true, clock: *tt.prev, runtime: map[string]*runtimeState{logNetequip: {seen: true, last: 7}}}
+				v.state["d"] = &deviceState{clockSeen: true, clock: *tt.prev, runtime: runtimeStates{{logType: logNetequip, seen: true, last: 7}}}
 			}
 			p := &poll{v: v, r: &Result{}, device: "d", attest: &quote.Attest{ClockInfo: tt.now}}
 			ok := p.clock()
@@ -67,7 +67,7 @@ func TestClock(t *testing.T) {
 			if tt.rebooted && len(st.runtime) != 0 {
 				t.Error("logs not started over after a reboot")
 			}
-			if tt.prev != nil && tt.ok && !tt.rebooted && st.runtime[logNetequip] == nil {
+			if tt.prev != nil && tt.ok && !tt.rebooted && st.runtime.of(logNetequip) == nil {
 				t.Error("log state dropped without a reboot")
 			}
 		})

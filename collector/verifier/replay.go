@@ -37,7 +37,7 @@ func (p *poll) replay() bool {
 		}
 		p.bv = bv
 	case p.biosKept:
-		p.bv = st.biosVals
+		p.bv = st.biosVals.values()
 	}
 	types := slices.Sorted(maps.Keys(p.runtime))
 	p.rv = map[string]pcr.Values{}
@@ -113,7 +113,7 @@ func (p *poll) replay() bool {
 		if len(growing) == 1 {
 			t := growing[0]
 			l, full := p.runtime[t], p.rv[t]
-			if k, pv := st.runtime[t].coveredPrefix(l, banks, func(nv pcr.Values) bool {
+			if k, pv := st.runtime.of(t).coveredPrefix(l, banks, func(nv pcr.Values) bool {
 				p.rv[t] = nv
 				merge()
 				return quoted()
@@ -139,7 +139,7 @@ func (p *poll) replay() bool {
 	p.quotedVals = vals
 	if p.bios != nil {
 		st.boot, st.bootRIMs, st.bootDigest = nil, nil, [32]byte{}
-		st.biosVals, st.biosBanks = p.bv, slices.Clone(banks)
+		st.biosVals, st.biosBanks = keepPCRs(p.bv), slices.Clone(banks)
 		if n := len(p.bios.Events); n > 0 {
 			st.biosSeen, st.biosLast = true, uint64(p.bios.Events[n-1].Seq)
 		}
@@ -149,7 +149,7 @@ func (p *poll) replay() bool {
 		// The logged template digests were not used; one that is not the
 		// hash of its entry's data is a lie worth naming.
 		l.CheckDigests(l.Banks...)
-		st.runtime[t].advance(l, p.rv[t], &v.Policy)
+		st.runtime.of(t).advance(l, p.rv[t], &v.Policy)
 	}
 	return true
 }
@@ -157,13 +157,10 @@ func (p *poll) replay() bool {
 // runtimeFor returns the state of runtime log t, fresh when what was
 // verified before was for other banks or RIMs.
 func (st *deviceState) runtimeFor(t string, banks []alg.ID, rims *rim.Index, model string) *runtimeState {
-	if st.runtime == nil {
-		st.runtime = map[string]*runtimeState{}
-	}
-	rs := st.runtime[t]
+	rs := st.runtime.of(t)
 	if rs == nil || !rs.matches(banks, rims) || rs.model != model {
 		rs = &runtimeState{logType: t, banks: slices.Clone(banks), rims: rims, model: model}
-		st.runtime[t] = rs
+		st.runtime.set(rs)
 	}
 	return rs
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/hex"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,14 +36,55 @@ type runtimeState struct {
 	model   string     // the device's model: only its RIMs (and product-less ones) apply
 	seen    bool       // last is valid
 	last    uint64     // sequence number of the last verified entry
-	vals    pcr.Values // replay of every verified entry
+	vals    keptPCRs   // replay of every verified entry
 	// What the verified entries showed, for the claims of every later
-	// poll until the device reboots.
+	// poll until the device reboots; nil while they showed nothing, as
+	// on most devices (the lists cost 240 B).
+	found *runtimeFindings
+}
+
+type runtimeFindings struct {
 	unknown    findings // files no signed RIM lists
 	rollback   findings // files whose every RIM is superseded
 	config     findings // configurations neither signed nor allowed
 	forged     findings // entries whose logged digest is not their data's
 	violations findings // IMA measurement violations
+}
+
+func (f *runtimeFindings) list() [5]*findings {
+	return [5]*findings{&f.unknown, &f.rollback, &f.config, &f.forged, &f.violations}
+}
+
+// finding returns the findings, to add one.
+func (rs *runtimeState) finding() *runtimeFindings {
+	if rs.found == nil {
+		rs.found = &runtimeFindings{}
+	}
+	return rs.found
+}
+
+// runtimeStates are the states of a device's runtime logs, by type in
+// order: there are one or two, and a map of them cost 250 B a device.
+type runtimeStates []*runtimeState
+
+// of returns the state of runtime log t, or nil.
+func (s runtimeStates) of(t string) *runtimeState {
+	for _, rs := range s {
+		if rs.logType == t {
+			return rs
+		}
+	}
+	return nil
+}
+
+// set keeps rs as the state of its log, in place of the one before.
+func (s *runtimeStates) set(rs *runtimeState) {
+	i, found := slices.BinarySearchFunc(*s, rs.logType, func(x *runtimeState, t string) int { return strings.Compare(x.logType, t) })
+	if found {
+		(*s)[i] = rs
+		return
+	}
+	*s = slices.Insert(*s, i, rs)
 }
 
 func (rs *runtimeState) matches(banks []alg.ID, rims *rim.Index) bool {
@@ -53,7 +93,10 @@ func (rs *runtimeState) matches(banks []alg.ID, rims *rim.Index) bool {
 
 // clean reports whether nothing but approved files was measured.
 func (rs *runtimeState) clean() bool {
-	for _, f := range []*findings{&rs.unknown, &rs.rollback, &rs.config, &rs.forged, &rs.violations} {
+	if rs.found == nil {
+		return true
+	}
+	for _, f := range rs.found.list() {
 		if !f.empty() {
 			return false
 		}
@@ -63,16 +106,17 @@ func (rs *runtimeState) clean() bool {
 
 // replay continues the verified replay with the new entries in l.
 func (rs *runtimeState) replay(l *eventlog.Log, banks []alg.ID) (pcr.Values, error) {
+	from := rs.vals.values()
 	if len(l.Events) == 0 {
 		out := pcr.Values{}
 		for _, b := range banks {
-			for i, v := range rs.vals[b] {
+			for i, v := range from[b] {
 				out.Set(b, i, v)
 			}
 		}
 		return out, nil
 	}
-	return l.Replay(eventlog.ReplayOptions{Banks: banks, From: rs.vals})
+	return l.Replay(eventlog.ReplayOptions{Banks: banks, From: from})
 }
 
 // coveredPrefix finds the longest prefix of l's entries, leaving out at
@@ -104,7 +148,7 @@ func (rs *runtimeState) coveredPrefix(l *eventlog.Log, banks []alg.ID, covers fu
 // CheckDigests), whose replay ended at vals, and appraises each against
 // the RIMs and the configuration policy.
 func (rs *runtimeState) advance(l *eventlog.Log, vals pcr.Values, pol *Policy) {
-	rs.vals = vals
+	rs.vals = keepPCRs(vals)
 	if len(l.Events) == 0 {
 		return
 	}
@@ -124,28 +168,28 @@ func (rs *runtimeState) advance(l *eventlog.Log, vals pcr.Values, pol *Policy) {
 			return e.IMA.FileHashAlgName + ":" + hex.EncodeToString(e.IMA.FileHash[:min(8, len(e.IMA.FileHash))])
 		}
 		if e.Violation() {
-			rs.violations.addf(func() string { return name + " (" + where() + ")" })
+			rs.finding().violations.addf(func() string { return name + " (" + where() + ")" })
 			continue
 		}
 		if e.Anomaly != "" {
-			rs.forged.addf(func() string { return name + " (" + where() + "): " + e.Anomaly })
+			rs.finding().forged.addf(func() string { return name + " (" + where() + "): " + e.Anomaly })
 		}
 		if name == "boot_aggregate" {
 			continue
 		}
 		if slices.Contains(pol.ConfigFiles, name) {
 			if why := pol.configFinding(rs.rims, rs.model, name, e.IMA.FileHashAlg, e.IMA.FileHash); why != "" {
-				rs.config.addf(func() string { return name + " (" + where() + ", " + h() + ") " + why })
+				rs.finding().config.addf(func() string { return name + " (" + where() + ", " + h() + ") " + why })
 			}
 			continue
 		}
 		m := rs.rims.LookupFor(e.IMA.FileHashAlg, e.IMA.FileHash, rs.model)
 		if len(m) == 0 {
-			rs.unknown.addf(func() string { return name + " (" + h() + ")" })
+			rs.finding().unknown.addf(func() string { return name + " (" + h() + ")" })
 			continue
 		}
 		if c, ok := rs.rims.CurrentFor(m, rs.model); !ok {
-			rs.rollback.addf(func() string {
+			rs.finding().rollback.addf(func() string {
 				return name + " (" + where() + ") is " + c.Name + " " + c.Ver + ", superseded by a newer signed RIM"
 			})
 		}
@@ -177,36 +221,38 @@ func (pol *Policy) configFinding(idx *rim.Index, model, path string, a alg.ID, h
 // (ApprovedRuntimeClaim) rather than 3 (ApprovedBootClaim, boot only).
 func (p *poll) runtimePolicy() {
 	r, tv := p.r, &p.r.Vector
-	types := slices.Sorted(maps.Keys(p.st.runtime))
 	clean, files, any := true, true, false
-	for _, t := range types {
-		rs := p.st.runtime[t]
+	for _, rs := range p.st.runtime {
 		if !rs.seen {
 			continue
 		}
 		any = true
-		if !rs.forged.empty() {
-			r.claim(&tv.Executables, ear.ContraindicatedRuntimeClaim, "executables: "+t+" entries whose template digest is not the hash of their data: "+rs.forged.String())
+		f, t := rs.found, rs.logType
+		if f == nil {
+			continue // nothing found
 		}
-		if !rs.rollback.empty() {
-			r.claim(&tv.Executables, ear.UnsafeRuntimeClaim, "executables: rollback at run time: "+rs.rollback.String())
+		if !f.forged.empty() {
+			r.claim(&tv.Executables, ear.ContraindicatedRuntimeClaim, "executables: "+t+" entries whose template digest is not the hash of their data: "+f.forged.String())
 		}
-		if !rs.config.empty() {
-			r.claim(&tv.Configuration, ear.UnsafeConfigClaim, "configuration: "+rs.config.String())
+		if !f.rollback.empty() {
+			r.claim(&tv.Executables, ear.UnsafeRuntimeClaim, "executables: rollback at run time: "+f.rollback.String())
+		}
+		if !f.config.empty() {
+			r.claim(&tv.Configuration, ear.UnsafeConfigClaim, "configuration: "+f.config.String())
 		}
 		unknown, why := ear.UnrecognizedFilesClaim, ""
 		if p.v.Policy.NoUnknownFiles {
 			unknown, why = ear.ContraindicatedFilesClaim, " (the policy "+p.v.Policy.Name+" allows none)"
 		}
-		if !rs.violations.empty() {
-			r.claim(&tv.FileSystem, unknown, "file-system: IMA measurement violations, what was read is unknown"+why+": "+rs.violations.String())
+		if !f.violations.empty() {
+			r.claim(&tv.FileSystem, unknown, "file-system: IMA measurement violations, what was read is unknown"+why+": "+f.violations.String())
 		}
-		if !rs.unknown.empty() {
-			r.claim(&tv.FileSystem, unknown, "file-system: not in any signed RIM"+why+": "+rs.unknown.String())
+		if !f.unknown.empty() {
+			r.claim(&tv.FileSystem, unknown, "file-system: not in any signed RIM"+why+": "+f.unknown.String())
 			r.claim(&tv.Executables, ear.UnrecognizedRuntimeClaim, "")
 		}
 		clean = clean && rs.clean()
-		files = files && rs.unknown.empty() && rs.violations.empty()
+		files = files && f.unknown.empty() && f.violations.empty()
 	}
 	if !any {
 		return

@@ -29,7 +29,7 @@ func TestUnknownFilesCounted(t *testing.T) {
 			l.Events = append(l.Events, e)
 		}
 		st.advance(l, nil, pol)
-		return st.unknown.String()
+		return st.found.unknown.String()
 	}
 	for _, c := range []struct {
 		add         int

@@ -3,7 +3,6 @@ package verifier
 import (
 	"encoding/json"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -65,10 +64,6 @@ type findingsSnapshot struct {
 	More  int      `json:"more,omitempty"`
 }
 
-func (rs *runtimeState) findingsList() [5]*findings {
-	return [5]*findings{&rs.unknown, &rs.rollback, &rs.config, &rs.forged, &rs.violations}
-}
-
 // Snapshot returns the verifier's state of device and its line cards, for
 // Restore; nil when it holds none.
 func (v *Verifier) Snapshot(device string) ([]byte, error) {
@@ -111,18 +106,20 @@ func (st *deviceState) snapshot() tpmSnapshot {
 		if st.bootRIMs != nil {
 			d = st.bootRIMs.Digest()
 		}
-		ts.Bios = &biosSnapshot{Last: st.biosLast, Banks: st.biosBanks, Vals: st.biosVals, RIMs: d[:],
+		ts.Bios = &biosSnapshot{Last: st.biosLast, Banks: st.biosBanks, Vals: st.biosVals.values(), RIMs: d[:],
 			Vector: st.boot.Vector, Reasons: st.boot.Reasons}
 	}
-	for _, t := range slices.Sorted(maps.Keys(st.runtime)) {
-		rs := st.runtime[t]
+	for _, rs := range st.runtime {
+		t := rs.logType
 		d := rs.digest
 		if rs.rims != nil {
 			d = rs.rims.Digest()
 		}
-		out := runtimeSnapshot{Type: t, Banks: rs.banks, RIMs: d[:], Model: rs.model, Seen: rs.seen, Last: rs.last, Vals: rs.vals}
-		for i, f := range rs.findingsList() {
-			out.Findings[i] = findingsSnapshot{Items: f.items, More: f.more}
+		out := runtimeSnapshot{Type: t, Banks: rs.banks, RIMs: d[:], Model: rs.model, Seen: rs.seen, Last: rs.last, Vals: rs.vals.values()}
+		if rs.found != nil {
+			for i, f := range rs.found.list() {
+				out.Findings[i] = findingsSnapshot{Items: f.items, More: f.more}
+			}
 		}
 		ts.Runtime = append(ts.Runtime, out)
 	}
@@ -229,14 +226,14 @@ func (ts tpmSnapshot) state() (*deviceState, error) {
 		if err := checkBanks(b.Banks, b.Vals); err != nil {
 			return nil, fmt.Errorf("bios: %w", err)
 		}
-		st.biosSeen, st.biosLast, st.biosBanks, st.biosVals = true, b.Last, b.Banks, b.Vals
-		st.boot, st.bootDigest = &Result{Vector: b.Vector, Reasons: b.Reasons}, d
+		st.biosSeen, st.biosLast, st.biosBanks, st.biosVals = true, b.Last, b.Banks, keepPCRs(b.Vals)
+		st.boot, st.bootDigest = &keptClaims{Vector: b.Vector, Reasons: b.Reasons}, d
 	}
 	for _, r := range ts.Runtime {
 		if r.Type != logNetequip && r.Type != logIMA {
 			return nil, fmt.Errorf("a runtime log of type %q", r.Type)
 		}
-		if st.runtime[r.Type] != nil {
+		if st.runtime.of(r.Type) != nil {
 			return nil, fmt.Errorf("the %s log twice", r.Type)
 		}
 		d, err := digest(r.RIMs)
@@ -246,17 +243,18 @@ func (ts tpmSnapshot) state() (*deviceState, error) {
 		if err := checkBanks(r.Banks, r.Vals); err != nil {
 			return nil, fmt.Errorf("%s: %w", r.Type, err)
 		}
-		rs := &runtimeState{logType: r.Type, banks: r.Banks, digest: d, model: r.Model, seen: r.Seen, last: r.Last, vals: r.Vals}
-		for i, f := range rs.findingsList() {
+		rs := &runtimeState{logType: r.Type, banks: r.Banks, digest: d, model: r.Model, seen: r.Seen, last: r.Last, vals: keepPCRs(r.Vals)}
+		found := &runtimeFindings{}
+		for i, f := range found.list() {
 			if len(r.Findings[i].Items) > maxNames {
 				return nil, fmt.Errorf("%s: %d findings, at most %d are kept", r.Type, len(r.Findings[i].Items), maxNames)
 			}
 			f.items, f.more = r.Findings[i].Items, r.Findings[i].More
+			if f.items != nil || f.more != 0 {
+				rs.found = found
+			}
 		}
-		if st.runtime == nil {
-			st.runtime = map[string]*runtimeState{}
-		}
-		st.runtime[r.Type] = rs
+		st.runtime.set(rs)
 	}
 	if len(ts.Cards) > 0 {
 		st.cards = map[string]string{}

@@ -12,7 +12,6 @@ import (
 	"github.com/openriv/riv/collector/evidence"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/eventlog"
-	"github.com/openriv/riv/pkg/pcr"
 	"github.com/openriv/riv/pkg/quote"
 	"github.com/openriv/riv/pkg/rim"
 )
@@ -21,8 +20,8 @@ import (
 type deviceState struct {
 	// The TPM's clock and counters at the last appraisal. A quote whose
 	// counters are lower is a rollback and never lowers them.
-	clockSeen bool
 	clock     quote.ClockInfo
+	clockSeen bool // beside biosSeen: the state takes 256 bytes, not 288
 	// The bios log is not kept, only where it ended (biosLast, when
 	// biosSeen), its replay into biosBanks, and what its appraisal found
 	// against bootRIMs. It only grows until the next reboot, usually not
@@ -34,14 +33,14 @@ type deviceState struct {
 	biosSeen   bool
 	biosLast   uint64
 	biosBanks  []alg.ID
-	biosVals   pcr.Values
-	boot       *Result
+	biosVals   keptPCRs
+	boot       *keptClaims
 	bootRIMs   *rim.Index
 	bootDigest [32]byte
 	// The runtime logs (netequip_boot, ima) are not kept: they grow for
 	// as long as the device runs, so each poll replays and appraises only
 	// the new entries, continuing from what was verified before.
-	runtime map[string]*runtimeState
+	runtime runtimeStates
 	// What the device supports (banks, log types, and of its
 	// certificates their keys and digests, not the certificates),
 	// refetched when the transport presents another key than the cached
@@ -66,6 +65,13 @@ type deviceState struct {
 	// a snapshot (sup is nil then): it carries over only to a device that
 	// shows one of them.
 	keys [][32]byte
+}
+
+// keptClaims are the claims and reasons of a Result, kept between polls
+// without the rest of one (240 bytes).
+type keptClaims struct {
+	Vector  ear.TrustVector
+	Reasons []string
 }
 
 // bootFor reports whether the kept boot findings are for banks and rims.
@@ -136,7 +142,7 @@ func (st *deviceState) requests(sup *deviceSupport, banks []alg.ID, rims *rim.In
 				req.After = &n
 			}
 		default:
-			if rs := st.runtime[t]; rs != nil && rs.matches(banks, rims) && rs.seen {
+			if rs := st.runtime.of(t); rs != nil && rs.matches(banks, rims) && rs.seen {
 				n := rs.last
 				req.After = &n
 			}
