@@ -74,6 +74,13 @@ type Poll struct {
 	Interval    time.Duration `yaml:"interval"`
 	MaxInFlight int           `yaml:"max_in_flight"`
 	Timeout     time.Duration `yaml:"timeout"`
+	// KeepSessions: a device polled at least this often keeps its
+	// session open between polls (about 10 KB, no handshake); one polled
+	// less often reconnects each time, resuming TLS from the shared
+	// session cache (about 0.9 ms more CPU a poll), rather than hold a
+	// session longer than a NETCONF server's idle timeout (10 minutes in
+	// riv-agent) may allow.
+	KeepSessions time.Duration `yaml:"keep_sessions"`
 	// SNMPTraps is where (HOST:PORT, UDP) the devices polled over SNMP
 	// send their SNMPv3 traps; each one from a device polls it at once.
 	// Empty: no trap receiver.
@@ -181,7 +188,7 @@ func Default() *Config {
 	return &Config{
 		Listen:    "[::]:8443",
 		DataDir:   "/var/lib/riv-collector",
-		Poll:      Poll{Interval: 5 * time.Minute, MaxInFlight: 256, Timeout: time.Minute},
+		Poll:      Poll{Interval: 5 * time.Minute, MaxInFlight: 256, Timeout: time.Minute, KeepSessions: 5 * time.Minute},
 		Retention: Retention{MaxAge: 90 * 24 * time.Hour, Keep: 100},
 		Store:     Store{Sync: "normal", DurableWithin: time.Second, LeaseTTL: 30 * time.Second},
 		RIMs:      RIMs{InBand: &t, Uploads: &t},
@@ -313,6 +320,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Poll.Timeout < time.Second {
 		return keyErr("poll.timeout", "%v: want at least 1s", c.Poll.Timeout)
+	}
+	if c.Poll.KeepSessions < time.Second || c.Poll.KeepSessions > 24*time.Hour {
+		return keyErr("poll.keep_sessions", "%v: want 1s to 24h (an interval longer than it reconnects each poll)", c.Poll.KeepSessions)
 	}
 	if a := c.Poll.SNMPTraps; a != "" {
 		if _, _, err := net.SplitHostPort(a); err != nil {

@@ -115,12 +115,13 @@ func TestLoadErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, from, to, want string
 	}{
-		{"unknown key", "  inband: true", "  inband: true\n  colour: red", "collector.yaml:70: rims.colour: unknown key"},
+		{"unknown key", "  inband: true", "  inband: true\n  colour: red", "collector.yaml:75: rims.colour: unknown key"},
 		{"inline secret", "admin: {file: " + dir + "/etc/collector-admin.token}", "admin: hunter2hunter2hunter2hunter2hunter2", "tokens.admin: a secret is not written in the file"},
 		{"postgres secret unset", "  # postgres: {file: " + dir + "/etc/postgres.url}", "  postgres: {env: RIV_TEST_NO_SUCH_VARIABLE}", "store.postgres"},
 		{"lease ttl", "  # postgres: {file: " + dir + "/etc/postgres.url}", "  postgres: {file: " + dir + "/etc/collector-admin.token}\n  lease_ttl: 1s", "store.lease_ttl: 1s: want 3s to 10m"},
 		{"bad interval", "interval: 5m ", "interval: 10ms ", "poll.interval: 10ms: want at least 1s"},
 		{"bad type", "max_in_flight: 256", "max_in_flight: lots", "poll.max_in_flight"},
+		{"keep_sessions", "keep_sessions: 5m", "keep_sessions: 0s", "poll.keep_sessions"},
 		{"no policy set", "policy: strict", "policy: paranoid", `devices[0].policy: "paranoid": no such policy set`},
 		{"bad bank", "banks: [sha256, sha384]   # quoted", "banks: [md5]   # quoted", `policies.default.banks[0]: "md5"`},
 		{"transport", "transport: ssh", "transport: telnet", `devices[1].transport: "telnet": want tls, ssh, restconf or snmp`},

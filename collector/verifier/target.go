@@ -45,6 +45,12 @@ type Target struct {
 	// Serial and Model are what the device's identity must name (empty:
 	// anything).
 	Serial, Model string
+	// Resume closes the session after each poll even when the verifier
+	// keeps sessions (Reuse): the next poll reconnects, resuming TLS from
+	// the session cache. For devices polled too seldom for an idle
+	// session to be worth its memory, or to outlive the device's idle
+	// timeout.
+	Resume bool
 	// StageTimeout bounds each stage of reaching the device (TCP, SSH or
 	// TLS handshake, NETCONF hello); default netconf.DefaultStageTimeout.
 	StageTimeout time.Duration
@@ -59,7 +65,8 @@ func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error
 	if name == "" {
 		name = t.SSHAddr + t.TLSAddr + t.RESTCONF + t.SNMP
 	}
-	if v.Reuse {
+	reuse := v.Reuse && !t.Resume
+	if reuse {
 		v.mu.Lock()
 		pc := v.conns[name]
 		delete(v.conns, name)
@@ -118,7 +125,7 @@ func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error
 		c, peer = nc, nc.HostKey
 	}
 	r, err := v.AppraiseAs(ctx, name, c, peer, Expected{t.Serial, t.Model})
-	if v.Reuse && err == nil {
+	if reuse && err == nil {
 		v.keep(name, &pooled{c: c, peer: peer})
 	} else {
 		c.Close()

@@ -18,6 +18,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"sync"
 )
 
 // Errors.
@@ -37,12 +38,44 @@ const (
 
 // Reader reads messages from a stream.
 type Reader struct {
-	br      *bufio.Reader
+	src     io.Reader
+	br      *bufio.Reader // nil while released
 	chunked bool
 }
 
+// readBufSize is the read buffer of a stream being read.
+const readBufSize = 32 << 10
+
+// readBufs are the read buffers of streams between messages (Release): a
+// collector keeps thousands of idle sessions, whose buffers were most of
+// a kept session's memory.
+var readBufs sync.Pool // of *bufio.Reader
+
 // NewReader reads from r.
-func NewReader(r io.Reader) *Reader { return &Reader{br: bufio.NewReaderSize(r, 32<<10)} }
+func NewReader(r io.Reader) *Reader { return &Reader{src: r} }
+
+// Release gives the read buffer back while nothing is buffered (between
+// messages, when the peer sent nothing ahead); the next read takes one
+// again.
+func (r *Reader) Release() {
+	if r.br != nil && r.br.Buffered() == 0 {
+		r.br.Reset(nil)
+		readBufs.Put(r.br)
+		r.br = nil
+	}
+}
+
+func (r *Reader) buf() *bufio.Reader {
+	if r.br == nil {
+		if br, ok := readBufs.Get().(*bufio.Reader); ok {
+			br.Reset(r.src)
+			r.br = br
+		} else {
+			r.br = bufio.NewReaderSize(r.src, readBufSize)
+		}
+	}
+	return r.br
+}
 
 // Upgrade switches to chunked framing, once both hellos are exchanged
 // with base:1.1.
@@ -55,6 +88,7 @@ func (r *Reader) Chunked() bool { return r.chunked }
 // with its framing may be at most limit bytes. io.EOF means the stream
 // ended between messages.
 func (r *Reader) ReadMsg(dst []byte, limit int) ([]byte, error) {
+	r.buf()
 	if r.chunked {
 		return r.readChunked(dst, limit)
 	}

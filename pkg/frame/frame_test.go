@@ -88,3 +88,29 @@ func FuzzReadMsg(f *testing.F) {
 		}
 	})
 }
+
+// TestRelease: the read buffer goes back only when nothing is buffered —
+// a message the peer pipelined is not lost — and a released reader
+// reads on.
+func TestRelease(t *testing.T) {
+	var in bytes.Buffer
+	in.WriteString("one]]>]]>two]]>]]>")
+	r := NewReader(&in)
+	for _, want := range []string{"one", "two"} {
+		got, err := r.ReadMsg(nil, 100)
+		if err != nil || string(got) != want {
+			t.Fatalf("ReadMsg = %q, %v; want %q", got, err, want)
+		}
+		r.Release()
+		if want == "one" && r.br == nil {
+			t.Fatal("released with a pipelined message buffered")
+		}
+	}
+	if r.br != nil {
+		t.Fatal("not released with nothing buffered")
+	}
+	in.WriteString("three]]>]]>")
+	if got, err := r.ReadMsg(nil, 100); err != nil || string(got) != "three" {
+		t.Fatalf("after release: %q, %v", got, err)
+	}
+}

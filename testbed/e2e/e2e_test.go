@@ -194,7 +194,8 @@ func TestRIMChangeReappraisesBoot(t *testing.T) {
 }
 
 // TestKeptSession polls with Verifier.Reuse: one session serves every poll,
-// and when the device drops it the next poll dials afresh.
+// and when the device drops it the next poll dials afresh; a target that
+// resumes instead keeps none.
 func TestKeptSession(t *testing.T) {
 	e := newEnv(t)
 	e.v.Reuse = true
@@ -229,12 +230,23 @@ func TestKeptSession(t *testing.T) {
 		t.Fatalf("after the session was killed: sessions %v (was %v), want one new one", second, first)
 	}
 	e.v.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(d.Server.Sessions()) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("Close() left sessions %v open", d.Server.Sessions())
+	noSessions := func(after string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for len(d.Server.Sessions()) != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s left sessions %v open", after, d.Server.Sessions())
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
+	}
+	noSessions("Close()")
+	// A device polled too seldom to keep its session (Target.Resume,
+	// poll.keep_sessions): each poll closes it.
+	tg.Resume = true
+	for range 2 {
+		poll()
+		noSessions("a poll with Resume")
 	}
 }
 

@@ -237,6 +237,8 @@ func (s *session) exchange(buf *[]byte, bodies []string) ([]reply, error) {
 		}
 		ends[k] = len(*buf)
 	}
+	// Every reply is in: an idle session holds no read buffer.
+	s.fr.Release()
 	out := make([]reply, len(bodies))
 	start := 0
 	for k := range bodies {

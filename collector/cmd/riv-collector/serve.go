@@ -83,7 +83,8 @@ func runServe(env *cli.Env, args []string) error {
 	}
 	defer db.Close()
 
-	svc := &service{key: key, db: db, log: log, cache: tls.NewLRUClientSessionCache(max(64, 2*len(cfg.Devices)))}
+	svc := &service{key: key, db: db, log: log, cache: tls.NewLRUClientSessionCache(max(64, 2*len(cfg.Devices))),
+		interval: cfg.Poll.Interval, keep: cfg.Poll.KeepSessions}
 	if err := svc.configure(cfg); err != nil {
 		return cli.Usage("serve: %v", err)
 	}
@@ -222,6 +223,9 @@ type service struct {
 	log   *slog.Logger
 	sch   *scheduler.Scheduler
 	cache tls.ClientSessionCache // shared by every device's TLS sessions
+	// interval is the default poll interval; a device polled less often
+	// than keep reconnects each poll (verifier.Target.Resume).
+	interval, keep time.Duration
 
 	mu        sync.Mutex
 	trust     [32]byte // digest of the trust and policy sections the verifiers were built from
@@ -434,6 +438,7 @@ func (s *service) configured(cd *config.Device) (scheduler.Device, []byte, error
 		D    config.Device
 		Spec []byte
 	}{*cd, spec})
+	t.Resume = s.resumes(cd.Interval)
 	return scheduler.Device{Name: cd.Name, Target: t, Verifier: v, Interval: cd.Interval, Policy: cd.Policy, Fixed: true}, desc, nil
 }
 
@@ -455,6 +460,15 @@ func endpointsTarget(ep *endpoint.Endpoints, via string, cache tls.ClientSession
 	return t, err
 }
 
+// resumes says whether a device polled every interval (0: the default)
+// reconnects each poll instead of keeping its session (poll.keep_sessions).
+func (s *service) resumes(interval time.Duration) bool {
+	if interval == 0 {
+		interval = s.interval
+	}
+	return interval > s.keep
+}
+
 // apiDevice builds a device added through the API (POST /devices): the
 // default policy set, the configuration's trust anchors (an
 // endpoints.json's own are not trusted here).
@@ -463,7 +477,7 @@ func (s *service) apiDevice(name string, ep *endpoint.Endpoints) (scheduler.Devi
 	if err != nil {
 		return scheduler.Device{}, err
 	}
-	t.Name, t.Serial = name, ep.Serial
+	t.Name, t.Serial, t.Resume = name, ep.Serial, s.resumes(0)
 	s.mu.Lock()
 	v := s.verifiers[config.DefaultPolicy]
 	s.mu.Unlock()
