@@ -256,7 +256,7 @@ func Parse(file string, b []byte) (*Config, yamlconf.Lines, error) {
 	c.TLS.CertToName = nil
 	lines, err := yamlconf.Decode(file, b, c)
 	if err != nil {
-		return nil, nil, err
+		return nil, yamlconf.Lines{}, err
 	}
 	if c.TLS.CertToName == nil {
 		c.TLS.CertToName = Default().TLS.CertToName

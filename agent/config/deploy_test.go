@@ -146,7 +146,7 @@ func TestExampleEveryKey(t *testing.T) {
 	}
 	set := map[string]bool{}
 	index := regexp.MustCompile(`\[\d+\]`)
-	for k := range lines {
+	for k := range lines.All() {
 		set[index.ReplaceAllString(k, "[]")] = true
 	}
 	for k := range keyTypes() {
@@ -166,7 +166,7 @@ func TestExampleDefaults(t *testing.T) {
 	}
 	types := keyTypes()
 	atLine := map[int][]string{}
-	for k, l := range lines {
+	for k, l := range lines.All() {
 		if _, leaf := types[k]; leaf {
 			atLine[l] = append(atLine[l], k)
 		}

@@ -11,7 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -75,6 +78,9 @@ type Options struct {
 	PollTimeout time.Duration // default 60 s
 	Store       *store.Store  // where every result goes (optional)
 	Logger      *slog.Logger
+	// Loaded, when set, runs once Run has restored the store's results
+	// and states, before the first poll.
+	Loaded func()
 	// Observer, when set, is told of every poll (the metrics).
 	Observer Observer
 	// Outbox, when set, keeps the events of each poll before the poll
@@ -170,6 +176,9 @@ func (s *Scheduler) Run(ctx context.Context) {
 	s.mu.Lock()
 	s.ctx, s.wg = ctx, &wg
 	s.load(ctx)
+	if s.o.Loaded != nil {
+		s.o.Loaded()
+	}
 	for _, e := range s.devices {
 		s.start(e)
 	}
@@ -195,10 +204,23 @@ func (s *Scheduler) load(ctx context.Context) {
 		s.o.Logger.Error("load verifier states", "err", err)
 		return
 	}
-	for _, e := range s.devices {
-		rec, ok := latest[e.d.Name]
-		s.restore(e, rec, ok, states[e.d.Name])
+	// Decoding the states is most of a start with a large fleet: on
+	// every core (each entry is its own, and a verifier locks itself).
+	entries := slices.Collect(maps.Values(s.devices))
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(entries); i += workers {
+				e := entries[i]
+				rec, ok := latest[e.d.Name]
+				s.restore(e, rec, ok, states[e.d.Name])
+			}
+		}()
 	}
+	wg.Wait()
 }
 
 // restoreOne restores a device added while Run runs (s.mu held) from

@@ -64,9 +64,26 @@ func Read(file string) ([]byte, error) {
 	return b, nil
 }
 
-// Lines maps each key set in a file (dotted paths, list items as
-// key[i]) to its line.
-type Lines map[string]int
+// Lines finds the line of each key set in a file (dotted paths, list
+// items as key[i]). It parses the file again when asked, which only an
+// error does: a configuration of 100,000 devices took a second more to
+// load when every key's line was collected up front.
+type Lines struct{ b []byte }
+
+// lineMap maps each key to its line.
+type lineMap map[string]int
+
+func (l Lines) lines() lineMap {
+	var root yaml.Node
+	out := lineMap{}
+	if yaml.Unmarshal(l.b, &root) == nil {
+		collectLines(&root, "", out)
+	}
+	return out
+}
+
+// All maps every key set in the file to its line.
+func (l Lines) All() map[string]int { return l.lines() }
 
 // Locate gives an *Error from Validate its file and, when it has none,
 // the line of its key; other errors are returned as they are.
@@ -75,7 +92,7 @@ func (l Lines) Locate(file string, err error) error {
 	if errors.As(err, &ce) {
 		ce.File = file
 		if ce.Line == 0 {
-			ce.Line = l[ce.Key]
+			ce.Line = l.lines()[ce.Key]
 		}
 	}
 	return err
@@ -86,12 +103,7 @@ var unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in typ
 // Decode decodes b strictly into v (which holds the defaults: keys in the
 // file replace them) and returns the line of every key.
 func Decode(file string, b []byte, v any) (Lines, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(b, &root); err != nil {
-		return nil, &Error{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
-	}
-	lines := Lines{}
-	collectLines(&root, "", lines)
+	lines := Lines{b}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
@@ -101,32 +113,32 @@ func Decode(file string, b []byte, v any) (Lines, error) {
 			if m := unknownField.FindStringSubmatch(msg); m != nil {
 				var line int
 				fmt.Sscan(m[1], &line)
-				return nil, &Error{File: file, Line: line, Key: lines.keyAt(line, m[2]), Msg: "unknown key"}
+				return Lines{}, &Error{File: file, Line: line, Key: lines.lines().keyAt(line, m[2]), Msg: "unknown key"}
 			}
 			var line int
 			if _, err := fmt.Sscanf(msg, "line %d:", &line); err == nil {
 				msg = strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
-				return nil, &Error{File: file, Line: line, Key: lines.keyAt(line, ""), Msg: msg}
+				return Lines{}, &Error{File: file, Line: line, Key: lines.lines().keyAt(line, ""), Msg: msg}
 			}
-			return nil, &Error{File: file, Msg: msg}
+			return Lines{}, &Error{File: file, Msg: msg}
 		}
 		var ce *Error
 		if errors.As(err, &ce) {
 			// From a field's UnmarshalYAML: it knows its line, not its key.
 			ce.File = file
 			if ce.Key == "" {
-				ce.Key = lines.keyAt(ce.Line, "")
+				ce.Key = lines.lines().keyAt(ce.Line, "")
 			}
-			return nil, ce
+			return Lines{}, ce
 		}
-		return nil, &Error{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+		return Lines{}, &Error{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
 	}
 	return lines, nil
 }
 
 // collectLines records the line of every mapping key under its dotted
 // path (list items as key[i]).
-func collectLines(n *yaml.Node, path string, out Lines) {
+func collectLines(n *yaml.Node, path string, out lineMap) {
 	switch n.Kind {
 	case yaml.DocumentNode:
 		for _, c := range n.Content {
@@ -153,7 +165,7 @@ func collectLines(n *yaml.Node, path string, out Lines) {
 
 // keyAt names the key on line: the dotted path of the key name there, or
 // with no name the outermost key on the line.
-func (l Lines) keyAt(line int, name string) string {
+func (l lineMap) keyAt(line int, name string) string {
 	best := ""
 	for k, at := range l {
 		if at != line {

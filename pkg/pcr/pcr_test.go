@@ -102,3 +102,28 @@ func TestInitial(t *testing.T) {
 		t.Errorf("PCR 16 reset value %x, want zeros", v)
 	}
 }
+
+// FuzzValuesJSON: where the one-pass reader decides, it reads what the
+// general one does.
+func FuzzValuesJSON(f *testing.F) {
+	for _, v := range []Values{{}, full(alg.SHA256), full(alg.SHA1, alg.SHA256, alg.SHA384)} {
+		b, _ := v.MarshalJSON()
+		f.Add(b)
+	}
+	for _, s := range []string{`{"sha1":{}}`, `{"sha1":{"05":"` + strings.Repeat("00", 20) + `"}}`, `{"sha1":{"5":"` + strings.Repeat("AB", 20) + `"}}`, `{"sha1":{},"sha1":{}}`, `{ "sha1":{}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, ok := parseCompact(b)
+		if !ok {
+			return
+		}
+		var slow Values
+		if err := slow.unmarshalJSON(b); err != nil {
+			t.Fatalf("one-pass read %s; the general reader: %v", b, err)
+		}
+		if !fast.Equal(slow) || len(fast) != len(slow) {
+			t.Fatalf("%s: one-pass %v, general %v", b, fast, slow)
+		}
+	})
+}

@@ -33,7 +33,7 @@ func (c *collector) history(t *testing.T, name string) []historyEntry {
 // logsUsed reads the log entries an EAR's attestation-set claims say the
 // appraisal used: per log, whether it was kept, how many entries were new
 // and the first one's position.
-func logsUsed(t *testing.T, tok string) map[string]string {
+func logsUsed(t testing.TB, tok string) map[string]string {
 	t.Helper()
 	parts := strings.Split(tok, ".")
 	if len(parts) != 3 {
