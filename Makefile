@@ -54,6 +54,8 @@ bench: setup ## run the benchmarks (see docs/BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench BenchmarkRestart10k -benchtime 3x ./testbed/e2e
 	$(GO) test -run '^$$' -bench BenchmarkAppraisalFloor -benchtime 400x -cpu 1 ./testbed/fleetsim
 	$(GO) test -run '^$$' -bench BenchmarkStatePerDevice -benchtime 1x -count 3 ./testbed/fleetsim
+	$(GO) test -run '^$$' -bench 'BenchmarkKeptSession|BenchmarkCollectorAtScale|BenchmarkColdRestart' -benchtime 1x -timeout 30m ./testbed/e2e
+	RIV_BENCH_DEVICES=250000 $(GO) test -run '^$$' -bench 'BenchmarkRestart10k/restore' -benchtime 1x -timeout 30m ./testbed/e2e
 
 fuzz: setup ## fuzz every Fuzz target of the repository for FUZZTIME each (found with go test -list)
 	@for p in $$($(GO) list ./...); do \

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"testing"
@@ -89,6 +90,7 @@ func BenchmarkRestart10k(b *testing.B) {
 	})
 	b.Run("restore", func(b *testing.B) {
 		var perDevice float64
+		var rss int64
 		for b.Loop() {
 			var m0, m1 runtime.MemStats
 			runtime.GC()
@@ -121,9 +123,14 @@ func BenchmarkRestart10k(b *testing.B) {
 			runtime.GC()
 			runtime.ReadMemStats(&m1)
 			perDevice = float64(m1.HeapAlloc-m0.HeapAlloc) / float64(n)
+			// The process's resident set with every device restored, the
+			// load's garbage returned (as riv-collector serve does).
+			debug.FreeOSMemory()
+			rss = procRSS(b, os.Getpid())
 			runtime.KeepAlive(v)
 			runtime.KeepAlive(results)
 		}
 		b.ReportMetric(perDevice, "B-heap/device")
+		b.ReportMetric(float64(rss)/(1<<20), "MiB-rss")
 	})
 }

@@ -32,10 +32,13 @@ import (
 // stacks per idle kept session (the heap with the sessions kept less the
 // heap without, after GC), and the collector's CPU per poll for a kept
 // session and for a resumed one (process CPU over 3 rounds of 300
-// polls, the devices' logs unchanged).
+// polls, each finding new log entries).
 func BenchmarkKeptSession(b *testing.B) {
 	const n = 300
-	_, info := runFleetsim(b, filepath.Join(b.TempDir(), "fleet"), "--devices", fmt.Sprint(n), "--duration", "1h")
+	// The logs grow between rounds: every poll reads new entries, in
+	// full-size TLS records (crypto/tls keeps a connection's record
+	// buffer at the size of the largest record it read).
+	_, info := runFleetsim(b, filepath.Join(b.TempDir(), "fleet"), "--devices", fmt.Sprint(n), "--grow", "50", "--every", "200ms", "--duration", "1h")
 	v, targets := simVerifier(b, info, n)
 	ctx := context.Background()
 	round := func() {
