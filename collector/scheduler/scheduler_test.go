@@ -3,6 +3,8 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -98,5 +100,61 @@ func TestLeasedElsewhere(t *testing.T) {
 	mine, _ := s.Device("mine")
 	if n := obs.started.Load(); n != int64(mine.Polls) && n != int64(mine.Polls)+1 {
 		t.Errorf("%d polls started, %d of the held device: polls started for the other", n, mine.Polls)
+	}
+}
+
+// starts records when each poll started.
+type starts struct {
+	mu sync.Mutex
+	at []time.Time
+}
+
+func (s *starts) Started()                                  { s.mu.Lock(); s.at = append(s.at, time.Now()); s.mu.Unlock() }
+func (*starts) Done(*verifier.Result, error, time.Duration) {}
+
+// TestIntervalFromStart: a device's interval runs from one poll's start
+// to the next's, so a slow poll does not stretch its period. The device
+// takes its connection and says nothing for 600 ms (the stage timeout),
+// then the poll fails: the next starts one backed-off interval (2 s,
+// ±10 %) after this one started, not after it ended (2.4–3.0 s).
+func TestIntervalFromStart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, silent, until the test ends
+		}
+	}()
+	obs := &starts{}
+	v := verifier.New(verifier.Policy{}, nil)
+	target := verifier.Target{Name: "slow", TLSAddr: ln.Addr().String(), StageTimeout: 600 * time.Millisecond}
+	s := New(Options{Interval: time.Second, PollTimeout: 10 * time.Second, Observer: obs}, []Device{{Name: "slow", Target: target, Verifier: v}})
+	running(t, s)
+	deadline := time.Now().Add(8 * time.Second)
+	for {
+		obs.mu.Lock()
+		n := len(obs.at)
+		var gap time.Duration
+		if n >= 2 {
+			gap = obs.at[1].Sub(obs.at[0])
+		}
+		obs.mu.Unlock()
+		if n >= 2 {
+			if gap < 1800*time.Millisecond || gap > 2300*time.Millisecond {
+				t.Fatalf("the second poll started %v after the first; want 2 s ±10 %% from the first's start", gap)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d polls in 8 s", n)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
