@@ -416,11 +416,7 @@ func (s *Server) read(ss *session) ([]byte, error) {
 	s.mu.Lock()
 	max := s.cfg.MaxMessageSize
 	s.mu.Unlock()
-	msg, err := ss.fr.ReadMsg(nil, max)
-	// Between a collector's polls the session idles: its read buffer
-	// goes back unless more was sent (a simulator serves thousands).
-	ss.fr.Release()
-	return msg, err
+	return ss.fr.ReadMsg(nil, max)
 }
 
 // write frames b and sends it in one Write: each write became a TLS

@@ -79,10 +79,11 @@ type Poll struct {
 	// KeepSessions: a device polled at least this often keeps its
 	// session open between polls (10 KB, up to 48 KB once replies came
 	// in full-size TLS records: crypto/tls keeps a record buffer; no
-	// handshake); one polled less often reconnects each time, resuming
-	// TLS from the shared session cache (1–2 ms more CPU a poll), rather
-	// than hold a session longer than a NETCONF server's idle timeout (10
-	// minutes in riv-agent) may allow (BenchmarkKeptSession).
+	// handshake); one polled less often reconnects each time — resuming
+	// TLS from the shared session cache (1–2 ms more CPU a poll), or a
+	// full SSH handshake (3–4 ms) — rather than hold a session longer
+	// than a NETCONF server's idle timeout (10 minutes in riv-agent) may
+	// allow (BenchmarkKeptSession).
 	KeepSessions time.Duration `yaml:"keep_sessions"`
 	// SNMPTraps is where (HOST:PORT, UDP) the devices polled over SNMP
 	// send their SNMPv3 traps; each one from a device polls it at once.

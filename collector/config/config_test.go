@@ -112,10 +112,12 @@ func TestRESTCONFDevice(t *testing.T) {
 func TestLoadErrors(t *testing.T) {
 	dir := t.TempDir()
 	example := materialize(t, dir)
+	// The unknown key goes on the line after "  inband: true".
+	colour := strings.Count(example[:strings.Index(example, "  inband: true")], "\n") + 2
 	for _, tc := range []struct {
 		name, from, to, want string
 	}{
-		{"unknown key", "  inband: true", "  inband: true\n  colour: red", "collector.yaml:75: rims.colour: unknown key"},
+		{"unknown key", "  inband: true", "  inband: true\n  colour: red", fmt.Sprintf("collector.yaml:%d: rims.colour: unknown key", colour)},
 		{"inline secret", "admin: {file: " + dir + "/etc/collector-admin.token}", "admin: hunter2hunter2hunter2hunter2hunter2", "tokens.admin: a secret is not written in the file"},
 		{"postgres secret unset", "  # postgres: {file: " + dir + "/etc/postgres.url}", "  postgres: {env: RIV_TEST_NO_SUCH_VARIABLE}", "store.postgres"},
 		{"lease ttl", "  # postgres: {file: " + dir + "/etc/postgres.url}", "  postgres: {file: " + dir + "/etc/collector-admin.token}\n  lease_ttl: 1s", "store.lease_ttl: 1s: want 3s to 10m"},

@@ -14,6 +14,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"sync"
@@ -366,8 +367,11 @@ func (s *Scheduler) loop(ctx context.Context, e *entry) {
 	}
 	failures := 0
 	for {
-		// The interval runs from the poll's start: a slow device or a
-		// store busy syncing does not stretch the device's period.
+		// After a poll that reached the device the interval runs from
+		// its start: a slow device or a store busy syncing does not
+		// stretch the period. After a failure the backoff runs from its
+		// end (a device that times out must not be retried at once),
+		// and every wait is at least a tenth of the interval.
 		began := time.Now()
 		ok := s.poll(ctx, e, len(waiting) > 0)
 		for _, w := range waiting {
@@ -379,10 +383,7 @@ func (s *Scheduler) loop(ctx context.Context, e *entry) {
 		} else if failures < 4 {
 			failures++
 		}
-		next := e.d.Interval << failures
-		if max := 10 * e.d.Interval; next > max {
-			next = max
-		}
+		wait := nextWait(e.d.Interval, failures, ok, time.Since(began), jitter)
 		select {
 		case <-ctx.Done():
 			// Stopped (or removed): a caller waiting for a poll gets
@@ -395,13 +396,26 @@ func (s *Scheduler) loop(ctx context.Context, e *entry) {
 					return
 				}
 			}
-		case <-time.After(jitter(next) - time.Since(began)):
+		case <-time.After(wait):
 		case w := <-e.now:
 			waiting = append(waiting, w)
 		case due := <-e.wake:
 			sleepUntil(ctx, due)
 		}
 	}
+}
+
+// nextWait is how long a device's loop waits after a poll that took
+// elapsed: the interval (doubled for each of the failures, up to 10
+// intervals), jittered; after a poll that reached the device, less the
+// time it took, but never under a tenth of the interval.
+func nextWait(interval time.Duration, failures int, ok bool, elapsed time.Duration, jitter func(time.Duration) time.Duration) time.Duration {
+	next := min(interval<<failures, 10*interval)
+	wait := jitter(next)
+	if ok {
+		wait = max(wait-elapsed, interval/10)
+	}
+	return wait
 }
 
 // sleepUntil waits for a device's due time (one taken over from another
@@ -503,7 +517,7 @@ func (s *Scheduler) poll(ctx context.Context, e *entry, onDemand bool) bool {
 		s.o.Observer.Started()
 	}
 	pctx, cancel := context.WithDeadline(ctx, deadline)
-	r, err := e.d.Verifier.AppraiseTarget(pctx, e.d.Target)
+	r, err := s.appraise(pctx, e)
 	cancel()
 	if s.o.Observer != nil {
 		s.o.Observer.Done(r, err, time.Since(start))
@@ -552,6 +566,19 @@ func (s *Scheduler) poll(ctx context.Context, e *entry, onDemand bool) bool {
 	}
 	s.o.Logger.Info("appraised", "device", e.d.Name, "status", r.Status.String(), "reasons", len(r.Reasons))
 	return true
+}
+
+// appraise runs the device's appraisal. A panic in it — a bug some
+// device's evidence reached — fails that poll, logged with its stack,
+// rather than ending the collector and every other device's polls.
+func (s *Scheduler) appraise(ctx context.Context, e *entry) (r *verifier.Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.o.Logger.Error("appraisal panicked: the poll failed", "device", e.d.Name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			r, err = nil, fmt.Errorf("internal error appraising the device (logged): %v", p)
+		}
+	}()
+	return e.d.Verifier.AppraiseTarget(ctx, e.d.Target)
 }
 
 // Event is a change of a device's state: its verdict changed (Kind

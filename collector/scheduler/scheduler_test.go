@@ -112,12 +112,33 @@ type starts struct {
 func (s *starts) Started()                                  { s.mu.Lock(); s.at = append(s.at, time.Now()); s.mu.Unlock() }
 func (*starts) Done(*verifier.Result, error, time.Duration) {}
 
-// TestIntervalFromStart: a device's interval runs from one poll's start
-// to the next's, so a slow poll does not stretch its period. The device
-// takes its connection and says nothing for 600 ms (the stage timeout),
-// then the poll fails: the next starts one backed-off interval (2 s,
-// ±10 %) after this one started, not after it ended (2.4–3.0 s).
-func TestIntervalFromStart(t *testing.T) {
+// TestNextWait: after a poll that reached the device the interval runs
+// from its start (a slow poll does not stretch the period), never down
+// to nothing; after a failure the backoff runs from its end.
+func TestNextWait(t *testing.T) {
+	same := func(d time.Duration) time.Duration { return d }
+	for _, c := range []struct {
+		failures int
+		ok       bool
+		elapsed  time.Duration
+		want     time.Duration
+	}{
+		{0, true, 0, 30 * time.Second},
+		{0, true, 10 * time.Second, 20 * time.Second},
+		{0, true, 45 * time.Second, 3 * time.Second}, // a tenth of the interval
+		{1, false, 60 * time.Second, 60 * time.Second},
+		{4, false, time.Second, 300 * time.Second}, // at most 10 intervals
+	} {
+		if got := nextWait(30*time.Second, c.failures, c.ok, c.elapsed, same); got != c.want {
+			t.Errorf("nextWait(30s, %d failures, ok %v, took %v) = %v, want %v", c.failures, c.ok, c.elapsed, got, c.want)
+		}
+	}
+}
+
+// TestBackoffFromEnd: a device that takes the connection and says
+// nothing for 600 ms (the stage timeout) fails; the next poll starts a
+// backed-off interval (2 s, ±10 %) after that one ended, not at once.
+func TestBackoffFromEnd(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -147,8 +168,8 @@ func TestIntervalFromStart(t *testing.T) {
 		}
 		obs.mu.Unlock()
 		if n >= 2 {
-			if gap < 1800*time.Millisecond || gap > 2300*time.Millisecond {
-				t.Fatalf("the second poll started %v after the first; want 2 s ±10 %% from the first's start", gap)
+			if gap < 2300*time.Millisecond || gap > 3100*time.Millisecond {
+				t.Fatalf("the second poll started %v after the first; want 2 s ±10 %% after the first ended (≈ 0.6 s in)", gap)
 			}
 			return
 		}

@@ -246,10 +246,26 @@ func (v *Verifier) verifyPair(id, ak *deviceCert, roots *x509.CertPool, local bo
 	if idx != nil && idx.NotAfter.Before(until) {
 		until = idx.NotAfter
 	}
+	if !r.OK {
+		// A failure may not last (a certificate not valid yet, by a
+		// clock that was behind): judged again after a while.
+		until = minTime(until, now.Add(failedPairFor))
+	}
 	v.mu.Lock()
 	v.verified[k] = cachedIdentity{res: r, until: until}
 	v.mu.Unlock()
 	return r, true
+}
+
+// failedPairFor is how long a pair that failed verification is not
+// verified again.
+const failedPairFor = 10 * time.Minute
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // notChained marks a cached verdict that a certificate does not chain to

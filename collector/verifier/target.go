@@ -66,6 +66,16 @@ func (v *Verifier) AppraiseTarget(ctx context.Context, t Target) (*Result, error
 		name = t.SSHAddr + t.TLSAddr + t.RESTCONF + t.SNMP
 	}
 	reuse := v.Reuse && !t.Resume
+	if v.Reuse && t.Resume {
+		// Kept before its interval outgrew poll.keep_sessions: closed.
+		v.mu.Lock()
+		pc := v.conns[name]
+		delete(v.conns, name)
+		v.mu.Unlock()
+		if pc != nil {
+			pc.c.Close()
+		}
+	}
 	if reuse {
 		v.mu.Lock()
 		pc := v.conns[name]

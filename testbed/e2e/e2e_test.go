@@ -229,7 +229,6 @@ func TestKeptSession(t *testing.T) {
 	if len(second) != 1 || second[0] == first[0] {
 		t.Fatalf("after the session was killed: sessions %v (was %v), want one new one", second, first)
 	}
-	e.v.Close()
 	noSessions := func(after string) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
@@ -240,14 +239,21 @@ func TestKeptSession(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	noSessions("Close()")
 	// A device polled too seldom to keep its session (Target.Resume,
-	// poll.keep_sessions): each poll closes it.
+	// poll.keep_sessions): the session it kept is closed, and each poll
+	// closes its own.
 	tg.Resume = true
 	for range 2 {
 		poll()
 		noSessions("a poll with Resume")
 	}
+	tg.Resume = false
+	poll()
+	if n := len(d.Server.Sessions()); n != 1 {
+		t.Fatalf("kept again: %d sessions, want one", n)
+	}
+	e.v.Close()
+	noSessions("Close()")
 }
 
 // TestLongLogIsPaged grows the netequip_boot log past one log-retrieval

@@ -79,8 +79,9 @@ func (ld *logDecoder) fastIMA(cur *eventlog.Event, ima *eventlog.IMAEntry, tmplA
 			return false, nil
 		}
 		v := b[:j]
-		// Surrounding white space is trimmed by the general path.
-		if len(v) > 0 && (v[0] <= ' ' || v[len(v)-1] <= ' ') || bytes.IndexByte(v, '&') >= 0 || !hasPrefix(b[j:], l.close) {
+		// Surrounding white space (bytes.TrimSpace's: ASCII and
+		// Unicode) is trimmed by the general path: left to it.
+		if len(v) > 0 && (edgy(v[0]) || edgy(v[len(v)-1])) || bytes.IndexByte(v, '&') >= 0 || !hasPrefix(b[j:], l.close) {
 			return false, nil
 		}
 		vals[i], have[i] = v, true
@@ -137,5 +138,8 @@ func (ld *logDecoder) fastIMA(cur *eventlog.Event, ima *eventlog.IMAEntry, tmplA
 	s.stack = s.stack[:len(s.stack)-1]
 	return true, nil
 }
+
+// edgy is a byte at a value's edge that may be (part of) white space.
+func edgy(c byte) bool { return c <= ' ' || c >= 0x80 }
 
 func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }

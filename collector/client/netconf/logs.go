@@ -272,6 +272,7 @@ func (ld *logDecoder) decode(logType string) (*eventlog.Log, uint32, error) {
 				}
 				events = append(events, eventlog.Event{IndexType: 1})
 				cur = &events[len(events)-1]
+				ld.name = nil // an entry's file name is its own
 				if string(tok) != "bios-event-entry" {
 					curIMA = ld.newIMA()
 					cur.IMA = curIMA
@@ -354,6 +355,9 @@ func (ld *logDecoder) decode(logType string) (*eventlog.Log, uint32, error) {
 
 func (ld *logDecoder) field(e *eventlog.Event, ima *eventlog.IMAEntry, name, v []byte, digestAlg, tmplAlg *alg.ID, banks *bankSet) error {
 	var err error
+	if ima == nil && imaOnly(name) {
+		return nil // not a leaf of a bios-event-entry: skipped, as unknown elements are
+	}
 	switch string(name) {
 	case "event-number":
 		var n uint64
@@ -415,6 +419,15 @@ func (ld *logDecoder) field(e *eventlog.Event, ima *eventlog.IMAEntry, name, v [
 		ima.Sig, err = ld.b64(v)
 	}
 	return err
+}
+
+// imaOnly says whether name is a leaf of IMA-style entries only.
+func imaOnly(name []byte) bool {
+	switch string(name) {
+	case "ima-template", "filename-hint", "filedata-hash", "filedata-hash-algorithm", "template-hash-algorithm", "template-hash", "signature":
+		return true
+	}
+	return false
 }
 
 // fileNames sets the entries' FileName from their template data: one

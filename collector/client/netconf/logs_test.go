@@ -143,6 +143,9 @@ func FuzzFastEntries(f *testing.F) {
 		strings.Replace(entry, "</boot-event-entry>", "<!-- x --></boot-event-entry>", 1),
 		strings.Replace(entry, "<event-number>7</event-number>", "<event-number>7</event-number><event-number>8</event-number>", 1),
 		`<boot-event-entry/>`,
+		strings.Replace(entry, "/a b<", "/a b\u00a0<", 1),
+		strings.Replace(entry, "<pcr-index>10", "<pcr-index>\u00a010", 1),
+		strings.Replace(entry, "<filename-hint>/a b</filename-hint>", "<boot-event-entry><event-number>9</event-number></boot-event-entry>", 1),
 		strings.Replace(entry, "ima-sig", "ima", 1),
 	} {
 		f.Add([]byte(`<system-event-logs><node-data><log-result><boot-event-logs>` + e + e + `</boot-event-logs></log-result></node-data></system-event-logs>`))
@@ -171,5 +174,34 @@ func TestDecodeLogsAllocs(t *testing.T) {
 	})
 	if n > 60 {
 		t.Errorf("decoding 1,000 entries allocated %.0f times; want at most 60", n)
+	}
+}
+
+// TestDecodeLogsStrayLeaves: a bios entry carrying IMA leaves decodes
+// (they are skipped, as unknown elements are) instead of crashing the
+// collector, and an entry's file name is never an earlier entry's.
+func TestDecodeLogsStrayLeaves(t *testing.T) {
+	for _, typ := range []string{"bios", "netequip_boot"} {
+		body := `<system-event-logs><node-data><log-result><bios-event-logs><bios-event-entry><event-number>0</event-number><event-type>3</event-type><pcr-index>0</pcr-index>` +
+			`<ima-template>ima-ng</ima-template><filename-hint>x</filename-hint><filedata-hash>AA==</filedata-hash><filedata-hash-algorithm>sha1</filedata-hash-algorithm>` +
+			`<template-hash-algorithm>sha1</template-hash-algorithm><template-hash>AA==</template-hash><signature>AA==</signature>` +
+			`<digest-list><hash-algo>taa:TPM_ALG_SHA256</hash-algo><digest>` + base64.StdEncoding.EncodeToString(make([]byte, 32)) + `</digest></digest-list></bios-event-entry></bios-event-logs></log-result></node-data></system-event-logs>`
+		l, _, err := DecodeLogs([]byte(body), typ)
+		if typ == "bios" && (err != nil || len(l.Events) != 1 || l.Events[0].IMA != nil || len(l.Events[0].Digests) != 1 || l.Events[0].Digests[0].Alg != alg.SHA256) {
+			t.Errorf("bios entry with IMA leaves: %+v, %v", l, err)
+		}
+	}
+	// The second entry is not in the canonical form (a comment) and has
+	// no filename-hint.
+	body, _ := replyBody(1)
+	one := string(body)
+	i, j := strings.Index(one, "<boot-event-entry>"), strings.Index(one, "</boot-event-logs>")
+	second := strings.Replace(strings.Replace(one[i:j], "<event-number>0", "<!-- x --><event-number>1", 1), "<filename-hint>/usr/lib/riv/module-0000.so</filename-hint>", "", 1)
+	l, _, err := DecodeLogs([]byte(one[:j]+second+one[j:]), "netequip_boot")
+	if err != nil || len(l.Events) != 2 {
+		t.Fatalf("%v, %v", l, err)
+	}
+	if got := l.Events[1].IMA.FileName; got != "" {
+		t.Errorf("an entry without a filename-hint is named %q", got)
 	}
 }

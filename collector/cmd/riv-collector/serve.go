@@ -229,7 +229,7 @@ type service struct {
 	sch   *scheduler.Scheduler
 	cache tls.ClientSessionCache // shared by every device's TLS sessions
 	// interval is the default poll interval; a device polled less often
-	// than keep reconnects each poll (verifier.Target.Resume).
+	// than keep reconnects each poll (verifier.Target.Resume). Under mu.
 	interval, keep time.Duration
 
 	clients map[[2]string]*tls.Config // by certificate and key (clientTLS); under mu
@@ -444,12 +444,13 @@ func (s *service) configured(cd *config.Device) (scheduler.Device, [32]byte, err
 	// What it was built from, as a digest: kept for every device until
 	// the next reload (the description itself, with the certificate's
 	// PEM, was 1.4 KB a device).
-	raw, _ := json.Marshal(struct {
-		D    config.Device
-		Spec []byte
-	}{*cd, spec})
-	desc := sha256.Sum256(raw)
 	t.Resume = s.resumes(cd.Interval)
+	raw, _ := json.Marshal(struct {
+		D      config.Device
+		Spec   []byte
+		Resume bool // poll.keep_sessions changed it: rebuilt on reload
+	}{*cd, spec, t.Resume})
+	desc := sha256.Sum256(raw)
 	return scheduler.Device{Name: cd.Name, Target: t, Verifier: v, Interval: cd.Interval, Policy: cd.Policy, Fixed: true}, desc, nil
 }
 
@@ -505,6 +506,8 @@ func isConfigured(specs map[string][32]byte, name string) bool {
 // resumes says whether a device polled every interval (0: the default)
 // reconnects each poll instead of keeping its session (poll.keep_sessions).
 func (s *service) resumes(interval time.Duration) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if interval == 0 {
 		interval = s.interval
 	}
@@ -564,6 +567,9 @@ func (s *service) reload(ctx context.Context, file string) {
 	s.mu.Lock()
 	changedTrust := trustDigest(cfg) != s.trust
 	old := s.specs
+	// Devices built from here on: the new session rule, and client keys
+	// read afresh (a rotated-out key is not kept).
+	s.keep, s.clients = cfg.Poll.KeepSessions, nil
 	s.mu.Unlock()
 	if changedTrust {
 		if err := s.configure(cfg); err != nil {
