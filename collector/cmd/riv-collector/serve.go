@@ -117,8 +117,8 @@ func runServe(env *cli.Env, args []string) error {
 	// Loading the configuration and the store's results and states (the
 	// YAML and the rows, decoded) leaves garbage the size of the fleet:
 	// back to the system once loaded, not held as the heap's high-water
-	// mark.
-	so.Loaded = debug.FreeOSMemory
+	// mark (in the background: the API serves meanwhile).
+	so.Loaded = func() { go debug.FreeOSMemory() }
 	sch = scheduler.New(so, devices)
 	svc.sch = sch
 	if cfg.Poll.SNMPTraps != "" {
@@ -233,6 +233,7 @@ type service struct {
 	interval, keep time.Duration
 
 	clients map[[2]string]*tls.Config // by certificate and key (clientTLS); under mu
+	certs   map[string][]byte         // client certificate files by path, as read since the last (re)load; under mu
 
 	mu        sync.Mutex
 	trust     [32]byte // digest of the trust and policy sections the verifiers were built from
@@ -421,7 +422,7 @@ func (s *service) configured(cd *config.Device) (scheduler.Device, [32]byte, err
 			}
 			t = verifier.Target{SSHAddr: cd.Address, SSHUser: cd.SSHUser, SSHKey: k}
 		default:
-			pem, err := os.ReadFile(cd.ClientCert)
+			pem, err := s.certFile(cd.ClientCert)
 			if err != nil {
 				return scheduler.Device{}, [32]byte{}, err
 			}
@@ -470,6 +471,29 @@ func endpointsTarget(ep *endpoint.Endpoints, via string, cache tls.ClientSession
 		t.TLS.ClientSessionCache = cache
 	}
 	return t, err
+}
+
+// certFile reads a client certificate file once per configuration load
+// (a fleet's devices mostly name the same one: reading it 100,000 times
+// was a second of a start).
+func (s *service) certFile(path string) ([]byte, error) {
+	s.mu.Lock()
+	b, ok := s.certs[path]
+	s.mu.Unlock()
+	if ok {
+		return b, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.certs == nil {
+		s.certs = map[string][]byte{}
+	}
+	s.certs[path] = b
+	s.mu.Unlock()
+	return b, nil
 }
 
 // clientTLS is the TLS configuration of a client certificate and key,
@@ -569,7 +593,7 @@ func (s *service) reload(ctx context.Context, file string) {
 	old := s.specs
 	// Devices built from here on: the new session rule, and client keys
 	// read afresh (a rotated-out key is not kept).
-	s.keep, s.clients = cfg.Poll.KeepSessions, nil
+	s.keep, s.clients, s.certs = cfg.Poll.KeepSessions, nil, nil
 	s.mu.Unlock()
 	if changedTrust {
 		if err := s.configure(cfg); err != nil {
