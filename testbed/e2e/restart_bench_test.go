@@ -16,6 +16,7 @@ import (
 	"github.com/openriv/riv/collector/client/netconf"
 	"github.com/openriv/riv/collector/store"
 	"github.com/openriv/riv/collector/verifier"
+	"github.com/openriv/riv/internal/benchmem"
 )
 
 // BenchmarkRestart10k is a collector's start with 10,000 devices' state:
@@ -92,9 +93,7 @@ func BenchmarkRestart10k(b *testing.B) {
 		var perDevice float64
 		var rss int64
 		for b.Loop() {
-			var m0, m1 runtime.MemStats
-			runtime.GC()
-			runtime.ReadMemStats(&m0)
+			heap0, _ := benchmem.InUse()
 			start := time.Now()
 			st, err := store.Open(ctx, path)
 			if err != nil {
@@ -120,9 +119,8 @@ func BenchmarkRestart10k(b *testing.B) {
 			st.Close()
 			states, latest = nil, nil
 			b.ReportMetric(float64(time.Since(start).Milliseconds()), "ms-restart")
-			runtime.GC()
-			runtime.ReadMemStats(&m1)
-			perDevice = float64(m1.HeapAlloc-m0.HeapAlloc) / float64(n)
+			heap1, _ := benchmem.InUse()
+			perDevice = float64(heap1-heap0) / float64(n)
 			// The process's resident set with every device restored, the
 			// load's garbage returned (as riv-collector serve does).
 			debug.FreeOSMemory()

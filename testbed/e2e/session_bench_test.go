@@ -11,14 +11,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
-	"runtime/pprof"
 	"testing"
 	"time"
 
 	"github.com/veraison/ear"
 
 	"github.com/openriv/riv/collector/verifier"
+	"github.com/openriv/riv/internal/benchmem"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/testbed/fleetsim"
 )
@@ -57,24 +56,15 @@ func BenchmarkKeptSession(b *testing.B) {
 		c1, _ := cpu()
 		return (c1 - c0) / time.Duration(rounds*n)
 	}
-	if os.Getenv("RIV_BENCH_MEMPROFILE") != "" {
-		runtime.MemProfileRate = 64
-	}
+	writeProfile := benchmem.Profile(b, 64)
 	round() // full first polls; session tickets in the cache
 	b.ResetTimer()
 	resumed := timed(3)
-	heap0, stack0 := memNow()
+	heap0, stack0 := benchmem.InUse()
 	v.Reuse = true
 	round() // these sessions stay open
-	heap1, stack1 := memNow()
-	if f := os.Getenv("RIV_BENCH_MEMPROFILE"); f != "" {
-		w, err := os.Create(f)
-		if err != nil {
-			b.Fatal(err)
-		}
-		pprof.Lookup("heap").WriteTo(w, 0)
-		w.Close()
-	}
+	heap1, stack1 := benchmem.InUse()
+	writeProfile()
 	kept := timed(3)
 	b.StopTimer()
 	v.Close()
@@ -82,15 +72,6 @@ func BenchmarkKeptSession(b *testing.B) {
 	b.ReportMetric(float64(stack1-stack0)/n, "B-stack/session")
 	b.ReportMetric(float64(kept.Microseconds()), "µs-cpu/poll-kept")
 	b.ReportMetric(float64(resumed.Microseconds()), "µs-cpu/poll-resumed")
-}
-
-// memNow is the heap in use and the goroutine stacks, after GC.
-func memNow() (heap, stack int64) {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return int64(m.HeapAlloc), int64(m.StackInuse)
 }
 
 // simVerifier is a collector's verifier for a riv-fleetsim fleet, and

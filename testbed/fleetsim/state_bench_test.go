@@ -3,10 +3,10 @@ package fleetsim
 import (
 	"context"
 	"fmt"
-	"os"
 	"runtime"
-	"runtime/pprof"
 	"testing"
+
+	"github.com/openriv/riv/internal/benchmem"
 )
 
 // BenchmarkStatePerDevice measures what the verifier holds per device
@@ -33,41 +33,22 @@ func BenchmarkStatePerDevice(b *testing.B) {
 		appraise(b, warm, d)
 	}
 	warm = nil
-	if os.Getenv("RIV_BENCH_MEMPROFILE") != "" {
-		// Every allocation sampled: the device's share is small.
-		defer func(r int) { runtime.MemProfileRate = r }(runtime.MemProfileRate)
-		runtime.MemProfileRate = 1
-	}
+	// Every allocation sampled: the device's share is small.
+	writeProfile := benchmem.Profile(b, 1)
 	for b.Loop() {
 		v := newVerifier(b, f)
 		appraise(b, v, devs[0]) // the RIM index and caches, shared
-		before := heap()
+		before, _ := benchmem.InUse()
 		snap := 0
 		for _, d := range devs[1:] {
 			appraise(b, v, d)
 			s, _ := v.Snapshot(d.Serial)
 			snap += len(s)
 		}
-		after := heap()
-		if f := os.Getenv("RIV_BENCH_MEMPROFILE"); f != "" {
-			// What the state is made of, for the next reduction.
-			w, err := os.Create(f)
-			if err != nil {
-				b.Fatal(err)
-			}
-			pprof.Lookup("heap").WriteTo(w, 0)
-			w.Close()
-		}
+		after, _ := benchmem.InUse()
+		writeProfile() // what the state is made of, for the next reduction
 		b.ReportMetric(float64(after-before)/float64(n-1), "B-heap/device")
 		b.ReportMetric(float64(snap)/float64(n-1), "B-snapshot/device")
 		runtime.KeepAlive(v)
 	}
-}
-
-func heap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
 }
