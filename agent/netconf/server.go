@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -471,13 +472,8 @@ func parseHello(b []byte) ([]string, error) {
 // Sessions lists the ids of the open sessions, in order.
 func (s *Server) Sessions() []uint32 {
 	s.mu.Lock()
-	ids := make([]uint32, 0, len(s.sessions))
-	for id := range s.sessions {
-		ids = append(ids, id)
-	}
-	s.mu.Unlock()
-	slices.Sort(ids)
-	return ids
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.sessions))
 }
 
 // Kill ends a session, as <kill-session> does; false if none has that id.

@@ -687,13 +687,8 @@ func elsewhere(st State, rec store.Record) State {
 // Names returns the names of the devices polled, sorted.
 func (s *Scheduler) Names() []string {
 	s.mu.Lock()
-	out := make([]string, 0, len(s.devices))
-	for n := range s.devices {
-		out = append(out, n)
-	}
-	s.mu.Unlock()
-	sort.Strings(out)
-	return out
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.devices))
 }
 
 // Posture counts the devices by state: their latest verdict
