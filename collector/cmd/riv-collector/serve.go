@@ -232,8 +232,7 @@ type service struct {
 	// than keep reconnects each poll (verifier.Target.Resume). Under mu.
 	interval, keep time.Duration
 
-	clients map[[2]string]*tls.Config // by certificate and key (clientTLS); under mu
-	certs   map[string][]byte         // client certificate files by path, as read since the last (re)load; under mu
+	clients map[[2]string]clientIdentity // by certificate file and key, since the last (re)load (clientTLS); under mu
 
 	mu        sync.Mutex
 	trust     [32]byte // digest of the trust and policy sections the verifiers were built from
@@ -422,13 +421,9 @@ func (s *service) configured(cd *config.Device) (scheduler.Device, [32]byte, err
 			}
 			t = verifier.Target{SSHAddr: cd.Address, SSHUser: cd.SSHUser, SSHKey: k}
 		default:
-			pem, err := s.certFile(cd.ClientCert)
+			pem, cfg, err := s.clientTLS(cd.ClientCert, cd.ClientKey.Value())
 			if err != nil {
 				return scheduler.Device{}, [32]byte{}, err
-			}
-			cfg, err := s.clientTLS(pem, cd.ClientKey.Value())
-			if err != nil {
-				return scheduler.Device{}, [32]byte{}, fmt.Errorf("client_key: %w", err)
 			}
 			t = verifier.Target{TLS: cfg}
 			if cd.Transport == "restconf" {
@@ -473,53 +468,40 @@ func endpointsTarget(ep *endpoint.Endpoints, via string, cache tls.ClientSession
 	return t, err
 }
 
-// certFile reads a client certificate file once per configuration load
-// (a fleet's devices mostly name the same one: reading it 100,000 times
-// was a second of a start).
-func (s *service) certFile(path string) ([]byte, error) {
+// clientTLS is the client certificate file's content and the TLS
+// configuration of it with key: read and parsed once per configuration
+// load for every device that names the same pair (a fleet mostly has
+// one: reading and parsing it again for each of 100,000 devices was
+// seconds of a start). Dialling clones the configuration.
+func (s *service) clientTLS(certFile, key string) ([]byte, *tls.Config, error) {
+	k := [2]string{certFile, key}
 	s.mu.Lock()
-	b, ok := s.certs[path]
+	c, ok := s.clients[k]
 	s.mu.Unlock()
 	if ok {
-		return b, nil
+		return c.pem, c.cfg, nil
 	}
-	b, err := os.ReadFile(path)
+	pem, err := os.ReadFile(certFile)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	s.mu.Lock()
-	if s.certs == nil {
-		s.certs = map[string][]byte{}
-	}
-	s.certs[path] = b
-	s.mu.Unlock()
-	return b, nil
-}
-
-// clientTLS is the TLS configuration of a client certificate and key,
-// one for every device that uses the same pair (a fleet mostly has one:
-// parsing it again for each of 100,000 devices was seconds of a start).
-// Dialling clones it.
-func (s *service) clientTLS(certPEM []byte, key string) (*tls.Config, error) {
-	k := [2]string{string(certPEM), key}
-	s.mu.Lock()
-	cfg := s.clients[k]
-	s.mu.Unlock()
-	if cfg != nil {
-		return cfg, nil
-	}
-	cert, err := tls.X509KeyPair(certPEM, []byte(key))
+	cert, err := tls.X509KeyPair(pem, []byte(key))
 	if err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("client_key: %w", err)
 	}
-	cfg = &tls.Config{Certificates: []tls.Certificate{cert}, ClientSessionCache: s.cache}
+	c = clientIdentity{pem, &tls.Config{Certificates: []tls.Certificate{cert}, ClientSessionCache: s.cache}}
 	s.mu.Lock()
 	if s.clients == nil {
-		s.clients = map[[2]string]*tls.Config{}
+		s.clients = map[[2]string]clientIdentity{}
 	}
-	s.clients[k] = cfg
+	s.clients[k] = c
 	s.mu.Unlock()
-	return cfg, nil
+	return c.pem, c.cfg, nil
+}
+
+type clientIdentity struct {
+	pem []byte
+	cfg *tls.Config
 }
 
 func isConfigured(specs map[string][32]byte, name string) bool {
@@ -593,7 +575,7 @@ func (s *service) reload(ctx context.Context, file string) {
 	old := s.specs
 	// Devices built from here on: the new session rule, and client keys
 	// read afresh (a rotated-out key is not kept).
-	s.keep, s.clients, s.certs = cfg.Poll.KeepSessions, nil, nil
+	s.keep, s.clients = cfg.Poll.KeepSessions, nil
 	s.mu.Unlock()
 	if changedTrust {
 		if err := s.configure(cfg); err != nil {
