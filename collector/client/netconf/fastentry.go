@@ -35,6 +35,61 @@ var imaLeaves = [...]imaLeaf{
 	{"<signature>", "</signature>", true},
 }
 
+// imaLeaf decodes the value v of the entry's leaf (its position in
+// imaLeaves) into e and ima, for both paths. v must outlive the entry:
+// the file name stays in it until finishIMA builds the template data.
+// event-number and pcr-index are bios entries' leaves too (ima unused).
+func (ld *logDecoder) imaLeaf(e *eventlog.Event, ima *eventlog.IMAEntry, leaf int, v []byte, tmplAlg *alg.ID, banks *bankSet) error {
+	var err error
+	switch leaf {
+	case leafNumber:
+		var n uint64
+		n, err = parseUint(v, 31)
+		e.Seq = int(n)
+	case leafPCR:
+		var n uint64
+		n, err = parseUint(v, 8)
+		if n > 31 {
+			err = fmt.Errorf("pcr-index %d", n)
+		}
+		e.PCR = int(n)
+	case leafTemplate:
+		ima.Template = intern(v)
+	case leafFileName:
+		ld.name = v
+	case leafFileHash:
+		ima.FileHash, err = ld.b64(v)
+	case leafFileHashAlg:
+		ima.FileHashAlgName = intern(v)
+		ima.FileHashAlg, _ = parseHash(ima.FileHashAlgName)
+	case leafTmplAlg:
+		b, perr := parseHash(intern(v))
+		if perr != nil {
+			return fmt.Errorf("template-hash-algorithm %q", v)
+		}
+		*tmplAlg = b
+		banks.add(b)
+	case leafTmplHash:
+		var d []byte
+		if d, err = ld.b64(v); err == nil {
+			e.Digests = ld.oneDigest(eventlog.Digest{Alg: *tmplAlg, Value: d})
+		}
+	case leafSig:
+		ima.Sig, err = ld.b64(v)
+	}
+	return err
+}
+
+// imaLeafOf is the position in imaLeaves of a leaf named name, or -1.
+func imaLeafOf(name []byte) int {
+	for i := range imaLeaves {
+		if l := imaLeaves[i].open; string(name) == l[1:len(l)-1] {
+			return i
+		}
+	}
+	return -1
+}
+
 // Leaf positions in imaLeaves.
 const (
 	leafNumber = iota
@@ -91,46 +146,12 @@ func (ld *logDecoder) fastIMA(cur *eventlog.Event, ima *eventlog.IMAEntry, tmplA
 	if len(b) < len(tag)+3 || b[0] != '<' || b[1] != '/' || !bytes.Equal(b[2:2+len(tag)], tag) || b[2+len(tag)] != '>' {
 		return false, nil
 	}
-	if have[leafFileHash] != have[leafFileHashAlg] {
-		return false, nil // left to the general path's judgement
-	}
-	// Canonical: decode the values as field does.
-	n, err := parseUint(vals[leafNumber], 31)
-	if err != nil {
-		return true, err
-	}
-	cur.Seq = int(n)
-	if have[leafTemplate] {
-		ima.Template = intern(vals[leafTemplate])
-	}
-	// The name stays in the reply until decode makes one string of all
-	// the names (see names).
-	ld.name = vals[leafFileName]
-	if have[leafFileHash] {
-		if ima.FileHash, err = ld.b64(vals[leafFileHash]); err != nil {
-			return true, err
-		}
-		ima.FileHashAlgName = intern(vals[leafFileHashAlg])
-		ima.FileHashAlg, _ = parseHash(ima.FileHashAlgName)
-	}
-	if *tmplAlg, err = parseHash(intern(vals[leafTmplAlg])); err != nil {
-		return true, fmt.Errorf("template-hash-algorithm %q", vals[leafTmplAlg])
-	}
-	banks.add(*tmplAlg)
-	d, err := ld.b64(vals[leafTmplHash])
-	if err != nil {
-		return true, err
-	}
-	cur.Digests = ld.oneDigest(eventlog.Digest{Alg: *tmplAlg, Value: d})
-	if n, err = parseUint(vals[leafPCR], 8); err != nil {
-		return true, err
-	} else if n > 31 {
-		return true, fmt.Errorf("pcr-index %d", n)
-	}
-	cur.PCR = int(n)
-	if have[leafSig] {
-		if ima.Sig, err = ld.b64(vals[leafSig]); err != nil {
-			return true, err
+	// Canonical: each value decoded as the general path decodes it.
+	for i, v := range vals {
+		if have[i] {
+			if err := ld.imaLeaf(cur, ima, i, v, tmplAlg, banks); err != nil {
+				return true, err
+			}
 		}
 	}
 	// Past the end tag, which the scanner has open.

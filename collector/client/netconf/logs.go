@@ -354,26 +354,21 @@ func (ld *logDecoder) decode(logType string) (*eventlog.Log, uint32, error) {
 }
 
 func (ld *logDecoder) field(e *eventlog.Event, ima *eventlog.IMAEntry, name, v []byte, digestAlg, tmplAlg *alg.ID, banks *bankSet) error {
-	var err error
-	if ima == nil && imaOnly(name) {
-		return nil // not a leaf of a bios-event-entry: skipped, as unknown elements are
+	if leaf := imaLeafOf(name); leaf >= 0 {
+		if ima == nil && leaf != leafNumber && leaf != leafPCR {
+			return nil // not a leaf of a bios-event-entry: skipped, as unknown elements are
+		}
+		if leaf == leafFileName {
+			v = bytes.Clone(v) // v is the scanner's buffer
+		}
+		return ld.imaLeaf(e, ima, leaf, v, tmplAlg, banks)
 	}
+	var err error
 	switch string(name) {
-	case "event-number":
-		var n uint64
-		n, err = parseUint(v, 31)
-		e.Seq = int(n)
 	case "event-type":
 		var n uint64
 		n, err = parseUint(v, 32)
 		e.Type = uint32(n)
-	case "pcr-index":
-		var n uint64
-		n, err = parseUint(v, 8)
-		if n > 31 {
-			err = fmt.Errorf("pcr-index %d", n)
-		}
-		e.PCR = int(n)
 	case "hash-algo":
 		b, ok := hashByIdentity(localName(string(v)))
 		if !ok {
@@ -394,40 +389,8 @@ func (ld *logDecoder) field(e *eventlog.Event, ima *eventlog.IMAEntry, name, v [
 		if d, err = ld.b64(v); err == nil {
 			e.Data = append(e.Data, d...)
 		}
-	case "ima-template":
-		ima.Template = intern(v)
-	case "filename-hint":
-		ld.name = append(ld.name[:0:0], v...) // v is the scanner's buffer
-	case "filedata-hash":
-		ima.FileHash, err = ld.b64(v)
-	case "filedata-hash-algorithm":
-		ima.FileHashAlgName = intern(v)
-		ima.FileHashAlg, _ = parseHash(ima.FileHashAlgName)
-	case "template-hash-algorithm":
-		b, perr := parseHash(intern(v))
-		if perr != nil {
-			return fmt.Errorf("template-hash-algorithm %q", v)
-		}
-		*tmplAlg = b
-		banks.add(b)
-	case "template-hash":
-		var d []byte
-		if d, err = ld.b64(v); err == nil {
-			e.Digests = ld.oneDigest(eventlog.Digest{Alg: *tmplAlg, Value: d})
-		}
-	case "signature":
-		ima.Sig, err = ld.b64(v)
 	}
 	return err
-}
-
-// imaOnly says whether name is a leaf of IMA-style entries only.
-func imaOnly(name []byte) bool {
-	switch string(name) {
-	case "ima-template", "filename-hint", "filedata-hash", "filedata-hash-algorithm", "template-hash-algorithm", "template-hash", "signature":
-		return true
-	}
-	return false
 }
 
 // fileNames sets the entries' FileName from their template data: one
