@@ -7,6 +7,7 @@
 package scheduler
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -124,19 +125,54 @@ type Scheduler struct {
 	sem     chan struct{}
 	queued  atomic.Int64 // polls due, waiting for a slot
 	subs    map[chan Event]bool
+	// The devices waiting for their next poll, and those due that wait
+	// for a slot (sem), the ones an operator asked for first; kick wakes
+	// Run's dispatcher when the soonest changed or a slot was freed.
+	queue         queue
+	urgent, ready []*entry
+	kick          chan struct{}
 	// While Run runs: its context and its wait group, for devices added
-	// later.
-	ctx context.Context
-	wg  *sync.WaitGroup
+	// later; done once it has returned.
+	ctx  context.Context
+	wg   *sync.WaitGroup
+	done bool
 }
 
 type entry struct {
-	d      Device
-	state  State
-	now    chan chan struct{} // on-demand polls; each is closed when done
-	wake   chan time.Time     // a new due time (its lease was taken)
-	cancel context.CancelFunc // ends its loop (Remove)
-	epoch  int64              // the lease whose state the verifier has
+	d     Device
+	state State
+	epoch int64 // the lease whose state the verifier has
+	// Scheduling (s.mu): a device waiting for its next poll is in the
+	// scheduler's queue, ordered by due; no goroutine waits for it.
+	due      time.Time
+	at       int  // index in the queue; -1 when not in it
+	ready    bool // due, waiting for a slot
+	polling  bool
+	stopped  bool
+	failures int
+	// waiting are the on-demand callers (Attest) for the next poll to
+	// end; wakeAt is a due time a lease taken set during a poll.
+	waiting []chan struct{}
+	wakeAt  time.Time
+	ctx     context.Context
+	cancel  context.CancelFunc // ends its polls (Remove)
+}
+
+// queue is the devices waiting for their next poll, soonest first (a
+// container/heap).
+type queue []*entry
+
+func (q queue) Len() int           { return len(q) }
+func (q queue) Less(i, j int) bool { return q[i].due.Before(q[j].due) }
+func (q queue) Swap(i, j int)      { q[i], q[j] = q[j], q[i]; q[i].at, q[j].at = i, j }
+func (q *queue) Push(x any)        { e := x.(*entry); e.at = len(*q); *q = append(*q, e) }
+func (q *queue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*q = old[:len(old)-1]
+	e.at = -1
+	return e
 }
 
 // New returns a scheduler for devices.
@@ -153,7 +189,7 @@ func New(o Options, devices []Device) *Scheduler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Scheduler{o: o, devices: map[string]*entry{}, sem: make(chan struct{}, o.MaxInFlight), subs: map[chan Event]bool{}}
+	s := &Scheduler{o: o, devices: map[string]*entry{}, sem: make(chan struct{}, o.MaxInFlight), subs: map[chan Event]bool{}, kick: make(chan struct{}, 1)}
 	for _, d := range devices {
 		s.devices[d.Name] = s.newEntry(d)
 	}
@@ -164,7 +200,7 @@ func (s *Scheduler) newEntry(d Device) *entry {
 	if d.Interval == 0 {
 		d.Interval = s.o.Interval
 	}
-	return &entry{d: d, state: State{Name: d.Name, Policy: d.Policy}, now: make(chan chan struct{}, 1), wake: make(chan time.Time, 1)}
+	return &entry{d: d, state: State{Name: d.Name, Policy: d.Policy}, at: -1}
 }
 
 // Run polls every device until ctx ends. With a store, each device starts
@@ -184,8 +220,101 @@ func (s *Scheduler) Run(ctx context.Context) {
 		s.start(e)
 	}
 	s.mu.Unlock()
-	<-ctx.Done()
+	s.dispatch(ctx)
 	wg.Wait()
+	// Stopped: a caller waiting for a poll gets the state as it is.
+	s.mu.Lock()
+	s.done = true
+	for _, e := range s.devices {
+		e.release()
+	}
+	s.mu.Unlock()
+}
+
+// dispatch starts each device's poll when it is due and a slot is free
+// (at most MaxInFlight polls at once), until ctx ends. One timer serves
+// the fleet: a device between polls is a queue entry, not a goroutine
+// with a timer of its own (≈ 8 KB of stack each), and a poll waiting for
+// a slot is not a goroutine either.
+func (s *Scheduler) dispatch(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		now := time.Now()
+		next := time.Hour
+		for len(s.queue) > 0 {
+			e := s.queue[0]
+			if d := e.due.Sub(now); d > 0 {
+				next = d
+				break
+			}
+			heap.Pop(&s.queue)
+			e.ready = true
+			if len(e.waiting) > 0 {
+				s.urgent = append(s.urgent, e)
+			} else {
+				s.ready = append(s.ready, e)
+			}
+		}
+		// Only the dispatcher takes slots, so one seen free stays free.
+		for len(s.sem) < cap(s.sem) {
+			e := s.next()
+			if e == nil {
+				break
+			}
+			s.sem <- struct{}{}
+			s.launch(e)
+		}
+		s.queued.Store(int64(len(s.urgent) + len(s.ready)))
+		s.mu.Unlock()
+		timer.Reset(next)
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-s.kick:
+		}
+	}
+}
+
+// next takes the next due device to poll, on-demand ones first (s.mu
+// held); nil when none is due. A device stopped while it waited is
+// dropped.
+func (s *Scheduler) next() *entry {
+	for {
+		var e *entry
+		switch {
+		case len(s.urgent) > 0:
+			e, s.urgent = s.urgent[0], s.urgent[1:]
+		case len(s.ready) > 0:
+			e, s.ready = s.ready[0], s.ready[1:]
+		default:
+			s.urgent, s.ready = nil, nil // the arrays go with the backlog
+			return nil
+		}
+		e.ready = false
+		if !e.stopped {
+			return e
+		}
+	}
+}
+
+// promote moves a due device asked for on demand ahead of the devices
+// due by their interval (s.mu held).
+func (s *Scheduler) promote(e *entry) {
+	if i := slices.Index(s.ready, e); i >= 0 {
+		s.ready = slices.Delete(s.ready, i, i+1)
+		s.urgent = append(s.urgent, e)
+	}
+}
+
+// wakeDispatch tells the dispatcher to look again.
+func (s *Scheduler) wakeDispatch() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
 }
 
 // load restores each device's latest result and verifier state from the
@@ -257,12 +386,97 @@ func (s *Scheduler) restore(e *entry, rec store.Record, ok bool, state []byte) {
 	}
 }
 
-// start runs e's loop (s.mu held, Run running).
+// start schedules e's first poll (s.mu held, Run running): at once, or,
+// for a device appraised less than an interval ago, when its interval is
+// up (jittered: devices restored together drift apart).
 func (s *Scheduler) start(e *entry) {
-	ctx, cancel := context.WithCancel(s.ctx)
-	e.cancel = cancel
+	e.ctx, e.cancel = context.WithCancel(s.ctx)
+	now := time.Now()
+	due := now
+	if last := e.state.LastPoll; !last.IsZero() && len(e.waiting) == 0 {
+		if wait := last.Add(e.d.Interval).Sub(now); wait > 0 {
+			due = now.Add(jitter(min(wait, e.d.Interval)))
+		}
+	}
+	s.schedule(e, due)
+}
+
+// schedule sets e's next poll (s.mu held). A device polling now keeps
+// the time for when the poll ends.
+func (s *Scheduler) schedule(e *entry, due time.Time) {
+	switch {
+	case e.stopped || e.ctx == nil || e.ready:
+		return // a due device is polled as soon as a slot frees
+	case e.polling:
+		e.wakeAt = due
+		return
+	case e.at >= 0:
+		e.due = due
+		heap.Fix(&s.queue, e.at)
+	default:
+		e.due = due
+		heap.Push(&s.queue, e)
+	}
+	if e.at == 0 {
+		s.wakeDispatch()
+	}
+}
+
+// launch starts e's poll in the slot taken for it (s.mu held).
+func (s *Scheduler) launch(e *entry) {
+	e.polling = true
+	waiting := e.waiting
+	e.waiting = nil
 	s.wg.Add(1)
-	go func() { defer s.wg.Done(); s.loop(ctx, e) }()
+	go func() {
+		defer s.wg.Done()
+		began := time.Now()
+		ok := s.poll(e.ctx, e, len(waiting) > 0)
+		<-s.sem
+		for _, w := range waiting {
+			close(w)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if len(s.urgent)+len(s.ready) > 0 {
+			s.wakeDispatch() // the slot freed goes to the next due
+		}
+		e.polling = false
+		if ok {
+			e.failures = 0
+		} else if e.failures < 4 {
+			e.failures++
+		}
+		if e.stopped || e.ctx.Err() != nil {
+			e.release()
+			return
+		}
+		// After a poll that reached the device the interval runs from
+		// its start: a slow device or a store busy syncing does not
+		// stretch the period. After a failure the backoff runs from its
+		// end (a device that times out must not be retried at once),
+		// and every wait is at least a tenth of the interval. Callers
+		// that asked for a poll during this one get the next at once; a
+		// lease taken sets its own time.
+		due := time.Now().Add(nextWait(e.d.Interval, e.failures, ok, time.Since(began), jitter))
+		switch {
+		case len(e.waiting) > 0:
+			due = time.Now()
+		case !e.wakeAt.IsZero():
+			due = e.wakeAt
+		}
+		e.wakeAt = time.Time{}
+		s.schedule(e, due)
+	}()
+}
+
+// release answers e's on-demand callers without a poll (s.mu held): e
+// was stopped, or the scheduler was.
+func (e *entry) release() {
+	for _, w := range e.waiting {
+		close(w)
+	}
+	e.waiting = nil
 }
 
 // Add starts polling another device.
@@ -337,72 +551,19 @@ func (s *Scheduler) Remove(name string) error {
 	return nil
 }
 
-// stop ends e's loop and forgets it (s.mu held).
+// stop ends e's polls and forgets it (s.mu held).
 func (s *Scheduler) stop(e *entry) {
+	e.stopped = true
 	if e.cancel != nil {
 		e.cancel()
 	}
+	if e.at >= 0 {
+		heap.Remove(&s.queue, e.at)
+	}
+	if !e.polling {
+		e.release()
+	}
 	delete(s.devices, e.d.Name)
-}
-
-// loop polls one device: at once, then every interval (from one poll's
-// start to the next's) with ±10 % jitter (devices started together
-// drift apart), sooner on demand, and with backoff up to 10 intervals
-// while it cannot be reached.
-func (s *Scheduler) loop(ctx context.Context, e *entry) {
-	var waiting []chan struct{}
-	s.mu.Lock()
-	last := e.state.LastPoll
-	s.mu.Unlock()
-	if wait := time.Until(last.Add(e.d.Interval)); !last.IsZero() && wait > 0 {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(jitter(min(wait, e.d.Interval))):
-		case w := <-e.now:
-			waiting = append(waiting, w)
-		case due := <-e.wake:
-			sleepUntil(ctx, due)
-		}
-	}
-	failures := 0
-	for {
-		// After a poll that reached the device the interval runs from
-		// its start: a slow device or a store busy syncing does not
-		// stretch the period. After a failure the backoff runs from its
-		// end (a device that times out must not be retried at once),
-		// and every wait is at least a tenth of the interval.
-		began := time.Now()
-		ok := s.poll(ctx, e, len(waiting) > 0)
-		for _, w := range waiting {
-			close(w)
-		}
-		waiting = nil
-		if ok {
-			failures = 0
-		} else if failures < 4 {
-			failures++
-		}
-		wait := nextWait(e.d.Interval, failures, ok, time.Since(began), jitter)
-		select {
-		case <-ctx.Done():
-			// Stopped (or removed): a caller waiting for a poll gets
-			// the state as it is.
-			for {
-				select {
-				case w := <-e.now:
-					close(w)
-				default:
-					return
-				}
-			}
-		case <-time.After(wait):
-		case w := <-e.now:
-			waiting = append(waiting, w)
-		case due := <-e.wake:
-			sleepUntil(ctx, due)
-		}
-	}
 }
 
 // nextWait is how long a device's loop waits after a poll that took
@@ -418,30 +579,14 @@ func nextWait(interval time.Duration, failures int, ok bool, elapsed time.Durati
 	return wait
 }
 
-// sleepUntil waits for a device's due time (one taken over from another
-// collector is polled when that one would have polled it).
-func sleepUntil(ctx context.Context, due time.Time) {
-	if d := time.Until(due); d > 0 {
-		select {
-		case <-ctx.Done():
-		case <-time.After(d):
-		}
-	}
-}
-
 // Wake tells the scheduler that this collector took the device's lease:
 // it is polled at due (at once when that has passed), not at the end of
 // the interval it was waiting out.
 func (s *Scheduler) Wake(name string, due time.Time) {
 	s.mu.Lock()
-	e, ok := s.devices[name]
-	s.mu.Unlock()
-	if !ok {
-		return
-	}
-	select {
-	case e.wake <- due:
-	default:
+	defer s.mu.Unlock()
+	if e, ok := s.devices[name]; ok {
+		s.schedule(e, due)
 	}
 }
 
@@ -489,15 +634,6 @@ func jitter(d time.Duration) time.Duration {
 // result is stored (with the verifier's state of the device) before it is
 // shown or notified: what the API or a webhook has shown survives a crash.
 func (s *Scheduler) poll(ctx context.Context, e *entry, onDemand bool) bool {
-	s.queued.Add(1)
-	select {
-	case s.sem <- struct{}{}:
-		s.queued.Add(-1)
-	case <-ctx.Done():
-		s.queued.Add(-1)
-		return true
-	}
-	defer func() { <-s.sem }()
 	start := time.Now()
 	deadline := start.Add(s.o.PollTimeout)
 	var lease *store.Lease
@@ -578,7 +714,12 @@ func (s *Scheduler) appraise(ctx context.Context, e *entry) (r *verifier.Result,
 			r, err = nil, fmt.Errorf("internal error appraising the device (logged): %v", p)
 		}
 	}()
-	return e.d.Verifier.AppraiseTarget(ctx, e.d.Target)
+	return appraiseTarget(ctx, e.d.Verifier, e.d.Target)
+}
+
+// appraiseTarget is the appraisal a poll runs (a test's panics replace it).
+var appraiseTarget = func(ctx context.Context, v *verifier.Verifier, t verifier.Target) (*verifier.Result, error) {
+	return v.AppraiseTarget(ctx, t)
 }
 
 // Event is a change of a device's state: its verdict changed (Kind
@@ -768,11 +909,20 @@ func (s *Scheduler) Attest(ctx context.Context, name string) (State, error) {
 		return State{}, fmt.Errorf("%q: %w", name, ErrElsewhere)
 	}
 	done := make(chan struct{})
-	select {
-	case e.now <- done:
-	case <-ctx.Done():
-		return State{}, ctx.Err()
+	s.mu.Lock()
+	switch {
+	case s.done || e.stopped:
+		close(done)
+	default:
+		e.waiting = append(e.waiting, done)
+		switch {
+		case e.ready:
+			s.promote(e)
+		case !e.polling:
+			s.schedule(e, time.Now())
+		}
 	}
+	s.mu.Unlock()
 	select {
 	case <-done:
 	case <-ctx.Done():

@@ -3,7 +3,10 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -177,5 +180,155 @@ func TestBackoffFromEnd(t *testing.T) {
 			t.Fatalf("%d polls in 8 s", n)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// silent is a listener that takes connections and says nothing: a poll
+// of it fails at its stage timeout.
+func silent(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// inFlight counts the polls running at once, and the most seen.
+type inFlight struct {
+	mu        sync.Mutex
+	now, most int
+	done      int
+}
+
+func (f *inFlight) Started() {
+	f.mu.Lock()
+	f.now++
+	f.most = max(f.most, f.now)
+	f.mu.Unlock()
+}
+
+func (f *inFlight) Done(*verifier.Result, error, time.Duration) {
+	f.mu.Lock()
+	f.now--
+	f.done++
+	f.mu.Unlock()
+}
+
+// TestSlots: with two slots and eight devices due at once (each poll
+// takes 400 ms to fail), no more than two polls run at once, the others
+// count as queued, every device is polled, and a device asked for on
+// demand goes ahead of the queue: its attestation returns within two
+// slots' time, not after the whole backlog (1.6 s).
+func TestSlots(t *testing.T) {
+	addr := silent(t)
+	v := verifier.New(verifier.Policy{}, nil)
+	obs := &inFlight{}
+	var devs []Device
+	for i := range 8 {
+		devs = append(devs, Device{Name: fmt.Sprintf("d%d", i), Target: verifier.Target{Name: "x", TLSAddr: addr, StageTimeout: 400 * time.Millisecond}, Verifier: v})
+	}
+	s := New(Options{Interval: time.Hour, MaxInFlight: 2, PollTimeout: 5 * time.Second, Observer: obs}, devs)
+	actx := running(t, s)
+	time.Sleep(100 * time.Millisecond)
+	if q := s.Queued(); q != 6 {
+		t.Errorf("queued %d, want 6 (8 due, 2 slots)", q)
+	}
+	// The last in line, asked for while its turn is ≈ 1.2 s away.
+	last := "d0"
+	s.mu.Lock()
+	if n := len(s.ready); n > 0 {
+		last = s.ready[n-1].d.Name
+	}
+	s.mu.Unlock()
+	t0 := time.Now()
+	st, err := s.Attest(actx, last)
+	if took := time.Since(t0); err != nil || st.Polls != 1 || took > 900*time.Millisecond {
+		t.Errorf("attest of %s, last in the queue: %+v %v after %v; want its poll within two slots (≤ 0.8 s)", last, st, err, took)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		obs.mu.Lock()
+		done, most := obs.done, obs.most
+		obs.mu.Unlock()
+		if most > 2 {
+			t.Fatalf("%d polls at once, with 2 slots", most)
+		}
+		if done == 8 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 8 polls done in 5 s", done)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if q := s.Queued(); q != 0 {
+		t.Errorf("queued %d after every poll", q)
+	}
+}
+
+// TestIdleFleet: devices between polls are entries in the queue, not
+// goroutines: 10,000 devices appraised a moment ago (each waits out its
+// interval) leave the goroutine count where it was.
+func TestIdleFleet(t *testing.T) {
+	v := verifier.New(verifier.Policy{}, nil)
+	var devs []Device
+	for i := range 10000 {
+		devs = append(devs, Device{Name: fmt.Sprintf("d%05d", i), Target: verifier.Target{Name: "x", TLSAddr: "127.0.0.1:1"}, Verifier: v})
+	}
+	s := New(Options{Interval: time.Hour}, devs)
+	for _, e := range s.devices {
+		e.state.LastPoll = time.Now()
+	}
+	before := runtime.NumGoroutine()
+	running(t, s)
+	time.Sleep(100 * time.Millisecond)
+	if n := runtime.NumGoroutine() - before; n > 5 {
+		t.Errorf("%d goroutines more for 10,000 idle devices", n)
+	}
+	s.mu.Lock()
+	queued := len(s.queue)
+	s.mu.Unlock()
+	if queued != 10000 {
+		t.Errorf("%d devices in the queue, want 10,000", queued)
+	}
+}
+
+// TestPanicFailsPoll: an appraisal that panics fails that poll alone (the
+// device shows the internal error), and the scheduler goes on polling.
+func TestPanicFailsPoll(t *testing.T) {
+	orig := appraiseTarget
+	t.Cleanup(func() { appraiseTarget = orig })
+	var calls atomic.Int64
+	appraiseTarget = func(context.Context, *verifier.Verifier, verifier.Target) (*verifier.Result, error) {
+		calls.Add(1)
+		panic("decoder bug")
+	}
+	v := verifier.New(verifier.Policy{}, nil)
+	s := New(Options{Interval: time.Hour}, []Device{{Name: "a", Verifier: v}, {Name: "b", Verifier: v}})
+	actx := running(t, s)
+	for _, name := range []string{"a", "b", "a"} {
+		st, err := s.Attest(actx, name)
+		if err != nil || !strings.Contains(st.Unreachable, "internal error") || !strings.Contains(st.Unreachable, "decoder bug") {
+			t.Fatalf("attest %s after a panic: %+v %v", name, st, err)
+		}
+	}
+	if n := calls.Load(); n < 3 {
+		t.Errorf("%d appraisals, want every poll's", n)
 	}
 }
