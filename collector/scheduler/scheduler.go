@@ -17,7 +17,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
-	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -131,6 +131,10 @@ type Scheduler struct {
 	queue         queue
 	urgent, ready []*entry
 	kick          chan struct{}
+	// counts is the devices by policy set and posture, kept as their
+	// states change: the API's posture and the metrics read it without
+	// walking the fleet.
+	counts map[[2]string]int
 	// While Run runs: its context and its wait group, for devices added
 	// later; done once it has returned.
 	ctx  context.Context
@@ -189,9 +193,11 @@ func New(o Options, devices []Device) *Scheduler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Scheduler{o: o, devices: map[string]*entry{}, sem: make(chan struct{}, o.MaxInFlight), subs: map[chan Event]bool{}, kick: make(chan struct{}, 1)}
+	s := &Scheduler{o: o, devices: map[string]*entry{}, sem: make(chan struct{}, o.MaxInFlight), subs: map[chan Event]bool{}, kick: make(chan struct{}, 1), counts: map[[2]string]int{}}
 	for _, d := range devices {
-		s.devices[d.Name] = s.newEntry(d)
+		e := s.newEntry(d)
+		s.devices[d.Name] = e
+		s.count(e, 1)
 	}
 	return s
 }
@@ -351,6 +357,22 @@ func (s *Scheduler) load(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	clear(s.counts)
+	for _, e := range s.devices {
+		s.count(e, 1)
+	}
+}
+
+// count adds n of e's current state to the counts (s.mu held); a device
+// stopped counts no more (its poll in flight may still end).
+func (s *Scheduler) count(e *entry, n int) {
+	if e.stopped {
+		return
+	}
+	k := [2]string{e.state.Policy, e.state.posture()}
+	if s.counts[k] += n; s.counts[k] == 0 {
+		delete(s.counts, k)
+	}
 }
 
 // restoreOne restores a device added while Run runs (s.mu held) from
@@ -498,9 +520,12 @@ func (s *Scheduler) Add(d Device) error {
 		}
 	}
 	e := s.newEntry(d)
-	s.devices[d.Name] = e
 	if s.ctx != nil {
 		s.restoreOne(e)
+	}
+	s.devices[d.Name] = e
+	s.count(e, 1)
+	if s.ctx != nil {
 		s.start(e)
 	}
 	return nil
@@ -553,6 +578,7 @@ func (s *Scheduler) Remove(name string) error {
 
 // stop ends e's polls and forgets it (s.mu held).
 func (s *Scheduler) stop(e *entry) {
+	s.count(e, -1)
 	e.stopped = true
 	if e.cancel != nil {
 		e.cancel()
@@ -607,7 +633,9 @@ func (s *Scheduler) takeOver(e *entry, epoch int64) {
 	rec, ok, err := s.o.Store.Last(ctx, e.d.Name)
 	s.mu.Lock()
 	if err == nil && ok {
+		s.count(e, -1)
 		e.state.Result, e.state.LastPoll, e.state.Collector = rec.Result(), rec.Time, rec.Collector
+		s.count(e, 1)
 	}
 	s.mu.Unlock()
 	if state != nil {
@@ -685,12 +713,14 @@ func (s *Scheduler) poll(ctx context.Context, e *entry, onDemand bool) bool {
 	}
 	s.mu.Lock()
 	prev := e.state
+	s.count(e, -1)
 	e.state.LastPoll, e.state.Polls = time.Now(), e.state.Polls+1
 	if err != nil {
 		e.state.Unreachable = err.Error()
 	} else {
 		e.state.Unreachable, e.state.Result, e.state.Collector = "", r, s.o.Collector
 	}
+	s.count(e, 1)
 	evs := s.publish(prev, e.state, onDemand)
 	s.mu.Unlock()
 	if s.o.Outbox != nil && len(evs) > 0 {
@@ -795,23 +825,50 @@ func (s *Scheduler) Subscribe(ctx context.Context) <-chan Event {
 // Devices returns every device's state, by name. With leases, the
 // devices another collector holds are as the store has them.
 func (s *Scheduler) Devices() []State {
-	var latest map[string]store.Record
-	if s.o.Leases != nil && s.o.Store != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-		latest, _ = s.o.Store.Latest(ctx)
-		cancel()
-	}
+	latest := s.othersLatest()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	out := make([]State, 0, len(s.devices))
 	for _, e := range s.devices {
-		st := e.state
-		if latest != nil && !s.o.Leases.Holds(st.Name) {
-			st = elsewhere(st, latest[st.Name])
-		}
-		out = append(out, st)
+		out = append(out, s.stateOf(e, latest))
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b State) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// othersLatest is, with leases, the store's latest result of every
+// device (those another collector holds are shown as it has them); nil
+// without.
+func (s *Scheduler) othersLatest() map[string]store.Record {
+	if s.o.Leases == nil || s.o.Store == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	latest, _ := s.o.Store.Latest(ctx)
+	return latest
+}
+
+// stateOf is e's state as the API shows it (s.mu held).
+func (s *Scheduler) stateOf(e *entry, latest map[string]store.Record) State {
+	if latest != nil && !s.o.Leases.Holds(e.d.Name) {
+		return elsewhere(e.state, latest[e.d.Name])
+	}
+	return e.state
+}
+
+// tally counts the devices by key of their state, as the API shows them
+// (with leases, where Scheduler.counts does not apply: the devices others
+// hold are as the store has them).
+func tally[K comparable](s *Scheduler, key func(*State) K) map[K]int {
+	latest := s.othersLatest()
+	out := map[K]int{}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.devices {
+		st := s.stateOf(e, latest)
+		out[key(&st)]++
+	}
 	return out
 }
 
@@ -836,10 +893,15 @@ func (s *Scheduler) Names() []string {
 // ("affirming", "warning", "contraindicated", "none"), "unreachable", or
 // "pending" before the first poll ends.
 func (s *Scheduler) Posture() map[string]int {
-	out := map[string]int{}
-	for _, st := range s.Devices() {
-		out[st.posture()]++
+	if s.o.Leases != nil {
+		return tally(s, (*State).posture)
 	}
+	out := map[string]int{}
+	s.mu.Lock()
+	for k, n := range s.counts {
+		out[k[1]] += n
+	}
+	s.mu.Unlock()
 	return out
 }
 
@@ -862,11 +924,12 @@ func (s *Scheduler) Queued() int { return int(s.queued.Load()) }
 // PostureByPolicy counts the devices by policy set and state (as
 // Posture).
 func (s *Scheduler) PostureByPolicy() map[[2]string]int {
-	out := map[[2]string]int{}
-	for _, st := range s.Devices() {
-		out[[2]string{st.Policy, st.posture()}]++
+	if s.o.Leases != nil {
+		return tally(s, func(st *State) [2]string { return [2]string{st.Policy, st.posture()} })
 	}
-	return out
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.counts)
 }
 
 // Device returns one device's state (with leases, as the store has it

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"runtime"
 	"strings"
@@ -331,4 +332,56 @@ func TestPanicFailsPoll(t *testing.T) {
 	if n := calls.Load(); n < 3 {
 		t.Errorf("%d appraisals, want every poll's", n)
 	}
+}
+
+// TestPostureCounts: the counts Posture reads, kept as states change,
+// agree with a walk of the fleet after polls, an addition, and the
+// removal of a device while it is polled.
+func TestPostureCounts(t *testing.T) {
+	addr := silent(t)
+	v := verifier.New(verifier.Policy{}, nil)
+	dev := func(name, policy string) Device {
+		return Device{Name: name, Policy: policy, Target: verifier.Target{Name: "x", TLSAddr: addr, StageTimeout: 300 * time.Millisecond}, Verifier: v}
+	}
+	obs := &inFlight{}
+	s := New(Options{Interval: time.Hour, MaxInFlight: 1, PollTimeout: 5 * time.Second, Observer: obs}, []Device{dev("a", "p1"), dev("b", "p1"), dev("c", "p2")})
+	agree := func(when string, want map[string]int) {
+		t.Helper()
+		walked := tally(s, (*State).posture)
+		if got := s.Posture(); !maps.Equal(got, walked) || !maps.Equal(got, want) {
+			t.Errorf("%s: posture %v, the fleet walked %v, want %v", when, got, walked, want)
+		}
+		byPolicy := tally(s, func(st *State) [2]string { return [2]string{st.Policy, st.posture()} })
+		if got := s.PostureByPolicy(); !maps.Equal(got, byPolicy) {
+			t.Errorf("%s: by policy %v, the fleet walked %v", when, got, byPolicy)
+		}
+	}
+	agree("before Run", map[string]int{"pending": 3})
+	actx := running(t, s)
+	// One slot: one device polls, two wait; remove the one polling.
+	time.Sleep(100 * time.Millisecond)
+	s.mu.Lock()
+	var polling string
+	for name, e := range s.devices {
+		if e.polling {
+			polling = name
+		}
+	}
+	s.mu.Unlock()
+	if polling == "" {
+		t.Fatal("no device polling")
+	}
+	if err := s.Remove(polling); err != nil {
+		t.Fatal(err)
+	}
+	agree("removed while polled", map[string]int{"pending": 2})
+	if err := s.Add(dev("d", "p2")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range s.Names() {
+		if _, err := s.Attest(actx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	agree("every device polled", map[string]int{"unreachable": 3})
 }
