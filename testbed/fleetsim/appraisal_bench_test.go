@@ -7,23 +7,19 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/pprof"
 	"testing"
 	"time"
 
 	"github.com/veraison/ear"
 
-	"github.com/openriv/riv/agent/attester"
 	"github.com/openriv/riv/collector/client/netconf"
 	"github.com/openriv/riv/collector/verifier"
-	"github.com/openriv/riv/internal/testref"
 	"github.com/openriv/riv/pkg/alg"
-	"github.com/openriv/riv/pkg/eventlog"
-	"github.com/openriv/riv/pkg/pcr"
 	"github.com/openriv/riv/pkg/quote"
 )
 
@@ -36,19 +32,23 @@ type floor struct {
 	pub       *ecdsa.PublicKey
 	attest    []byte
 	sig       *quote.Signature
-	uefi      []eventlog.Event // extended events, SHA-256 digests
+	uefi      []floorEvent // extended events, SHA-256 digests
 	templates [][]byte
 	vals      [][]byte // the quoted PCR values, in selection order
+}
+
+type floorEvent struct {
+	pcr    int
+	digest []byte
 }
 
 func (f *floor) run() bool {
 	var pcrs [24][32]byte
 	var buf [64]byte
-	for i := range f.uefi {
-		e := &f.uefi[i]
-		copy(buf[:32], pcrs[e.PCR][:])
-		copy(buf[32:], e.Digest(alg.SHA256))
-		pcrs[e.PCR] = sha256.Sum256(buf[:])
+	for _, e := range f.uefi {
+		copy(buf[:32], pcrs[e.pcr][:])
+		copy(buf[32:], e.digest)
+		pcrs[e.pcr] = sha256.Sum256(buf[:])
 	}
 	for _, t := range f.templates {
 		d := sha256.Sum256(t)
@@ -77,8 +77,8 @@ type timedKey struct {
 }
 
 func (k *timedKey) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, error) {
-	t0 := time.Now()
-	defer func() { k.spent += time.Since(t0) }()
+	t0 := cpuTime()
+	defer func() { k.spent += cpuTime() - t0 }()
 	return k.Signer.Sign(r, d, o)
 }
 
@@ -90,41 +90,38 @@ func (k *timedKey) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, err
 // NETCONF client's framing and XML decoding of the agent's replies, quote
 // verification, replay of every entry from its data, the SHA-1 template
 // digests checked, reference values and policy — against the agent's
-// real server over an in-process stream; the device's time (server,
-// software TPM) and the EAR signature are left out and reported apart.
-// x-floor is RIV's speed as a fraction of the floor's (targets: full
-// ≥ 0.6, steady ≥ 0.85). Run with -cpu 1. The device's garbage is
-// collected before each poll, in the device's time, so that the poll's
-// share of the collector's work is its own garbage's.
-// RIV_BENCH_CPUPROFILE=FILE profiles the loop (RIV's part is under the
-// verifier's and the client's frames).
+// real server in a process of its own (startBenchDevice), over pipes.
+// Both are timed in this process's CPU time, garbage collection included;
+// the EAR signature is left out and reported apart. x-floor is RIV's
+// speed as a fraction of the floor's (targets: full ≥ 0.6, steady ≥
+// 0.85). Run with -cpu 1.
+// RIV_BENCH_CPUPROFILE=FILE profiles the loop (the floor is under
+// floor.run, RIV's part under the verifier's and the client's frames).
 func BenchmarkAppraisalFloor(b *testing.B) {
 	ctx := context.Background()
-	fl, err := New(Options{Files: 1000 - 8, Firmware: testref.Read(b, "eventlogs/uefi/go-tpm-tools/ubuntu-2104-no-dbx.bin")})
-	if err != nil {
-		b.Fatal(err)
-	}
 	for _, mode := range []string{"full", "steady"} {
 		b.Run(mode, func(b *testing.B) {
-			idx, err := fl.Index(filepath.Join(b.TempDir(), "rims"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-			tk := &timedKey{Signer: key}
-			v := verifier.New(verifier.Policy{Anchors: fl.Anchors(), RIMs: idx, Banks: []alg.ID{alg.SHA256}}, tk)
-			d, err := fl.Device(ctx, "SIM-BENCH")
-			if err != nil {
-				b.Fatal(err)
-			}
-			lb := d.Loopback()
-			c, err := netconf.Open(ctx, lb)
+			dev := startBenchDevice(b)
+			// The device's hello comes once it has written its files.
+			c, err := netconf.Open(ctx, dev.conn)
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer c.Close()
+			roots := x509.NewCertPool()
+			roots.AddCert(dev.cert(b, "vendor-ca.pem"))
+			idx, _, err := verifier.LoadRIMs(filepath.Join(dev.dir, "rims"), roots)
+			if err != nil {
+				b.Fatal(err)
+			}
+			anchors := x509.NewCertPool()
+			anchors.AddCert(dev.cert(b, "manufacturer-ca.pem"))
+			identity := dev.cert(b, "idevid.pem").PublicKey
+			key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			tk := &timedKey{Signer: key}
+			v := verifier.New(verifier.Policy{Anchors: anchors, RIMs: idx, Banks: []alg.ID{alg.SHA256}}, tk)
 			poll := func() *verifier.Result {
-				r, err := v.Appraise(ctx, d.Serial, c, d.IdentityKey())
+				r, err := v.Appraise(ctx, "SIM-BENCH", c, identity)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -136,48 +133,35 @@ func BenchmarkAppraisalFloor(b *testing.B) {
 			if first.Status == ear.TrustTierContraindicated || len(first.Reasons) != 1 {
 				b.Fatalf("device %v: %q", first.Status, first.Reasons)
 			}
-			iak := d.Attester.Config().Certificates[0].Key
-			sel := []pcr.Selection{{Bank: alg.SHA256, PCRs: []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}}
-			nonce := make([]byte, 32)
-			var rivTime, floorTime, devTime, earTime time.Duration
-			rt0, _ := d.Logs.Log(ctx, attester.LogNetequip)
-			seen := len(rt0.Log.Events)
+			op := "measure"
+			if mode == "full" {
+				op = "reboot"
+			}
+			var rivTime, floorTime, earTime, waited time.Duration
 			stopProfile := startProfile(b)
 			b.ResetTimer()
 			for range b.N {
-				// The device's part: reboot or measure, and the floor's
-				// inputs (its quote and log entries).
-				if mode == "full" {
-					err = d.Reboot(ctx)
-				} else {
-					err = d.Measure(ctx, 100)
-				}
-				if err != nil {
-					b.Fatal(err)
-				}
-				f := floorOf(b, d, iak.Public.Key.(*ecdsa.PublicKey), nonce, sel, mode == "full", &seen)
+				// The device's part, in its process: reboot or measure,
+				// and the floor's inputs (its quote and log entries).
+				f := dev.do(b, op)
 				if mode == "steady" && len(f.templates) != 100 || mode == "full" && (len(f.templates) != 1000 || len(f.uefi) < 100) {
 					b.Fatalf("%s: floor of %d UEFI events and %d entries", mode, len(f.uefi), len(f.templates))
 				}
-				// The device's garbage is collected on its time: in a
-				// collector, the heap holds the collector's alone.
-				runtime.GC()
-				t0 := time.Now()
+				c0 := cpuTime()
 				if !f.run() {
 					b.Fatal("floor: the quote does not verify")
 				}
-				t1 := time.Now()
-				dev0, ear0 := lb.DeviceTime(), tk.spent
+				c1, ear0, w0 := cpuTime(), tk.spent, time.Now()
 				r := poll()
-				t2 := time.Now()
-				dt, et := lb.DeviceTime()-dev0, tk.spent-ear0
+				c2, w1 := cpuTime(), time.Now()
 				if r.Status != first.Status || len(r.Reasons) != 1 || r.Rebooted != (mode == "full") {
 					b.Fatalf("%s poll: %v rebooted=%v %q", mode, r.Status, r.Rebooted, r.Reasons)
 				}
-				floorTime += t1.Sub(t0)
-				rivTime += t2.Sub(t1) - dt - et
-				devTime += dt
+				et := tk.spent - ear0
+				floorTime += c1 - c0
+				rivTime += c2 - c1 - et
 				earTime += et
+				waited += w1.Sub(w0) - (c2 - c1)
 			}
 			b.StopTimer()
 			stopProfile()
@@ -186,46 +170,10 @@ func BenchmarkAppraisalFloor(b *testing.B) {
 			b.ReportMetric(float64(rivTime.Microseconds())/n, "riv-µs")
 			b.ReportMetric(float64(floorTime)/float64(rivTime), "x-floor")
 			b.ReportMetric(n/rivTime.Seconds(), "riv/s")
-			b.ReportMetric(float64(devTime.Microseconds())/n, "device-µs")
+			b.ReportMetric(float64(waited.Microseconds())/n, "device-µs")
 			b.ReportMetric(float64(earTime.Microseconds())/n, "ear-µs")
 		})
 	}
-}
-
-// floorOf takes a quote from d's TPM and its current logs: the floor's
-// evidence for this poll (all of it after a reboot, else the entries new
-// since the last call).
-func floorOf(b *testing.B, d *Device, pub *ecdsa.PublicKey, nonce []byte, sel []pcr.Selection, full bool, seen *int) *floor {
-	ctx := context.Background()
-	iak := d.Attester.Config().Certificates[0].Key
-	a, s, err := d.TPM.Quote(ctx, iak, nonce, sel)
-	if err != nil {
-		b.Fatal(err)
-	}
-	sig, err := quote.ParseSignature(s)
-	if err != nil {
-		b.Fatal(err)
-	}
-	vals, _ := d.TPM.ReadPCRs(ctx, sel)
-	f := &floor{pub: pub, attest: a, sig: sig}
-	for _, i := range sel[0].PCRs {
-		f.vals = append(f.vals, vals.Get(alg.SHA256, i))
-	}
-	rt, _ := d.Logs.Log(ctx, attester.LogNetequip)
-	if full {
-		bios, _ := d.Logs.Log(ctx, attester.LogBIOS)
-		for _, e := range bios.Log.Events {
-			if eventlog.EventType(e.Type) != eventlog.EvNoAction {
-				f.uefi = append(f.uefi, e)
-			}
-		}
-		*seen = 0
-	}
-	for _, e := range rt.Log.Events[*seen:] {
-		f.templates = append(f.templates, e.Data)
-	}
-	*seen = len(rt.Log.Events)
-	return f
 }
 
 func startProfile(b *testing.B) func() {
