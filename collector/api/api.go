@@ -413,12 +413,28 @@ func (s *Server) ear(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if st.Result == nil || len(st.Result.EAR) == 0 {
+	var tok []byte
+	if st.Result != nil {
+		tok = st.Result.EAR
+		if len(tok) == 0 {
+			// A device's state keeps its latest result without the EAR
+			// once the store has it: the latest record's.
+			recs, err := s.Fleet.History(r.Context(), st.Name, 1)
+			if err != nil {
+				fail(w, http.StatusInternalServerError, "reading the latest result: "+err.Error())
+				return
+			}
+			if len(recs) > 0 {
+				tok = []byte(recs[0].EAR)
+			}
+		}
+	}
+	if len(tok) == 0 {
 		fail(w, http.StatusNotFound, fmt.Sprintf("device %q has no attestation result yet", st.Name))
 		return
 	}
 	w.Header().Set("Content-Type", "application/eat+jwt")
-	w.Write(st.Result.EAR)
+	w.Write(tok)
 }
 
 func (s *Server) history(w http.ResponseWriter, r *http.Request) {

@@ -54,7 +54,39 @@ func (f *fakeFleet) History(_ context.Context, name string, limit int) ([]store.
 	if name == "rtr3" {
 		return nil, errors.New("the store is closed")
 	}
-	return []store.Record{{ID: 2, Device: name, Time: time.Now(), Status: "contraindicated", Reasons: []string{"x"}}, {ID: 1, Device: name, Time: time.Now(), Status: "affirming"}}, nil
+	return []store.Record{{ID: 2, Device: name, Time: time.Now(), Status: "contraindicated", Reasons: []string{"x"}, EAR: "eyJhbGciOiJFUzI1NiJ9.e30.c3RvcmU"}, {ID: 1, Device: name, Time: time.Now(), Status: "affirming"}}, nil
+}
+
+// TestEARFromStore: a device whose state keeps its latest result without
+// the EAR (the store has it) is served the latest stored record's; the
+// store failing is a 500, not a missing result.
+func TestEARFromStore(t *testing.T) {
+	f := newFakeFleet()
+	for _, name := range []string{"rtr1", "rtr3"} {
+		st := f.states[name]
+		r := *f.states["rtr1"].Result
+		r.EAR = nil
+		st.Result = &r
+		f.states[name] = st
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	h := (&Server{Fleet: f, AdminToken: "admin-token", ReadToken: "read-token", EARKey: &key.PublicKey}).Handler()
+	for _, c := range []struct {
+		device string
+		code   int
+		body   string
+	}{
+		{"rtr1", 200, "eyJhbGciOiJFUzI1NiJ9.e30.c3RvcmU"},
+		{"rtr3", 500, ""},
+	} {
+		req := httptest.NewRequest("GET", "/api/v1/devices/"+c.device+"/ear", nil)
+		req.Header.Set("Authorization", "Bearer read-token")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != c.code || c.body != "" && w.Body.String() != c.body {
+			t.Errorf("GET %s/ear: %d %q, want %d %q", c.device, w.Code, w.Body.String(), c.code, c.body)
+		}
+	}
 }
 func (f *fakeFleet) Attest(ctx context.Context, name string) (scheduler.State, error) {
 	if name == "slow" {

@@ -399,7 +399,7 @@ func (s *Scheduler) restoreOne(e *entry) {
 // verifier the stored state (when there is one).
 func (s *Scheduler) restore(e *entry, rec store.Record, ok bool, state []byte) {
 	if ok {
-		e.state.Result, e.state.LastPoll, e.state.Collector = rec.Result(), rec.Time, rec.Collector
+		e.state.Result, e.state.LastPoll, e.state.Collector = withoutEAR(rec.Result()), rec.Time, rec.Collector
 	}
 	if state != nil && e.d.Verifier != nil {
 		if err := e.d.Verifier.Restore(e.d.Name, state); err != nil {
@@ -634,7 +634,7 @@ func (s *Scheduler) takeOver(e *entry, epoch int64) {
 	s.mu.Lock()
 	if err == nil && ok {
 		s.count(e, -1)
-		e.state.Result, e.state.LastPoll, e.state.Collector = rec.Result(), rec.Time, rec.Collector
+		e.state.Result, e.state.LastPoll, e.state.Collector = withoutEAR(rec.Result()), rec.Time, rec.Collector
 		s.count(e, 1)
 	}
 	s.mu.Unlock()
@@ -686,6 +686,7 @@ func (s *Scheduler) poll(ctx context.Context, e *entry, onDemand bool) bool {
 	if s.o.Observer != nil {
 		s.o.Observer.Done(r, err, time.Since(start))
 	}
+	shown := r
 	if err == nil && s.o.Store != nil {
 		snap, serr := e.d.Verifier.Snapshot(e.d.Name)
 		if serr != nil {
@@ -706,6 +707,8 @@ func (s *Scheduler) poll(ctx context.Context, e *entry, onDemand bool) bool {
 		}
 		if serr != nil {
 			s.o.Logger.Error("store result", "device", e.d.Name, "err", serr)
+		} else {
+			shown = withoutEAR(r)
 		}
 	}
 	if ctx.Err() != nil {
@@ -718,7 +721,7 @@ func (s *Scheduler) poll(ctx context.Context, e *entry, onDemand bool) bool {
 	if err != nil {
 		e.state.Unreachable = err.Error()
 	} else {
-		e.state.Unreachable, e.state.Result, e.state.Collector = "", r, s.o.Collector
+		e.state.Unreachable, e.state.Result, e.state.Collector = "", shown, s.o.Collector
 	}
 	s.count(e, 1)
 	evs := s.publish(prev, e.state, onDemand)
@@ -732,6 +735,18 @@ func (s *Scheduler) poll(ctx context.Context, e *entry, onDemand bool) bool {
 	}
 	s.o.Logger.Info("appraised", "device", e.d.Name, "status", r.Status.String(), "reasons", len(r.Reasons))
 	return true
+}
+
+// withoutEAR is r as a device's state keeps it once the store has it:
+// without its signed EAR (≈ 2.5 KB, more than the rest of the state),
+// which the API reads from the store (the device's latest record).
+func withoutEAR(r *verifier.Result) *verifier.Result {
+	if r == nil || r.EAR == nil {
+		return r
+	}
+	c := *r
+	c.EAR = nil
+	return &c
 }
 
 // appraise runs the device's appraisal. A panic in it — a bug some

@@ -518,9 +518,10 @@ func (s *Store) Last(ctx context.Context, device string) (Record, bool, error) {
 	return h[0], true, nil
 }
 
-// Latest returns every device's latest result.
+// Latest returns every device's latest result, without its EAR token
+// (Last and History have it): what a collector keeps in memory.
 func (s *Store) Latest(ctx context.Context) (map[string]Record, error) {
-	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT `+recordColumns+` FROM results
+	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT `+latestColumns+` FROM results
 		WHERE id IN (SELECT MAX(id) FROM results GROUP BY device)`))
 	if err != nil {
 		return nil, fmt.Errorf("store: latest: %w", err)
@@ -652,6 +653,9 @@ func (r *Record) Result() *verifier.Result {
 }
 
 const recordColumns = `id, device, serial, at, status, vector, reasons, reset_count, restart_count, rebooted, ear, COALESCE(superseded, ''), tpms, evidence, policy, collector, started, finished`
+
+// latestColumns are recordColumns without the EAR token (Latest).
+var latestColumns = strings.Replace(recordColumns, " ear,", " '' AS ear,", 1)
 
 // History returns a device's results, newest first.
 func (s *Store) History(ctx context.Context, device string, limit int) ([]Record, error) {
