@@ -88,11 +88,10 @@ func (v *Verifier) appraiseBoot(idx *rim.Index, model string, r *Result, l *even
 			r.claim(&tv.Configuration, ear.UnsupportableConfigClaim, fmt.Sprintf("configuration: PCR %d event %d: firmware debug mode is on", e.PCR, e.Seq))
 		}
 		d := e.Digest(bank)
-		what := describeBoot(e)
 		if m := idx.LookupFor(bank, d, model); len(m) > 0 {
 			approved++
 			if c, ok := idx.CurrentFor(m, model); !ok {
-				r.claim(&tv.Executables, ear.UnsafeRuntimeClaim, fmt.Sprintf("executables: PCR %d event %d (%s) is %s %s, superseded by a newer signed RIM (rollback)", e.PCR, e.Seq, what, c.Name, c.Ver))
+				r.claim(&tv.Executables, ear.UnsafeRuntimeClaim, fmt.Sprintf("executables: PCR %d event %d (%s) is %s %s, superseded by a newer signed RIM (rollback)", e.PCR, e.Seq, describeBoot(e), c.Name, c.Ver))
 				bad = true
 			}
 			continue
@@ -103,15 +102,15 @@ func (v *Verifier) appraiseBoot(idx *rim.Index, model string, r *Result, l *even
 		}
 		bad = true
 		if configPCRs[e.PCR] {
-			r.claim(&tv.Configuration, ear.UnsafeConfigClaim, fmt.Sprintf("configuration: PCR %d event %d (%s) digest %x is vouched for by no signed RIM", e.PCR, e.Seq, what, short8(d)))
+			r.claim(&tv.Configuration, ear.UnsafeConfigClaim, fmt.Sprintf("configuration: PCR %d event %d (%s) digest %x is vouched for by no signed RIM", e.PCR, e.Seq, describeBoot(e), short8(d)))
 		} else {
-			r.claim(&tv.Executables, ear.ContraindicatedRuntimeClaim, fmt.Sprintf("executables: PCR %d event %d (%s) digest %x is in no signed RIM", e.PCR, e.Seq, what, short8(d)))
+			r.claim(&tv.Executables, ear.ContraindicatedRuntimeClaim, fmt.Sprintf("executables: PCR %d event %d (%s) digest %x is in no signed RIM", e.PCR, e.Seq, describeBoot(e), short8(d)))
 		}
 	}
-	if sb := l.SecureBoot(); !sb.Enabled {
+	if on, conflicts := l.SecureBootMode(); !on {
 		reason := "configuration: Secure Boot is off"
-		if len(sb.Conflicts) > 0 {
-			reason += " (" + strings.Join(sb.Conflicts, "; ") + ")"
+		if len(conflicts) > 0 {
+			reason += " (" + strings.Join(conflicts, "; ") + ")"
 		}
 		if v.Policy.RequireSecureBoot {
 			r.claim(&tv.Configuration, ear.UnsupportableConfigClaim, reason+", and the policy "+v.Policy.Name+" requires it")

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,11 @@ func fuzzLog(t *testing.T, l *Log, err error) {
 	l.Replay(ReplayOptions{})
 	l.Replay(ReplayOptions{Banks: []alg.ID{alg.SHA256}, IMAPadSHA1: true})
 	l.CheckDigests()
-	l.SecureBoot()
+	// The verifier's shortcut decides as the full extraction does.
+	sb := l.SecureBoot()
+	if on, conflicts := l.SecureBootMode(); on != sb.Enabled || !slices.Equal(conflicts, sb.Conflicts) {
+		t.Fatalf("SecureBootMode() = %v %q, SecureBoot() = %v %q", on, conflicts, sb.Enabled, sb.Conflicts)
+	}
 	for _, f := range []Format{FormatCELTLV, FormatCELJSON, FormatCELCBOR} {
 		WriteCEL(l, f)
 	}

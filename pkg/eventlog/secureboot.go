@@ -125,7 +125,18 @@ type SecureBootState struct {
 // The policy variables count only as firmware measures them, before
 // PCR 7's separator (PFP §3.3.4.8); the value of SecureBoot is the one
 // measured there, and only if it is measured once or always alike.
-func (l *Log) SecureBoot() *SecureBootState {
+func (l *Log) SecureBoot() *SecureBootState { return l.secureBoot(true) }
+
+// SecureBootMode is SecureBoot's verdict alone — whether Secure Boot is
+// on, and the conflicts that say it is not — without parsing the
+// signature databases and authorities (a verifier's every poll needs
+// only this; the lists are for reports).
+func (l *Log) SecureBootMode() (enabled bool, conflicts []string) {
+	s := l.secureBoot(false)
+	return s.Enabled, s.Conflicts
+}
+
+func (l *Log) secureBoot(lists bool) *SecureBootState {
 	s := &SecureBootState{}
 	separated := false
 	var sbValue []byte
@@ -157,8 +168,11 @@ func (l *Log) SecureBoot() *SecureBootState {
 				}
 				sbSeen, sbValue = true, v.Data
 			}
-			s.addVariable(e.Seq, v)
+			s.addVariable(e.Seq, v, lists)
 		case EvEFIVariableAuthority:
+			if !lists {
+				continue
+			}
 			v, err := ParseUEFIVariable(e.Data)
 			if err != nil {
 				s.Problems = append(s.Problems, fmt.Sprintf("event %d: %v", e.Seq, err))
@@ -178,7 +192,7 @@ func (l *Log) SecureBoot() *SecureBootState {
 	return s
 }
 
-func (s *SecureBootState) addVariable(seq int, v *UEFIVariable) {
+func (s *SecureBootState) addVariable(seq int, v *UEFIVariable, lists bool) {
 	var list *[]SignatureEntry
 	switch {
 	case v.GUID == guidGlobalVariable && v.Name == "SecureBoot":
@@ -203,6 +217,9 @@ func (s *SecureBootState) addVariable(seq int, v *UEFIVariable) {
 	case v.GUID == guidImageSecurity && v.Name == "dbx":
 		list = &s.DBX
 	default:
+		return
+	}
+	if !lists {
 		return
 	}
 	entries, err := ParseSignatureLists(v.Data)

@@ -2,6 +2,7 @@ package eventlog
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 
@@ -185,6 +186,12 @@ func TestSecureBoot(t *testing.T) {
 	arch, _ := ParseTCG(testref.Read(t, "eventlogs/uefi/go-tpm-tools/arch-linux-workstation.bin"))
 	if arch.SecureBoot().Enabled {
 		t.Error("arch-linux workstation reported secure boot on")
+	}
+	for _, l := range []*Log{l, off, arch} {
+		sb := l.SecureBoot()
+		if on, conflicts := l.SecureBootMode(); on != sb.Enabled || !slices.Equal(conflicts, sb.Conflicts) {
+			t.Errorf("SecureBootMode() = %v %q, SecureBoot() = %v %q", on, conflicts, sb.Enabled, sb.Conflicts)
+		}
 	}
 }
 
