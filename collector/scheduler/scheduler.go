@@ -741,7 +741,7 @@ func (s *Scheduler) poll(ctx context.Context, e *entry, onDemand bool) bool {
 // without its signed EAR (≈ 2.5 KB, more than the rest of the state),
 // which the API reads from the store (the device's latest record).
 func withoutEAR(r *verifier.Result) *verifier.Result {
-	if r == nil || r.EAR == nil {
+	if r == nil || len(r.EAR) == 0 {
 		return r
 	}
 	c := *r

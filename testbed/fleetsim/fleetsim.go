@@ -288,12 +288,10 @@ func (d *Device) Measure(ctx context.Context, n int) error {
 }
 
 func (d *Device) measure(ctx context.Context, path string, content []byte) error {
-	e, err := router.MeasureIMA(ctx, d.TPM, d.fleet.banks, path, alg.SHA256.Sum(content), alg.SHA256)
-	if err != nil {
-		return err
-	}
-	d.Logs.Append(attester.LogNetequip, e, time.Now())
-	return nil
+	return router.MeasureIMA(ctx, d.TPM, d.fleet.banks, path, alg.SHA256.Sum(content), alg.SHA256, func(e eventlog.Event) error {
+		d.Logs.Append(attester.LogNetequip, e, time.Now())
+		return nil
+	})
 }
 
 // Tamper has the NOS run a binary no RIM lists.

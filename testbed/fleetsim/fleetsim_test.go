@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/veraison/ear"
 
@@ -84,5 +85,62 @@ func TestSimulatedDeviceAppraised(t *testing.T) {
 	d.TPM.Extend(ctx, 10, map[alg.ID][]byte{alg.SHA256: alg.SHA256.Sum([]byte("hidden"))})
 	if r = appraise(t, v, d); r.Status != ear.TrustTierContraindicated {
 		t.Fatalf("hidden extend: %v, reasons %q", r.Status, r.Reasons)
+	}
+}
+
+// TestGrowingWhilePolled: a device whose NOS keeps measuring files while
+// a collector polls it is affirming at every poll — its log has each
+// entry before PCR 10 does (the kernel's order), so a quote never covers
+// an entry the log read after it lacks.
+func TestGrowingWhilePolled(t *testing.T) {
+	ctx := context.Background()
+	f, err := New(Options{Files: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := newVerifier(t, f)
+	d, err := f.Device(ctx, "SIM-00002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	grown := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				grown <- nil
+				return
+			default:
+			}
+			if err := d.Measure(ctx, 1); err != nil {
+				grown <- err
+				return
+			}
+			// A busy NOS, but not more than the verifier's bound on
+			// entries logged between a quote and the log read after it.
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	c, err := netconf.Open(ctx, d.Loopback())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	polls := 0
+	for range 200 {
+		r, err := v.Appraise(ctx, d.Serial, c, d.IdentityKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status != ear.TrustTierAffirming {
+			t.Errorf("poll %d while the log grows: %v, reasons %q", polls, r.Status, r.Reasons)
+			break
+		}
+		polls++
+	}
+	close(stop)
+	if err := <-grown; err != nil {
+		t.Fatal(err)
 	}
 }

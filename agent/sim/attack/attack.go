@@ -58,7 +58,7 @@ func Rollback(older string) func(*router.Image) *router.Image {
 // RuntimeUnsignedBinary runs a binary that no vendor RIM lists after boot:
 // the NOS measures it into PCR 10 and appends it to the netequip_boot log.
 func RuntimeUnsignedBinary(ctx context.Context, tp *tpm.TPM, b *router.Boot, path string, content []byte) error {
-	return b.MeasureFile(ctx, tp, path, content)
+	return b.MeasureFile(ctx, tp, path, content, nil)
 }
 
 // Identity attacks change the certificates a device presents.

@@ -324,15 +324,14 @@ func (d *Device) Fingerprint() string {
 	return fmt.Sprintf("%x", h)
 }
 
-// MeasureFile has the NOS measure a file at run time: PCR 10 is extended
-// and the served netequip_boot log grows by one entry.
+// MeasureFile has the NOS measure a file at run time: the served
+// netequip_boot log grows by one entry, then PCR 10 is extended (a poll
+// between the two finds the entry after what its quote covers, never a
+// quoted entry missing).
 func (d *Device) MeasureFile(ctx context.Context, path string, content []byte) error {
-	if err := d.Boot.MeasureFile(ctx, d.TPM, path, content); err != nil {
-		return err
-	}
-	ev := d.Boot.Netequip.Events
-	d.Logs.Append(d.RuntimeLog, ev[len(ev)-1], time.Now())
-	return nil
+	return d.Boot.MeasureFile(ctx, d.TPM, path, content, func(e eventlog.Event) {
+		d.Logs.Append(d.RuntimeLog, e, time.Now())
+	})
 }
 
 // setLogs serves the boot's logs as the kernel would expose them: parsed

@@ -277,17 +277,17 @@ func bootNOS(ctx context.Context, tp TPM, img *Image, boot *Boot) error {
 	if err != nil {
 		return err
 	}
-	if err := n.measure("boot_aggregate", agg, alg.SHA256); err != nil {
+	if err := n.measure("boot_aggregate", agg, alg.SHA256, nil); err != nil {
 		return err
 	}
 	for _, p := range img.Packages {
 		for _, f := range p.Files {
-			if err := n.measure(f.Path, alg.SHA256.Sum(f.Content), alg.SHA256); err != nil {
+			if err := n.measure(f.Path, alg.SHA256.Sum(f.Content), alg.SHA256, nil); err != nil {
 				return err
 			}
 		}
 	}
-	if err := n.measure("/etc/riv/startup-config", alg.SHA256.Sum(img.StartupConfig), alg.SHA256); err != nil {
+	if err := n.measure("/etc/riv/startup-config", alg.SHA256.Sum(img.StartupConfig), alg.SHA256, nil); err != nil {
 		return err
 	}
 	boot.Netequip = &eventlog.Log{Format: eventlog.FormatIMA, Banks: []alg.ID{alg.SHA1}, Events: n.log}
@@ -296,23 +296,30 @@ func bootNOS(ctx context.Context, tp TPM, img *Image, boot *Boot) error {
 }
 
 // MeasureFile is the NOS measuring a file at run time (an executable it
-// is about to run, a configuration it loads): extended into PCR 10 and
-// appended to the netequip_boot log.
-func (b *Boot) MeasureFile(ctx context.Context, tp TPM, name string, content []byte) error {
+// is about to run, a configuration it loads): appended to the
+// netequip_boot log (and given to served, if not nil: the log a device
+// serves), then extended into PCR 10 — the kernel's order (MeasureIMA).
+func (b *Boot) MeasureFile(ctx context.Context, tp TPM, name string, content []byte, served func(eventlog.Event)) error {
 	n := &netequip{ctx: ctx, tp: tp, banks: b.Banks, log: b.Netequip.Events}
-	if err := n.measure(name, alg.SHA256.Sum(content), alg.SHA256); err != nil {
+	err := n.measure(name, alg.SHA256.Sum(content), alg.SHA256, func(e eventlog.Event) error {
+		// A binary IMA log is its records back to back: encode only the
+		// new one. Re-encoding the whole log made a long-running
+		// device's every measurement cost O(log length), which showed up
+		// as device CPU in the collector's benchmarks.
+		raw, err := eventlog.WriteIMA([]eventlog.Event{e}, alg.SHA1)
+		if err != nil {
+			return err
+		}
+		b.Netequip.Events = n.log
+		b.NetequipLog = append(b.NetequipLog, raw...)
+		if served != nil {
+			served(e)
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("measure %s: %w", name, err)
 	}
-	// A binary IMA log is its records back to back: encode only the new
-	// one. Re-encoding the whole log made a long-running device's every
-	// measurement cost O(log length), which showed up as device CPU in
-	// the collector's benchmarks.
-	raw, err := eventlog.WriteIMA(n.log[len(b.Netequip.Events):], alg.SHA1)
-	if err != nil {
-		return err
-	}
-	b.Netequip.Events = n.log
-	b.NetequipLog = append(b.NetequipLog, raw...)
 	return nil
 }
 
@@ -358,27 +365,37 @@ type netequip struct {
 	log   []eventlog.Event
 }
 
-func (n *netequip) measure(name string, fileHash []byte, fileAlg alg.ID) error {
-	e, err := MeasureIMA(n.ctx, n.tp, n.banks, name, fileHash, fileAlg)
-	if err != nil {
-		return err
-	}
-	e.Seq = len(n.log)
-	n.log = append(n.log, e)
-	return nil
+// measure records the entry in n's log (and with record, if not nil),
+// then extends PCR 10 (MeasureIMA).
+func (n *netequip) measure(name string, fileHash []byte, fileAlg alg.ID, record func(eventlog.Event) error) error {
+	return MeasureIMA(n.ctx, n.tp, n.banks, name, fileHash, fileAlg, func(e eventlog.Event) error {
+		e.Seq = len(n.log)
+		n.log = append(n.log, e)
+		if record != nil {
+			return record(e)
+		}
+		return nil
+	})
 }
 
 // MeasureIMA is one IMA measurement as the kernel makes it: an ima-ng
-// entry for the file name with its hash, whose template digest (SHA-1 and
-// each of banks) is extended into PCR 10. The entry is returned for the
-// log.
-func MeasureIMA(ctx context.Context, tp TPM, banks []alg.ID, name string, fileHash []byte, fileAlg alg.ID) (eventlog.Event, error) {
+// entry for the file name with its hash is recorded (record appends it to
+// the log), then its template digest (SHA-1 and each of banks) is
+// extended into PCR 10. The order is the kernel's (ima_add_template_entry
+// adds to the measurement list before it extends the PCR): a verifier
+// that quotes and then reads the log finds every quoted entry in it —
+// perhaps some more after them, which it leaves for its next poll — never
+// a PCR that has an entry the log does not have yet.
+func MeasureIMA(ctx context.Context, tp TPM, banks []alg.ID, name string, fileHash []byte, fileAlg alg.ID, record func(eventlog.Event) error) error {
 	e := eventlog.IMAEntryFor(NetequipPCR, fileAlg, fileHash, name, nil, dedupe(append([]alg.ID{alg.SHA1}, banks...)))
 	ds := map[alg.ID][]byte{}
 	for _, b := range banks {
 		ds[b] = e.Digest(b)
 	}
-	return e, tp.Extend(ctx, NetequipPCR, ds)
+	if err := record(e); err != nil {
+		return err
+	}
+	return tp.Extend(ctx, NetequipPCR, ds)
 }
 
 func dedupe(in []alg.ID) []alg.ID {

@@ -143,7 +143,7 @@ func TestMeasureFileAppends(t *testing.T) {
 	ctx := context.Background()
 	tp, b := bootSim(t, DefaultImage("1.0"))
 	for i := range 3 {
-		if err := b.MeasureFile(ctx, tp, "/usr/bin/tool"+string(rune('a'+i)), []byte{byte(i)}); err != nil {
+		if err := b.MeasureFile(ctx, tp, "/usr/bin/tool"+string(rune('a'+i)), []byte{byte(i)}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -156,6 +156,40 @@ func TestMeasureFileAppends(t *testing.T) {
 	}
 	if len(b.Netequip.Events) != 1+6+1+3 {
 		t.Errorf("%d netequip entries, want 11", len(b.Netequip.Events))
+	}
+	checkReplay(t, tp, b)
+}
+
+// TestMeasureLogBeforePCR: a run-time measurement is in the served log
+// before PCR 10 has it (the kernel's order), so a verifier that quotes
+// and then reads the log never finds a quoted entry missing from it.
+func TestMeasureLogBeforePCR(t *testing.T) {
+	ctx := context.Background()
+	tp, b := bootSim(t, DefaultImage("1.0"))
+	sel := []pcr.Selection{{Bank: b.Banks[0], PCRs: []int{NetequipPCR}}}
+	pcr10 := func() string {
+		v, err := tp.ReadPCRs(ctx, sel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hex.EncodeToString(v.Get(b.Banks[0], NetequipPCR))
+	}
+	before, logged := pcr10(), len(b.Netequip.Events)
+	served := 0
+	err := b.MeasureFile(ctx, tp, "/usr/bin/late", []byte("late"), func(e eventlog.Event) {
+		served++
+		if got := pcr10(); got != before {
+			t.Errorf("PCR 10 was extended (%s) before the entry was served", got)
+		}
+		if len(b.Netequip.Events) != logged+1 || e.Seq != logged || e.IMA == nil || e.IMA.FileName != "/usr/bin/late" {
+			t.Errorf("served entry %d %+v, the boot's log %d entries (was %d)", e.Seq, e.IMA, len(b.Netequip.Events), logged)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if served != 1 || pcr10() == before {
+		t.Fatalf("served %d times; PCR 10 extended: %v", served, pcr10() != before)
 	}
 	checkReplay(t, tp, b)
 }

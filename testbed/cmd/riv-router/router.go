@@ -487,18 +487,16 @@ func writeIMA(path string, banks []alg.ID, evs []eventlog.Event, appendTo bool) 
 	return nil
 }
 
-// measure is IMA measuring a file: PCR 10 first, then the log (the
-// kernel's order: a verifier never sees an entry the TPM lacks).
+// measure is IMA measuring a file: the log first, then PCR 10 (the
+// kernel's order: a verifier never sees a quoted entry the log lacks).
 func measure(ctx context.Context, tp *tpm.TPM, st *state, name string, content []byte) error {
 	banks, err := tp.Banks(ctx)
 	if err != nil {
 		return err
 	}
-	e, err := router.MeasureIMA(ctx, tp, banks, name, alg.SHA256.Sum(content), alg.SHA256)
-	if err != nil {
-		return err
-	}
-	return writeIMA(st.IMA, banks, []eventlog.Event{e}, true)
+	return router.MeasureIMA(ctx, tp, banks, name, alg.SHA256.Sum(content), alg.SHA256, func(e eventlog.Event) error {
+		return writeIMA(st.IMA, banks, []eventlog.Event{e}, true)
+	})
 }
 
 // publish has the vendor sign the RIMs of the genuine image: from
