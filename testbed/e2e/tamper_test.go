@@ -223,6 +223,9 @@ func TestMeasuredBetweenQuoteAndLogs(t *testing.T) {
 		{0, ear.TrustTierWarning, 3},   // nothing new: still reported
 		{2, ear.TrustTierWarning, 3},
 		{0, ear.TrustTierWarning, 5},
+		// A burst longer than a page of entries: still not a failure.
+		{200, ear.TrustTierWarning, 5},
+		{0, ear.TrustTierWarning, 100}, // covered now; the names listed are bounded (maxNames)
 	}
 	for i, s := range steps {
 		racing = s.racing
