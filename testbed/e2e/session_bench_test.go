@@ -37,7 +37,7 @@ func BenchmarkKeptSession(b *testing.B) {
 	// The logs grow between rounds: every poll reads new entries, in
 	// full-size TLS records (crypto/tls keeps a connection's record
 	// buffer at the size of the largest record it read).
-	_, info := runFleetsim(b, filepath.Join(b.TempDir(), "fleet"), "--devices", fmt.Sprint(n), "--grow", "50", "--every", "200ms", "--duration", "1h")
+	_, info := runFleetsim(b, filepath.Join(b.TempDir(), "fleet"), "--devices", fmt.Sprint(n), "--grow", "10", "--every", "200ms", "--duration", "1h")
 	v, targets := simVerifier(b, info, n)
 	ctx := context.Background()
 	round := func() {
