@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
-	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -81,8 +80,11 @@ type Options struct {
 	Store       *store.Store  // where every result goes (optional)
 	Logger      *slog.Logger
 	// Loaded, when set, runs once Run has restored the store's results
-	// and states, before the first poll.
+	// and read its states, as the first polls start.
 	Loaded func()
+	// Preloaded, when set, is Store's results and states read ahead
+	// (Preload on the same store).
+	Preloaded *Preloaded
 	// Observer, when set, is told of every poll (the metrics).
 	Observer Observer
 	// Outbox, when set, keeps the events of each poll before the poll
@@ -158,8 +160,11 @@ type entry struct {
 	// end; wakeAt is a due time a lease taken set during a poll.
 	waiting []chan struct{}
 	wakeAt  time.Time
-	ctx     context.Context
-	cancel  context.CancelFunc // ends its polls (Remove)
+	// stored is the verifier's state as the store had it at the start,
+	// given to the verifier before the device's first poll (load).
+	stored []byte
+	ctx    context.Context
+	cancel context.CancelFunc // ends its polls (Remove)
 }
 
 // queue is the devices waiting for their next poll, soonest first (a
@@ -216,14 +221,25 @@ func (s *Scheduler) newEntry(d Device) *entry {
 // interval is up, not all at once.
 func (s *Scheduler) Run(ctx context.Context) {
 	var wg sync.WaitGroup
+	// The results first, under the lock: the API answers from them as
+	// soon as they are in. The verifier states are read after, without
+	// it, and each device starts once its state is there. A device
+	// added meanwhile (s.ctx set) is restored and started by Add.
 	s.mu.Lock()
 	s.ctx, s.wg = ctx, &wg
-	s.load(ctx)
+	s.loadResults(ctx)
+	s.mu.Unlock()
+	states := s.loadStates(ctx)
+	s.o.Preloaded = nil // its maps, the size of the fleet, are garbage now
+	s.mu.Lock()
+	for _, e := range s.devices {
+		if e.ctx == nil {
+			e.stored = states[e.d.Name]
+			s.start(e)
+		}
+	}
 	if s.o.Loaded != nil {
 		s.o.Loaded()
-	}
-	for _, e := range s.devices {
-		s.start(e)
 	}
 	s.mu.Unlock()
 	s.dispatch(ctx)
@@ -323,44 +339,47 @@ func (s *Scheduler) wakeDispatch() {
 	}
 }
 
-// load restores each device's latest result and verifier state from the
-// store (s.mu held). A state that does not restore is dropped with a
-// warning: that device's next poll fetches its logs whole.
-func (s *Scheduler) load(ctx context.Context) {
+// loadResults restores each device's latest result from the store (s.mu
+// held).
+func (s *Scheduler) loadResults(ctx context.Context) {
 	if s.o.Store == nil {
 		return
 	}
-	latest, err := s.o.Store.Latest(ctx)
+	latest, took, err := s.latest(ctx)
 	if err != nil {
 		s.o.Logger.Error("load results", "err", err)
 		return
 	}
-	states, err := s.o.Store.States(ctx)
-	if err != nil {
-		s.o.Logger.Error("load verifier states", "err", err)
-		return
+	for _, e := range s.devices {
+		if rec, ok := latest[e.d.Name]; ok {
+			s.restoreResult(e, rec)
+		}
 	}
-	// Decoding the states is most of a start with a large fleet: on
-	// every core (each entry is its own, and a verifier locks itself).
-	entries := slices.Collect(maps.Values(s.devices))
-	var wg sync.WaitGroup
-	workers := runtime.GOMAXPROCS(0)
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(entries); i += workers {
-				e := entries[i]
-				rec, ok := latest[e.d.Name]
-				s.restore(e, rec, ok, states[e.d.Name])
-			}
-		}()
-	}
-	wg.Wait()
 	clear(s.counts)
 	for _, e := range s.devices {
 		s.count(e, 1)
 	}
+	s.o.Logger.Info("results restored from the store", "devices", len(s.devices), "results", len(latest),
+		"read_in", took.Round(time.Millisecond))
+}
+
+// loadStates reads the verifier's state of every device from the store
+// (s.mu not held). Decoding one (≈ 45 µs) waits for the device's first
+// poll (launch): done here it was most of a large fleet's start, and a
+// device polled hourly does not need its state for an hour. A state that
+// does not restore then is dropped with a warning: that device's next
+// poll fetches its logs whole.
+func (s *Scheduler) loadStates(ctx context.Context) map[string][]byte {
+	if s.o.Store == nil {
+		return nil
+	}
+	states, took, err := s.states(ctx)
+	if err != nil {
+		s.o.Logger.Error("load verifier states: first polls fetch the logs whole", "err", err)
+		return nil
+	}
+	s.o.Logger.Info("verifier states read from the store", "states", len(states), "read_in", took.Round(time.Millisecond))
+	return states
 }
 
 // count adds n of e's current state to the counts (s.mu held); a device
@@ -399,8 +418,18 @@ func (s *Scheduler) restoreOne(e *entry) {
 // verifier the stored state (when there is one).
 func (s *Scheduler) restore(e *entry, rec store.Record, ok bool, state []byte) {
 	if ok {
-		e.state.Result, e.state.LastPoll, e.state.Collector = withoutEAR(rec.Result()), rec.Time, rec.Collector
+		s.restoreResult(e, rec)
 	}
+	s.restoreState(e, state)
+}
+
+// restoreResult sets e from its latest stored result.
+func (s *Scheduler) restoreResult(e *entry, rec store.Record) {
+	e.state.Result, e.state.LastPoll, e.state.Collector = withoutEAR(rec.Result()), rec.Time, rec.Collector
+}
+
+// restoreState gives e's verifier its stored state (when there is one).
+func (s *Scheduler) restoreState(e *entry, state []byte) {
 	if state != nil && e.d.Verifier != nil {
 		if err := e.d.Verifier.Restore(e.d.Name, state); err != nil {
 			s.o.Logger.Warn("verifier state not restored: the next poll starts afresh", "device", e.d.Name, "err", err)
@@ -447,11 +476,12 @@ func (s *Scheduler) schedule(e *entry, due time.Time) {
 // launch starts e's poll in the slot taken for it (s.mu held).
 func (s *Scheduler) launch(e *entry) {
 	e.polling = true
-	waiting := e.waiting
-	e.waiting = nil
+	waiting, stored := e.waiting, e.stored
+	e.waiting, e.stored = nil, nil
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		s.restoreState(e, stored)
 		began := time.Now()
 		ok := s.poll(e.ctx, e, len(waiting) > 0)
 		<-s.sem

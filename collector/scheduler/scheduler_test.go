@@ -1,11 +1,14 @@
 package scheduler
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/openriv/riv/collector/store"
 	"github.com/openriv/riv/collector/verifier"
+	"github.com/veraison/ear"
 )
 
 // running runs s until the test ends and returns a context for its
@@ -384,4 +388,72 @@ func TestPostureCounts(t *testing.T) {
 		}
 	}
 	agree("every device polled", map[string]int{"unreachable": 3})
+}
+
+// TestStateRestoredAtFirstPoll: the verifier states a restart reads from
+// the store are given to the verifier at each device's first poll, not at
+// the start (a device not polled yet has not had its decoded), and a
+// state that does not decode is dropped with a warning naming the device.
+func TestStateRestoredAtFirstPoll(t *testing.T) {
+	orig := appraiseTarget
+	t.Cleanup(func() { appraiseTarget = orig })
+	appraiseTarget = func(context.Context, *verifier.Verifier, verifier.Target) (*verifier.Result, error) {
+		return nil, errors.New("no route to host")
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "riv.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	// "due" was appraised two intervals ago, "later" a minute ago.
+	for name, at := range map[string]time.Time{"due": time.Now().Add(-2 * time.Hour), "later": time.Now().Add(-time.Minute)} {
+		r := &verifier.Result{Device: name, Time: at, Status: ear.TrustTierAffirming}
+		if _, err := st.Save(ctx, r, store.Saved{State: []byte("not a verifier state"), Started: at, Finished: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logs syncBuffer
+	v := verifier.New(verifier.Policy{}, nil)
+	s := New(Options{Interval: time.Hour, Store: st, Logger: slog.New(slog.NewTextHandler(&logs, nil))},
+		[]Device{{Name: "due", Verifier: v}, {Name: "later", Verifier: v}})
+	actx := running(t, s)
+	notRestored := func(name string) bool {
+		return strings.Contains(logs.String(), `msg="verifier state not restored: the next poll starts afresh" device=`+name+" ")
+	}
+	for deadline := time.Now().Add(5 * time.Second); !notRestored("due"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the due device's state was not given to the verifier at its poll:\n%s", logs.String())
+		}
+	}
+	if notRestored("later") {
+		t.Fatalf("a device not polled yet had its state decoded:\n%s", logs.String())
+	}
+	if got := s.Posture(); got["affirming"] != 1 || got["unreachable"] != 1 {
+		t.Errorf("posture: %v, want the restored result affirming and the device polled unreachable", got)
+	}
+	if _, err := s.Attest(actx, "later"); err != nil {
+		t.Fatal(err)
+	}
+	if !notRestored("later") {
+		t.Fatalf("the state was not given to the verifier at the on-demand poll:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

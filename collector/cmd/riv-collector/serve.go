@@ -88,14 +88,22 @@ func runServe(env *cli.Env, args []string) error {
 	if err := svc.configure(cfg); err != nil {
 		return cli.Usage("serve: %v", err)
 	}
-	devices, err := svc.inventory(ctx, cfg)
+	added, err := db.Devices(ctx)
+	if err != nil {
+		return cli.Usage("serve: %v", err)
+	}
+	// What the scheduler restores is read while the devices are built
+	// (the store is not used again before the scheduler runs: a SQLite
+	// store's one connection would wait for the reads).
+	pre := scheduler.Preload(ctx, db)
+	devices, err := svc.inventory(cfg, added)
 	if err != nil {
 		return cli.Usage("serve: %v", err)
 	}
 	var sch *scheduler.Scheduler
 	m := metrics.New(func() metrics.Fleet { return sch })
 	so := scheduler.Options{Interval: cfg.Poll.Interval, MaxInFlight: cfg.Poll.MaxInFlight, PollTimeout: cfg.Poll.Timeout,
-		Store: db, Logger: log, Observer: m, Collector: cfg.Store.CollectorID}
+		Store: db, Logger: log, Observer: m, Collector: cfg.Store.CollectorID, Preloaded: pre}
 	var leases *lease.Manager
 	if db.Postgres() {
 		// Shared with other collectors: each polls the devices it leases.
@@ -359,7 +367,7 @@ func trustDigest(cfg *config.Config) [32]byte {
 
 // inventory builds the devices of cfg and those added through the API
 // before.
-func (s *service) inventory(ctx context.Context, cfg *config.Config) ([]scheduler.Device, error) {
+func (s *service) inventory(cfg *config.Config, stored map[string][]byte) ([]scheduler.Device, error) {
 	var out []scheduler.Device
 	specs := map[string][32]byte{}
 	for i := range cfg.Devices {
@@ -369,10 +377,6 @@ func (s *service) inventory(ctx context.Context, cfg *config.Config) ([]schedule
 		}
 		out = append(out, d)
 		specs[d.Name] = spec
-	}
-	stored, err := s.db.Devices(ctx)
-	if err != nil {
-		return nil, err
 	}
 	for name, spec := range stored {
 		if _, dup := specs[name]; dup {
