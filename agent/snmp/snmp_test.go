@@ -17,7 +17,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 	"github.com/openriv/riv/agent/sim/device"
 	"github.com/openriv/riv/agent/snmp"
 	trapd "github.com/openriv/riv/internal/netsnmp"
+	"github.com/openriv/riv/internal/syncbuf"
 	"github.com/openriv/riv/internal/testref"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/mibdef"
@@ -536,7 +536,7 @@ func TestNotificationsNetSNMP(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "notify-state")
 	// The agent's warnings: an inform snmptrapd did not acknowledge, a
 	// notification not sent.
-	var warnings syncBuffer
+	var warnings syncbuf.Buffer
 	logger := slog.New(slog.NewTextHandler(&warnings, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	start := func(td *trapd.Trapd) (*snmp.Server, func()) {
 		s, err := snmp.New(snmp.Config{Attester: d.Attester, Users: []snmp.User{user}, Name: d.Serial, StateFile: state, WatchEvery: 100 * time.Millisecond, Logger: logger,
@@ -600,24 +600,6 @@ func TestNotificationsNetSNMP(t *testing.T) {
 	if w := warnings.String(); w != "" {
 		t.Errorf("the agent warned:\n%s", w)
 	}
-}
-
-// syncBuffer is a bytes.Buffer for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // TestAgentXUnderSnmpd: the agent as an AgentX subagent of net-snmp's

@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,9 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veraison/ear"
+
 	"github.com/openriv/riv/collector/store"
 	"github.com/openriv/riv/collector/verifier"
-	"github.com/veraison/ear"
+	"github.com/openriv/riv/internal/syncbuf"
 )
 
 // running runs s until the test ends and returns a context for its
@@ -413,7 +414,7 @@ func TestStateRestoredAtFirstPoll(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	v := verifier.New(verifier.Policy{}, nil)
 	s := New(Options{Interval: time.Hour, Store: st, Logger: slog.New(slog.NewTextHandler(&logs, nil))},
 		[]Device{{Name: "due", Verifier: v}, {Name: "later", Verifier: v}})
@@ -438,22 +439,4 @@ func TestStateRestoredAtFirstPoll(t *testing.T) {
 	if !notRestored("later") {
 		t.Fatalf("the state was not given to the verifier at the on-demand poll:\n%s", logs.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

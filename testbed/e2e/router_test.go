@@ -30,6 +30,7 @@ import (
 
 	"github.com/openriv/riv/collector/client/netconf"
 	"github.com/openriv/riv/collector/verifier"
+	"github.com/openriv/riv/internal/syncbuf"
 	"github.com/openriv/riv/internal/testref"
 	"github.com/openriv/riv/pkg/alg"
 	"github.com/openriv/riv/pkg/pcr"
@@ -54,7 +55,7 @@ func launchRouter(t *testing.T, args ...string) func() string {
 	t.Helper()
 	dir := t.TempDir()
 	cmd := exec.Command(bin(t, "riv-router"), append([]string{"--dir", dir}, args...)...)
-	errb := &syncBuffer{}
+	errb := &syncbuf.Buffer{}
 	cmd.Stderr = errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/openriv/riv/internal/pgtest"
+	"github.com/openriv/riv/internal/syncbuf"
 )
 
 // TestCollectorsShareFleetOnPostgres: three riv-collector serve share a
@@ -175,14 +176,14 @@ func TestCollectorsShareFleetOnPostgres(t *testing.T) {
 
 	// No completed result lost: every appraisal c0 logged (after its
 	// save returned) is in the database.
-	logged := strings.Count(cs[0].cmd.Stderr.(*syncBuffer).String(), "msg=appraised")
+	logged := strings.Count(cs[0].cmd.Stderr.(*syncbuf.Buffer).String(), "msg=appraised")
 	var kept int
 	db.QueryRowContext(ctx, `SELECT COUNT(*) FROM results WHERE collector = 'c0'`).Scan(&kept)
 	t.Logf("c0 logged %d appraisals; %d of its results kept", logged, kept)
 	if logged == 0 || kept < logged {
 		t.Errorf("c0 logged %d appraisals, the database has %d of its results", logged, kept)
 	}
-	if strings.Contains(cs[1].cmd.Stderr.(*syncBuffer).String()+cs[2].cmd.Stderr.(*syncBuffer).String(), "store result") {
+	if strings.Contains(cs[1].cmd.Stderr.(*syncbuf.Buffer).String()+cs[2].cmd.Stderr.(*syncbuf.Buffer).String(), "store result") {
 		t.Error("a surviving collector failed to store a result")
 	}
 	var stateBytes float64

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -20,11 +19,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/openriv/riv/internal/syncbuf"
 	"github.com/openriv/riv/pkg/endpoint"
 )
 
@@ -167,7 +166,7 @@ func startServe(t testing.TB, dir, config string, p *pki) *collector {
 func startUntil(t testing.TB, ready, name string, args ...string) (*exec.Cmd, []byte) {
 	t.Helper()
 	cmd := exec.Command(bin(t, name), args...)
-	errb := &syncBuffer{}
+	errb := &syncbuf.Buffer{}
 	cmd.Stderr = errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -344,22 +343,4 @@ func TestCollectorServe(t *testing.T) {
 	if devs := c2.devices(t, 4); devs["RTR-SV1"].Status != "affirming" || devs["RTR-SV2-strict"].Status != "contraindicated" {
 		t.Errorf("after kill -9: %+v", devs)
 	}
-}
-
-// syncBuffer is a buffer a child process writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
