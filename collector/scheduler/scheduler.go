@@ -157,11 +157,12 @@ type entry struct {
 	stopped  bool
 	failures int
 	// waiting are the on-demand callers (Attest) for the next poll to
-	// end; wakeAt is a due time a lease taken set during a poll.
+	// end; wakeAt is a due time a lease taken set during a poll or
+	// before the device started (Run reading the store's states).
 	waiting []chan struct{}
 	wakeAt  time.Time
 	// stored is the verifier's state as the store had it at the start,
-	// given to the verifier before the device's first poll (load).
+	// given to the verifier as the device's first poll begins (launch).
 	stored []byte
 	ctx    context.Context
 	cancel context.CancelFunc // ends its polls (Remove)
@@ -449,6 +450,12 @@ func (s *Scheduler) start(e *entry) {
 			due = now.Add(jitter(min(wait, e.d.Interval)))
 		}
 	}
+	if !e.wakeAt.IsZero() { // a lease taken before it started
+		if len(e.waiting) == 0 {
+			due = e.wakeAt
+		}
+		e.wakeAt = time.Time{}
+	}
 	s.schedule(e, due)
 }
 
@@ -456,10 +463,10 @@ func (s *Scheduler) start(e *entry) {
 // the time for when the poll ends.
 func (s *Scheduler) schedule(e *entry, due time.Time) {
 	switch {
-	case e.stopped || e.ctx == nil || e.ready:
+	case e.stopped || e.ready:
 		return // a due device is polled as soon as a slot frees
-	case e.polling:
-		e.wakeAt = due
+	case e.ctx == nil || e.polling:
+		e.wakeAt = due // for start, or for the poll's end
 		return
 	case e.at >= 0:
 		e.due = due

@@ -401,19 +401,8 @@ func TestStateRestoredAtFirstPoll(t *testing.T) {
 	appraiseTarget = func(context.Context, *verifier.Verifier, verifier.Target) (*verifier.Result, error) {
 		return nil, errors.New("no route to host")
 	}
-	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "riv.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
 	// "due" was appraised two intervals ago, "later" a minute ago.
-	for name, at := range map[string]time.Time{"due": time.Now().Add(-2 * time.Hour), "later": time.Now().Add(-time.Minute)} {
-		r := &verifier.Result{Device: name, Time: at, Status: ear.TrustTierAffirming}
-		if _, err := st.Save(ctx, r, store.Saved{State: []byte("not a verifier state"), Started: at, Finished: at}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	st := storeWith(t, map[string]time.Time{"due": time.Now().Add(-2 * time.Hour), "later": time.Now().Add(-time.Minute)})
 	var logs syncbuf.Buffer
 	v := verifier.New(verifier.Policy{}, nil)
 	s := New(Options{Interval: time.Hour, Store: st, Logger: slog.New(slog.NewTextHandler(&logs, nil))},
@@ -438,5 +427,55 @@ func TestStateRestoredAtFirstPoll(t *testing.T) {
 	}
 	if !notRestored("later") {
 		t.Fatalf("the state was not given to the verifier at the on-demand poll:\n%s", logs.String())
+	}
+}
+
+// storeWith is a store holding an affirming result appraised at each
+// time given, each with a verifier state that does not decode.
+func storeWith(t *testing.T, appraised map[string]time.Time) *store.Store {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "riv.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	for name, at := range appraised {
+		r := &verifier.Result{Device: name, Time: at, Status: ear.TrustTierAffirming}
+		if _, err := st.Save(ctx, r, store.Saved{State: []byte("not a verifier state"), Started: at, Finished: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st
+}
+
+// TestWakeBeforeStart: a lease taken before the scheduler has started a
+// device (Run reads the store's states first) sets the device's first
+// poll; it is not lost to the interval the stored result leaves.
+func TestWakeBeforeStart(t *testing.T) {
+	orig := appraiseTarget
+	t.Cleanup(func() { appraiseTarget = orig })
+	polled := make(chan string, 4)
+	appraiseTarget = func(_ context.Context, _ *verifier.Verifier, tg verifier.Target) (*verifier.Result, error) {
+		polled <- tg.Name
+		return nil, errors.New("no route to host")
+	}
+	st := storeWith(t, map[string]time.Time{"taken": time.Now().Add(-time.Minute), "kept": time.Now().Add(-time.Minute)})
+	v := verifier.New(verifier.Policy{}, nil)
+	s := New(Options{Interval: time.Hour, Store: st},
+		[]Device{{Name: "taken", Target: verifier.Target{Name: "taken"}, Verifier: v}, {Name: "kept", Target: verifier.Target{Name: "kept"}, Verifier: v}})
+	s.Wake("taken", time.Now())
+	running(t, s)
+	select {
+	case name := <-polled:
+		if name != "taken" {
+			t.Fatalf("%s polled first, within its interval", name)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the device whose lease was taken before the start was not polled")
+	}
+	select {
+	case name := <-polled:
+		t.Fatalf("%s polled again, or within its interval", name)
+	case <-time.After(200 * time.Millisecond):
 	}
 }
