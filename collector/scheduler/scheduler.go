@@ -161,8 +161,9 @@ type entry struct {
 	// before the device started (Run reading the store's states).
 	waiting []chan struct{}
 	wakeAt  time.Time
-	// stored is the verifier's state as the store had it at the start,
-	// given to the verifier as the device's first poll begins (launch).
+	// stored is the verifier's state as the store had it when Run
+	// started or the device was added, given to the verifier as the
+	// device's first poll begins (launch).
 	stored []byte
 	ctx    context.Context
 	cancel context.CancelFunc // ends its polls (Remove)
@@ -226,12 +227,16 @@ func (s *Scheduler) Run(ctx context.Context) {
 	// soon as they are in. The verifier states are read after, without
 	// it, and each device starts once its state is there. A device
 	// added meanwhile (s.ctx set) is restored and started by Add.
+	pre := s.o.Preloaded
+	if pre == nil && s.o.Store != nil {
+		pre = Preload(ctx, s.o.Store)
+	}
+	s.o.Preloaded = nil // its maps, the size of the fleet, are garbage once read
 	s.mu.Lock()
 	s.ctx, s.wg = ctx, &wg
-	s.loadResults(ctx)
+	s.loadResults(ctx, pre)
 	s.mu.Unlock()
-	states := s.loadStates(ctx)
-	s.o.Preloaded = nil // its maps, the size of the fleet, are garbage now
+	states := s.loadStates(ctx, pre)
 	s.mu.Lock()
 	for _, e := range s.devices {
 		if e.ctx == nil {
@@ -341,12 +346,12 @@ func (s *Scheduler) wakeDispatch() {
 }
 
 // loadResults restores each device's latest result from the store (s.mu
-// held).
-func (s *Scheduler) loadResults(ctx context.Context) {
-	if s.o.Store == nil {
+// held; pre nil: no store).
+func (s *Scheduler) loadResults(ctx context.Context, pre *Preloaded) {
+	if pre == nil {
 		return
 	}
-	latest, took, err := s.latest(ctx)
+	latest, took, err := pre.results.take(ctx)
 	if err != nil {
 		s.o.Logger.Error("load results", "err", err)
 		return
@@ -365,16 +370,16 @@ func (s *Scheduler) loadResults(ctx context.Context) {
 }
 
 // loadStates reads the verifier's state of every device from the store
-// (s.mu not held). Decoding one (≈ 45 µs) waits for the device's first
+// (s.mu not held; pre nil: no store). Decoding one (≈ 45 µs) waits for the device's first
 // poll (launch): done here it was most of a large fleet's start, and a
 // device polled hourly does not need its state for an hour. A state that
 // does not restore then is dropped with a warning: that device's next
 // poll fetches its logs whole.
-func (s *Scheduler) loadStates(ctx context.Context) map[string][]byte {
-	if s.o.Store == nil {
+func (s *Scheduler) loadStates(ctx context.Context, pre *Preloaded) map[string][]byte {
+	if pre == nil {
 		return nil
 	}
-	states, took, err := s.states(ctx)
+	states, took, err := pre.states.take(ctx)
 	if err != nil {
 		s.o.Logger.Error("load verifier states: first polls fetch the logs whole", "err", err)
 		return nil
@@ -408,20 +413,12 @@ func (s *Scheduler) restoreOne(e *entry) {
 	if err != nil {
 		ok = false
 	}
-	var state []byte
-	if e.d.Verifier != nil && !e.d.Verifier.Knows(e.d.Name) {
-		state, _ = s.o.Store.State(ctx, e.d.Name)
-	}
-	s.restore(e, rec, ok, state)
-}
-
-// restore sets e from its latest stored result (when ok) and gives its
-// verifier the stored state (when there is one).
-func (s *Scheduler) restore(e *entry, rec store.Record, ok bool, state []byte) {
 	if ok {
 		s.restoreResult(e, rec)
 	}
-	s.restoreState(e, state)
+	if e.d.Verifier != nil && !e.d.Verifier.Knows(e.d.Name) {
+		e.stored, _ = s.o.Store.State(ctx, e.d.Name) // for its first poll (launch)
+	}
 }
 
 // restoreResult sets e from its latest stored result.
@@ -671,15 +668,11 @@ func (s *Scheduler) takeOver(e *entry, epoch int64) {
 	s.mu.Lock()
 	if err == nil && ok {
 		s.count(e, -1)
-		e.state.Result, e.state.LastPoll, e.state.Collector = withoutEAR(rec.Result()), rec.Time, rec.Collector
+		s.restoreResult(e, rec)
 		s.count(e, 1)
 	}
 	s.mu.Unlock()
-	if state != nil {
-		if err := e.d.Verifier.Restore(e.d.Name, state); err != nil {
-			s.o.Logger.Warn("verifier state not restored: the next poll starts afresh", "device", e.d.Name, "err", err)
-		}
-	}
+	s.restoreState(e, state)
 	e.epoch = epoch
 }
 
